@@ -1,0 +1,99 @@
+//! The application state shared by every request and background task: configuration, the control
+//! store, the authenticator and the session table, plus the shutdown token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::error::Result;
+use crate::mcp::session::Sessions;
+use crate::store::Store;
+
+/// How often the key watcher polls the store for commits by other connections.
+const WATCH_EVERY: Duration = Duration::from_millis(200);
+
+/// Shared state; hand it around as `Arc<App>`.
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub auth: Arc<Authenticator>,
+    pub sessions: Sessions,
+    /// Cancelled to stop the server and every background task.
+    pub shutdown: CancellationToken,
+}
+
+impl App {
+    /// Opens the store (creating the data dir and schema) and loads live sessions.
+    pub async fn open(config: Config) -> Result<Arc<App>> {
+        let store = {
+            let c = config.clone();
+            tokio::task::spawn_blocking(move || Store::open(&c.store.data_dir, c.store.pool_size)).await??
+        };
+        let auth = Arc::new(Authenticator::new(store.clone()));
+        let sessions = Sessions::new(
+            store.clone(),
+            config.mcp.max_sessions,
+            config.mcp.session_idle_timeout_secs,
+            config.mcp.replay_events,
+        );
+        let app = Arc::new(App {
+            config,
+            store,
+            auth,
+            sessions,
+            shutdown: CancellationToken::new(),
+        });
+        let n = app.sessions.load().await?;
+        if n > 0 {
+            tracing::info!("resumed {n} live MCP session(s) from the store");
+        }
+        Ok(app)
+    }
+
+    /// Starts the background tasks: activity flusher, session reaper, key-cache watcher.
+    pub fn spawn_background(self: &Arc<Self>) -> Result<()> {
+        self.auth.spawn_watcher(WATCH_EVERY, self.shutdown.clone())?;
+        let app = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(app.config.store.flush_interval_secs));
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => app.flush().await,
+                    _ = app.shutdown.cancelled() => break,
+                }
+            }
+        });
+        let app = self.clone();
+        tokio::spawn(async move {
+            let idle = app.config.mcp.session_idle_timeout_secs;
+            let every = Duration::from_secs((idle / 2).clamp(1, 60));
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => match app.sessions.reap().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!("expired {n} idle MCP session(s)"),
+                        Err(e) => tracing::warn!("session reaper: {e}"),
+                    },
+                    _ = app.shutdown.cancelled() => break,
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Writes batched `lastUsedAt` and session activity.
+    pub async fn flush(&self) {
+        if let Err(e) = self.auth.flush().await {
+            tracing::warn!("flushing key usage: {e}");
+        }
+        if let Err(e) = self.sessions.flush().await {
+            tracing::warn!("flushing session activity: {e}");
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Who is calling: API-key authentication with a read-through cache, so the per-request check
+//! makes no database round trip and no write. `lastUsedAt` is collected in memory and flushed in
+//! batches by [`Authenticator::flush`]. The cache is emptied whenever the control store changes
+//! (in-process mutations call [`Authenticator::invalidate`]; commits by other processes, such as
+//! `trex api-key revoke`, are noticed by a watcher polling `PRAGMA data_version`), so a revoked,
+//! expired, banned or demoted key is refused on its next request.
+
+pub mod keys;
+pub mod password;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Result;
+use crate::store::{Store, api_keys};
+use crate::util::{ms_rfc3339, now_ms, rfc3339_ms};
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: String,
+    pub user_name: String,
+    pub user_email: String,
+    pub key_id: String,
+    pub key_name: String,
+    /// Key scopes as stored (JSON), `None` = unrestricted.
+    pub scopes: Option<String>,
+}
+
+/// Why a request was not authenticated. Every variant is a 401 with the same message, so a
+/// caller learns nothing about which keys exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No `Authorization` header, or not `Bearer trex_<48 hex>`.
+    Missing,
+    /// Unknown, revoked or expired key, or a user who is not an active admin.
+    Rejected,
+}
+
+impl AuthFailure {
+    /// The message clients see (trexsql's wording).
+    pub const MESSAGE: &'static str = "Invalid or missing API key";
+}
+
+struct CachedKey {
+    principal: Arc<Principal>,
+    /// Key expiry in ms since the epoch.
+    expires_ms: Option<i64>,
+    /// A ban that ends later (ms); until then the key is refused.
+    banned_until_ms: Option<i64>,
+}
+
+/// Authenticates bearer keys against the control store.
+pub struct Authenticator {
+    store: Store,
+    cache: RwLock<HashMap<String, Arc<CachedKey>>>,
+    last_used: Mutex<HashMap<String, i64>>,
+}
+
+impl Authenticator {
+    /// A new authenticator over `store`.
+    pub fn new(store: Store) -> Self {
+        Authenticator {
+            store,
+            cache: RwLock::new(HashMap::new()),
+            last_used: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Checks an `Authorization` header value.
+    pub async fn authenticate(
+        &self,
+        header: Option<&str>,
+    ) -> std::result::Result<Arc<Principal>, AuthFailure> {
+        let key = header.and_then(keys::from_bearer).ok_or(AuthFailure::Missing)?;
+        let hash = keys::hash(key);
+        let now = now_ms();
+        let cached = self.cache.read().unwrap().get(&hash).cloned();
+        let entry = match cached {
+            Some(e) => e,
+            None => {
+                let store = self.store.clone();
+                let h = hash.clone();
+                let owner = store
+                    .run(move |c| api_keys::lookup(c, &h))
+                    .await
+                    .map_err(|e| {
+                        tracing::error!("key lookup failed: {e}");
+                        AuthFailure::Rejected
+                    })?
+                    .ok_or(AuthFailure::Rejected)?;
+                let entry = Arc::new(admit(owner).ok_or(AuthFailure::Rejected)?);
+                self.cache.write().unwrap().insert(hash, entry.clone());
+                entry
+            }
+        };
+        if entry.expires_ms.is_some_and(|e| e <= now) || entry.banned_until_ms.is_some_and(|b| b > now) {
+            return Err(AuthFailure::Rejected);
+        }
+        self.last_used
+            .lock()
+            .unwrap()
+            .insert(entry.principal.key_id.clone(), now);
+        Ok(entry.principal.clone())
+    }
+
+    /// Forgets every cached key; the next request of each key reads the store again.
+    pub fn invalidate(&self) {
+        self.cache.write().unwrap().clear();
+    }
+
+    /// Writes the collected `lastUsedAt` times.
+    pub async fn flush(&self) -> Result<()> {
+        let batch: Vec<(String, String)> = {
+            let mut m = self.last_used.lock().unwrap();
+            m.drain().map(|(k, ms)| (k, ms_rfc3339(ms))).collect()
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.store.run(move |c| api_keys::touch(c, &batch)).await
+    }
+
+    /// Polls `PRAGMA data_version` every `every` on a dedicated thread and empties the cache when
+    /// another connection or process has committed. Stops when `stop` is cancelled.
+    pub fn spawn_watcher(self: &Arc<Self>, every: Duration, stop: CancellationToken) -> Result<()> {
+        let conn = self.store.dedicated_connection()?;
+        let me = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("trex-auth-watch".into())
+            .spawn(move || {
+                let read = |c: &rusqlite::Connection| -> i64 {
+                    c.query_row("PRAGMA data_version", [], |r| r.get(0)).unwrap_or(-1)
+                };
+                let mut seen = read(&conn);
+                while !stop.is_cancelled() {
+                    std::thread::sleep(every);
+                    let v = read(&conn);
+                    if v != seen {
+                        seen = v;
+                        match me.upgrade() {
+                            Some(a) => a.invalidate(),
+                            None => return,
+                        }
+                    }
+                }
+            })
+            .map_err(|e| crate::error::Error::io("cannot start the key watcher", e))?;
+        Ok(())
+    }
+}
+
+/// Turns a stored key into a cache entry, or `None` when it can never be admitted as it stands.
+fn admit(o: api_keys::KeyOwner) -> Option<CachedKey> {
+    if o.revoked_at.is_some() || o.role != "admin" || o.deleted_at.is_some() {
+        return None;
+    }
+    // A ban with an end date refuses the key until then; a ban without one, for good.
+    let banned_until_ms = if o.banned {
+        Some(o.ban_expires.as_deref().and_then(rfc3339_ms)?)
+    } else {
+        None
+    };
+    // An unreadable expiry counts as already expired.
+    let expires_ms = o.expires_at.as_deref().map(|s| rfc3339_ms(s).unwrap_or(0));
+    Some(CachedKey {
+        principal: Arc::new(Principal {
+            user_id: o.user_id,
+            user_name: o.user_name,
+            user_email: o.user_email,
+            key_id: o.key_id,
+            key_name: o.key_name,
+            scopes: o.scopes,
+        }),
+        expires_ms,
+        banned_until_ms,
+    })
+}

@@ -1,0 +1,261 @@
+//! The command line: clap definitions and what each command does. This is the edge where
+//! library errors become `anyhow` errors with a message for the person at the console.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::App;
+use crate::auth::password;
+use crate::config::{Config, Overrides};
+use crate::store::{Page, Store, api_keys, users};
+use crate::{ops, server};
+
+/// trex — a self-hosted data platform in one binary, administered over MCP.
+#[derive(Debug, Parser)]
+#[command(name = "trex", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (default 127.0.0.1:8001, data in ./trex-data). On an empty data dir it
+    /// creates an admin and prints its API key with a ready-to-paste client config.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Address to listen on (port 0 picks a free one; the bound address is logged).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Create the store and an admin user; prints the admin's new API key alone on the last line.
+    Init {
+        #[command(flatten)]
+        common: Common,
+        /// Email of the admin user.
+        #[arg(long)]
+        admin_email: String,
+        /// Password of the admin user (at least 8 characters); omit for key-only access.
+        #[arg(long)]
+        admin_password: Option<String>,
+        /// Display name of the admin user.
+        #[arg(long, default_value = "Administrator")]
+        admin_name: String,
+    },
+    /// Manage API keys.
+    #[command(subcommand)]
+    ApiKey(ApiKeyCommand),
+}
+
+/// `trex api-key …`
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create a key for an admin user; prints the key alone on the last line of stdout.
+    Create {
+        #[command(flatten)]
+        common: Common,
+        /// Email of the admin user who will hold the key.
+        #[arg(long)]
+        user: String,
+        /// A name to recognise the key by.
+        #[arg(long)]
+        name: String,
+        /// Expiry, RFC 3339 (e.g. 2027-01-01T00:00:00Z).
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// List keys (never the keys themselves).
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        #[command(flatten)]
+        common: Common,
+        /// The key's id (from `trex api-key list`).
+        id: String,
+    },
+}
+
+/// Options every command takes.
+#[derive(Debug, Args, Clone)]
+pub struct Common {
+    /// Configuration file (TOML); see trex.toml.example.
+    #[arg(long, env = "TREX_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (holds trex.db); default ./trex-data.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Common {
+    fn load(&self, listen: Option<SocketAddr>) -> Result<Config> {
+        let o = Overrides {
+            data_dir: self.data_dir.clone(),
+            listen,
+        };
+        Ok(Config::load(self.config.as_deref(), std::env::vars(), &o)?)
+    }
+}
+
+/// Entry point used by `main`.
+pub fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { common, listen } => {
+            let config = common.load(listen)?;
+            init_tracing(&config.log.level);
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?
+                .block_on(serve(config))
+        }
+        Command::Init {
+            common,
+            admin_email,
+            admin_password,
+            admin_name,
+        } => init(&common.load(None)?, &admin_email, admin_password.as_deref(), &admin_name),
+        Command::ApiKey(cmd) => api_key(cmd),
+    }
+}
+
+fn init_tracing(level: &str) {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_string());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn open_store(c: &Config) -> Result<Store> {
+    Store::open(&c.store.data_dir, c.store.pool_size)
+        .with_context(|| format!("cannot open the store in {}", c.store.data_dir.display()))
+}
+
+/// `trex serve`.
+pub async fn serve(config: Config) -> Result<()> {
+    let started = std::time::Instant::now();
+    let app = App::open(config).await?;
+    let first = app.store.run(ops::first_start).await?;
+    let mount = server::admin_mount(&app);
+    let path = mount.path();
+    let running = server::start(app.clone(), vec![mount]).await?;
+    let url = format!("http://{}{}", running.addr, path);
+    tracing::info!(
+        "trex {} listening on {} (MCP: {url}; data: {}; ready in {} ms)",
+        env!("CARGO_PKG_VERSION"),
+        running.addr,
+        app.config.store.data_dir.display(),
+        started.elapsed().as_millis()
+    );
+    if let Some((user, key)) = first {
+        println!(
+            "\nFirst start: created admin user {} and an API key for it.\n\
+             This key is shown once; store it now:\n\n  {}\n\n\
+             Client configuration (Claude Desktop / Claude Code):\n\n{}\n",
+            user.email,
+            key.key,
+            ops::client_config(&url, &key.key)
+        );
+    }
+    let stop = app.shutdown.clone();
+    tokio::spawn(async move {
+        server::signal().await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    });
+    running.wait().await;
+    Ok(())
+}
+
+fn init(c: &Config, email: &str, pw: Option<&str>, name: &str) -> Result<()> {
+    let hash = match pw {
+        Some(p) => {
+            password::validate(p)?;
+            Some(password::hash(p)?)
+        }
+        None => None,
+    };
+    let store = open_store(c)?;
+    let (user, key) = store.run_sync(|conn| {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let n = users::count(&tx)?;
+        if n > 0 {
+            return Err(crate::Error::Conflict(format!(
+                "the store in {} is already initialized ({n} user(s)); use `trex api-key create`",
+                c.store.data_dir.display()
+            )));
+        }
+        let user = ops::create_user(&tx, name, email, "admin", hash)?;
+        let key = ops::create_api_key(&tx, &user.id, "init", None)?;
+        tx.commit()?;
+        Ok((user, key))
+    })?;
+    eprintln!(
+        "Initialized {} with admin {} ({}). The API key below is shown once:",
+        store.path().display(),
+        user.email,
+        user.id
+    );
+    println!("{}", key.key);
+    Ok(())
+}
+
+fn api_key(cmd: ApiKeyCommand) -> Result<()> {
+    match cmd {
+        ApiKeyCommand::Create {
+            common,
+            user,
+            name,
+            expires,
+        } => {
+            let store = open_store(&common.load(None)?)?;
+            let key = store.run_sync(|c| {
+                let u = users::get_by_email(c, &user)?
+                    .ok_or_else(|| crate::Error::NotFound(format!("no user with email {user}")))?;
+                ops::create_api_key(c, &u.id, &name, expires.as_deref())
+            })?;
+            eprintln!("Created API key {} ({name}). It is shown once:", key.id);
+            println!("{}", key.key);
+        }
+        ApiKeyCommand::List { common } => {
+            let store = open_store(&common.load(None)?)?;
+            let mut after = None;
+            println!("{:<36}  {:<13}  {:<20}  {:<28}  STATUS", "ID", "PREFIX", "NAME", "USER");
+            loop {
+                let page = Page { limit: 500, after };
+                let p = store.run_sync(|c| api_keys::list(c, None, &page))?;
+                for k in &p.items {
+                    let status = if k.revoked_at.is_some() {
+                        "revoked".to_string()
+                    } else if let Some(e) = &k.expires_at {
+                        format!("expires {e}")
+                    } else {
+                        "active".to_string()
+                    };
+                    println!("{:<36}  {:<13}  {:<20}  {:<28}  {status}", k.id, k.key_prefix, k.name, k.user_email);
+                }
+                match p.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+        }
+        ApiKeyCommand::Revoke { common, id } => {
+            let store = open_store(&common.load(None)?)?;
+            match store.run_sync(|c| api_keys::revoke(c, &id))? {
+                Some(k) => println!("API key '{}' ({}...) revoked", k.name, k.key_prefix),
+                None => bail!("API key not found or already revoked: {id}"),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,327 @@
+//! Configuration: built-in defaults, then `trex.toml` (`--config`), then `TREX_<SECTION>_<KEY>`
+//! environment variables, then command-line flags. Strict: an unknown key or a bad value stops
+//! start-up with a message naming it. Every key is documented in `trex.toml.example`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// HTTP listener and request guards.
+    pub server: ServerConfig,
+    /// Where the data lives.
+    pub store: StoreConfig,
+    /// MCP transport limits.
+    pub mcp: McpConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Must be true to listen on a non-loopback address.
+    pub allow_remote: bool,
+    /// Base path of the admin server (`{base_path}/mcp`).
+    pub base_path: String,
+    /// Extra host names accepted in `Host` and `Origin` (besides loopback names and the listen IP).
+    pub allowed_hosts: Vec<String>,
+    /// Extra origins accepted verbatim in `Origin` (e.g. `https://admin.example.com`).
+    pub allowed_origins: Vec<String>,
+    /// Largest request body in bytes (chunked bodies counted too).
+    pub body_limit: usize,
+    /// Seconds the server waits for open connections at shutdown before it exits anyway.
+    pub shutdown_grace_secs: u64,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Data directory; holds `trex.db`. Created when missing.
+    pub data_dir: PathBuf,
+    /// Largest number of pooled control-store connections.
+    pub pool_size: u32,
+    /// Seconds between flushes of `lastUsedAt` / session activity to the store.
+    pub flush_interval_secs: u64,
+}
+
+/// `[mcp]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpConfig {
+    /// Most live MCP sessions at once (all servers together).
+    pub max_sessions: usize,
+    /// Seconds without a request after which a session expires.
+    pub session_idle_timeout_secs: u64,
+    /// Seconds between SSE keep-alive comments.
+    pub keepalive_secs: u64,
+    /// Milliseconds a client should wait before reconnecting an SSE stream (`retry:`).
+    pub sse_retry_ms: u64,
+    /// Events kept per SSE stream for `Last-Event-ID` replay.
+    pub replay_events: usize,
+    /// Tools per `tools/list` page.
+    pub tools_page_size: usize,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter: `info`, `debug`, `trex=debug,warp=info`, ...
+    pub level: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8001)),
+            allow_remote: false,
+            base_path: "/trex".into(),
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            body_limit: 4 * 1024 * 1024,
+            shutdown_grace_secs: 2,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            data_dir: PathBuf::from("./trex-data"),
+            pool_size: 8,
+            flush_interval_secs: 5,
+        }
+    }
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        McpConfig {
+            max_sessions: 100,
+            session_idle_timeout_secs: 30 * 60,
+            keepalive_secs: 15,
+            sse_retry_ms: 1000,
+            replay_events: 256,
+            tools_page_size: 100,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            store: StoreConfig::default(),
+            mcp: McpConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// Sections whose keys may be set through `TREX_<SECTION>_<KEY>`.
+const SECTIONS: &[&str] = &["server", "store", "mcp", "log"];
+
+/// Short environment names kept for convenience (`TREX_LISTEN`, `TREX_DATA_DIR`).
+const ALIASES: &[(&str, &str, &str)] = &[
+    ("TREX_LISTEN", "server", "listen"),
+    ("TREX_DATA_DIR", "store", "data_dir"),
+    ("TREX_LOG", "log", "level"),
+];
+
+/// Values given on the command line; they win over file and environment.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+}
+
+impl Config {
+    /// Loads defaults < file < environment (`vars`) < overrides, then validates.
+    pub fn load(
+        file: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Config> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in vars {
+            let Some((section, key)) = env_key(&name) else {
+                continue;
+            };
+            let entry = table
+                .entry(section.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(t) = entry else {
+                return Err(Error::Config(format!("`{section}` must be a table")));
+            };
+            t.insert(key, env_value(&value));
+        }
+        let mut config: Config = Config::deserialize(toml::Value::Table(table))
+            .map_err(|e| Error::Config(e.to_string().trim().to_string()))?;
+        if let Some(d) = &overrides.data_dir {
+            config.store.data_dir = d.clone();
+        }
+        if let Some(l) = overrides.listen {
+            config.server.listen = l;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that the types alone do not constrain.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, why: &str| Err(Error::Config(format!("`{key}` {why}")));
+        if !self.server.listen.ip().is_loopback() && !self.server.allow_remote {
+            return bad(
+                "server.listen",
+                "is not a loopback address; set server.allow_remote = true to listen on it",
+            );
+        }
+        let bp = &self.server.base_path;
+        if !bp.starts_with('/')
+            || bp.len() > 1 && bp.ends_with('/')
+            || bp
+                .split('/')
+                .skip(1)
+                .any(|s| !s.is_empty() && !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        {
+            return bad(
+                "server.base_path",
+                "must look like `/trex`: a leading slash, segments of letters, digits, - and _",
+            );
+        }
+        if self.server.body_limit < 1024 {
+            return bad("server.body_limit", "must be at least 1024 bytes");
+        }
+        if self.store.pool_size == 0 {
+            return bad("store.pool_size", "must be at least 1");
+        }
+        if self.store.flush_interval_secs == 0 {
+            return bad("store.flush_interval_secs", "must be at least 1");
+        }
+        if self.mcp.max_sessions == 0 {
+            return bad("mcp.max_sessions", "must be at least 1");
+        }
+        if self.mcp.session_idle_timeout_secs == 0 {
+            return bad("mcp.session_idle_timeout_secs", "must be at least 1");
+        }
+        if self.mcp.keepalive_secs == 0 {
+            return bad("mcp.keepalive_secs", "must be at least 1");
+        }
+        if self.mcp.tools_page_size == 0 || self.mcp.tools_page_size > 1000 {
+            return bad("mcp.tools_page_size", "must be between 1 and 1000");
+        }
+        if self.mcp.replay_events == 0 {
+            return bad("mcp.replay_events", "must be at least 1");
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return bad("log.level", "is not a valid log filter (try `info` or `debug`)");
+        }
+        Ok(())
+    }
+
+    /// Path segments of the base path (`/trex` → `["trex"]`).
+    pub fn base_segments(&self) -> Vec<String> {
+        self.server
+            .base_path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// Maps `TREX_MCP_MAX_SESSIONS` to `("mcp", "max_sessions")`; `None` for variables that are not
+/// configuration (`TREX_MASTER_KEY`, unrelated names).
+fn env_key(name: &str) -> Option<(String, String)> {
+    if let Some((_, s, k)) = ALIASES.iter().find(|(n, _, _)| *n == name) {
+        return Some((s.to_string(), k.to_string()));
+    }
+    let rest = name.strip_prefix("TREX_")?.to_ascii_lowercase();
+    SECTIONS.iter().find_map(|s| {
+        rest.strip_prefix(s)
+            .and_then(|k| k.strip_prefix('_'))
+            .filter(|k| !k.is_empty())
+            .map(|k| (s.to_string(), k.to_string()))
+    })
+}
+
+/// An environment value read as TOML when it parses as a number, boolean or array, else a string.
+fn env_value(raw: &str) -> toml::Value {
+    let doc = format!("v = {raw}");
+    match doc.parse::<toml::Table>() {
+        Ok(mut t) => match t.remove("v") {
+            Some(v @ (toml::Value::Integer(_) | toml::Value::Boolean(_) | toml::Value::Array(_) | toml::Value::Float(_))) => v,
+            _ => toml::Value::String(raw.to_string()),
+        },
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml_text: &str, vars: &[(&str, &str)]) -> Result<Config> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("trex.toml");
+        std::fs::write(&p, toml_text).unwrap();
+        let vars = vars.iter().map(|(a, b)| (a.to_string(), b.to_string()));
+        Config::load(Some(&p), vars, &Overrides::default())
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = load("[server]\nlisten_addr = \"127.0.0.1:1\"\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("listen_addr"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let e = load("[mcp]\nmax_sessions = \"many\"\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("max_sessions"), "{e}");
+    }
+
+    #[test]
+    fn env_overrides_file_and_unknown_env_key_fails() {
+        let c = load("[mcp]\nmax_sessions = 5\n", &[("TREX_MCP_MAX_SESSIONS", "7")]).unwrap();
+        assert_eq!(c.mcp.max_sessions, 7);
+        let e = load("", &[("TREX_MCP_MAX_SESIONS", "7")]).unwrap_err();
+        assert!(e.to_string().contains("max_sesions"), "{e}");
+        let c = load("", &[("TREX_MASTER_KEY", "x"), ("TREX_LISTEN", "127.0.0.1:9")]).unwrap();
+        assert_eq!(c.server.listen.port(), 9);
+    }
+
+    #[test]
+    fn remote_listen_needs_opt_in() {
+        let e = load("[server]\nlisten = \"0.0.0.0:8001\"\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("server.listen"), "{e}");
+        assert!(load("[server]\nlisten = \"0.0.0.0:8001\"\nallow_remote = true\n", &[]).is_ok());
+    }
+}

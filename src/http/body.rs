@@ -1,0 +1,53 @@
+//! Request bodies with a size limit that counts chunked bodies too (warp's own limit only checks
+//! `Content-Length` and answers 411 to chunked requests).
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use warp::http::StatusCode;
+use warp::{Filter, Rejection};
+
+use super::rejection::ApiError;
+
+/// The body as bytes, refused with 413 past `max` bytes, whether declared or streamed.
+pub fn limited(max: usize) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .and_then(move |len: Option<u64>, s| async move {
+            if len.is_some_and(|l| l > max as u64) {
+                return Err(too_large(max));
+            }
+            collect(s, max).await
+        })
+}
+
+fn too_large(max: usize) -> Rejection {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("Request body too large (limit {max} bytes)"),
+    )
+    .reject()
+}
+
+async fn collect<S, B>(s: S, max: usize) -> Result<Bytes, Rejection>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let mut s = std::pin::pin!(s);
+    let mut out = BytesMut::new();
+    while let Some(chunk) = s.next().await {
+        let mut chunk = chunk.map_err(|_| {
+            ApiError::new(StatusCode::BAD_REQUEST, "Could not read the request body").reject()
+        })?;
+        if out.len() + chunk.remaining() > max {
+            return Err(too_large(max));
+        }
+        while chunk.has_remaining() {
+            let c = chunk.chunk();
+            let n = c.len();
+            out.extend_from_slice(c);
+            chunk.advance(n);
+        }
+    }
+    Ok(out.freeze())
+}

@@ -1,0 +1,147 @@
+//! Request guards that run before a body is read: `Host`/`Origin` validation against DNS
+//! rebinding, then API-key authentication.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use warp::http::{HeaderMap, StatusCode, header};
+use warp::{Filter, Rejection};
+
+use super::rejection::ApiError;
+use crate::app::App;
+use crate::auth::Principal;
+use crate::config::Config;
+
+/// Which `Host` / `Origin` values are acceptable.
+#[derive(Debug, Clone)]
+pub struct HostPolicy {
+    names: Vec<String>,
+    origins: Vec<String>,
+    any_host: bool,
+}
+
+impl HostPolicy {
+    /// Loopback names, the listen IP and `allowed_hosts`; any host when listening on a wildcard
+    /// address with no `allowed_hosts` (Origin is still checked).
+    pub fn from_config(c: &Config) -> Self {
+        let ip = c.server.listen.ip();
+        let mut names: Vec<String> = c.server.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+        if !ip.is_unspecified() {
+            names.push(ip.to_string());
+        }
+        HostPolicy {
+            any_host: ip.is_unspecified() && c.server.allowed_hosts.is_empty(),
+            names,
+            origins: c.server.allowed_origins.iter().map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect(),
+        }
+    }
+
+    fn name_ok(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        bare == "localhost"
+            || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+            || self.names.iter().any(|n| n.trim_start_matches('[').trim_end_matches(']') == bare)
+    }
+
+    /// Checks a `Host` header value (`name[:port]`).
+    pub fn host_ok(&self, host: &str) -> bool {
+        self.any_host || self.name_ok(split_host(host))
+    }
+
+    /// Checks an `Origin` header value (`scheme://name[:port]`).
+    pub fn origin_ok(&self, origin: &str) -> bool {
+        let o = origin.trim_end_matches('/').to_ascii_lowercase();
+        if self.origins.iter().any(|a| *a == o) {
+            return true;
+        }
+        match o.split_once("://") {
+            Some(("http" | "https", rest)) => self.name_ok(split_host(rest)),
+            _ => false,
+        }
+    }
+}
+
+/// The host part of `name:port`, `[v6]:port`, `name` or `[v6]`.
+fn split_host(h: &str) -> &str {
+    if h.starts_with('[') {
+        return h.split_inclusive(']').next().unwrap_or(h);
+    }
+    match h.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => h,
+    }
+}
+
+/// Refuses a bad `Host` or `Origin` with 403.
+pub fn check_origin(policy: &HostPolicy, h: &HeaderMap) -> Result<(), Rejection> {
+    if let Some(host) = h.get(header::HOST) {
+        let ok = host.to_str().is_ok_and(|v| policy.host_ok(v));
+        if !ok {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "Forbidden: invalid Host header").reject());
+        }
+    }
+    if let Some(origin) = h.get(header::ORIGIN) {
+        let ok = origin.to_str().is_ok_and(|v| policy.origin_ok(v));
+        if !ok {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, "Forbidden: invalid Origin header").reject());
+        }
+    }
+    Ok(())
+}
+
+/// Host/Origin check, then the API key: yields the caller and the request headers.
+pub fn authenticated(
+    app: Arc<App>,
+    policy: Arc<HostPolicy>,
+) -> impl Filter<Extract = (Arc<Principal>, HeaderMap), Error = Rejection> + Clone {
+    warp::header::headers_cloned()
+        .and_then(move |h: HeaderMap| {
+            let app = app.clone();
+            let policy = policy.clone();
+            async move {
+                check_origin(&policy, &h)?;
+                let auth = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+                match app.auth.authenticate(auth).await {
+                    Ok(p) => Ok((p, h)),
+                    Err(_) => Err(ApiError::unauthorized().reject()),
+                }
+            }
+        })
+        .untuple_one()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(listen: &str, hosts: &[&str], origins: &[&str]) -> HostPolicy {
+        let mut c = Config::default();
+        c.server.listen = listen.parse().unwrap();
+        c.server.allowed_hosts = hosts.iter().map(|s| s.to_string()).collect();
+        c.server.allowed_origins = origins.iter().map(|s| s.to_string()).collect();
+        HostPolicy::from_config(&c)
+    }
+
+    #[test]
+    fn loopback_policy() {
+        let p = policy("127.0.0.1:8001", &[], &[]);
+        assert!(p.host_ok("127.0.0.1:8001"));
+        assert!(p.host_ok("localhost:8001"));
+        assert!(p.host_ok("[::1]:8001"));
+        assert!(!p.host_ok("evil.example.com"));
+        assert!(!p.host_ok("evil.example.com:8001"));
+        assert!(p.origin_ok("http://localhost:3000"));
+        assert!(!p.origin_ok("http://evil.example.com"));
+        assert!(!p.origin_ok("null"));
+    }
+
+    #[test]
+    fn configured_names_and_origins() {
+        let p = policy("127.0.0.1:8001", &["trex.internal"], &["https://admin.example.com"]);
+        assert!(p.host_ok("trex.internal:443"));
+        assert!(p.origin_ok("https://admin.example.com"));
+        assert!(p.origin_ok("https://trex.internal"));
+        assert!(!p.origin_ok("https://other.example.com"));
+    }
+}

@@ -1,0 +1,139 @@
+//! warp filters: one function per route, each with a `///` naming it, handlers separate
+//! (`transport.rs` for MCP), guards before bodies, and one `recover` that turns every rejection
+//! into JSON.
+
+pub mod body;
+pub mod guard;
+pub mod rejection;
+pub mod transport;
+
+use std::sync::Arc;
+
+use serde_json::json;
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::{Filter, Reply};
+
+use crate::app::App;
+use crate::mcp::server::McpServer;
+use guard::HostPolicy;
+use rejection::json_response;
+
+/// The response type every route yields.
+pub type Response = warp::reply::Response;
+
+/// An MCP server mounted at a path (`["trex", "mcp"]` → `/trex/mcp`).
+#[derive(Clone)]
+pub struct Mount {
+    pub segments: Vec<String>,
+    pub server: Arc<McpServer>,
+}
+
+impl Mount {
+    /// The path as a string.
+    pub fn path(&self) -> String {
+        format!("/{}", self.segments.join("/"))
+    }
+}
+
+/// Every route of the server, with rejections recovered as JSON.
+pub fn routes(app: Arc<App>, mounts: &[Mount]) -> BoxedFilter<(Response,)> {
+    let policy = Arc::new(HostPolicy::from_config(&app.config));
+    let mut all = health(app.clone()).or(ready(app.clone())).unify().or(metrics(app.clone())).unify().boxed();
+    for m in mounts {
+        all = all.or(mcp(app.clone(), policy.clone(), m)).unify().boxed();
+    }
+    all.recover(rejection::handle_rejection).unify().boxed()
+}
+
+fn exact_path(segments: &[String]) -> BoxedFilter<()> {
+    segments
+        .iter()
+        .fold(warp::any().boxed(), |f, s| {
+            let s: &'static str = Box::leak(s.clone().into_boxed_str());
+            f.and(warp::path(s)).boxed()
+        })
+        .and(warp::path::end())
+        .boxed()
+}
+
+/// POST, GET, DELETE {mount path} — the MCP Streamable HTTP endpoint of one server.
+pub fn mcp(app: Arc<App>, policy: Arc<HostPolicy>, mount: &Mount) -> BoxedFilter<(Response,)> {
+    let path = exact_path(&mount.segments);
+    let guard = guard::authenticated(app.clone(), policy);
+    let limit = app.config.server.body_limit;
+    let with = {
+        let (app, server) = (app.clone(), mount.server.clone());
+        warp::any().map(move || (app.clone(), server.clone())).untuple_one()
+    };
+    let post = path
+        .clone()
+        .and(warp::post())
+        .and(with.clone())
+        .and(guard.clone())
+        .and(body::limited(limit))
+        .and_then(transport::post);
+    let get = path
+        .clone()
+        .and(warp::get())
+        .and(with.clone())
+        .and(guard.clone())
+        .and_then(transport::get);
+    let delete = path
+        .and(warp::delete())
+        .and(with)
+        .and(guard)
+        .and_then(transport::delete);
+    post.or(get).unify().or(delete).unify().boxed()
+}
+
+/// GET /healthz — liveness.
+pub fn health(_app: Arc<App>) -> BoxedFilter<(Response,)> {
+    warp::path("healthz")
+        .and(warp::path::end())
+        .and(warp::get())
+        .map(|| json_response(StatusCode::OK, &json!({"status": "ok"})))
+        .boxed()
+}
+
+/// GET /readyz — readiness: the store answers and its schema is current.
+pub fn ready(app: Arc<App>) -> BoxedFilter<(Response,)> {
+    warp::path("readyz")
+        .and(warp::path::end())
+        .and(warp::get())
+        .and_then(move || {
+            let app = app.clone();
+            async move {
+                let v = app.store.run(|c| crate::store::schema::version(c)).await;
+                let want = crate::store::schema::current_version();
+                let resp = match v {
+                    Ok(v) if v == want => json_response(StatusCode::OK, &json!({"status": "ready", "schemaVersion": v})),
+                    Ok(v) => json_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &json!({"status": "not ready", "reason": format!("schema version {v}, want {want}")}),
+                    ),
+                    Err(e) => json_response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &json!({"status": "not ready", "reason": e.to_string()}),
+                    ),
+                };
+                Ok::<_, warp::Rejection>(resp)
+            }
+        })
+        .boxed()
+}
+
+/// GET /metrics — Prometheus text.
+pub fn metrics(app: Arc<App>) -> BoxedFilter<(Response,)> {
+    warp::path("metrics")
+        .and(warp::path::end())
+        .and(warp::get())
+        .map(move || {
+            let body = format!(
+                "# HELP trex_mcp_sessions Live MCP sessions.\n# TYPE trex_mcp_sessions gauge\ntrex_mcp_sessions {}\n",
+                app.sessions.len()
+            );
+            warp::reply::with_header(body, "content-type", "text/plain; version=0.0.4").into_response()
+        })
+        .boxed()
+}

@@ -1,0 +1,498 @@
+//! The MCP Streamable HTTP transport (revisions 2025-03-26, 2025-06-18, 2025-11-25): POST for
+//! client messages, GET for the standalone SSE stream and `Last-Event-ID` resumption, DELETE to
+//! end a session. Requests are answered with one JSON object, or over SSE when the work may talk
+//! back to the client (progress, logs, server→client requests) — the SSE work runs in its own task,
+//! so a dropped connection is not a cancellation and the stream can be resumed.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{StreamExt, stream};
+use serde_json::{Value, json};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
+use warp::sse::Event;
+
+use super::rejection::{ApiError, json_response};
+use crate::app::App;
+use crate::auth::Principal;
+use crate::error::code;
+use crate::mcp::context::CallContext;
+use crate::mcp::dispatch::dispatch;
+use crate::mcp::protocol::{
+    self, Message, RpcError, error_response, negotiate, result_response, SUPPORTED_VERSIONS,
+};
+use crate::mcp::server::McpServer;
+use crate::mcp::session::{CreateError, Session};
+use crate::mcp::stream::{FrameRx, parse_event_id};
+
+/// Header carrying the session id.
+pub const SESSION_HEADER: &str = "mcp-session-id";
+/// Header carrying the negotiated revision.
+pub const VERSION_HEADER: &str = "mcp-protocol-version";
+
+type Reply = Result<warp::reply::Response, warp::Rejection>;
+
+fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// True when `Accept` lists `want` (or a wildcard covering it).
+fn accepts(h: &HeaderMap, want: &str) -> bool {
+    let Some(accept) = header_str(h, "accept") else {
+        return false;
+    };
+    let major = want.split('/').next().unwrap_or("");
+    accept.split(',').any(|part| {
+        let t = part.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        t == want || t == "*/*" || t == format!("{major}/*")
+    })
+}
+
+/// 400 for an unsupported `MCP-Protocol-Version`.
+fn check_version_header(h: &HeaderMap) -> Result<(), ApiError> {
+    match header_str(h, VERSION_HEADER) {
+        Some(v) if !protocol::is_supported(v) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "Bad Request: Unsupported protocol version: {v} (supported versions: {})",
+                SUPPORTED_VERSIONS.join(", ")
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Finds the session named by the request, checking owner and server.
+async fn find_session(
+    app: &App,
+    server: &McpServer,
+    principal: &Principal,
+    id: &str,
+) -> Result<Arc<Session>, ApiError> {
+    let not_found = || {
+        ApiError::new(StatusCode::NOT_FOUND, "Session not found").code(code::SESSION_NOT_FOUND)
+    };
+    let s = app
+        .sessions
+        .get(id)
+        .await
+        .map_err(|e| {
+            tracing::error!("session lookup failed: {e}");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+                .code(code::INTERNAL_ERROR)
+        })?
+        .ok_or_else(not_found)?;
+    if s.server != server.id {
+        return Err(not_found());
+    }
+    if s.user_id != principal.user_id {
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "Session belongs to a different user"));
+    }
+    s.touch();
+    Ok(s)
+}
+
+fn missing_session() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "Bad Request: Mcp-Session-Id header is required",
+    )
+}
+
+/// POST {path}: one JSON-RPC message, or a batch under 2025-03-26.
+pub async fn post(
+    app: Arc<App>,
+    server: Arc<McpServer>,
+    principal: Arc<Principal>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    Ok(post_inner(app, server, principal, headers, body)
+        .await
+        .unwrap_or_else(ApiError::into_response))
+}
+
+async fn post_inner(
+    app: Arc<App>,
+    server: Arc<McpServer>,
+    principal: Arc<Principal>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Result<warp::reply::Response, ApiError> {
+    let ct_ok = header_str(&h, "content-type").is_some_and(|ct| {
+        ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json")
+    });
+    if !ct_ok {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported Media Type: Content-Type must be application/json",
+        ));
+    }
+    if !(accepts(&h, "application/json") && accepts(&h, "text/event-stream")) {
+        return Err(ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "Not Acceptable: Client must accept both application/json and text/event-stream",
+        ));
+    }
+    let parsed: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, format!("Parse error: {e}")).code(code::PARSE_ERROR)
+    })?;
+    check_version_header(&h)?;
+    let session = match header_str(&h, SESSION_HEADER) {
+        Some(id) => Some(find_session(&app, &server, &principal, id).await?),
+        None => None,
+    };
+    match parsed {
+        Value::Array(items) => batch(app, server, principal, session, items).await,
+        single => {
+            let msg = match Message::parse(single) {
+                Ok(m) => m,
+                Err((id, e)) => return Ok(json_response(StatusCode::BAD_REQUEST, &error_response(&id, &e))),
+            };
+            match msg {
+                Message::Request { id, method, params } if method == "initialize" => {
+                    if session.is_some() {
+                        return Err(ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            "Invalid Request: Server already initialized",
+                        )
+                        .code(code::INVALID_REQUEST));
+                    }
+                    initialize(&app, &server, &principal, id, params).await
+                }
+                Message::Request { id, method, params } => {
+                    let session = session.ok_or_else(missing_session)?;
+                    Ok(request(app, server, principal, session, id, method, params).await)
+                }
+                other => {
+                    let session = session.ok_or_else(missing_session)?;
+                    absorb(&app, &session, other).await;
+                    Ok(accepted())
+                }
+            }
+        }
+    }
+}
+
+fn accepted() -> warp::reply::Response {
+    let mut r = warp::reply::Response::new(Bytes::new().into());
+    *r.status_mut() = StatusCode::ACCEPTED;
+    r
+}
+
+/// `initialize`: negotiates the revision and opens a session.
+async fn initialize(
+    app: &App,
+    server: &McpServer,
+    principal: &Principal,
+    id: Value,
+    params: Value,
+) -> Result<warp::reply::Response, ApiError> {
+    let requested = match params.get("protocolVersion") {
+        Some(Value::String(v)) => Some(v.as_str()),
+        _ => {
+            let e = RpcError::invalid_params("Invalid params: `protocolVersion` must be a string");
+            return Ok(json_response(StatusCode::OK, &error_response(&id, &e)));
+        }
+    };
+    let version = negotiate(requested);
+    let caps = params.get("capabilities").cloned().unwrap_or_else(|| json!({}));
+    let info = params.get("clientInfo").cloned().unwrap_or_else(|| json!({}));
+    let session = match app.sessions.create(&server.id, principal, version, info, caps).await {
+        Ok(s) => s,
+        Err(CreateError::Full) => {
+            return Err(ApiError {
+                retry_after: Some(30),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Too many active MCP sessions")
+            });
+        }
+        Err(CreateError::Store(e)) => {
+            tracing::error!("cannot store session: {e}");
+            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+                .code(code::INTERNAL_ERROR));
+        }
+    };
+    tracing::info!(session = %short(&session.id), user = %principal.user_email, version, "MCP session opened");
+    let mut result = json!({
+        "protocolVersion": version,
+        "capabilities": server.capabilities(),
+        "serverInfo": server.info(version),
+    });
+    if let Some(i) = &server.instructions {
+        result["instructions"] = json!(i);
+    }
+    let mut resp = json_response(StatusCode::OK, &result_response(&id, result));
+    resp.headers_mut().insert(
+        SESSION_HEADER,
+        HeaderValue::from_str(&session.id).expect("hex is a valid header"),
+    );
+    Ok(resp)
+}
+
+fn short(id: &str) -> &str {
+    &id[..8.min(id.len())]
+}
+
+/// Handles notifications and responses from the client.
+async fn absorb(app: &App, session: &Arc<Session>, msg: Message) {
+    match msg {
+        Message::Notification { method, params } => match method.as_str() {
+            "notifications/initialized" => {
+                if session.set_initialized()
+                    && let Err(e) = app.sessions.save_initialized(session).await
+                {
+                    tracing::warn!("cannot persist initialized flag: {e}");
+                }
+            }
+            "notifications/cancelled" => {
+                if let Some(id) = params.get("requestId") {
+                    session.cancel_request(id);
+                }
+            }
+            _ => {}
+        },
+        Message::Response { id, outcome } => {
+            session.answer_client_request(&id, outcome);
+        }
+        Message::Request { .. } => {}
+    }
+}
+
+/// Whether a request should be answered over SSE.
+fn wants_stream(server: &McpServer, method: &str, params: &Value) -> bool {
+    if params.pointer("/_meta/progressToken").is_some() {
+        return true;
+    }
+    method == "tools/call"
+        && params
+            .get("name")
+            .and_then(Value::as_str)
+            .and_then(|n| server.find_tool(n))
+            .is_some_and(|t| t.streaming)
+}
+
+fn context(
+    principal: Arc<Principal>,
+    session: &Arc<Session>,
+    id: &Value,
+    params: &Value,
+    cancel: tokio_util::sync::CancellationToken,
+    peer: Option<Arc<crate::mcp::stream::EventStream>>,
+) -> Arc<CallContext> {
+    Arc::new(CallContext {
+        principal,
+        protocol_version: session.protocol_version.clone(),
+        client_capabilities: session.client_capabilities.clone(),
+        session: Some(session.clone()),
+        request_id: id.clone(),
+        progress_token: params.pointer("/_meta/progressToken").cloned(),
+        cancel,
+        peer,
+    })
+}
+
+/// One request inside a session: JSON or SSE.
+async fn request(
+    app: Arc<App>,
+    server: Arc<McpServer>,
+    principal: Arc<Principal>,
+    session: Arc<Session>,
+    id: Value,
+    method: String,
+    params: Value,
+) -> warp::reply::Response {
+    let cancel = session.begin_request(&id);
+    if !wants_stream(&server, &method, &params) {
+        let ctx = context(principal, &session, &id, &params, cancel.clone(), None);
+        let outcome = tokio::select! {
+            r = dispatch(&app, &server, ctx, &method, params) => Some(r),
+            _ = cancel.cancelled() => None,
+        };
+        session.end_request(&id);
+        let body = match outcome {
+            Some(Ok(r)) => result_response(&id, r),
+            Some(Err(e)) => error_response(&id, &e),
+            None => error_response(&id, &RpcError::new(code::REQUEST_CANCELLED, "Request cancelled")),
+        };
+        return json_response(StatusCode::OK, &body);
+    }
+    let stream = session.streams.open();
+    let rx = stream.attach(0);
+    let priming = protocol::wants_priming(&session.protocol_version).then(|| stream.priming_id());
+    let ctx = context(principal, &session, &id, &params, cancel.clone(), Some(stream.clone()));
+    let task_session = session.clone();
+    let response = sse_response(&app, &session, rx, priming);
+    tokio::spawn(async move {
+        let outcome = tokio::select! {
+            r = dispatch(&app, &server, ctx, &method, params) => Some(r),
+            _ = cancel.cancelled() => None,
+        };
+        task_session.end_request(&id);
+        match outcome {
+            Some(Ok(r)) => stream.push(&result_response(&id, r)),
+            Some(Err(e)) => stream.push(&error_response(&id, &e)),
+            None => {} // cancelled: no response, per the spec
+        }
+        stream.finish();
+    });
+    response
+}
+
+/// A 2025-03-26 batch: requests run concurrently, answered as a JSON array.
+async fn batch(
+    app: Arc<App>,
+    server: Arc<McpServer>,
+    principal: Arc<Principal>,
+    session: Option<Arc<Session>>,
+    items: Vec<Value>,
+) -> Result<warp::reply::Response, ApiError> {
+    let session = session.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Invalid Request: initialize must not be part of a batch",
+        )
+        .code(code::INVALID_REQUEST)
+    })?;
+    if !protocol::allows_batches(&session.protocol_version) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "Invalid Request: batches are not supported in protocol version {}",
+                session.protocol_version
+            ),
+        )
+        .code(code::INVALID_REQUEST));
+    }
+    if items.is_empty() {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "Invalid Request: empty batch")
+            .code(code::INVALID_REQUEST));
+    }
+    let mut answers: Vec<Value> = Vec::new();
+    let mut calls = Vec::new();
+    for item in items {
+        match Message::parse(item) {
+            Err((id, e)) => answers.push(error_response(&id, &e)),
+            Ok(Message::Request { id, method, .. }) if method == "initialize" => answers.push(error_response(
+                &id,
+                &RpcError::new(code::INVALID_REQUEST, "Invalid Request: initialize must not be part of a batch"),
+            )),
+            Ok(Message::Request { id, method, params }) => {
+                let (app, server, principal, session) = (app.clone(), server.clone(), principal.clone(), session.clone());
+                calls.push(async move {
+                    let cancel = session.begin_request(&id);
+                    let ctx = context(principal, &session, &id, &params, cancel, None);
+                    let r = dispatch(&app, &server, ctx, &method, params).await;
+                    session.end_request(&id);
+                    match r {
+                        Ok(v) => result_response(&id, v),
+                        Err(e) => error_response(&id, &e),
+                    }
+                });
+            }
+            Ok(other) => absorb(&app, &session, other).await,
+        }
+    }
+    answers.extend(futures_util::future::join_all(calls).await);
+    if answers.is_empty() {
+        return Ok(accepted());
+    }
+    Ok(json_response(StatusCode::OK, &Value::Array(answers)))
+}
+
+/// An SSE response over `rx`, ended by session close or server shutdown.
+fn sse_response(
+    app: &App,
+    session: &Session,
+    rx: FrameRx,
+    priming: Option<String>,
+) -> warp::reply::Response {
+    let app_stop = session.closed.clone();
+    let retry = Duration::from_millis(app.config.mcp.sse_retry_ms);
+    let keepalive = Duration::from_secs(app.config.mcp.keepalive_secs);
+    let prime = priming.map(|id| Ok::<Event, Infallible>(Event::default().id(id).retry(retry).data("")));
+    let frames = UnboundedReceiverStream::new(rx)
+        .map(|f| Ok::<Event, Infallible>(Event::default().id(f.id).data(f.data.to_string())));
+    let events = stream::iter(prime).chain(frames).take_until(app_stop.cancelled_owned());
+    let events = warp::sse::keep_alive().interval(keepalive).stream(events);
+    let mut r = warp::reply::Reply::into_response(warp::sse::reply(events));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// GET {path}: the standalone server→client stream, or a resumed stream with `Last-Event-ID`.
+pub async fn get(
+    app: Arc<App>,
+    server: Arc<McpServer>,
+    principal: Arc<Principal>,
+    h: HeaderMap,
+) -> Reply {
+    Ok(get_inner(app, server, principal, h)
+        .await
+        .unwrap_or_else(ApiError::into_response))
+}
+
+async fn get_inner(
+    app: Arc<App>,
+    server: Arc<McpServer>,
+    principal: Arc<Principal>,
+    h: HeaderMap,
+) -> Result<warp::reply::Response, ApiError> {
+    if !accepts(&h, "text/event-stream") {
+        return Err(ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "Not Acceptable: Client must accept text/event-stream",
+        ));
+    }
+    check_version_header(&h)?;
+    let id = header_str(&h, SESSION_HEADER).ok_or_else(missing_session)?;
+    let session = find_session(&app, &server, &principal, id).await?;
+    if let Some(last) = header_str(&h, "last-event-id") {
+        let (sid, seq) = parse_event_id(last).ok_or_else(|| {
+            ApiError::new(StatusCode::BAD_REQUEST, "Bad Request: malformed Last-Event-ID")
+        })?;
+        let stream = session.streams.get(sid).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "Bad Request: Last-Event-ID names no stream of this session (it may have expired)",
+            )
+        })?;
+        let rx = stream.attach(seq);
+        return Ok(sse_response(&app, &session, rx, None));
+    }
+    let stream = session.streams.open_standalone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "Conflict: Only one SSE stream is allowed per session",
+        )
+    })?;
+    let rx = stream.attach(0);
+    let priming = protocol::wants_priming(&session.protocol_version).then(|| stream.priming_id());
+    Ok(sse_response(&app, &session, rx, priming))
+}
+
+/// DELETE {path}: ends the session.
+pub async fn delete(
+    app: Arc<App>,
+    server: Arc<McpServer>,
+    principal: Arc<Principal>,
+    h: HeaderMap,
+) -> Reply {
+    let res = async {
+        check_version_header(&h)?;
+        let id = header_str(&h, SESSION_HEADER).ok_or_else(missing_session)?;
+        let session = find_session(&app, &server, &principal, id).await?;
+        app.sessions.remove(&session.id).await.map_err(|e| {
+            tracing::error!("cannot delete session: {e}");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+        })?;
+        tracing::info!(session = %short(&session.id), "MCP session closed by client");
+        let mut r = warp::reply::Response::new(Bytes::new().into());
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        Ok::<_, ApiError>(r)
+    }
+    .await;
+    Ok(res.unwrap_or_else(ApiError::into_response))
+}

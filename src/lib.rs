@@ -1,0 +1,36 @@
+//! trex: one binary that carries its own SQLite control store and serves the Model Context
+//! Protocol so assistants and automation can run a self-hosted data platform.
+//!
+//! Module map:
+//!
+//! - [`cli`] — clap definitions and the commands (`serve`, `init`, `api-key …`); `main.rs` only
+//!   dispatches.
+//! - [`config`] — `trex.toml` + `TREX_*` environment + flags, strict.
+//! - [`error`] — the error type and its HTTP / JSON-RPC mapping.
+//! - [`store`] — the control store `trex.db`: pool, pragmas, schema bootstrap, one file per table
+//!   group. All control-store SQL lives there.
+//! - [`auth`] — API keys (hash + prefix), passwords (argon2id), the cached per-request key check.
+//! - [`ops`] — administrative operations shared by tools and CLI.
+//! - [`mcp`] — protocol types, version negotiation, sessions, SSE streams with replay, the
+//!   era-neutral request context, tool registry and method dispatch.
+//! - [`http`] — warp filters: routes, guards (Host/Origin, auth) before bodies, limited bodies,
+//!   rejections as JSON, and the Streamable HTTP handlers.
+//! - [`tools`] — the admin server's tools, one file per group.
+//! - [`app`] — shared state and background tasks; [`server`] — bind, serve, shut down.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod mcp;
+pub mod ops;
+pub mod server;
+pub mod store;
+pub mod tools;
+pub mod util;
+
+pub use app::App;
+pub use config::Config;
+pub use error::{Error, Result};

@@ -1,0 +1,222 @@
+//! Method routing for everything after `initialize`: ping, tools, resources, prompts, completion
+//! and logging. Era-neutral: it sees a [`CallContext`], never transport details. Every call of a
+//! tool that is not read-only is written to the audit log with its secrets redacted.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use super::context::CallContext;
+use super::protocol::{RpcError, log_level_index};
+use super::server::McpServer;
+use super::tool::{ToolCtx, ToolOutput};
+use crate::app::App;
+use crate::error::code;
+use crate::store::audit;
+
+/// Handles one request and returns its `result`.
+pub async fn dispatch(
+    app: &Arc<App>,
+    server: &McpServer,
+    ctx: Arc<CallContext>,
+    method: &str,
+    params: Value,
+) -> Result<Value, RpcError> {
+    match method {
+        "ping" => Ok(json!({})),
+        "tools/list" => tools_list(app, server, &params),
+        "tools/call" => tools_call(app, server, ctx, params).await,
+        "resources/list" if offers_resources(server) => {
+            page_guard(&params)?;
+            Ok(json!({"resources": server.resource_list()}))
+        }
+        "resources/templates/list" if offers_resources(server) => {
+            page_guard(&params)?;
+            Ok(json!({"resourceTemplates": server.template_list()}))
+        }
+        "resources/read" if offers_resources(server) => {
+            let uri = str_param(&params, "uri")?;
+            server
+                .read_resource(uri)
+                .map(|c| json!({"contents": c}))
+                .ok_or_else(|| {
+                    RpcError::new(code::RESOURCE_NOT_FOUND, format!("Resource not found: {uri}"))
+                        .with_data(json!({"uri": uri}))
+                })
+        }
+        "resources/subscribe" | "resources/unsubscribe" if server.subscriptions => {
+            let uri = str_param(&params, "uri")?;
+            if !server.has_resource(uri) {
+                return Err(RpcError::new(code::RESOURCE_NOT_FOUND, format!("Resource not found: {uri}"))
+                    .with_data(json!({"uri": uri})));
+            }
+            Ok(json!({}))
+        }
+        "prompts/list" if !server.prompts.is_empty() => {
+            page_guard(&params)?;
+            Ok(json!({"prompts": server.prompt_list()}))
+        }
+        "prompts/get" if !server.prompts.is_empty() => prompts_get(server, &params),
+        "completion/complete" if server.completer.is_some() => {
+            (server.completer.as_ref().expect("checked"))(&params)
+        }
+        "logging/setLevel" => {
+            let level = str_param(&params, "level")?;
+            let idx = log_level_index(level).ok_or_else(|| {
+                RpcError::invalid_params(format!(
+                    "Invalid params: `level` must be one of debug, info, notice, warning, error, critical, alert, emergency (got {level:?})"
+                ))
+            })?;
+            if let Some(s) = &ctx.session {
+                s.set_log_level(idx);
+                if let Err(e) = app.sessions.save_log_level(s).await {
+                    tracing::warn!("cannot persist log level: {e}");
+                }
+            }
+            Ok(json!({}))
+        }
+        _ => Err(RpcError::method_not_found(method)),
+    }
+}
+
+fn offers_resources(s: &McpServer) -> bool {
+    !s.resources.is_empty() || !s.templates.is_empty()
+}
+
+fn str_param<'a>(params: &'a Value, name: &str) -> Result<&'a str, RpcError> {
+    params
+        .get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| RpcError::invalid_params(format!("Invalid params: `{name}` must be a string")))
+}
+
+/// Single-page lists accept no cursor but the absent one.
+fn page_guard(params: &Value) -> Result<(), RpcError> {
+    match params.get("cursor") {
+        None | Some(Value::Null) => Ok(()),
+        Some(_) => Err(RpcError::invalid_params("Invalid params: unknown `cursor`")),
+    }
+}
+
+fn tools_list(app: &Arc<App>, server: &McpServer, params: &Value) -> Result<Value, RpcError> {
+    let size = app.config.mcp.tools_page_size;
+    let start = match params.get("cursor") {
+        None | Some(Value::Null) => 0,
+        Some(Value::String(c)) => hex::decode(c)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.strip_prefix("t:").and_then(|n| n.parse::<usize>().ok()))
+            .filter(|n| *n < server.tools.len())
+            .ok_or_else(|| RpcError::invalid_params("Invalid params: unknown `cursor`"))?,
+        Some(_) => return Err(RpcError::invalid_params("Invalid params: `cursor` must be a string")),
+    };
+    let end = (start + size).min(server.tools.len());
+    let tools: Vec<Value> = server.tools[start..end].iter().map(|t| t.describe()).collect();
+    let mut r = json!({"tools": tools});
+    if end < server.tools.len() {
+        r["nextCursor"] = json!(hex::encode(format!("t:{end}")));
+    }
+    Ok(r)
+}
+
+async fn tools_call(
+    app: &Arc<App>,
+    server: &McpServer,
+    ctx: Arc<CallContext>,
+    params: Value,
+) -> Result<Value, RpcError> {
+    let name = str_param(&params, "name")?.to_string();
+    let tool = server
+        .find_tool(&name)
+        .ok_or_else(|| RpcError::invalid_params(format!("Unknown tool: {name}")))?
+        .clone();
+    let args = match params.get("arguments") {
+        None | Some(Value::Null) => json!({}),
+        Some(v @ Value::Object(_)) => v.clone(),
+        Some(_) => return Err(RpcError::invalid_params("Invalid params: `arguments` must be an object")),
+    };
+    let audited = !tool.annotations.read_only;
+    let redacted = audited.then(|| redact(&args));
+    let principal = ctx.principal.clone();
+    let out = tool
+        .call(ToolCtx { app: app.clone(), call: ctx }, args)
+        .await;
+    if let Some(arguments) = redacted {
+        let entry = audit::AuditEntry {
+            user_id: Some(principal.user_id.clone()),
+            key_id: Some(principal.key_id.clone()),
+            server: server.id.clone(),
+            tool: name,
+            arguments: arguments.to_string(),
+            outcome: if out.is_error() { "error" } else { "ok" },
+            detail: match &out {
+                ToolOutput::Err(m) => Some(m.clone()),
+                _ => None,
+            },
+        };
+        if let Err(e) = app.store.run(move |c| audit::insert(c, &entry)).await {
+            tracing::error!("cannot write audit row: {e}");
+        }
+    }
+    Ok(out.into_result())
+}
+
+/// True for argument names whose values must never be stored or logged.
+pub fn is_secret_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.contains("password") || n.contains("secret") || n.contains("token") || n == "key" || n == "apikey"
+}
+
+/// A copy of `v` with secret-named members replaced by `"[redacted]"`.
+pub fn redact(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let v = if is_secret_name(k) { json!("[redacted]") } else { redact(v) };
+                    (k.clone(), v)
+                })
+                .collect::<Map<_, _>>(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(redact).collect()),
+        other => other.clone(),
+    }
+}
+
+fn prompts_get(server: &McpServer, params: &Value) -> Result<Value, RpcError> {
+    let name = str_param(params, "name")?;
+    let prompt = server
+        .prompts
+        .iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| RpcError::invalid_params(format!("Unknown prompt: {name}")))?;
+    let empty = Map::new();
+    let args = match params.get("arguments") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(RpcError::invalid_params("Invalid params: `arguments` must be an object")),
+    };
+    for (arg, _, required) in &prompt.arguments {
+        if *required && !args.contains_key(arg) {
+            return Err(RpcError::invalid_params(format!(
+                "Invalid params: missing required argument `{arg}`"
+            )));
+        }
+    }
+    (prompt.render)(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_hides_secrets_at_any_depth() {
+        let v = json!({"name": "a", "password": "p", "nested": [{"clientSecret": "s", "keyId": "k"}]});
+        let r = redact(&v);
+        assert_eq!(r["password"], "[redacted]");
+        assert_eq!(r["nested"][0]["clientSecret"], "[redacted]");
+        assert_eq!(r["nested"][0]["keyId"], "k");
+        assert_eq!(r["name"], "a");
+    }
+}

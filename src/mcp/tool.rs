@@ -1,0 +1,347 @@
+//! Tools: a name, a description, `inputSchema` and `outputSchema` generated from the same Rust
+//! types the handler takes and returns (schemars), truthful annotations, and a handler. Argument
+//! validation failures become `isError` results naming the field (2025-11-25 rule).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::context::CallContext;
+use crate::app::App;
+use crate::error::Error;
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// What a tool hands to its handler: the application and the request's context.
+#[derive(Clone)]
+pub struct ToolCtx {
+    pub app: Arc<App>,
+    pub call: Arc<CallContext>,
+}
+
+/// The behaviour hints of a tool (MCP `annotations`); they must tell the truth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Annotations {
+    pub read_only: bool,
+    pub destructive: bool,
+    pub idempotent: bool,
+    pub open_world: bool,
+}
+
+impl Annotations {
+    /// Reads only; safe to repeat.
+    pub const READ: Annotations = Annotations {
+        read_only: true,
+        destructive: false,
+        idempotent: true,
+        open_world: false,
+    };
+    /// Adds something new; repeating it adds again.
+    pub const CREATE: Annotations = Annotations {
+        read_only: false,
+        destructive: false,
+        idempotent: false,
+        open_world: false,
+    };
+    /// Changes something in place; repeating gives the same state.
+    pub const UPDATE: Annotations = Annotations {
+        read_only: false,
+        destructive: false,
+        idempotent: true,
+        open_world: false,
+    };
+    /// Removes or revokes something; repeating changes nothing more.
+    pub const DESTROY: Annotations = Annotations {
+        read_only: false,
+        destructive: true,
+        idempotent: true,
+        open_world: false,
+    };
+
+    fn to_value(self, title: Option<&str>) -> Value {
+        let mut v = json!({
+            "readOnlyHint": self.read_only,
+            "destructiveHint": self.destructive,
+            "idempotentHint": self.idempotent,
+            "openWorldHint": self.open_world,
+        });
+        if let Some(t) = title {
+            v["title"] = json!(t);
+        }
+        v
+    }
+}
+
+/// The result of a tool call.
+#[derive(Debug, Clone)]
+pub enum ToolOutput {
+    /// Content blocks and, for tools with an `outputSchema`, the structured result.
+    Ok {
+        content: Vec<Value>,
+        structured: Option<Value>,
+    },
+    /// A tool execution error: `isError: true` with this text.
+    Err(String),
+}
+
+impl ToolOutput {
+    /// A structured result plus the same JSON as compact text.
+    pub fn structured(v: Value) -> Self {
+        ToolOutput::Ok {
+            content: vec![json!({"type": "text", "text": v.to_string()})],
+            structured: Some(v),
+        }
+    }
+
+    /// Plain text.
+    pub fn text(t: impl Into<String>) -> Self {
+        ToolOutput::Ok {
+            content: vec![json!({"type": "text", "text": t.into()})],
+            structured: None,
+        }
+    }
+
+    /// The `CallToolResult` object.
+    pub fn into_result(self) -> Value {
+        match self {
+            ToolOutput::Ok {
+                content,
+                structured,
+            } => {
+                let mut r = json!({"content": content, "isError": false});
+                if let Some(s) = structured {
+                    r["structuredContent"] = s;
+                }
+                r
+            }
+            ToolOutput::Err(msg) => json!({
+                "content": [{"type": "text", "text": msg}],
+                "isError": true,
+            }),
+        }
+    }
+
+    /// True for an error result.
+    pub fn is_error(&self) -> bool {
+        matches!(self, ToolOutput::Err(_))
+    }
+}
+
+/// How a tool handler fails.
+#[derive(Debug)]
+pub enum ToolError {
+    /// Bad input; the text names the field.
+    Invalid(String),
+    /// An expected failure phrased for the caller ("User not found").
+    Failed(String),
+    /// The server failed; logged, and reported without internals.
+    Internal(Error),
+}
+
+impl ToolError {
+    /// Bad input for `field`.
+    pub fn field(field: &str, why: impl std::fmt::Display) -> Self {
+        ToolError::Invalid(format!("Invalid arguments: `{field}` {why}"))
+    }
+}
+
+impl From<Error> for ToolError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Invalid(m) => ToolError::Invalid(format!("Invalid arguments: {m}")),
+            Error::NotFound(m) | Error::Conflict(m) => ToolError::Failed(m),
+            other => ToolError::Internal(other),
+        }
+    }
+}
+
+impl ToolError {
+    fn into_output(self, tool: &str) -> ToolOutput {
+        match self {
+            ToolError::Invalid(m) | ToolError::Failed(m) => ToolOutput::Err(m),
+            ToolError::Internal(e) => {
+                tracing::error!(tool, "tool failed: {e}");
+                ToolOutput::Err(format!("Error: {e}"))
+            }
+        }
+    }
+}
+
+type Handler = Arc<dyn Fn(ToolCtx, Value) -> BoxFuture<ToolOutput> + Send + Sync>;
+
+/// One tool of an MCP server.
+#[derive(Clone)]
+pub struct Tool {
+    pub name: String,
+    pub title: Option<String>,
+    pub description: String,
+    pub input_schema: Value,
+    pub output_schema: Option<Value>,
+    pub annotations: Annotations,
+    /// True when the tool may emit progress, logs or server→client requests: its calls are
+    /// answered over SSE.
+    pub streaming: bool,
+    handler: Handler,
+}
+
+/// The JSON Schema (2020-12) of `T`, without the Rust type name as `title`.
+pub fn schema_of<T: JsonSchema>() -> Value {
+    let mut v = serde_json::to_value(schemars::schema_for!(T)).expect("schema serializes");
+    if let Some(o) = v.as_object_mut() {
+        o.remove("title");
+    }
+    v
+}
+
+/// Deserializes arguments, naming the offending field on failure.
+pub fn parse_args<T: DeserializeOwned>(args: Value) -> Result<T, ToolError> {
+    serde_path_to_error::deserialize(args).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if path == "." || path.is_empty() {
+            ToolError::Invalid(format!("Invalid arguments: {inner}"))
+        } else {
+            ToolError::Invalid(format!("Invalid arguments: `{path}`: {inner}"))
+        }
+    })
+}
+
+impl Tool {
+    /// A tool whose input and output are Rust types: schemas are generated from them, input is
+    /// deserialized (unknown fields refused) and output serialized as `structuredContent`.
+    pub fn typed<I, O, F, Fut>(
+        name: &str,
+        title: &str,
+        description: &str,
+        annotations: Annotations,
+        f: F,
+    ) -> Tool
+    where
+        I: DeserializeOwned + JsonSchema + Send + 'static,
+        O: Serialize + JsonSchema + 'static,
+        F: Fn(ToolCtx, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, ToolError>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        let tool_name = name.to_string();
+        let handler: Handler = Arc::new(move |ctx, args| {
+            let f = f.clone();
+            let tool_name = tool_name.clone();
+            Box::pin(async move {
+                let args = if args.is_null() { json!({}) } else { args };
+                let input = match parse_args::<I>(args) {
+                    Ok(i) => i,
+                    Err(e) => return e.into_output(&tool_name),
+                };
+                match f(ctx, input).await {
+                    Ok(out) => match serde_json::to_value(out) {
+                        Ok(v) => ToolOutput::structured(v),
+                        Err(e) => ToolOutput::Err(format!("Error: cannot serialize result: {e}")),
+                    },
+                    Err(e) => e.into_output(&tool_name),
+                }
+            })
+        });
+        Tool {
+            name: name.to_string(),
+            title: Some(title.to_string()),
+            description: description.to_string(),
+            input_schema: schema_of::<I>(),
+            output_schema: Some(schema_of::<O>()),
+            annotations,
+            streaming: false,
+            handler,
+        }
+    }
+
+    /// A tool with a hand-written input schema and a handler over raw arguments.
+    pub fn raw<F, Fut>(
+        name: &str,
+        description: &str,
+        input_schema: Value,
+        annotations: Annotations,
+        f: F,
+    ) -> Tool
+    where
+        F: Fn(ToolCtx, Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ToolOutput> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        Tool {
+            name: name.to_string(),
+            title: None,
+            description: description.to_string(),
+            input_schema,
+            output_schema: None,
+            annotations,
+            streaming: false,
+            handler: Arc::new(move |ctx, args| Box::pin(f(ctx, args))),
+        }
+    }
+
+    /// Marks the tool as one that talks to the client while it runs (answered over SSE).
+    pub fn streaming(mut self) -> Tool {
+        self.streaming = true;
+        self
+    }
+
+    /// Runs the tool.
+    pub fn call(&self, ctx: ToolCtx, args: Value) -> BoxFuture<ToolOutput> {
+        (self.handler)(ctx, args)
+    }
+
+    /// The entry of `tools/list`.
+    pub fn describe(&self) -> Value {
+        let mut v = json!({
+            "name": self.name,
+            "description": self.description,
+            "inputSchema": self.input_schema,
+            "annotations": self.annotations.to_value(self.title.as_deref()),
+        });
+        if let Some(t) = &self.title {
+            v["title"] = json!(t);
+        }
+        if let Some(o) = &self.output_schema {
+            v["outputSchema"] = o.clone();
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Args {
+        email: String,
+        limit: Option<u32>,
+    }
+
+    #[test]
+    fn parse_errors_name_the_field() {
+        let e = parse_args::<Args>(json!({"email": 5})).err().unwrap();
+        let ToolError::Invalid(m) = e else { panic!() };
+        assert!(m.contains("`email`"), "{m}");
+        let ToolError::Invalid(m) = parse_args::<Args>(json!({})).err().unwrap() else { panic!() };
+        assert!(m.contains("email"), "{m}");
+        let ToolError::Invalid(m) = parse_args::<Args>(json!({"email":"a","bogus":1})).err().unwrap() else { panic!() };
+        assert!(m.contains("bogus"), "{m}");
+    }
+
+    #[test]
+    fn schema_is_an_object_schema() {
+        let s = schema_of::<Args>();
+        assert_eq!(s["type"], "object");
+        assert_eq!(s["additionalProperties"], false);
+        assert!(s.get("title").is_none());
+    }
+}

@@ -1,0 +1,116 @@
+//! The control store `trex.db`: an r2d2 pool of SQLite connections with the pragmas every
+//! connection needs, the schema bootstrap, and one file per table group. All control-store SQL
+//! lives under this module, behind typed functions taking a `&Connection`; nothing else in the
+//! crate writes SQL for `trex.db`. Async callers go through [`Store::run`], which moves the work
+//! to the blocking pool so no pooled connection is ever held across an `.await`.
+
+pub mod api_keys;
+pub mod audit;
+pub mod schema;
+pub mod sessions;
+pub mod users;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use r2d2::Pool;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::Connection;
+
+use crate::error::{Error, Result};
+
+/// File name of the control store inside the data dir.
+pub const STORE_FILE: &str = "trex.db";
+
+/// Pragmas set on every connection of the pool.
+const PRAGMAS: &str = "PRAGMA journal_mode = WAL;
+PRAGMA foreign_keys = ON;
+PRAGMA busy_timeout = 5000;
+PRAGMA synchronous = NORMAL;";
+
+/// Handle to the control store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool<SqliteConnectionManager>,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating when missing) `<data_dir>/trex.db` and brings its schema up to date.
+    pub fn open(data_dir: &Path, pool_size: u32) -> Result<Store> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| Error::io(format!("cannot create data dir {}", data_dir.display()), e))?;
+        let path = data_dir.join(STORE_FILE);
+        let manager = SqliteConnectionManager::file(&path).with_init(|c| c.execute_batch(PRAGMAS));
+        let pool = Pool::builder()
+            .max_size(pool_size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)?;
+        let store = Store { pool, path };
+        {
+            let mut conn = store.pool.get()?;
+            schema::bootstrap(&mut conn)?;
+        }
+        Ok(store)
+    }
+
+    /// Path of `trex.db`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` with a pooled connection on the blocking thread pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await?
+    }
+
+    /// Runs `f` with a pooled connection on the current thread (CLI and start-up only).
+    pub fn run_sync<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut conn = self.pool.get()?;
+        f(&mut conn)
+    }
+
+    /// A connection outside the pool, for a long-lived watcher.
+    pub fn dedicated_connection(&self) -> Result<Connection> {
+        let c = Connection::open(&self.path)?;
+        c.execute_batch(PRAGMAS)?;
+        Ok(c)
+    }
+}
+
+/// Keyset page request: at most `limit` rows strictly after `after` in `(created_at, id)` DESC order.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub limit: usize,
+    pub after: Option<(String, String)>,
+}
+
+/// One page of rows plus the key of the last row when more follow.
+#[derive(Debug, Clone)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    pub next: Option<(String, String)>,
+}
+
+impl<T> Paged<T> {
+    /// Trims a `limit + 1` fetch to `limit` rows and records where the next page starts.
+    pub fn from_overfetch(mut rows: Vec<T>, limit: usize, key: impl Fn(&T) -> (String, String)) -> Self {
+        let next = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(key)
+        } else {
+            None
+        };
+        Paged { items: rows, next }
+    }
+}

@@ -1,0 +1,166 @@
+//! Users: rows of `users`, with keyset paging and the email uniqueness rule.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::{Page, Paged};
+use crate::error::{Error, Result};
+use crate::util::{now_rfc3339, parse_rfc3339};
+
+/// A user as tools and the CLI show it (never the password hash).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    /// `admin` or `user`.
+    pub role: String,
+    pub banned: bool,
+    pub ban_reason: Option<String>,
+    pub ban_expires: Option<String>,
+    pub email_verified: bool,
+    pub must_change_password: bool,
+    pub deleted_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl User {
+    /// True when a ban is in force now (a ban whose `banExpires` has passed no longer counts).
+    pub fn is_banned_now(&self) -> bool {
+        ban_in_force(self.banned, self.ban_expires.as_deref())
+    }
+}
+
+/// True when `banned` is set and `ban_expires` is absent or still in the future.
+pub fn ban_in_force(banned: bool, ban_expires: Option<&str>) -> bool {
+    banned
+        && match ban_expires.and_then(parse_rfc3339) {
+            Some(until) => until > chrono::Utc::now(),
+            None => true,
+        }
+}
+
+const COLUMNS: &str = "id, name, email, role, banned, ban_reason, ban_expires, email_verified, \
+                       must_change_password, deleted_at, created_at, updated_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        email: r.get(2)?,
+        role: r.get(3)?,
+        banned: r.get(4)?,
+        ban_reason: r.get(5)?,
+        ban_expires: r.get(6)?,
+        email_verified: r.get(7)?,
+        must_change_password: r.get(8)?,
+        deleted_at: r.get(9)?,
+        created_at: r.get(10)?,
+        updated_at: r.get(11)?,
+    })
+}
+
+/// What a new user is made of.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub name: String,
+    pub email: String,
+    pub role: String,
+    /// argon2id PHC string, or `None` for an SSO-only user.
+    pub password_hash: Option<String>,
+}
+
+/// Inserts a user; a taken email is a [`Error::Conflict`].
+pub fn insert(conn: &Connection, new: &NewUser) -> Result<User> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = now_rfc3339();
+    let verified = new.password_hash.is_some();
+    let res = conn.execute(
+        "INSERT INTO users (id, name, email, role, email_verified, password_hash, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+        params![id, new.name, new.email, new.role, verified, new.password_hash, now],
+    );
+    match res {
+        Ok(_) => {}
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+        {
+            return Err(Error::Conflict(format!(
+                "A user with email '{}' already exists",
+                new.email
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    get(conn, &id)?.ok_or_else(|| Error::Other("user vanished after insert".into()))
+}
+
+/// One user by id.
+pub fn get(conn: &Connection, id: &str) -> Result<Option<User>> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?1");
+    Ok(conn.query_row(&sql, [id], from_row).optional()?)
+}
+
+/// One user by email (case-insensitive).
+pub fn get_by_email(conn: &Connection, email: &str) -> Result<Option<User>> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE email = ?1");
+    Ok(conn.query_row(&sql, [email], from_row).optional()?)
+}
+
+/// Number of users, deleted ones included.
+pub fn count(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
+}
+
+/// Escapes `%`, `_` and `\` so a search term matches literally inside a LIKE pattern.
+pub fn like_contains(term: &str) -> String {
+    let mut p = String::with_capacity(term.len() + 2);
+    p.push('%');
+    for c in term.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+/// Users newest first; `search` matches name or email literally (case-insensitive).
+pub fn list(
+    conn: &Connection,
+    include_deleted: bool,
+    search: Option<&str>,
+    page: &Page,
+) -> Result<Paged<User>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM users
+         WHERE (?1 OR deleted_at IS NULL)
+           AND (?2 IS NULL OR name LIKE ?2 ESCAPE '\\' OR email LIKE ?2 ESCAPE '\\')
+           AND (?3 IS NULL OR (created_at, id) < (?3, ?4))
+         ORDER BY created_at DESC, id DESC LIMIT ?5"
+    );
+    let pattern = search.map(like_contains);
+    let (ac, ai) = page.after.clone().unzip();
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map(
+            params![include_deleted, pattern, ac, ai, (page.limit + 1) as i64],
+            from_row,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Paged::from_overfetch(rows, page.limit, |u| {
+        (u.created_at.clone(), u.id.clone())
+    }))
+}
+
+/// The password hash of a user, if any.
+pub fn password_hash(conn: &Connection, id: &str) -> Result<Option<String>> {
+    Ok(conn
+        .query_row("SELECT password_hash FROM users WHERE id = ?1", [id], |r| r.get(0))
+        .optional()?
+        .flatten())
+}

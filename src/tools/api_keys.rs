@@ -1,0 +1,147 @@
+//! `api-key-*` tools: list, create and revoke API keys. A key is shown once, at creation.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{next_cursor, page};
+use crate::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
+use crate::ops;
+use crate::store::api_keys::{self, ApiKey};
+
+/// The tools of this group.
+pub fn tools() -> Vec<Tool> {
+    vec![
+        Tool::typed(
+            "api-key-list",
+            "List API keys",
+            "List API keys of every user (or of `userId`), newest first, with prefix, owner, last use, \
+             expiry and revocation. Never shows a key itself. Paginated.",
+            Annotations::READ,
+            key_list,
+        ),
+        Tool::typed(
+            "api-key-create",
+            "Create an API key",
+            "Create an API key for an admin user. The key (`trex_` + 48 hex) is in the result once and \
+             cannot be shown again; only its hash is stored. `expiresAt` (RFC 3339, in the future) is optional.",
+            Annotations::CREATE,
+            key_create,
+        ),
+        Tool::typed(
+            "api-key-revoke",
+            "Revoke an API key",
+            "Revoke an API key by id. Requests with it are refused from the next one on.",
+            Annotations::DESTROY,
+            key_revoke,
+        ),
+    ]
+}
+
+/// Arguments of `api-key-list`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ListArgs {
+    /// Only keys of this user.
+    pub user_id: Option<String>,
+    /// Page size, 1–1000 (default 100).
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<u32>,
+    /// Opaque cursor from a previous page's `nextCursor`.
+    pub cursor: Option<String>,
+}
+
+/// Result of `api-key-list`.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyPage {
+    pub keys: Vec<ApiKey>,
+    /// Cursor of the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+async fn key_list(ctx: ToolCtx, a: ListArgs) -> Result<KeyPage, ToolError> {
+    let page = page(a.limit, a.cursor.as_deref())?;
+    let p = ctx
+        .app
+        .store
+        .run(move |c| api_keys::list(c, a.user_id.as_deref(), &page))
+        .await?;
+    Ok(KeyPage {
+        keys: p.items,
+        next_cursor: next_cursor(p.next),
+    })
+}
+
+/// Arguments of `api-key-create`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateArgs {
+    /// Id of the admin user who will hold the key.
+    pub user_id: String,
+    /// A name to recognise the key by.
+    pub name: String,
+    /// Expiry, RFC 3339 (e.g. `2027-01-01T00:00:00Z`); omit for a key that does not expire.
+    pub expires_at: Option<String>,
+}
+
+/// Result of `api-key-create`.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedKey {
+    pub id: String,
+    /// The key. Shown only now.
+    pub key: String,
+    pub name: String,
+    pub user_id: String,
+    pub expires_at: Option<String>,
+    pub note: String,
+}
+
+async fn key_create(ctx: ToolCtx, a: CreateArgs) -> Result<CreatedKey, ToolError> {
+    let (user_id, name) = (a.user_id.clone(), a.name.clone());
+    let minted = ctx
+        .app
+        .store
+        .run(move |c| ops::create_api_key(c, &a.user_id, &a.name, a.expires_at.as_deref()))
+        .await?;
+    Ok(CreatedKey {
+        id: minted.id,
+        key: minted.key,
+        name: name.trim().to_string(),
+        user_id,
+        expires_at: minted.expires_at,
+        note: "Store this key now: it cannot be shown again.".into(),
+    })
+}
+
+/// Arguments of `api-key-revoke`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RevokeArgs {
+    /// Id of the key (from `api-key-list`).
+    pub key_id: String,
+}
+
+/// Result of `api-key-revoke`.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Revoked {
+    pub id: String,
+    pub message: String,
+}
+
+async fn key_revoke(ctx: ToolCtx, a: RevokeArgs) -> Result<Revoked, ToolError> {
+    let id = a.key_id.clone();
+    let key = ctx
+        .app
+        .store
+        .run(move |c| api_keys::revoke(c, &a.key_id))
+        .await?
+        .ok_or_else(|| ToolError::Failed("API key not found or already revoked".into()))?;
+    ctx.app.auth.invalidate();
+    Ok(Revoked {
+        id,
+        message: format!("API key '{}' ({}...) revoked", key.name, key.key_prefix),
+    })
+}

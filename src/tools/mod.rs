@@ -1,0 +1,72 @@
+//! The admin MCP server `trex` (`{base}/mcp`): one file per tool group, each exporting `tools()`,
+//! plus the shared pagination arguments and the plugin development guide resource.
+
+pub mod api_keys;
+pub mod users;
+
+use crate::mcp::server::{McpServer, Resource, ResourceBody};
+use crate::mcp::tool::ToolError;
+use crate::store::Page;
+use crate::util::decode_cursor;
+
+/// Default page size of list tools.
+pub const DEFAULT_LIMIT: u32 = 100;
+/// Largest page size of list tools.
+pub const MAX_LIMIT: u32 = 1000;
+
+/// Checks the pagination arguments every list tool takes (`limit` 1–1000, default 100; an
+/// opaque `cursor` from a previous page); messages name the field.
+pub fn page(limit: Option<u32>, cursor: Option<&str>) -> Result<Page, ToolError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ToolError::field("limit", format!("must be between 1 and {MAX_LIMIT}")));
+    }
+    let after = match cursor {
+        None => None,
+        Some(c) => Some(
+            decode_cursor(c)
+                .ok_or_else(|| ToolError::field("cursor", "is not a cursor returned by this tool"))?,
+        ),
+    };
+    Ok(Page {
+        limit: limit as usize,
+        after,
+    })
+}
+
+/// Encodes the next-page key of a store page.
+pub fn next_cursor(next: Option<(String, String)>) -> Option<String> {
+    next.map(|(c, i)| crate::util::encode_cursor(&c, &i))
+}
+
+/// The URI of the plugin development guide.
+pub const GUIDE_URI: &str = "trex://plugin-development-guide";
+
+const GUIDE: &str = "# trex plugin development guide\n\n\
+**Placeholder.** Plugins are not available in this build of trex yet; this guide will describe\n\
+them when they land. Until then the `plugin-*` tools are not offered.\n\n\
+What is planned (following trexsql's plugin model):\n\n\
+- a plugin is a package with a `trex` section declaring `functions`, `ui` and `migrations`;\n\
+- migrations are files named `V<n>__<name>.sql`, applied in version order with a checksum ledger;\n\
+- installed plugins are listed by `plugin-list` and inspected with `plugin-get-info`.\n";
+
+/// The admin server with every tool this build offers.
+pub fn admin_server() -> McpServer {
+    let mut s = McpServer::new("trex", "trex", "trex admin")
+        .tools(users::tools())
+        .tools(api_keys::tools())
+        .resource(Resource {
+            uri: GUIDE_URI.into(),
+            name: "plugin-development-guide".into(),
+            title: Some("Plugin development guide".into()),
+            description: Some("How to write trex plugins (Markdown)".into()),
+            mime_type: "text/markdown".into(),
+            body: ResourceBody::Text(GUIDE.into()),
+        });
+    s.instructions = Some(
+        "trex administers a self-hosted data platform. Tools are grouped by prefix (user-*, api-key-*). \
+         List tools take `limit` and `cursor` and return `nextCursor` when more rows follow."
+            .into(),
+    );
+    s
+}
