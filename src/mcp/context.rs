@@ -69,6 +69,14 @@ impl CallContext {
         self.notify("notifications/message", p);
     }
 
+    /// Closes this request's SSE connection while the work goes on (the client reconnects with
+    /// GET + `Last-Event-ID` after the `retry` delay and gets the rest, result included).
+    pub fn close_connection(&self) {
+        if let Some(p) = &self.peer {
+            p.detach();
+        }
+    }
+
     /// True when the client declared `capability` (e.g. `sampling`, `elicitation`).
     pub fn client_can(&self, capability: &str) -> bool {
         self.client_capabilities.get(capability).is_some()

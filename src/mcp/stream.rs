@@ -92,6 +92,12 @@ impl EventStream {
         g.live = None;
     }
 
+    /// Closes the attached connection without ending the stream (SSE polling): events keep
+    /// buffering until the client resumes with `Last-Event-ID`.
+    pub fn detach(&self) {
+        self.inner.lock().unwrap().live = None;
+    }
+
     /// True once [`finish`](Self::finish) was called.
     pub fn is_done(&self) -> bool {
         self.inner.lock().unwrap().done

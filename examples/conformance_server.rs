@@ -1,0 +1,333 @@
+//! MCP conformance fixture server: the tools, resources and prompts that
+//! `@modelcontextprotocol/conformance` expects, served at `/mcp` by trex's own transport, auth and
+//! sessions. It makes a scratch data dir (or uses `--data-dir`), an admin and an API key, and
+//! prints `MCP_URL=…` and `MCP_TOKEN=…` on stdout before serving.
+//!
+//! ```sh
+//! cargo run --example conformance_server -- --listen 127.0.0.1:39393
+//! MCP_TOKEN=<printed token> bash ../shared/mcpkit/run-conformance.sh http://127.0.0.1:39393/mcp
+//! ```
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use serde_json::{Map, Value, json};
+use trex::config::{Config, Overrides};
+use trex::http::Mount;
+use trex::mcp::protocol::RpcError;
+use trex::mcp::server::{McpServer, Prompt, Resource, ResourceBody, ResourceTemplate};
+use trex::mcp::tool::{Annotations, Tool, ToolCtx, ToolOutput};
+use trex::{App, ops, server};
+
+const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
+const WAV: &str = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YQAAAAA=";
+
+#[derive(Parser)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:39393")]
+    listen: SocketAddr,
+    /// Data dir (default: a fresh temporary one).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+fn no_args() -> Value {
+    json!({"type": "object", "properties": {}, "additionalProperties": false})
+}
+
+fn fixed(name: &str, content: Vec<Value>) -> Tool {
+    Tool::raw(name, &format!("Conformance fixture {name}"), no_args(), Annotations::READ, move |_c: ToolCtx, _a| {
+        let content = content.clone();
+        async move { ToolOutput::Ok { content, structured: None } }
+    })
+}
+
+async fn elicit(ctx: &ToolCtx, message: &str, schema: Value) -> ToolOutput {
+    if !ctx.call.client_can("elicitation") {
+        return ToolOutput::Err("The client does not support elicitation".into());
+    }
+    match ctx
+        .call
+        .request_client("elicitation/create", json!({"message": message, "requestedSchema": schema}))
+        .await
+    {
+        Ok(r) => ToolOutput::text(format!(
+            "Elicitation completed: action={}, content={}",
+            r.get("action").and_then(Value::as_str).unwrap_or("?"),
+            r.get("content").cloned().unwrap_or(Value::Null)
+        )),
+        Err(e) => ToolOutput::Err(format!("Elicitation failed: {}", e.message)),
+    }
+}
+
+fn fixtures() -> McpServer {
+    let mut s = McpServer::new("conformance", "trex-conformance", "trex conformance fixtures")
+        .tool(fixed("test_simple_text", vec![json!({"type": "text", "text": "This is a simple text response for testing."})]))
+        .tool(fixed("test_image_content", vec![json!({"type": "image", "data": PNG, "mimeType": "image/png"})]))
+        .tool(fixed("test_audio_content", vec![json!({"type": "audio", "data": WAV, "mimeType": "audio/wav"})]))
+        .tool(fixed(
+            "test_embedded_resource",
+            vec![json!({"type": "resource", "resource": {"uri": "test://embedded-resource", "mimeType": "text/plain", "text": "This is an embedded resource content."}})],
+        ))
+        .tool(fixed(
+            "test_multiple_content_types",
+            vec![
+                json!({"type": "text", "text": "Multiple content types test:"}),
+                json!({"type": "image", "data": PNG, "mimeType": "image/png"}),
+                json!({"type": "resource", "resource": {"uri": "test://mixed-content-resource", "mimeType": "application/json", "text": "{\"test\":\"data\",\"value\":123}"}}),
+            ],
+        ))
+        .tool(Tool::raw("test_error_handling", "Always fails", no_args(), Annotations::READ, |_c, _a| async {
+            ToolOutput::Err("This tool intentionally returns an error for testing".into())
+        }))
+        .tool(
+            Tool::raw("test_tool_with_logging", "Logs three messages", no_args(), Annotations::READ, |c: ToolCtx, _a| async move {
+                for (i, m) in ["Tool execution started", "Tool processing data", "Tool execution completed"].iter().enumerate() {
+                    if i > 0 {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    c.call.log("info", Some("conformance"), json!(m));
+                }
+                ToolOutput::text("Tool with logging executed successfully")
+            })
+            .streaming(),
+        )
+        .tool(
+            Tool::raw("test_tool_with_progress", "Reports progress", no_args(), Annotations::READ, |c: ToolCtx, _a| async move {
+                for (i, p) in [0.0, 50.0, 100.0].iter().enumerate() {
+                    if i > 0 {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    c.call.progress(*p, Some(100.0), None);
+                }
+                ToolOutput::text("Tool with progress executed successfully")
+            })
+            .streaming(),
+        )
+        .tool(
+            Tool::raw(
+                "test_sampling",
+                "Asks the client's LLM",
+                json!({"type": "object", "properties": {"prompt": {"type": "string"}}, "required": ["prompt"]}),
+                Annotations::READ,
+                |c: ToolCtx, a: Value| async move {
+                    if !c.call.client_can("sampling") {
+                        return ToolOutput::Err("The client does not support sampling".into());
+                    }
+                    let prompt = a.get("prompt").and_then(Value::as_str).unwrap_or("").to_string();
+                    let params = json!({"messages": [{"role": "user", "content": {"type": "text", "text": prompt}}], "maxTokens": 100});
+                    match c.call.request_client("sampling/createMessage", params).await {
+                        Ok(r) => ToolOutput::text(format!(
+                            "LLM response: {}",
+                            r.pointer("/content/text").and_then(Value::as_str).unwrap_or("")
+                        )),
+                        Err(e) => ToolOutput::Err(format!("Sampling failed: {}", e.message)),
+                    }
+                },
+            )
+            .streaming(),
+        )
+        .tool(
+            Tool::raw(
+                "test_elicitation",
+                "Asks the user",
+                json!({"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]}),
+                Annotations::READ,
+                |c: ToolCtx, a: Value| async move {
+                    let msg = a.get("message").and_then(Value::as_str).unwrap_or("").to_string();
+                    let schema = json!({"type": "object", "properties": {
+                        "username": {"type": "string", "description": "User's response"},
+                        "email": {"type": "string", "description": "User's email address"}},
+                        "required": ["username", "email"]});
+                    elicit(&c, &msg, schema).await
+                },
+            )
+            .streaming(),
+        )
+        .tool(
+            Tool::raw("test_elicitation_sep1034_defaults", "Elicitation with defaults", no_args(), Annotations::READ, |c: ToolCtx, _a| async move {
+                let schema = json!({"type": "object", "properties": {
+                    "name": {"type": "string", "default": "John Doe"},
+                    "age": {"type": "integer", "default": 30},
+                    "score": {"type": "number", "default": 95.5},
+                    "status": {"type": "string", "enum": ["active", "inactive", "pending"], "default": "active"},
+                    "verified": {"type": "boolean", "default": true}}});
+                elicit(&c, "Please review and update the form fields with defaults", schema).await
+            })
+            .streaming(),
+        )
+        .tool(
+            Tool::raw("test_elicitation_sep1330_enums", "Elicitation with enums", no_args(), Annotations::READ, |c: ToolCtx, _a| async move {
+                let schema = json!({"type": "object", "properties": {
+                    "untitledSingle": {"type": "string", "enum": ["option1", "option2", "option3"]},
+                    "titledSingle": {"type": "string", "oneOf": [
+                        {"const": "value1", "title": "First Option"}, {"const": "value2", "title": "Second Option"}, {"const": "value3", "title": "Third Option"}]},
+                    "legacyEnum": {"type": "string", "enum": ["opt1", "opt2", "opt3"], "enumNames": ["Option One", "Option Two", "Option Three"]},
+                    "untitledMulti": {"type": "array", "items": {"type": "string", "enum": ["option1", "option2", "option3"]}},
+                    "titledMulti": {"type": "array", "items": {"anyOf": [
+                        {"const": "value1", "title": "First Choice"}, {"const": "value2", "title": "Second Choice"}, {"const": "value3", "title": "Third Choice"}]}}}});
+                elicit(&c, "Please select options from the enum fields", schema).await
+            })
+            .streaming(),
+        )
+        .tool(Tool::raw(
+            "json_schema_2020_12_tool",
+            "A tool whose input schema uses JSON Schema 2020-12 keywords",
+            json!({
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "type": "object",
+                "$defs": {"address": {"type": "object", "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
+                "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+                "additionalProperties": false
+            }),
+            Annotations::READ,
+            |_c, a: Value| async move { ToolOutput::text(format!("Received: {a}")) },
+        ))
+        .tool(
+            Tool::raw("test_reconnection", "Closes its SSE stream mid-call, then answers", no_args(), Annotations::READ, |c: ToolCtx, _a| async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                c.call.close_connection();
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                ToolOutput::text("Reconnection test completed")
+            })
+            .streaming(),
+        )
+        .resource(Resource {
+            uri: "test://static-text".into(),
+            name: "static-text".into(),
+            title: None,
+            description: Some("A static text resource".into()),
+            mime_type: "text/plain".into(),
+            body: ResourceBody::Text("This is the content of the static text resource.".into()),
+        })
+        .resource(Resource {
+            uri: "test://static-binary".into(),
+            name: "static-binary".into(),
+            title: None,
+            description: Some("A static binary resource".into()),
+            mime_type: "image/png".into(),
+            body: ResourceBody::Blob(PNG.into()),
+        })
+        .resource(Resource {
+            uri: "test://watched-resource".into(),
+            name: "watched-resource".into(),
+            title: None,
+            description: Some("A resource that can be subscribed to".into()),
+            mime_type: "text/plain".into(),
+            body: ResourceBody::Text("Watched resource content".into()),
+        })
+        .template(ResourceTemplate {
+            uri_template: "test://template/{id}/data".into(),
+            name: "template".into(),
+            description: Some("A templated resource".into()),
+            mime_type: Some("application/json".into()),
+            read: Arc::new(|uri: &str| {
+                let id = uri.strip_prefix("test://template/")?.strip_suffix("/data")?;
+                if id.is_empty() || id.contains('/') {
+                    return None;
+                }
+                let text = json!({"id": id, "templateTest": true, "data": format!("Data for ID: {id}")}).to_string();
+                Some(vec![json!({"uri": uri, "mimeType": "application/json", "text": text})])
+            }),
+        })
+        .prompt(Prompt {
+            name: "test_simple_prompt".into(),
+            title: None,
+            description: "A simple prompt".into(),
+            arguments: vec![],
+            render: Arc::new(|_a| {
+                Ok(json!({"messages": [{"role": "user", "content": {"type": "text", "text": "This is a simple prompt for testing."}}]}))
+            }),
+        })
+        .prompt(Prompt {
+            name: "test_prompt_with_arguments".into(),
+            title: None,
+            description: "A prompt with arguments".into(),
+            arguments: vec![("arg1".into(), "First test argument".into(), true), ("arg2".into(), "Second test argument".into(), true)],
+            render: Arc::new(|a: &Map<String, Value>| {
+                let g = |k: &str| a.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                Ok(json!({"messages": [{"role": "user", "content": {"type": "text",
+                    "text": format!("Prompt with arguments: arg1='{}', arg2='{}'", g("arg1"), g("arg2"))}}]}))
+            }),
+        })
+        .prompt(Prompt {
+            name: "test_prompt_with_embedded_resource".into(),
+            title: None,
+            description: "A prompt with an embedded resource".into(),
+            arguments: vec![("resourceUri".into(), "URI of the resource to embed".into(), true)],
+            render: Arc::new(|a: &Map<String, Value>| {
+                let uri = a.get("resourceUri").and_then(Value::as_str).unwrap_or("test://example-resource");
+                Ok(json!({"messages": [
+                    {"role": "user", "content": {"type": "resource", "resource": {"uri": uri, "mimeType": "text/plain", "text": "Embedded resource content for testing."}}},
+                    {"role": "user", "content": {"type": "text", "text": "Please process the embedded resource above."}}]}))
+            }),
+        })
+        .prompt(Prompt {
+            name: "test_prompt_with_image".into(),
+            title: None,
+            description: "A prompt with an image".into(),
+            arguments: vec![],
+            render: Arc::new(|_a| {
+                Ok(json!({"messages": [
+                    {"role": "user", "content": {"type": "image", "data": PNG, "mimeType": "image/png"}},
+                    {"role": "user", "content": {"type": "text", "text": "Please analyze the image above."}}]}))
+            }),
+        });
+    s.subscriptions = true;
+    s.completer = Some(Arc::new(|p: &Value| {
+        let name = p.pointer("/ref/name").and_then(Value::as_str).unwrap_or("");
+        let kind = p.pointer("/ref/type").and_then(Value::as_str).unwrap_or("");
+        if kind == "ref/prompt" && name != "test_prompt_with_arguments" && name != "test_simple_prompt" && name != "test_prompt_with_embedded_resource" && name != "test_prompt_with_image" {
+            return Err(RpcError::invalid_params(format!("Unknown prompt: {name}")));
+        }
+        let value = p.pointer("/argument/value").and_then(Value::as_str).unwrap_or("");
+        let values: Vec<&str> = ["paris", "park", "party"].into_iter().filter(|v| v.starts_with(value)).collect();
+        Ok(json!({"completion": {"values": values, "total": values.len(), "hasMore": false}}))
+    }));
+    s
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let _ = tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())).with_writer(std::io::stderr).try_init();
+    let tmp;
+    let data_dir = match args.data_dir {
+        Some(d) => d,
+        None => {
+            tmp = std::env::temp_dir().join(format!("trex-conformance-{}", std::process::id()));
+            tmp
+        }
+    };
+    let mut config = Config::load(None, std::iter::empty(), &Overrides { data_dir: Some(data_dir), listen: Some(args.listen) })?;
+    // conformance scenarios never send DELETE; keep room for many runs
+    config.mcp.max_sessions = 1000;
+    let app = App::open(config).await?;
+    let key = app
+        .store
+        .run(|c| {
+            let user = match trex::store::users::get_by_email(c, "conformance@trex.local")? {
+                Some(u) => u,
+                None => ops::create_user(c, "Conformance", "conformance@trex.local", "admin", None)?,
+            };
+            ops::create_api_key(c, &user.id, "conformance", None)
+        })
+        .await?;
+    let mount = Mount { segments: vec!["mcp".into()], server: Arc::new(fixtures()) };
+    let running = server::start(app.clone(), vec![mount]).await?;
+    println!("MCP_URL=http://{}/mcp", running.addr);
+    println!("MCP_TOKEN={}", key.key);
+    std::io::stdout().flush()?;
+    let stop = app.shutdown.clone();
+    tokio::spawn(async move {
+        server::signal().await;
+        stop.cancel();
+    });
+    running.wait().await;
+    Ok(())
+}
