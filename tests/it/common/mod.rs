@@ -1,0 +1,353 @@
+//! Test helpers: start trex in-process on 127.0.0.1:0 with a temporary data dir, and a small MCP
+//! client over real HTTP (reqwest) that understands both JSON and SSE replies.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde_json::{Value, json};
+use trex::config::{Config, Overrides};
+use trex::mcp::server::McpServer;
+use trex::server::{self, Running};
+use trex::{App, ops};
+
+/// A running server with an admin key.
+pub struct TestServer {
+    pub running: Option<Running>,
+    pub addr: std::net::SocketAddr,
+    pub dir: Arc<tempfile::TempDir>,
+    pub key: String,
+    pub admin_id: String,
+    customize: Arc<dyn Fn(&mut Config) + Send + Sync>,
+    extend: Arc<dyn Fn(McpServer) -> McpServer + Send + Sync>,
+}
+
+impl TestServer {
+    /// Default configuration.
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}, |s| s).await
+    }
+
+    /// With a configuration tweak and extra tools on the admin server.
+    pub async fn start_with(
+        customize: impl Fn(&mut Config) + Send + Sync + 'static,
+        extend: impl Fn(McpServer) -> McpServer + Send + Sync + 'static,
+    ) -> TestServer {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let (running, key, admin_id) = boot(dir.path(), &customize, &extend, None).await;
+        TestServer {
+            addr: running.addr,
+            running: Some(running),
+            dir,
+            key,
+            admin_id,
+            customize: Arc::new(customize),
+            extend: Arc::new(extend),
+        }
+    }
+
+    /// Stops and starts again on the same data dir (a new port).
+    pub async fn restart(&mut self) {
+        self.running.take().unwrap().stop().await;
+        let (running, _, _) = boot(self.dir.path(), &*self.customize, &*self.extend, Some(())).await;
+        self.addr = running.addr;
+        self.running = Some(running);
+    }
+
+    pub fn app(&self) -> &Arc<App> {
+        &self.running.as_ref().unwrap().app
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/trex/mcp", self.addr)
+    }
+
+    /// A client with this server's admin key.
+    pub fn client(&self) -> Client {
+        Client::new(&self.url(), Some(&self.key))
+    }
+
+    /// Creates another admin and a key for it; returns (user id, key).
+    pub async fn other_admin(&self, email: &str) -> (String, String) {
+        let email = email.to_string();
+        self.app()
+            .store
+            .run(move |c| {
+                let u = ops::create_user(c, "Other", &email, "admin", None)?;
+                let k = ops::create_api_key(c, &u.id, "other", None)?;
+                Ok((u.id, k.key))
+            })
+            .await
+            .unwrap()
+    }
+}
+
+async fn boot(
+    dir: &Path,
+    customize: &(dyn Fn(&mut Config) + Send + Sync),
+    extend: &(dyn Fn(McpServer) -> McpServer + Send + Sync),
+    again: Option<()>,
+) -> (Running, String, String) {
+    let o = Overrides {
+        data_dir: Some(dir.to_path_buf()),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+    };
+    let mut config = Config::load(None, std::iter::empty(), &o).unwrap();
+    config.log.level = "warn".into();
+    customize(&mut config);
+    let app = App::open(config).await.unwrap();
+    let (key, admin) = if again.is_none() {
+        app.store
+            .run(|c| {
+                let u = ops::create_user(c, "Admin", "admin@example.com", "admin", None)?;
+                let k = ops::create_api_key(c, &u.id, "test", None)?;
+                Ok((k.key, u.id))
+            })
+            .await
+            .unwrap()
+    } else {
+        (String::new(), String::new())
+    };
+    let mut mount = server::admin_mount(&app);
+    mount.server = Arc::new(extend((*mount.server).clone()));
+    let running = server::start(app, vec![mount]).await.unwrap();
+    (running, key, admin)
+}
+
+/// The JSON Accept/Content-Type headers every POST carries.
+pub fn post_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("content-type", HeaderValue::from_static("application/json"));
+    h.insert("accept", HeaderValue::from_static("application/json, text/event-stream"));
+    h
+}
+
+/// One SSE event.
+#[derive(Debug, Clone, Default)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub data: String,
+    pub retry: Option<u64>,
+    pub comment: bool,
+}
+
+/// Parses an SSE body into events (comments kept as events with `comment: true`).
+pub fn parse_sse(body: &str) -> Vec<SseEvent> {
+    let mut out = Vec::new();
+    for block in body.split("\n\n") {
+        if block.trim().is_empty() {
+            continue;
+        }
+        let mut e = SseEvent::default();
+        let mut data = Vec::new();
+        for line in block.lines() {
+            if line.starts_with(':') {
+                e.comment = true;
+            } else if let Some(v) = line.strip_prefix("id:") {
+                e.id = Some(v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push(v.strip_prefix(' ').unwrap_or(v).to_string());
+            } else if let Some(v) = line.strip_prefix("retry:") {
+                e.retry = v.trim().parse().ok();
+            }
+        }
+        e.data = data.join("\n");
+        out.push(e);
+    }
+    out
+}
+
+/// A minimal MCP client.
+#[derive(Clone)]
+pub struct Client {
+    pub http: reqwest::Client,
+    pub url: String,
+    pub key: Option<String>,
+    pub session: Option<String>,
+    pub version: String,
+    next_id: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Client {
+    pub fn new(url: &str, key: Option<&str>) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            url: url.to_string(),
+            key: key.map(str::to_string),
+            session: None,
+            version: "2025-11-25".into(),
+            next_id: Arc::new(std::sync::atomic::AtomicI64::new(1)),
+        }
+    }
+
+    pub fn with_key(mut self, key: &str) -> Client {
+        self.key = Some(key.to_string());
+        self
+    }
+
+    fn id(&self) -> i64 {
+        self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A POST with the standard headers plus auth, session and version.
+    pub fn post(&self) -> reqwest::RequestBuilder {
+        let mut b = self.http.post(&self.url).headers(post_headers());
+        if let Some(k) = &self.key {
+            b = b.bearer_auth(k);
+        }
+        if let Some(s) = &self.session {
+            b = b.header("mcp-session-id", s).header("mcp-protocol-version", &self.version);
+        }
+        b
+    }
+
+    /// A GET for the standalone stream.
+    pub fn get(&self) -> reqwest::RequestBuilder {
+        let mut b = self.http.get(&self.url).header("accept", "text/event-stream");
+        if let Some(k) = &self.key {
+            b = b.bearer_auth(k);
+        }
+        if let Some(s) = &self.session {
+            b = b.header("mcp-session-id", s);
+        }
+        b
+    }
+
+    /// Initializes with `version` and sends `notifications/initialized`; returns the result.
+    pub async fn initialize_version(&mut self, version: &str) -> Value {
+        let body = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": version,
+            "capabilities": {"sampling": {}, "elicitation": {}},
+            "clientInfo": {"name": "trex-tests", "version": "1"}}});
+        let r = self.post().json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 200, "initialize failed: {:?}", r.text().await);
+        self.session = Some(r.headers()["mcp-session-id"].to_str().unwrap().to_string());
+        let v: Value = r.json().await.unwrap();
+        self.version = v["result"]["protocolVersion"].as_str().unwrap().to_string();
+        let n = self
+            .post()
+            .json(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(n.status(), 202);
+        v["result"].clone()
+    }
+
+    pub async fn initialize(&mut self) -> Value {
+        self.initialize_version("2025-11-25").await
+    }
+
+    /// Sends a request and returns the whole JSON-RPC response (from JSON or SSE).
+    pub async fn rpc(&self, method: &str, params: Value) -> Value {
+        let id = self.id();
+        let r = self
+            .post()
+            .json(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let sse = r
+            .headers()
+            .get("content-type")
+            .is_some_and(|c| c.to_str().unwrap().starts_with("text/event-stream"));
+        let text = r.text().await.unwrap();
+        assert_eq!(status, 200, "{method}: {text}");
+        if sse {
+            parse_sse(&text)
+                .into_iter()
+                .filter(|e| !e.data.is_empty())
+                .map(|e| serde_json::from_str::<Value>(&e.data).unwrap())
+                .find(|m| m["id"] == json!(id))
+                .unwrap_or_else(|| panic!("no response in SSE body: {text}"))
+        } else {
+            serde_json::from_str(&text).unwrap()
+        }
+    }
+
+    /// `tools/call`; returns the `result` (a CallToolResult).
+    pub async fn call(&self, tool: &str, args: Value) -> Value {
+        let r = self.rpc("tools/call", json!({"name": tool, "arguments": args})).await;
+        assert!(r.get("error").is_none(), "{tool}: protocol error {r}");
+        r["result"].clone()
+    }
+
+    /// `tools/call` expected to succeed; returns `structuredContent`.
+    pub async fn call_ok(&self, tool: &str, args: Value) -> Value {
+        let r = self.call(tool, args).await;
+        assert_eq!(r["isError"], false, "{tool} failed: {r}");
+        let text: Value = serde_json::from_str(r["content"][0]["text"].as_str().unwrap()).unwrap();
+        assert_eq!(text, r["structuredContent"], "text and structuredContent differ");
+        r["structuredContent"].clone()
+    }
+
+    /// `tools/call` expected to fail; returns the error text.
+    pub async fn call_err(&self, tool: &str, args: Value) -> String {
+        let r = self.call(tool, args).await;
+        assert_eq!(r["isError"], true, "{tool} should fail: {r}");
+        r["content"][0]["text"].as_str().unwrap().to_string()
+    }
+}
+
+/// Path of the MCP verification kit, if installed (`MCPKIT` or `.mcpkit` in the repo).
+pub fn mcpkit() -> Option<PathBuf> {
+    let p = std::env::var_os("MCPKIT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".mcpkit"));
+    p.join("venv/bin/python").exists().then_some(p)
+}
+
+/// Reads an SSE response event by event.
+pub struct SseReader {
+    stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buf: String,
+}
+
+impl SseReader {
+    pub fn new(r: reqwest::Response) -> SseReader {
+        SseReader {
+            stream: Box::pin(r.bytes_stream()),
+            buf: String::new(),
+        }
+    }
+
+    /// The next event (comments included), or `None` when the stream ends or `wait` passes.
+    pub async fn next(&mut self, wait: std::time::Duration) -> Option<SseEvent> {
+        use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(i) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..i + 2).collect();
+                if let Some(e) = parse_sse(&block).into_iter().next() {
+                    return Some(e);
+                }
+                continue;
+            }
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Ok(Some(Ok(b))) => self.buf.push_str(&String::from_utf8_lossy(&b)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// The next event that carries data (skips comments and priming events).
+    pub async fn next_message(&mut self, wait: std::time::Duration) -> Option<(Option<String>, Value)> {
+        loop {
+            let e = self.next(wait).await?;
+            if !e.data.is_empty() {
+                return Some((e.id, serde_json::from_str(&e.data).unwrap()));
+            }
+        }
+    }
+}
