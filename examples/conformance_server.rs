@@ -41,10 +41,21 @@ fn no_args() -> Value {
 }
 
 fn fixed(name: &str, content: Vec<Value>) -> Tool {
-    Tool::raw(name, &format!("Conformance fixture {name}"), no_args(), Annotations::READ, move |_c: ToolCtx, _a| {
-        let content = content.clone();
-        async move { ToolOutput::Ok { content, structured: None } }
-    })
+    Tool::raw(
+        name,
+        &format!("Conformance fixture {name}"),
+        no_args(),
+        Annotations::READ,
+        move |_c: ToolCtx, _a| {
+            let content = content.clone();
+            async move {
+                ToolOutput::Ok {
+                    content,
+                    structured: None,
+                }
+            }
+        },
+    )
 }
 
 async fn elicit(ctx: &ToolCtx, message: &str, schema: Value) -> ToolOutput {
@@ -53,7 +64,10 @@ async fn elicit(ctx: &ToolCtx, message: &str, schema: Value) -> ToolOutput {
     }
     match ctx
         .call
-        .request_client("elicitation/create", json!({"message": message, "requestedSchema": schema}))
+        .request_client(
+            "elicitation/create",
+            json!({"message": message, "requestedSchema": schema}),
+        )
         .await
     {
         Ok(r) => ToolOutput::text(format!(
@@ -282,11 +296,22 @@ fn fixtures() -> McpServer {
     s.completer = Some(Arc::new(|p: &Value| {
         let name = p.pointer("/ref/name").and_then(Value::as_str).unwrap_or("");
         let kind = p.pointer("/ref/type").and_then(Value::as_str).unwrap_or("");
-        if kind == "ref/prompt" && name != "test_prompt_with_arguments" && name != "test_simple_prompt" && name != "test_prompt_with_embedded_resource" && name != "test_prompt_with_image" {
+        if kind == "ref/prompt"
+            && name != "test_prompt_with_arguments"
+            && name != "test_simple_prompt"
+            && name != "test_prompt_with_embedded_resource"
+            && name != "test_prompt_with_image"
+        {
             return Err(RpcError::invalid_params(format!("Unknown prompt: {name}")));
         }
-        let value = p.pointer("/argument/value").and_then(Value::as_str).unwrap_or("");
-        let values: Vec<&str> = ["paris", "park", "party"].into_iter().filter(|v| v.starts_with(value)).collect();
+        let value = p
+            .pointer("/argument/value")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let values: Vec<&str> = ["paris", "park", "party"]
+            .into_iter()
+            .filter(|v| v.starts_with(value))
+            .collect();
         Ok(json!({"completion": {"values": values, "total": values.len(), "hasMore": false}}))
     }));
     s
@@ -295,7 +320,10 @@ fn fixtures() -> McpServer {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let _ = tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .try_init();
     let tmp;
     let data_dir = match args.data_dir {
         Some(d) => d,
@@ -304,7 +332,14 @@ async fn main() -> anyhow::Result<()> {
             tmp
         }
     };
-    let mut config = Config::load(None, std::iter::empty(), &Overrides { data_dir: Some(data_dir), listen: Some(args.listen) })?;
+    let mut config = Config::load(
+        None,
+        std::iter::empty(),
+        &Overrides {
+            data_dir: Some(data_dir),
+            listen: Some(args.listen),
+        },
+    )?;
     // conformance scenarios never send DELETE; keep room for many runs
     config.mcp.max_sessions = 1000;
     let app = App::open(config).await?;
@@ -313,12 +348,17 @@ async fn main() -> anyhow::Result<()> {
         .run(|c| {
             let user = match trex::store::users::get_by_email(c, "conformance@trex.local")? {
                 Some(u) => u,
-                None => ops::create_user(c, "Conformance", "conformance@trex.local", "admin", None)?,
+                None => {
+                    ops::create_user(c, "Conformance", "conformance@trex.local", "admin", None)?
+                }
             };
             ops::create_api_key(c, &user.id, "conformance", None)
         })
         .await?;
-    let mount = Mount { segments: vec!["mcp".into()], server: Arc::new(fixtures()) };
+    let mount = Mount {
+        segments: vec!["mcp".into()],
+        server: Arc::new(fixtures()),
+    };
     let running = server::start(app.clone(), vec![mount]).await?;
     println!("MCP_URL=http://{}/mcp", running.addr);
     println!("MCP_TOKEN={}", key.key);

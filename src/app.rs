@@ -30,7 +30,8 @@ impl App {
     pub async fn open(config: Config) -> Result<Arc<App>> {
         let store = {
             let c = config.clone();
-            tokio::task::spawn_blocking(move || Store::open(&c.store.data_dir, c.store.pool_size)).await??
+            tokio::task::spawn_blocking(move || Store::open(&c.store.data_dir, c.store.pool_size))
+                .await??
         };
         let auth = Arc::new(Authenticator::new(store.clone()));
         let sessions = Sessions::new(
@@ -55,10 +56,12 @@ impl App {
 
     /// Starts the background tasks: activity flusher, session reaper, key-cache watcher.
     pub fn spawn_background(self: &Arc<Self>) -> Result<()> {
-        self.auth.spawn_watcher(WATCH_EVERY, self.shutdown.clone())?;
+        self.auth
+            .spawn_watcher(WATCH_EVERY, self.shutdown.clone())?;
         let app = self.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(app.config.store.flush_interval_secs));
+            let mut tick =
+                tokio::time::interval(Duration::from_secs(app.config.store.flush_interval_secs));
             tick.tick().await;
             loop {
                 tokio::select! {

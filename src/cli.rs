@@ -122,7 +122,12 @@ pub fn main() -> Result<()> {
             admin_email,
             admin_password,
             admin_name,
-        } => init(&common.load(None)?, &admin_email, admin_password.as_deref(), &admin_name),
+        } => init(
+            &common.load(None)?,
+            &admin_email,
+            admin_password.as_deref(),
+            &admin_name,
+        ),
         Command::ApiKey(cmd) => api_key(cmd),
     }
 }
@@ -229,7 +234,10 @@ fn api_key(cmd: ApiKeyCommand) -> Result<()> {
         ApiKeyCommand::List { common } => {
             let store = open_store(&common.load(None)?)?;
             let mut after = None;
-            println!("{:<36}  {:<13}  {:<20}  {:<28}  STATUS", "ID", "PREFIX", "NAME", "USER");
+            println!(
+                "{:<36}  {:<13}  {:<20}  {:<28}  STATUS",
+                "ID", "PREFIX", "NAME", "USER"
+            );
             loop {
                 let page = Page { limit: 500, after };
                 let p = store.run_sync(|c| api_keys::list(c, None, &page))?;
@@ -241,7 +249,10 @@ fn api_key(cmd: ApiKeyCommand) -> Result<()> {
                     } else {
                         "active".to_string()
                     };
-                    println!("{:<36}  {:<13}  {:<20}  {:<28}  {status}", k.id, k.key_prefix, k.name, k.user_email);
+                    println!(
+                        "{:<36}  {:<13}  {:<20}  {:<28}  {status}",
+                        k.id, k.key_prefix, k.name, k.user_email
+                    );
                 }
                 match p.next {
                     Some(n) => after = Some(n),

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// HTTP listener and request guards.
@@ -126,17 +126,6 @@ impl Default for LogConfig {
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            store: StoreConfig::default(),
-            mcp: McpConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
-}
-
 /// Sections whose keys may be set through `TREX_<SECTION>_<KEY>`.
 const SECTIONS: &[&str] = &["server", "store", "mcp", "log"];
 
@@ -206,10 +195,12 @@ impl Config {
         let bp = &self.server.base_path;
         if !bp.starts_with('/')
             || bp.len() > 1 && bp.ends_with('/')
-            || bp
-                .split('/')
-                .skip(1)
-                .any(|s| !s.is_empty() && !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            || bp.split('/').skip(1).any(|s| {
+                !s.is_empty()
+                    && !s
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            })
         {
             return bad(
                 "server.base_path",
@@ -241,7 +232,10 @@ impl Config {
             return bad("mcp.replay_events", "must be at least 1");
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return bad("log.level", "is not a valid log filter (try `info` or `debug`)");
+            return bad(
+                "log.level",
+                "is not a valid log filter (try `info` or `debug`)",
+            );
         }
         Ok(())
     }
@@ -277,7 +271,12 @@ fn env_value(raw: &str) -> toml::Value {
     let doc = format!("v = {raw}");
     match doc.parse::<toml::Table>() {
         Ok(mut t) => match t.remove("v") {
-            Some(v @ (toml::Value::Integer(_) | toml::Value::Boolean(_) | toml::Value::Array(_) | toml::Value::Float(_))) => v,
+            Some(
+                v @ (toml::Value::Integer(_)
+                | toml::Value::Boolean(_)
+                | toml::Value::Array(_)
+                | toml::Value::Float(_)),
+            ) => v,
             _ => toml::Value::String(raw.to_string()),
         },
         Err(_) => toml::Value::String(raw.to_string()),
@@ -310,11 +309,19 @@ mod tests {
 
     #[test]
     fn env_overrides_file_and_unknown_env_key_fails() {
-        let c = load("[mcp]\nmax_sessions = 5\n", &[("TREX_MCP_MAX_SESSIONS", "7")]).unwrap();
+        let c = load(
+            "[mcp]\nmax_sessions = 5\n",
+            &[("TREX_MCP_MAX_SESSIONS", "7")],
+        )
+        .unwrap();
         assert_eq!(c.mcp.max_sessions, 7);
         let e = load("", &[("TREX_MCP_MAX_SESIONS", "7")]).unwrap_err();
         assert!(e.to_string().contains("max_sesions"), "{e}");
-        let c = load("", &[("TREX_MASTER_KEY", "x"), ("TREX_LISTEN", "127.0.0.1:9")]).unwrap();
+        let c = load(
+            "",
+            &[("TREX_MASTER_KEY", "x"), ("TREX_LISTEN", "127.0.0.1:9")],
+        )
+        .unwrap();
         assert_eq!(c.server.listen.port(), 9);
     }
 
@@ -322,6 +329,12 @@ mod tests {
     fn remote_listen_needs_opt_in() {
         let e = load("[server]\nlisten = \"0.0.0.0:8001\"\n", &[]).unwrap_err();
         assert!(e.to_string().contains("server.listen"), "{e}");
-        assert!(load("[server]\nlisten = \"0.0.0.0:8001\"\nallow_remote = true\n", &[]).is_ok());
+        assert!(
+            load(
+                "[server]\nlisten = \"0.0.0.0:8001\"\nallow_remote = true\n",
+                &[]
+            )
+            .is_ok()
+        );
     }
 }

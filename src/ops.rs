@@ -24,13 +24,19 @@ pub struct MintedKey {
 pub fn validate_email(email: &str) -> Result<()> {
     let ok = email.len() <= 254
         && !email.chars().any(char::is_whitespace)
-        && email
-            .split_once('@')
-            .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !d.contains('@') && !d.starts_with('.') && !d.ends_with('.'));
+        && email.split_once('@').is_some_and(|(l, d)| {
+            !l.is_empty()
+                && !d.is_empty()
+                && !d.contains('@')
+                && !d.starts_with('.')
+                && !d.ends_with('.')
+        });
     if ok {
         Ok(())
     } else {
-        Err(Error::Invalid(format!("`email` is not a valid address: {email:?}")))
+        Err(Error::Invalid(format!(
+            "`email` is not a valid address: {email:?}"
+        )))
     }
 }
 
@@ -41,7 +47,9 @@ pub fn validate_name(field: &str, name: &str) -> Result<()> {
         return Err(Error::Invalid(format!("`{field}` must not be empty")));
     }
     if t.chars().count() > 200 {
-        return Err(Error::Invalid(format!("`{field}` must be at most 200 characters")));
+        return Err(Error::Invalid(format!(
+            "`{field}` must be at most 200 characters"
+        )));
     }
     Ok(())
 }
@@ -68,7 +76,9 @@ pub fn create_user(
     validate_name("name", name)?;
     validate_email(email)?;
     if role != "admin" && role != "user" {
-        return Err(Error::Invalid(format!("`role` must be admin or user, not {role:?}")));
+        return Err(Error::Invalid(format!(
+            "`role` must be admin or user, not {role:?}"
+        )));
     }
     users::insert(
         conn,
@@ -90,15 +100,22 @@ pub fn create_api_key(
 ) -> Result<MintedKey> {
     validate_name("name", name)?;
     let expires_at = parse_expiry(expires_at)?;
-    let user = users::get(conn, user_id)?.ok_or_else(|| Error::NotFound("User not found".into()))?;
+    let user =
+        users::get(conn, user_id)?.ok_or_else(|| Error::NotFound("User not found".into()))?;
     if user.role != "admin" {
-        return Err(Error::Conflict("API keys can only be created for admin users".into()));
+        return Err(Error::Conflict(
+            "API keys can only be created for admin users".into(),
+        ));
     }
     if user.deleted_at.is_some() {
-        return Err(Error::Conflict("API keys cannot be created for a deleted user".into()));
+        return Err(Error::Conflict(
+            "API keys cannot be created for a deleted user".into(),
+        ));
     }
     if user.is_banned_now() {
-        return Err(Error::Conflict("API keys cannot be created for a banned user".into()));
+        return Err(Error::Conflict(
+            "API keys cannot be created for a banned user".into(),
+        ));
     }
     let key = keys::generate();
     let id = api_keys::insert(
@@ -109,7 +126,11 @@ pub fn create_api_key(
         &keys::prefix(&key),
         expires_at.as_deref(),
     )?;
-    Ok(MintedKey { id, key, expires_at })
+    Ok(MintedKey {
+        id,
+        key,
+        expires_at,
+    })
 }
 
 /// On an empty store: creates the first admin and a key for it. `None` when users exist.

@@ -49,7 +49,8 @@ pub fn admin_mount(app: &App) -> Mount {
 pub fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let ctx = |e| Error::io(format!("cannot listen on {addr}"), e);
-    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(ctx)?;
+    let sock =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(ctx)?;
     sock.set_reuse_address(true).map_err(ctx)?;
     sock.set_tcp_nodelay(true).map_err(ctx)?;
     sock.set_nonblocking(true).map_err(ctx)?;
@@ -61,7 +62,9 @@ pub fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
 /// Starts serving `mounts` (plus health routes) on the configured address.
 pub async fn start(app: Arc<App>, mounts: Vec<Mount>) -> Result<Running> {
     let listener = bind(app.config.server.listen)?;
-    let addr = listener.local_addr().map_err(|e| Error::io("cannot read the bound address", e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io("cannot read the bound address", e))?;
     app.spawn_background()?;
     let routes = http::routes(app.clone(), &mounts);
     let grace = Duration::from_secs(app.config.server.shutdown_grace_secs);
@@ -75,7 +78,10 @@ pub async fn start(app: Arc<App>, mounts: Vec<Mount>) -> Result<Running> {
                 app.sessions.close_streams();
             }
         };
-        let server = warp::serve(routes).incoming(listener).graceful(on_stop).run();
+        let server = warp::serve(routes)
+            .incoming(listener)
+            .graceful(on_stop)
+            .run();
         tokio::select! {
             _ = server => {}
             _ = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {

@@ -28,7 +28,9 @@ pub fn prefix(key: &str) -> String {
 /// True for `trex_` + exactly 48 lowercase hex characters.
 pub fn well_formed(key: &str) -> bool {
     key.strip_prefix(KEY_PREFIX).is_some_and(|h| {
-        h.len() == 48 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        h.len() == 48
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     })
 }
 

@@ -75,7 +75,9 @@ impl Authenticator {
         &self,
         header: Option<&str>,
     ) -> std::result::Result<Arc<Principal>, AuthFailure> {
-        let key = header.and_then(keys::from_bearer).ok_or(AuthFailure::Missing)?;
+        let key = header
+            .and_then(keys::from_bearer)
+            .ok_or(AuthFailure::Missing)?;
         let hash = keys::hash(key);
         let now = now_ms();
         let cached = self.cache.read().unwrap().get(&hash).cloned();
@@ -97,7 +99,9 @@ impl Authenticator {
                 entry
             }
         };
-        if entry.expires_ms.is_some_and(|e| e <= now) || entry.banned_until_ms.is_some_and(|b| b > now) {
+        if entry.expires_ms.is_some_and(|e| e <= now)
+            || entry.banned_until_ms.is_some_and(|b| b > now)
+        {
             return Err(AuthFailure::Rejected);
         }
         self.last_used
@@ -133,7 +137,8 @@ impl Authenticator {
             .name("trex-auth-watch".into())
             .spawn(move || {
                 let read = |c: &rusqlite::Connection| -> i64 {
-                    c.query_row("PRAGMA data_version", [], |r| r.get(0)).unwrap_or(-1)
+                    c.query_row("PRAGMA data_version", [], |r| r.get(0))
+                        .unwrap_or(-1)
                 };
                 let mut seen = read(&conn);
                 while !stop.is_cancelled() {

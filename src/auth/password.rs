@@ -17,7 +17,9 @@ pub fn validate(pw: &str) -> Result<()> {
         )));
     }
     if pw.len() > 1024 {
-        return Err(Error::Invalid("password: must be at most 1024 bytes".into()));
+        return Err(Error::Invalid(
+            "password: must be at most 1024 bytes".into(),
+        ));
     }
     Ok(())
 }

@@ -25,14 +25,24 @@ impl HostPolicy {
     /// address with no `allowed_hosts` (Origin is still checked).
     pub fn from_config(c: &Config) -> Self {
         let ip = c.server.listen.ip();
-        let mut names: Vec<String> = c.server.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+        let mut names: Vec<String> = c
+            .server
+            .allowed_hosts
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
         if !ip.is_unspecified() {
             names.push(ip.to_string());
         }
         HostPolicy {
             any_host: ip.is_unspecified() && c.server.allowed_hosts.is_empty(),
             names,
-            origins: c.server.allowed_origins.iter().map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect(),
+            origins: c
+                .server
+                .allowed_origins
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
         }
     }
 
@@ -41,7 +51,10 @@ impl HostPolicy {
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         bare == "localhost"
             || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-            || self.names.iter().any(|n| n.trim_start_matches('[').trim_end_matches(']') == bare)
+            || self
+                .names
+                .iter()
+                .any(|n| n.trim_start_matches('[').trim_end_matches(']') == bare)
     }
 
     /// Checks a `Host` header value (`name[:port]`).
@@ -52,7 +65,7 @@ impl HostPolicy {
     /// Checks an `Origin` header value (`scheme://name[:port]`).
     pub fn origin_ok(&self, origin: &str) -> bool {
         let o = origin.trim_end_matches('/').to_ascii_lowercase();
-        if self.origins.iter().any(|a| *a == o) {
+        if self.origins.contains(&o) {
             return true;
         }
         match o.split_once("://") {
@@ -78,13 +91,17 @@ pub fn check_origin(policy: &HostPolicy, h: &HeaderMap) -> Result<(), Rejection>
     if let Some(host) = h.get(header::HOST) {
         let ok = host.to_str().is_ok_and(|v| policy.host_ok(v));
         if !ok {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "Forbidden: invalid Host header").reject());
+            return Err(
+                ApiError::new(StatusCode::FORBIDDEN, "Forbidden: invalid Host header").reject(),
+            );
         }
     }
     if let Some(origin) = h.get(header::ORIGIN) {
         let ok = origin.to_str().is_ok_and(|v| policy.origin_ok(v));
         if !ok {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, "Forbidden: invalid Origin header").reject());
+            return Err(
+                ApiError::new(StatusCode::FORBIDDEN, "Forbidden: invalid Origin header").reject(),
+            );
         }
     }
     Ok(())
@@ -138,7 +155,11 @@ mod tests {
 
     #[test]
     fn configured_names_and_origins() {
-        let p = policy("127.0.0.1:8001", &["trex.internal"], &["https://admin.example.com"]);
+        let p = policy(
+            "127.0.0.1:8001",
+            &["trex.internal"],
+            &["https://admin.example.com"],
+        );
         assert!(p.host_ok("trex.internal:443"));
         assert!(p.origin_ok("https://admin.example.com"));
         assert!(p.origin_ok("https://trex.internal"));

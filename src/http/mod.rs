@@ -39,7 +39,12 @@ impl Mount {
 /// Every route of the server, with rejections recovered as JSON.
 pub fn routes(app: Arc<App>, mounts: &[Mount]) -> BoxedFilter<(Response,)> {
     let policy = Arc::new(HostPolicy::from_config(&app.config));
-    let mut all = health(app.clone()).or(ready(app.clone())).unify().or(metrics(app.clone())).unify().boxed();
+    let mut all = health(app.clone())
+        .or(ready(app.clone()))
+        .unify()
+        .or(metrics(app.clone()))
+        .unify()
+        .boxed();
     for m in mounts {
         all = all.or(mcp(app.clone(), policy.clone(), m)).unify().boxed();
     }
@@ -64,7 +69,9 @@ pub fn mcp(app: Arc<App>, policy: Arc<HostPolicy>, mount: &Mount) -> BoxedFilter
     let limit = app.config.server.body_limit;
     let with = {
         let (app, server) = (app.clone(), mount.server.clone());
-        warp::any().map(move || (app.clone(), server.clone())).untuple_one()
+        warp::any()
+            .map(move || (app.clone(), server.clone()))
+            .untuple_one()
     };
     let post = path
         .clone()

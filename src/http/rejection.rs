@@ -67,7 +67,8 @@ impl ApiError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if let Some(s) = self.retry_after {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         resp
     }
@@ -96,18 +97,28 @@ pub async fn handle_rejection(err: Rejection) -> Result<warp::reply::Response, I
     } else if err.find::<MethodNotAllowed>().is_some() {
         ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
     } else if err.find::<UnsupportedMediaType>().is_some() {
-        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported Media Type: Content-Type must be application/json")
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported Media Type: Content-Type must be application/json",
+        )
     } else if err.find::<LengthRequired>().is_some() {
         ApiError::new(StatusCode::LENGTH_REQUIRED, "Length required")
     } else if let Some(h) = err.find::<MissingHeader>() {
-        ApiError::new(StatusCode::BAD_REQUEST, format!("Missing header: {}", h.name()))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("Missing header: {}", h.name()),
+        )
     } else if let Some(h) = err.find::<InvalidHeader>() {
-        ApiError::new(StatusCode::BAD_REQUEST, format!("Invalid header: {}", h.name()))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("Invalid header: {}", h.name()),
+        )
     } else if err.find::<InvalidQuery>().is_some() {
         ApiError::new(StatusCode::BAD_REQUEST, "Invalid query string")
     } else {
         tracing::error!("unhandled rejection: {err:?}");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error").code(code::INTERNAL_ERROR)
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+            .code(code::INTERNAL_ERROR)
     };
     Ok(e.into_response())
 }

@@ -22,7 +22,7 @@ use crate::error::code;
 use crate::mcp::context::CallContext;
 use crate::mcp::dispatch::dispatch;
 use crate::mcp::protocol::{
-    self, Message, RpcError, error_response, negotiate, result_response, SUPPORTED_VERSIONS,
+    self, Message, RpcError, SUPPORTED_VERSIONS, error_response, negotiate, result_response,
 };
 use crate::mcp::server::McpServer;
 use crate::mcp::session::{CreateError, Session};
@@ -46,7 +46,12 @@ fn accepts(h: &HeaderMap, want: &str) -> bool {
     };
     let major = want.split('/').next().unwrap_or("");
     accept.split(',').any(|part| {
-        let t = part.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let t = part
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         t == want || t == "*/*" || t == format!("{major}/*")
     })
 }
@@ -72,9 +77,8 @@ async fn find_session(
     principal: &Principal,
     id: &str,
 ) -> Result<Arc<Session>, ApiError> {
-    let not_found = || {
-        ApiError::new(StatusCode::NOT_FOUND, "Session not found").code(code::SESSION_NOT_FOUND)
-    };
+    let not_found =
+        || ApiError::new(StatusCode::NOT_FOUND, "Session not found").code(code::SESSION_NOT_FOUND);
     let s = app
         .sessions
         .get(id)
@@ -89,7 +93,10 @@ async fn find_session(
         return Err(not_found());
     }
     if s.user_id != principal.user_id {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "Session belongs to a different user"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Session belongs to a different user",
+        ));
     }
     s.touch();
     Ok(s)
@@ -123,7 +130,11 @@ async fn post_inner(
     body: Bytes,
 ) -> Result<warp::reply::Response, ApiError> {
     let ct_ok = header_str(&h, "content-type").is_some_and(|ct| {
-        ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json")
+        ct.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .eq_ignore_ascii_case("application/json")
     });
     if !ct_ok {
         return Err(ApiError::new(
@@ -150,7 +161,12 @@ async fn post_inner(
         single => {
             let msg = match Message::parse(single) {
                 Ok(m) => m,
-                Err((id, e)) => return Ok(json_response(StatusCode::BAD_REQUEST, &error_response(&id, &e))),
+                Err((id, e)) => {
+                    return Ok(json_response(
+                        StatusCode::BAD_REQUEST,
+                        &error_response(&id, &e),
+                    ));
+                }
             };
             match msg {
                 Message::Request { id, method, params } if method == "initialize" => {
@@ -199,20 +215,35 @@ async fn initialize(
         }
     };
     let version = negotiate(requested);
-    let caps = params.get("capabilities").cloned().unwrap_or_else(|| json!({}));
-    let info = params.get("clientInfo").cloned().unwrap_or_else(|| json!({}));
-    let session = match app.sessions.create(&server.id, principal, version, info, caps).await {
+    let caps = params
+        .get("capabilities")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let info = params
+        .get("clientInfo")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let session = match app
+        .sessions
+        .create(&server.id, principal, version, info, caps)
+        .await
+    {
         Ok(s) => s,
         Err(CreateError::Full) => {
             return Err(ApiError {
                 retry_after: Some(30),
-                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "Too many active MCP sessions")
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Too many active MCP sessions",
+                )
             });
         }
         Err(CreateError::Store(e)) => {
             tracing::error!("cannot store session: {e}");
-            return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
-                .code(code::INTERNAL_ERROR));
+            return Err(
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+                    .code(code::INTERNAL_ERROR),
+            );
         }
     };
     tracing::info!(session = %short(&session.id), user = %principal.user_email, version, "MCP session opened");
@@ -315,14 +346,24 @@ async fn request(
         let body = match outcome {
             Some(Ok(r)) => result_response(&id, r),
             Some(Err(e)) => error_response(&id, &e),
-            None => error_response(&id, &RpcError::new(code::REQUEST_CANCELLED, "Request cancelled")),
+            None => error_response(
+                &id,
+                &RpcError::new(code::REQUEST_CANCELLED, "Request cancelled"),
+            ),
         };
         return json_response(StatusCode::OK, &body);
     }
     let stream = session.streams.open();
     let rx = stream.attach(0);
     let priming = protocol::wants_priming(&session.protocol_version).then(|| stream.priming_id());
-    let ctx = context(principal, &session, &id, &params, cancel.clone(), Some(stream.clone()));
+    let ctx = context(
+        principal,
+        &session,
+        &id,
+        &params,
+        cancel.clone(),
+        Some(stream.clone()),
+    );
     let task_session = session.clone();
     let response = sse_response(&app, &session, rx, priming);
     tokio::spawn(async move {
@@ -367,20 +408,32 @@ async fn batch(
         .code(code::INVALID_REQUEST));
     }
     if items.is_empty() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "Invalid Request: empty batch")
-            .code(code::INVALID_REQUEST));
+        return Err(
+            ApiError::new(StatusCode::BAD_REQUEST, "Invalid Request: empty batch")
+                .code(code::INVALID_REQUEST),
+        );
     }
     let mut answers: Vec<Value> = Vec::new();
     let mut calls = Vec::new();
     for item in items {
         match Message::parse(item) {
             Err((id, e)) => answers.push(error_response(&id, &e)),
-            Ok(Message::Request { id, method, .. }) if method == "initialize" => answers.push(error_response(
-                &id,
-                &RpcError::new(code::INVALID_REQUEST, "Invalid Request: initialize must not be part of a batch"),
-            )),
+            Ok(Message::Request { id, method, .. }) if method == "initialize" => {
+                answers.push(error_response(
+                    &id,
+                    &RpcError::new(
+                        code::INVALID_REQUEST,
+                        "Invalid Request: initialize must not be part of a batch",
+                    ),
+                ))
+            }
             Ok(Message::Request { id, method, params }) => {
-                let (app, server, principal, session) = (app.clone(), server.clone(), principal.clone(), session.clone());
+                let (app, server, principal, session) = (
+                    app.clone(),
+                    server.clone(),
+                    principal.clone(),
+                    session.clone(),
+                );
                 calls.push(async move {
                     let cancel = session.begin_request(&id);
                     let ctx = context(principal, &session, &id, &params, cancel, None);
@@ -412,13 +465,17 @@ fn sse_response(
     let app_stop = session.closed.clone();
     let retry = Duration::from_millis(app.config.mcp.sse_retry_ms);
     let keepalive = Duration::from_secs(app.config.mcp.keepalive_secs);
-    let prime = priming.map(|id| Ok::<Event, Infallible>(Event::default().id(id).retry(retry).data("")));
+    let prime =
+        priming.map(|id| Ok::<Event, Infallible>(Event::default().id(id).retry(retry).data("")));
     let frames = UnboundedReceiverStream::new(rx)
         .map(|f| Ok::<Event, Infallible>(Event::default().id(f.id).data(f.data.to_string())));
-    let events = stream::iter(prime).chain(frames).take_until(app_stop.cancelled_owned());
+    let events = stream::iter(prime)
+        .chain(frames)
+        .take_until(app_stop.cancelled_owned());
     let events = warp::sse::keep_alive().interval(keepalive).stream(events);
     let mut r = warp::reply::Reply::into_response(warp::sse::reply(events));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
 }
 
@@ -451,7 +508,10 @@ async fn get_inner(
     let session = find_session(&app, &server, &principal, id).await?;
     if let Some(last) = header_str(&h, "last-event-id") {
         let (sid, seq) = parse_event_id(last).ok_or_else(|| {
-            ApiError::new(StatusCode::BAD_REQUEST, "Bad Request: malformed Last-Event-ID")
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "Bad Request: malformed Last-Event-ID",
+            )
         })?;
         let stream = session.streams.get(sid).ok_or_else(|| {
             ApiError::new(

@@ -101,8 +101,13 @@ impl CallContext {
         match outcome? {
             Ok(v) => Ok(v),
             Err(e) => Err(RpcError::new(
-                e.get("code").and_then(Value::as_i64).unwrap_or(code::INTERNAL_ERROR),
-                e.get("message").and_then(Value::as_str).unwrap_or("client error").to_string(),
+                e.get("code")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(code::INTERNAL_ERROR),
+                e.get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("client error")
+                    .to_string(),
             )),
         }
     }

@@ -40,15 +40,21 @@ pub async fn dispatch(
                 .read_resource(uri)
                 .map(|c| json!({"contents": c}))
                 .ok_or_else(|| {
-                    RpcError::new(code::RESOURCE_NOT_FOUND, format!("Resource not found: {uri}"))
-                        .with_data(json!({"uri": uri}))
+                    RpcError::new(
+                        code::RESOURCE_NOT_FOUND,
+                        format!("Resource not found: {uri}"),
+                    )
+                    .with_data(json!({"uri": uri}))
                 })
         }
         "resources/subscribe" | "resources/unsubscribe" if server.subscriptions => {
             let uri = str_param(&params, "uri")?;
             if !server.has_resource(uri) {
-                return Err(RpcError::new(code::RESOURCE_NOT_FOUND, format!("Resource not found: {uri}"))
-                    .with_data(json!({"uri": uri})));
+                return Err(RpcError::new(
+                    code::RESOURCE_NOT_FOUND,
+                    format!("Resource not found: {uri}"),
+                )
+                .with_data(json!({"uri": uri})));
             }
             Ok(json!({}))
         }
@@ -84,10 +90,9 @@ fn offers_resources(s: &McpServer) -> bool {
 }
 
 fn str_param<'a>(params: &'a Value, name: &str) -> Result<&'a str, RpcError> {
-    params
-        .get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| RpcError::invalid_params(format!("Invalid params: `{name}` must be a string")))
+    params.get(name).and_then(Value::as_str).ok_or_else(|| {
+        RpcError::invalid_params(format!("Invalid params: `{name}` must be a string"))
+    })
 }
 
 /// Single-page lists accept no cursor but the absent one.
@@ -108,10 +113,17 @@ fn tools_list(app: &Arc<App>, server: &McpServer, params: &Value) -> Result<Valu
             .and_then(|s| s.strip_prefix("t:").and_then(|n| n.parse::<usize>().ok()))
             .filter(|n| *n < server.tools.len())
             .ok_or_else(|| RpcError::invalid_params("Invalid params: unknown `cursor`"))?,
-        Some(_) => return Err(RpcError::invalid_params("Invalid params: `cursor` must be a string")),
+        Some(_) => {
+            return Err(RpcError::invalid_params(
+                "Invalid params: `cursor` must be a string",
+            ));
+        }
     };
     let end = (start + size).min(server.tools.len());
-    let tools: Vec<Value> = server.tools[start..end].iter().map(|t| t.describe()).collect();
+    let tools: Vec<Value> = server.tools[start..end]
+        .iter()
+        .map(|t| t.describe())
+        .collect();
     let mut r = json!({"tools": tools});
     if end < server.tools.len() {
         r["nextCursor"] = json!(hex::encode(format!("t:{end}")));
@@ -133,13 +145,23 @@ async fn tools_call(
     let args = match params.get("arguments") {
         None | Some(Value::Null) => json!({}),
         Some(v @ Value::Object(_)) => v.clone(),
-        Some(_) => return Err(RpcError::invalid_params("Invalid params: `arguments` must be an object")),
+        Some(_) => {
+            return Err(RpcError::invalid_params(
+                "Invalid params: `arguments` must be an object",
+            ));
+        }
     };
     let audited = !tool.annotations.read_only;
     let redacted = audited.then(|| redact(&args));
     let principal = ctx.principal.clone();
     let out = tool
-        .call(ToolCtx { app: app.clone(), call: ctx }, args)
+        .call(
+            ToolCtx {
+                app: app.clone(),
+                call: ctx,
+            },
+            args,
+        )
         .await;
     if let Some(arguments) = redacted {
         let entry = audit::AuditEntry {
@@ -164,7 +186,11 @@ async fn tools_call(
 /// True for argument names whose values must never be stored or logged.
 pub fn is_secret_name(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    n.contains("password") || n.contains("secret") || n.contains("token") || n == "key" || n == "apikey"
+    n.contains("password")
+        || n.contains("secret")
+        || n.contains("token")
+        || n == "key"
+        || n == "apikey"
 }
 
 /// A copy of `v` with secret-named members replaced by `"[redacted]"`.
@@ -173,7 +199,11 @@ pub fn redact(v: &Value) -> Value {
         Value::Object(m) => Value::Object(
             m.iter()
                 .map(|(k, v)| {
-                    let v = if is_secret_name(k) { json!("[redacted]") } else { redact(v) };
+                    let v = if is_secret_name(k) {
+                        json!("[redacted]")
+                    } else {
+                        redact(v)
+                    };
                     (k.clone(), v)
                 })
                 .collect::<Map<_, _>>(),
@@ -194,7 +224,11 @@ fn prompts_get(server: &McpServer, params: &Value) -> Result<Value, RpcError> {
     let args = match params.get("arguments") {
         None | Some(Value::Null) => &empty,
         Some(Value::Object(m)) => m,
-        Some(_) => return Err(RpcError::invalid_params("Invalid params: `arguments` must be an object")),
+        Some(_) => {
+            return Err(RpcError::invalid_params(
+                "Invalid params: `arguments` must be an object",
+            ));
+        }
     };
     for (arg, _, required) in &prompt.arguments {
         if *required && !args.contains_key(arg) {
@@ -212,7 +246,8 @@ mod tests {
 
     #[test]
     fn redaction_hides_secrets_at_any_depth() {
-        let v = json!({"name": "a", "password": "p", "nested": [{"clientSecret": "s", "keyId": "k"}]});
+        let v =
+            json!({"name": "a", "password": "p", "nested": [{"clientSecret": "s", "keyId": "k"}]});
         let r = redact(&v);
         assert_eq!(r["password"], "[redacted]");
         assert_eq!(r["nested"][0]["clientSecret"], "[redacted]");

@@ -65,7 +65,10 @@ impl RpcError {
 
     /// -32601 Method not found.
     pub fn method_not_found(method: &str) -> Self {
-        Self::new(code::METHOD_NOT_FOUND, format!("Method not found: {method}"))
+        Self::new(
+            code::METHOD_NOT_FOUND,
+            format!("Method not found: {method}"),
+        )
     }
 
     /// -32603 Internal error (details go to the log, not the client).
@@ -102,22 +105,37 @@ pub fn notification(method: &str, params: Value) -> Value {
 #[derive(Debug, Clone)]
 pub enum Message {
     /// Has `method` and `id`.
-    Request { id: Value, method: String, params: Value },
+    Request {
+        id: Value,
+        method: String,
+        params: Value,
+    },
     /// Has `method`, no `id`.
     Notification { method: String, params: Value },
     /// Has `result` or `error` and an `id`: the client answering a server request.
-    Response { id: Value, outcome: Result<Value, Value> },
+    Response {
+        id: Value,
+        outcome: Result<Value, Value>,
+    },
 }
 
 impl Message {
     /// Classifies a parsed value; `Err` carries the -32600 explanation and the id if readable.
     pub fn parse(v: Value) -> Result<Message, (Value, RpcError)> {
         let Value::Object(mut m) = v else {
-            return Err((Value::Null, RpcError::new(code::INVALID_REQUEST, "Invalid Request: not a JSON object")));
+            return Err((
+                Value::Null,
+                RpcError::new(code::INVALID_REQUEST, "Invalid Request: not a JSON object"),
+            ));
         };
         let id = m.remove("id");
         let id_for_err = id.clone().unwrap_or(Value::Null);
-        let invalid = |msg: &str| Err((id_for_err.clone(), RpcError::new(code::INVALID_REQUEST, format!("Invalid Request: {msg}"))));
+        let invalid = |msg: &str| {
+            Err((
+                id_for_err.clone(),
+                RpcError::new(code::INVALID_REQUEST, format!("Invalid Request: {msg}")),
+            ))
+        };
         if m.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
             return invalid("`jsonrpc` must be \"2.0\"");
         }
@@ -141,7 +159,10 @@ impl Message {
                 if let Some(r) = m.remove("result") {
                     Ok(Message::Response { id, outcome: Ok(r) })
                 } else if let Some(e) = m.remove("error") {
-                    Ok(Message::Response { id, outcome: Err(e) })
+                    Ok(Message::Response {
+                        id,
+                        outcome: Err(e),
+                    })
                 } else {
                     invalid("a response needs `result` or `error`")
                 }
@@ -153,7 +174,14 @@ impl Message {
 
 /// Log levels of `logging/setLevel`, lowest first (RFC 5424 order).
 pub const LOG_LEVELS: &[&str] = &[
-    "debug", "info", "notice", "warning", "error", "critical", "alert", "emergency",
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
 ];
 
 /// Index of a level name in [`LOG_LEVELS`].
@@ -176,9 +204,18 @@ mod tests {
 
     #[test]
     fn classification() {
-        assert!(matches!(Message::parse(json!({"jsonrpc":"2.0","id":1,"method":"ping"})), Ok(Message::Request { .. })));
-        assert!(matches!(Message::parse(json!({"jsonrpc":"2.0","method":"x"})), Ok(Message::Notification { .. })));
-        assert!(matches!(Message::parse(json!({"jsonrpc":"2.0","id":"a","result":{}})), Ok(Message::Response { .. })));
+        assert!(matches!(
+            Message::parse(json!({"jsonrpc":"2.0","id":1,"method":"ping"})),
+            Ok(Message::Request { .. })
+        ));
+        assert!(matches!(
+            Message::parse(json!({"jsonrpc":"2.0","method":"x"})),
+            Ok(Message::Notification { .. })
+        ));
+        assert!(matches!(
+            Message::parse(json!({"jsonrpc":"2.0","id":"a","result":{}})),
+            Ok(Message::Response { .. })
+        ));
         assert!(Message::parse(json!({"jsonrpc":"2.0","id":null,"method":"ping"})).is_err());
         assert!(Message::parse(json!({"id":1,"method":"ping"})).is_err());
         assert!(Message::parse(json!([1])).is_err());

@@ -50,8 +50,12 @@ impl Resource {
 
     fn contents(&self) -> Contents {
         match &self.body {
-            ResourceBody::Text(t) => vec![json!({"uri": self.uri, "mimeType": self.mime_type, "text": t})],
-            ResourceBody::Blob(b) => vec![json!({"uri": self.uri, "mimeType": self.mime_type, "blob": b})],
+            ResourceBody::Text(t) => {
+                vec![json!({"uri": self.uri, "mimeType": self.mime_type, "text": t})]
+            }
+            ResourceBody::Blob(b) => {
+                vec![json!({"uri": self.uri, "mimeType": self.mime_type, "blob": b})]
+            }
         }
     }
 }
@@ -129,11 +133,17 @@ impl McpServer {
         assert!(
             !t.name.is_empty()
                 && t.name.len() <= 128
-                && t.name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)),
+                && t.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)),
             "bad tool name {}",
             t.name
         );
-        assert!(!self.tool_index.contains_key(&t.name), "duplicate tool {}", t.name);
+        assert!(
+            !self.tool_index.contains_key(&t.name),
+            "duplicate tool {}",
+            t.name
+        );
         self.tool_index.insert(t.name.clone(), self.tools.len());
         self.tools.push(Arc::new(t));
         self
@@ -239,7 +249,8 @@ impl McpServer {
                     .iter()
                     .map(|(n, d, r)| json!({"name": n, "description": d, "required": r}))
                     .collect();
-                let mut v = json!({"name": p.name, "description": p.description, "arguments": args});
+                let mut v =
+                    json!({"name": p.name, "description": p.description, "arguments": args});
                 if let Some(t) = &p.title {
                     v["title"] = json!(t);
                 }

@@ -52,7 +52,8 @@ impl Session {
             key_id: r.key_id,
             protocol_version: r.protocol_version,
             client_info: serde_json::from_str(&r.client_info).unwrap_or(Value::Null),
-            client_capabilities: serde_json::from_str(&r.client_capabilities).unwrap_or(Value::Null),
+            client_capabilities: serde_json::from_str(&r.client_capabilities)
+                .unwrap_or(Value::Null),
             log_level: AtomicU8::new(log_level_index(&r.log_level).unwrap_or(1)),
             initialized: AtomicBool::new(r.initialized),
             last_seen: AtomicI64::new(seen),
@@ -102,7 +103,10 @@ impl Session {
     /// Registers an in-flight request so `notifications/cancelled` can stop it.
     pub fn begin_request(&self, id: &Value) -> CancellationToken {
         let t = self.closed.child_token();
-        self.inflight.lock().unwrap().insert(id.to_string(), t.clone());
+        self.inflight
+            .lock()
+            .unwrap()
+            .insert(id.to_string(), t.clone());
         t
     }
 
@@ -134,7 +138,11 @@ impl Session {
     }
 
     /// Delivers the client's answer to a server→client request; false when nobody waits for it.
-    pub fn answer_client_request(&self, id: &Value, outcome: std::result::Result<Value, Value>) -> bool {
+    pub fn answer_client_request(
+        &self,
+        id: &Value,
+        outcome: std::result::Result<Value, Value>,
+    ) -> bool {
         let key = match id {
             Value::String(s) => s.clone(),
             other => other.to_string(),
@@ -323,13 +331,17 @@ impl Sessions {
     /// Persists a session's log level.
     pub async fn save_log_level(&self, s: &Session) -> Result<()> {
         let (id, level) = (s.id.clone(), s.log_level_name());
-        self.store.run(move |c| rows::set_log_level(c, &id, level)).await
+        self.store
+            .run(move |c| rows::set_log_level(c, &id, level))
+            .await
     }
 
     /// Persists the `initialized` flag.
     pub async fn save_initialized(&self, s: &Session) -> Result<()> {
         let id = s.id.clone();
-        self.store.run(move |c| rows::mark_initialized(c, &id)).await
+        self.store
+            .run(move |c| rows::mark_initialized(c, &id))
+            .await
     }
 
     /// Removes idle sessions from memory and store; returns how many went from memory.
@@ -348,7 +360,9 @@ impl Sessions {
             s.close();
         }
         let cutoff = ms_rfc3339(now - self.idle_ms);
-        self.store.run(move |c| rows::delete_idle(c, &cutoff)).await?;
+        self.store
+            .run(move |c| rows::delete_idle(c, &cutoff))
+            .await?;
         Ok(dead.len())
     }
 

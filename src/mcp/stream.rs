@@ -115,7 +115,11 @@ impl EventStream {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut g = self.inner.lock().unwrap();
         for f in &g.buf {
-            let seq = f.id.rsplit('-').next().and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+            let seq =
+                f.id.rsplit('-')
+                    .next()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .unwrap_or(0);
             if seq > after_seq {
                 let _ = tx.send(f.clone());
             }

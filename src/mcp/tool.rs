@@ -331,9 +331,16 @@ mod tests {
         let e = parse_args::<Args>(json!({"email": 5})).err().unwrap();
         let ToolError::Invalid(m) = e else { panic!() };
         assert!(m.contains("`email`"), "{m}");
-        let ToolError::Invalid(m) = parse_args::<Args>(json!({})).err().unwrap() else { panic!() };
+        let ToolError::Invalid(m) = parse_args::<Args>(json!({})).err().unwrap() else {
+            panic!()
+        };
         assert!(m.contains("email"), "{m}");
-        let ToolError::Invalid(m) = parse_args::<Args>(json!({"email":"a","bogus":1})).err().unwrap() else { panic!() };
+        let ToolError::Invalid(m) = parse_args::<Args>(json!({"email":"a","bogus":1}))
+            .err()
+            .unwrap()
+        else {
+            panic!()
+        };
         assert!(m.contains("bogus"), "{m}");
     }
 

@@ -40,7 +40,8 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
     })
 }
 
-const SELECT: &str = "SELECT k.id, k.name, k.key_prefix, k.user_id, u.name, u.email, k.last_used_at,
+const SELECT: &str =
+    "SELECT k.id, k.name, k.key_prefix, k.user_id, u.name, u.email, k.last_used_at,
                              k.expires_at, k.revoked_at, k.created_at
                       FROM api_keys k JOIN users u ON u.id = k.user_id";
 
@@ -57,7 +58,15 @@ pub fn insert(
     conn.execute(
         "INSERT INTO api_keys (id, name, key_hash, key_prefix, user_id, expires_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![id, name, key_hash, key_prefix, user_id, expires_at, now_rfc3339()],
+        params![
+            id,
+            name,
+            key_hash,
+            key_prefix,
+            user_id,
+            expires_at,
+            now_rfc3339()
+        ],
     )?;
     Ok(id)
 }

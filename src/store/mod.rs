@@ -104,7 +104,11 @@ pub struct Paged<T> {
 
 impl<T> Paged<T> {
     /// Trims a `limit + 1` fetch to `limit` rows and records where the next page starts.
-    pub fn from_overfetch(mut rows: Vec<T>, limit: usize, key: impl Fn(&T) -> (String, String)) -> Self {
+    pub fn from_overfetch(
+        mut rows: Vec<T>,
+        limit: usize,
+        key: impl Fn(&T) -> (String, String),
+    ) -> Self {
         let next = if rows.len() > limit {
             rows.truncate(limit);
             rows.last().map(key)

@@ -89,7 +89,10 @@ pub fn delete_idle(conn: &Connection, cutoff: &str) -> Result<usize> {
 
 /// Records the `initialized` notification.
 pub fn mark_initialized(conn: &Connection, id: &str) -> Result<()> {
-    conn.execute("UPDATE mcp_sessions SET initialized = 1 WHERE id = ?1", [id])?;
+    conn.execute(
+        "UPDATE mcp_sessions SET initialized = 1 WHERE id = ?1",
+        [id],
+    )?;
     Ok(())
 }
 

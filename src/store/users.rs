@@ -160,7 +160,9 @@ pub fn list(
 /// The password hash of a user, if any.
 pub fn password_hash(conn: &Connection, id: &str) -> Result<Option<String>> {
     Ok(conn
-        .query_row("SELECT password_hash FROM users WHERE id = ?1", [id], |r| r.get(0))
+        .query_row("SELECT password_hash FROM users WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
         .optional()?
         .flatten())
 }

@@ -19,15 +19,18 @@ pub const MAX_LIMIT: u32 = 1000;
 pub fn page(limit: Option<u32>, cursor: Option<&str>) -> Result<Page, ToolError> {
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ToolError::field("limit", format!("must be between 1 and {MAX_LIMIT}")));
+        return Err(ToolError::field(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ));
     }
-    let after = match cursor {
-        None => None,
-        Some(c) => Some(
-            decode_cursor(c)
-                .ok_or_else(|| ToolError::field("cursor", "is not a cursor returned by this tool"))?,
-        ),
-    };
+    let after =
+        match cursor {
+            None => None,
+            Some(c) => Some(decode_cursor(c).ok_or_else(|| {
+                ToolError::field("cursor", "is not a cursor returned by this tool")
+            })?),
+        };
     Ok(Page {
         limit: limit as usize,
         after,

@@ -133,7 +133,11 @@ async fn user_create(ctx: ToolCtx, a: CreateArgs) -> Result<User, ToolError> {
     let hash = match a.password {
         Some(pw) => {
             password::validate(&pw)?;
-            Some(tokio::task::spawn_blocking(move || password::hash(&pw)).await.map_err(crate::error::Error::from)??)
+            Some(
+                tokio::task::spawn_blocking(move || password::hash(&pw))
+                    .await
+                    .map_err(crate::error::Error::from)??,
+            )
         }
         None => None,
     };

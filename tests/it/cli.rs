@@ -10,18 +10,34 @@ use serde_json::json;
 use crate::common::{Client, SseReader};
 
 fn trex(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trex")).args(args).env_remove("RUST_LOG").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_trex"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
 }
 
 fn last_line(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or("").to_string()
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_string()
 }
 
 #[test]
 fn init_and_api_key_commands() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    let o = trex(&["init", "--data-dir", d, "--admin-email", "root@example.com", "--admin-password", "s3cret-pass"]);
+    let o = trex(&[
+        "init",
+        "--data-dir",
+        d,
+        "--admin-email",
+        "root@example.com",
+        "--admin-password",
+        "s3cret-pass",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let key = last_line(&o);
     assert!(trex::auth::keys::well_formed(&key), "{key:?}");
@@ -31,30 +47,76 @@ fn init_and_api_key_commands() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already initialized"));
 
-    let o = trex(&["api-key", "create", "--data-dir", d, "--user", "root@example.com", "--name", "ci", "--expires", "2099-01-01T00:00:00Z"]);
+    let o = trex(&[
+        "api-key",
+        "create",
+        "--data-dir",
+        d,
+        "--user",
+        "root@example.com",
+        "--name",
+        "ci",
+        "--expires",
+        "2099-01-01T00:00:00Z",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let second = last_line(&o);
     assert!(trex::auth::keys::well_formed(&second));
     assert_ne!(second, key);
 
-    let o = trex(&["api-key", "create", "--data-dir", d, "--user", "nobody@example.com", "--name", "x"]);
+    let o = trex(&[
+        "api-key",
+        "create",
+        "--data-dir",
+        d,
+        "--user",
+        "nobody@example.com",
+        "--name",
+        "x",
+    ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("nobody@example.com"));
-    let o = trex(&["api-key", "create", "--data-dir", d, "--user", "root@example.com", "--name", "x", "--expires", "soon"]);
+    let o = trex(&[
+        "api-key",
+        "create",
+        "--data-dir",
+        d,
+        "--user",
+        "root@example.com",
+        "--name",
+        "x",
+        "--expires",
+        "soon",
+    ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("expiresAt"));
 
     let o = trex(&["api-key", "list", "--data-dir", d]);
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(out.contains("ci") && out.contains("init"), "{out}");
-    assert!(!out.contains(&key) && !out.contains(&second), "list must not print keys");
-    let id = out.lines().find(|l| l.contains(" ci ")).unwrap().split_whitespace().next().unwrap().to_string();
+    assert!(
+        !out.contains(&key) && !out.contains(&second),
+        "list must not print keys"
+    );
+    let id = out
+        .lines()
+        .find(|l| l.contains(" ci "))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
     let o = trex(&["api-key", "revoke", "--data-dir", d, &id]);
     assert!(o.status.success());
     let o = trex(&["api-key", "revoke", "--data-dir", d, &id]);
     assert!(!o.status.success());
-    let out = String::from_utf8_lossy(&trex(&["api-key", "list", "--data-dir", d]).stdout).to_string();
-    assert!(out.lines().any(|l| l.contains(" ci ") && l.contains("revoked")), "{out}");
+    let out =
+        String::from_utf8_lossy(&trex(&["api-key", "list", "--data-dir", d]).stdout).to_string();
+    assert!(
+        out.lines()
+            .any(|l| l.contains(" ci ") && l.contains("revoked")),
+        "{out}"
+    );
 }
 
 #[test]
@@ -62,7 +124,13 @@ fn bad_config_stops_start_up_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("trex.toml");
     std::fs::write(&cfg, "[mcp]\nmax_sesions = 5\n").unwrap();
-    let o = trex(&["serve", "--config", cfg.to_str().unwrap(), "--data-dir", dir.path().to_str().unwrap()]);
+    let o = trex(&[
+        "serve",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("max_sesions"));
     std::fs::write(&cfg, "[server]\nlisten = \"0.0.0.0:8001\"\n").unwrap();
@@ -105,18 +173,27 @@ fn serve(dir: &str) -> Served {
         let mut buf = [0u8; 4096];
         // first-start output is printed before serving; collect what is there
         while let Ok(n) = out.read(&mut buf) {
-            if n == 0 { break; }
+            if n == 0 {
+                break;
+            }
             s.push_str(&String::from_utf8_lossy(&buf[..n]));
             let _ = tx.send(s.clone());
         }
     });
     std::thread::sleep(Duration::from_millis(200));
     let stdout = rx.try_iter().last().unwrap_or_default();
-    Served { child, addr, stdout }
+    Served {
+        child,
+        addr,
+        stdout,
+    }
 }
 
 fn sigterm(child: &Child) {
-    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(ok.success());
 }
 
@@ -126,7 +203,12 @@ async fn first_start_prints_a_key_and_client_config_once_and_sigterm_ends_open_s
     let d = dir.path().to_str().unwrap().to_string();
     let mut first = serve(&d);
     assert!(first.stdout.contains("\"mcpServers\""), "{}", first.stdout);
-    let key = first.stdout.split_whitespace().find(|w| trex::auth::keys::well_formed(w)).expect("no key printed").to_string();
+    let key = first
+        .stdout
+        .split_whitespace()
+        .find(|w| trex::auth::keys::well_formed(w))
+        .expect("no key printed")
+        .to_string();
     let url = format!("http://{}/trex/mcp", first.addr);
     assert!(first.stdout.contains(&url));
     let mut c = Client::new(&url, Some(&key));
@@ -140,10 +222,16 @@ async fn first_start_prints_a_key_and_client_config_once_and_sigterm_ends_open_s
     rd.next(Duration::from_secs(3)).await.unwrap();
     let t = Instant::now();
     sigterm(&first.child);
-    let status = tokio::task::spawn_blocking(move || first.child.wait()).await.unwrap().unwrap();
+    let status = tokio::task::spawn_blocking(move || first.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     let took = t.elapsed();
     assert!(status.success() || status.code().is_some(), "{status:?}");
-    assert!(took < Duration::from_secs(2), "SIGTERM with an open SSE stream took {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "SIGTERM with an open SSE stream took {took:?}"
+    );
 
     // the second start prints no key, and the old key and session still work
     let mut second = serve(&d);
@@ -159,8 +247,16 @@ async fn first_start_prints_a_key_and_client_config_once_and_sigterm_ends_open_s
     assert!(o.status.success());
     let mut refused = false;
     for _ in 0..40 {
-        let r = again.post().json(&json!({"jsonrpc":"2.0","id":9,"method":"ping"})).send().await.unwrap();
-        if r.status() == 401 { refused = true; break; }
+        let r = again
+            .post()
+            .json(&json!({"jsonrpc":"2.0","id":9,"method":"ping"}))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 401 {
+            refused = true;
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(refused, "a key revoked by the CLI kept working");

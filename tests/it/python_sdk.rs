@@ -19,11 +19,20 @@ async fn run(venv: &str) {
     let s = TestServer::start().await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/sdk_client.py");
     let (url, key) = (s.url(), s.key.clone());
-    let out = tokio::task::spawn_blocking(move || Command::new(python).args([script, &url, &key]).output().unwrap())
-        .await
-        .unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .args([script, &url, &key])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "python client failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("OK"), "{stdout}");
 }
 

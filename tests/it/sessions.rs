@@ -21,12 +21,33 @@ async fn a_session_belongs_to_its_user() {
     assert_eq!(r.status(), 403);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["message"], "Session belongs to a different user");
-    let r = theirs.http.delete(&theirs.url).bearer_auth(&other_key).header("mcp-session-id", mine.session.clone().unwrap()).send().await.unwrap();
+    let r = theirs
+        .http
+        .delete(&theirs.url)
+        .bearer_auth(&other_key)
+        .header("mcp-session-id", mine.session.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     // another key of the same user may use it
-    let second = mine.call_ok("api-key-create", json!({"userId": s.admin_id, "name": "second"})).await;
+    let second = mine
+        .call_ok(
+            "api-key-create",
+            json!({"userId": s.admin_id, "name": "second"}),
+        )
+        .await;
     let same_user = mine.clone().with_key(second["key"].as_str().unwrap());
-    assert_eq!(same_user.post().json(&ping(2)).send().await.unwrap().status(), 200);
+    assert_eq!(
+        same_user
+            .post()
+            .json(&ping(2))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -34,7 +55,13 @@ async fn delete_ends_the_session() {
     let s = TestServer::start().await;
     let mut c = s.client();
     c.initialize().await;
-    let del = |c: &Client| c.http.delete(&c.url).bearer_auth(c.key.as_ref().unwrap()).header("mcp-session-id", c.session.clone().unwrap()).send();
+    let del = |c: &Client| {
+        c.http
+            .delete(&c.url)
+            .bearer_auth(c.key.as_ref().unwrap())
+            .header("mcp-session-id", c.session.clone().unwrap())
+            .send()
+    };
     let r = del(&c).await.unwrap();
     assert!(r.status().is_success());
     let r = c.post().json(&ping(1)).send().await.unwrap();
@@ -43,7 +70,13 @@ async fn delete_ends_the_session() {
     assert_eq!(v["error"]["code"], -32001);
     assert_eq!(del(&c).await.unwrap().status(), 404);
     // DELETE without a session id
-    let r = c.http.delete(&c.url).bearer_auth(c.key.as_ref().unwrap()).send().await.unwrap();
+    let r = c
+        .http
+        .delete(&c.url)
+        .bearer_auth(c.key.as_ref().unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
 }
 
@@ -75,7 +108,13 @@ async fn the_session_cap_answers_503_with_retry_after() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["message"], "Too many active MCP sessions");
     // ending one frees a place
-    a.http.delete(&a.url).bearer_auth(a.key.as_ref().unwrap()).header("mcp-session-id", a.session.clone().unwrap()).send().await.unwrap();
+    a.http
+        .delete(&a.url)
+        .bearer_auth(a.key.as_ref().unwrap())
+        .header("mcp-session-id", a.session.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
     let mut c = s.client();
     c.initialize().await;
 }
@@ -92,12 +131,22 @@ async fn sessions_survive_a_restart() {
     again.session = Some(session.clone());
     again.version = "2025-06-18".into();
     let tools = again.rpc("tools/list", json!({})).await;
-    assert!(tools["result"]["tools"].as_array().unwrap().len() >= 6, "{tools}");
+    assert!(
+        tools["result"]["tools"].as_array().unwrap().len() >= 6,
+        "{tools}"
+    );
     let users = again.call_ok("user-list", json!({})).await;
     assert_eq!(users["users"][0]["email"], "admin@example.com");
     // the restored session still refuses another user, and still counts toward the cap
     let (_, other) = s.other_admin("x@example.com").await;
-    let r = again.clone().with_key(&other).post().json(&ping(3)).send().await.unwrap();
+    let r = again
+        .clone()
+        .with_key(&other)
+        .post()
+        .json(&ping(3))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     assert_eq!(s.app().sessions.len(), 1);
 }

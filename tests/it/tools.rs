@@ -18,19 +18,39 @@ async fn ready() -> (TestServer, Client) {
 async fn every_tool_has_schemas_and_truthful_annotations() {
     let (_s, c) = ready().await;
     let tools = c.rpc("tools/list", json!({})).await["result"]["tools"].clone();
-    let names: HashSet<&str> = tools.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    for n in ["user-list", "user-get", "user-create", "api-key-list", "api-key-create", "api-key-revoke"] {
+    let names: HashSet<&str> = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    for n in [
+        "user-list",
+        "user-get",
+        "user-create",
+        "api-key-list",
+        "api-key-create",
+        "api-key-revoke",
+    ] {
         assert!(names.contains(n), "missing {n}");
     }
     for t in tools.as_array().unwrap() {
         let name = t["name"].as_str().unwrap();
-        assert!(t["description"].as_str().is_some_and(|d| !d.is_empty()), "{name}");
+        assert!(
+            t["description"].as_str().is_some_and(|d| !d.is_empty()),
+            "{name}"
+        );
         assert!(t["title"].is_string(), "{name}");
         assert_eq!(t["inputSchema"]["type"], "object", "{name}");
         assert_eq!(t["inputSchema"]["additionalProperties"], false, "{name}");
         assert_eq!(t["outputSchema"]["type"], "object", "{name}");
         let a = &t["annotations"];
-        for h in ["readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"] {
+        for h in [
+            "readOnlyHint",
+            "destructiveHint",
+            "idempotentHint",
+            "openWorldHint",
+        ] {
             assert!(a[h].is_boolean(), "{name} lacks {h}");
         }
         let read = name.ends_with("-list") || name.ends_with("-get");
@@ -47,7 +67,10 @@ async fn tools_list_paginates() {
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..10 {
-        let params = match &cursor { Some(cur) => json!({"cursor": cur}), None => json!({}) };
+        let params = match &cursor {
+            Some(cur) => json!({"cursor": cur}),
+            None => json!({}),
+        };
         let r = c.rpc("tools/list", params).await["result"].clone();
         let page = r["tools"].as_array().unwrap();
         assert!(page.len() <= 2);
@@ -59,7 +82,10 @@ async fn tools_list_paginates() {
     }
     assert_eq!(seen.len(), 6);
     assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 6);
-    assert_eq!(c.rpc("tools/list", json!({"cursor": "bogus"})).await["error"]["code"], -32602);
+    assert_eq!(
+        c.rpc("tools/list", json!({"cursor": "bogus"})).await["error"]["code"],
+        -32602
+    );
 }
 
 #[tokio::test]
@@ -69,9 +95,18 @@ async fn user_create_validates_and_names_the_field() {
         (json!({"name": "A", "email": "not-an-email"}), "email"),
         (json!({"email": "a@example.com"}), "name"),
         (json!({"name": " ", "email": "a@example.com"}), "name"),
-        (json!({"name": "A", "email": "a@example.com", "role": "root"}), "role"),
-        (json!({"name": "A", "email": "a@example.com", "password": "short"}), "password"),
-        (json!({"name": "A", "email": "a@example.com", "colour": "red"}), "colour"),
+        (
+            json!({"name": "A", "email": "a@example.com", "role": "root"}),
+            "role",
+        ),
+        (
+            json!({"name": "A", "email": "a@example.com", "password": "short"}),
+            "password",
+        ),
+        (
+            json!({"name": "A", "email": "a@example.com", "colour": "red"}),
+            "colour",
+        ),
         (json!({"name": 5, "email": "a@example.com"}), "name"),
     ] {
         let err = c.call_err("user-create", args.clone()).await;
@@ -80,10 +115,21 @@ async fn user_create_validates_and_names_the_field() {
     let u = c.call_ok("user-create", json!({"name": "Ann", "email": "Ann@Example.com", "password": "correct horse", "role": "admin"})).await;
     assert_eq!(u["role"], "admin");
     assert!(u.get("passwordHash").is_none() && u.get("password_hash").is_none());
-    let dup = c.call_err("user-create", json!({"name": "Ann 2", "email": "ann@example.com"})).await;
+    let dup = c
+        .call_err(
+            "user-create",
+            json!({"name": "Ann 2", "email": "ann@example.com"}),
+        )
+        .await;
     assert_eq!(dup, "A user with email 'ann@example.com' already exists");
     let id = u["id"].as_str().unwrap().to_string();
-    let hash = s.app().store.run(move |c| trex::store::users::password_hash(c, &id)).await.unwrap().unwrap();
+    let hash = s
+        .app()
+        .store
+        .run(move |c| trex::store::users::password_hash(c, &id))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     // nothing was created by the failed calls
     let all = c.call_ok("user-list", json!({})).await;
@@ -93,32 +139,67 @@ async fn user_create_validates_and_names_the_field() {
 #[tokio::test]
 async fn user_list_searches_literally_and_paginates() {
     let (_s, c) = ready().await;
-    for (n, e) in [("Percent 100%", "p@example.com"), ("Under_score", "u@example.com"), ("Plain", "x@example.com")] {
-        c.call_ok("user-create", json!({"name": n, "email": e})).await;
+    for (n, e) in [
+        ("Percent 100%", "p@example.com"),
+        ("Under_score", "u@example.com"),
+        ("Plain", "x@example.com"),
+    ] {
+        c.call_ok("user-create", json!({"name": n, "email": e}))
+            .await;
     }
     let r = c.call_ok("user-list", json!({"search": "%"})).await;
-    let names: Vec<&str> = r["users"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = r["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, vec!["Percent 100%"]);
     let r = c.call_ok("user-list", json!({"search": "_"})).await;
     assert_eq!(r["users"].as_array().unwrap().len(), 1);
-    let r = c.call_ok("user-list", json!({"search": "EXAMPLE.COM"})).await;
+    let r = c
+        .call_ok("user-list", json!({"search": "EXAMPLE.COM"}))
+        .await;
     assert_eq!(r["users"].as_array().unwrap().len(), 4);
 
     let mut ids = Vec::new();
     let mut cursor = None;
     loop {
         let mut args = json!({"limit": 1});
-        if let Some(cur) = &cursor { args["cursor"] = json!(cur); }
+        if let Some(cur) = &cursor {
+            args["cursor"] = json!(cur);
+        }
         let p = c.call_ok("user-list", args).await;
         assert!(p["users"].as_array().unwrap().len() <= 1);
-        ids.extend(p["users"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap().to_string()));
-        match p["nextCursor"].as_str() { Some(n) => cursor = Some(n.to_string()), None => break }
+        ids.extend(
+            p["users"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u["id"].as_str().unwrap().to_string()),
+        );
+        match p["nextCursor"].as_str() {
+            Some(n) => cursor = Some(n.to_string()),
+            None => break,
+        }
     }
     assert_eq!(ids.len(), 4);
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 4);
-    assert!(c.call_err("user-list", json!({"limit": 0})).await.contains("limit"));
-    assert!(c.call_err("user-list", json!({"limit": 1001})).await.contains("limit"));
-    assert!(c.call_err("user-list", json!({"cursor": "zz"})).await.contains("cursor"));
+    assert!(
+        c.call_err("user-list", json!({"limit": 0}))
+            .await
+            .contains("limit")
+    );
+    assert!(
+        c.call_err("user-list", json!({"limit": 1001}))
+            .await
+            .contains("limit")
+    );
+    assert!(
+        c.call_err("user-list", json!({"cursor": "zz"}))
+            .await
+            .contains("cursor")
+    );
 }
 
 #[tokio::test]
@@ -126,30 +207,49 @@ async fn user_get_finds_or_says_not_found() {
     let (s, c) = ready().await;
     let u = c.call_ok("user-get", json!({"userId": s.admin_id})).await;
     assert_eq!(u["email"], "admin@example.com");
-    assert_eq!(c.call_err("user-get", json!({"userId": "nope"})).await, "User not found");
+    assert_eq!(
+        c.call_err("user-get", json!({"userId": "nope"})).await,
+        "User not found"
+    );
     assert!(c.call_err("user-get", json!({})).await.contains("userId"));
 }
 
 #[tokio::test]
 async fn api_keys_are_shown_once_listed_without_secrets_and_revoked_once() {
     let (s, c) = ready().await;
-    let k = c.call_ok("api-key-create", json!({"userId": s.admin_id, "name": "ci", "expiresAt": "2099-01-01T00:00:00Z"})).await;
+    let k = c
+        .call_ok(
+            "api-key-create",
+            json!({"userId": s.admin_id, "name": "ci", "expiresAt": "2099-01-01T00:00:00Z"}),
+        )
+        .await;
     let key = k["key"].as_str().unwrap();
     assert!(trex::auth::keys::well_formed(key));
     assert_eq!(k["expiresAt"], "2099-01-01T00:00:00.000Z");
-    let list = c.call(
-        "api-key-list", json!({})).await;
+    let list = c.call("api-key-list", json!({})).await;
     let text = list.to_string();
-    assert!(!text.contains(key), "a listed key must never include the key");
-    let keys = list["structuredContent"]["keys"].as_array().unwrap().clone();
+    assert!(
+        !text.contains(key),
+        "a listed key must never include the key"
+    );
+    let keys = list["structuredContent"]["keys"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(keys.len(), 2);
     let ci = keys.iter().find(|x| x["name"] == "ci").unwrap();
     assert_eq!(ci["keyPrefix"], &key[..13]);
     assert_eq!(ci["userEmail"], "admin@example.com");
 
     for (args, want) in [
-        (json!({"userId": s.admin_id, "name": "x", "expiresAt": "tomorrow"}), "expiresAt"),
-        (json!({"userId": s.admin_id, "name": "x", "expiresAt": "2001-01-01T00:00:00Z"}), "expiresAt"),
+        (
+            json!({"userId": s.admin_id, "name": "x", "expiresAt": "tomorrow"}),
+            "expiresAt",
+        ),
+        (
+            json!({"userId": s.admin_id, "name": "x", "expiresAt": "2001-01-01T00:00:00Z"}),
+            "expiresAt",
+        ),
         (json!({"userId": "ghost", "name": "x"}), "User not found"),
         (json!({"userId": s.admin_id, "name": ""}), "name"),
     ] {
@@ -157,8 +257,15 @@ async fn api_keys_are_shown_once_listed_without_secrets_and_revoked_once() {
         assert!(err.contains(want), "{args}: {err}");
     }
     let r = c.call_ok("api-key-revoke", json!({"keyId": k["id"]})).await;
-    assert_eq!(r["message"], format!("API key 'ci' ({}...) revoked", &key[..13]));
-    assert_eq!(c.call_err("api-key-revoke", json!({"keyId": k["id"]})).await, "API key not found or already revoked");
+    assert_eq!(
+        r["message"],
+        format!("API key 'ci' ({}...) revoked", &key[..13])
+    );
+    assert_eq!(
+        c.call_err("api-key-revoke", json!({"keyId": k["id"]}))
+            .await,
+        "API key not found or already revoked"
+    );
     let page = c.call_ok("api-key-list", json!({"limit": 1})).await;
     assert_eq!(page["keys"].as_array().unwrap().len(), 1);
     assert!(page["nextCursor"].is_string());
@@ -167,15 +274,25 @@ async fn api_keys_are_shown_once_listed_without_secrets_and_revoked_once() {
 #[tokio::test]
 async fn mutating_calls_are_audited_with_secrets_redacted() {
     let (s, c) = ready().await;
-    c.call_ok("user-create", json!({"name": "Bob", "email": "bob@example.com", "password": "hunter2hunter2"})).await;
-    c.call_err("user-create", json!({"name": "Bob", "email": "bob@example.com"})).await;
+    c.call_ok(
+        "user-create",
+        json!({"name": "Bob", "email": "bob@example.com", "password": "hunter2hunter2"}),
+    )
+    .await;
+    c.call_err(
+        "user-create",
+        json!({"name": "Bob", "email": "bob@example.com"}),
+    )
+    .await;
     c.call_ok("user-list", json!({})).await;
     let rows: Vec<(String, String, String)> = s
         .app()
         .store
         .run(|c| {
             let mut st = c.prepare("SELECT tool, arguments, outcome FROM audit_log ORDER BY id")?;
-            let r = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<Vec<_>, _>>()?;
+            let r = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
             Ok(r)
         })
         .await
@@ -183,7 +300,10 @@ async fn mutating_calls_are_audited_with_secrets_redacted() {
     assert_eq!(rows.len(), 2, "read-only calls are not audited: {rows:?}");
     assert_eq!(rows[0].0, "user-create");
     assert_eq!(rows[0].2, "ok");
-    assert!(!rows[0].1.contains("hunter2"), "password leaked into the audit log");
+    assert!(
+        !rows[0].1.contains("hunter2"),
+        "password leaked into the audit log"
+    );
     assert!(rows[0].1.contains("[redacted]"));
     assert_eq!(rows[1].2, "error");
 }
@@ -195,11 +315,28 @@ async fn the_plugin_guide_resource_reads() {
     let r = &list["result"]["resources"][0];
     assert_eq!(r["uri"], "trex://plugin-development-guide");
     assert_eq!(r["mimeType"], "text/markdown");
-    let read = c.rpc("resources/read", json!({"uri": "trex://plugin-development-guide"})).await;
-    assert!(read["result"]["contents"][0]["text"].as_str().unwrap().contains("Placeholder"));
+    let read = c
+        .rpc(
+            "resources/read",
+            json!({"uri": "trex://plugin-development-guide"}),
+        )
+        .await;
+    assert!(
+        read["result"]["contents"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Placeholder")
+    );
     let missing = c.rpc("resources/read", json!({"uri": "trex://nope"})).await;
     assert_eq!(missing["error"]["code"], -32002);
-    assert_eq!(c.rpc("resources/templates/list", json!({})).await["result"]["resourceTemplates"], json!([]));
-    assert_eq!(c.rpc("prompts/list", json!({})).await["error"]["code"], -32601, "no prompts offered");
+    assert_eq!(
+        c.rpc("resources/templates/list", json!({})).await["result"]["resourceTemplates"],
+        json!([])
+    );
+    assert_eq!(
+        c.rpc("prompts/list", json!({})).await["error"]["code"],
+        -32601,
+        "no prompts offered"
+    );
     let _: Value = c.rpc("ping", json!({})).await;
 }

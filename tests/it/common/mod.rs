@@ -51,7 +51,8 @@ impl TestServer {
     /// Stops and starts again on the same data dir (a new port).
     pub async fn restart(&mut self) {
         self.running.take().unwrap().stop().await;
-        let (running, _, _) = boot(self.dir.path(), &*self.customize, &*self.extend, Some(())).await;
+        let (running, _, _) =
+            boot(self.dir.path(), &*self.customize, &*self.extend, Some(())).await;
         self.addr = running.addr;
         self.running = Some(running);
     }
@@ -128,7 +129,10 @@ async fn boot(
 pub fn post_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert("content-type", HeaderValue::from_static("application/json"));
-    h.insert("accept", HeaderValue::from_static("application/json, text/event-stream"));
+    h.insert(
+        "accept",
+        HeaderValue::from_static("application/json, text/event-stream"),
+    );
     h
 }
 
@@ -196,7 +200,8 @@ impl Client {
     }
 
     fn id(&self) -> i64 {
-        self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        self.next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A POST with the standard headers plus auth, session and version.
@@ -206,14 +211,19 @@ impl Client {
             b = b.bearer_auth(k);
         }
         if let Some(s) = &self.session {
-            b = b.header("mcp-session-id", s).header("mcp-protocol-version", &self.version);
+            b = b
+                .header("mcp-session-id", s)
+                .header("mcp-protocol-version", &self.version);
         }
         b
     }
 
     /// A GET for the standalone stream.
     pub fn get(&self) -> reqwest::RequestBuilder {
-        let mut b = self.http.get(&self.url).header("accept", "text/event-stream");
+        let mut b = self
+            .http
+            .get(&self.url)
+            .header("accept", "text/event-stream");
         if let Some(k) = &self.key {
             b = b.bearer_auth(k);
         }
@@ -278,7 +288,9 @@ impl Client {
 
     /// `tools/call`; returns the `result` (a CallToolResult).
     pub async fn call(&self, tool: &str, args: Value) -> Value {
-        let r = self.rpc("tools/call", json!({"name": tool, "arguments": args})).await;
+        let r = self
+            .rpc("tools/call", json!({"name": tool, "arguments": args}))
+            .await;
         assert!(r.get("error").is_none(), "{tool}: protocol error {r}");
         r["result"].clone()
     }
@@ -288,7 +300,10 @@ impl Client {
         let r = self.call(tool, args).await;
         assert_eq!(r["isError"], false, "{tool} failed: {r}");
         let text: Value = serde_json::from_str(r["content"][0]["text"].as_str().unwrap()).unwrap();
-        assert_eq!(text, r["structuredContent"], "text and structuredContent differ");
+        assert_eq!(
+            text, r["structuredContent"],
+            "text and structuredContent differ"
+        );
         r["structuredContent"].clone()
     }
 
@@ -310,7 +325,8 @@ pub fn mcpkit() -> Option<PathBuf> {
 
 /// Reads an SSE response event by event.
 pub struct SseReader {
-    stream: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    stream:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
     buf: String,
 }
 
@@ -342,7 +358,10 @@ impl SseReader {
     }
 
     /// The next event that carries data (skips comments and priming events).
-    pub async fn next_message(&mut self, wait: std::time::Duration) -> Option<(Option<String>, Value)> {
+    pub async fn next_message(
+        &mut self,
+        wait: std::time::Duration,
+    ) -> Option<(Option<String>, Value)> {
         loop {
             let e = self.next(wait).await?;
             if !e.data.is_empty() {

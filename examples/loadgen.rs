@@ -1,0 +1,454 @@
+//! Load generator: measures `tools/call` throughput and latency of a real `trex serve` process
+//! against a bare warp route in the same run, and trex's memory and start-up time.
+//!
+//! It starts both servers as child processes (pinned to one core with `taskset` when `--pin` is
+//! given and taskset exists), opens `--sessions` MCP sessions, then runs interleaved rounds of
+//! `--seconds` each over `--connections` keep-alive HTTP/1.1 connections, and prints per-round
+//! figures and the median ratio. Bounded in time and count; it talks to 127.0.0.1 only.
+//!
+//! ```sh
+//! cargo build --release --bin trex --example loadgen
+//! taskset -c 1 target/release/examples/loadgen --pin 0
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use warp::Filter;
+
+#[derive(Parser, Clone)]
+struct Args {
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// MCP sessions the connections share.
+    #[arg(long, default_value_t = 64)]
+    sessions: usize,
+    /// Seconds per round.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Rounds per server (interleaved; the median is reported).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Tool to call.
+    #[arg(long, default_value = "user-get")]
+    tool: String,
+    /// Pin both servers to this CPU with taskset.
+    #[arg(long)]
+    pin: Option<usize>,
+    /// The trex binary (default: next to this example, ../trex).
+    #[arg(long)]
+    trex_bin: Option<PathBuf>,
+    /// Internal: run the bare warp server and print its address.
+    #[arg(long, hide = true)]
+    bare_server: bool,
+}
+
+fn spawn(args: &Args, program: &std::path::Path, extra: &[&str]) -> Result<Child> {
+    let mut cmd = match (args.pin, which("taskset")) {
+        (Some(cpu), true) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpu.to_string()).arg(program);
+            c
+        }
+        _ => Command::new(program),
+    };
+    cmd.args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    Ok(cmd.spawn()?)
+}
+
+fn which(p: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {p}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Reads lines of a child's stream until `pick` finds something.
+fn scan(
+    r: impl std::io::Read + Send + 'static,
+    pick: impl Fn(&str) -> Option<String>,
+) -> Option<String> {
+    use std::io::BufRead;
+    let mut rd = std::io::BufReader::new(r);
+    let mut line = String::new();
+    let mut found = None;
+    while rd.read_line(&mut line).ok()? > 0 {
+        if let Some(v) = pick(&line) {
+            found = Some(v);
+            break;
+        }
+        line.clear();
+    }
+    std::thread::spawn(move || std::io::copy(&mut rd, &mut std::io::sink()));
+    found
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(addr: SocketAddr) -> Result<Sender> {
+    let s = tokio::net::TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s)).await?;
+    tokio::spawn(conn);
+    Ok(tx)
+}
+
+async fn post(
+    tx: &mut Sender,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Bytes,
+) -> Result<(u16, hyper::HeaderMap, Bytes)> {
+    let mut b = hyper::Request::post(path)
+        .header("host", addr.to_string())
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream");
+    for (k, v) in headers {
+        b = b.header(*k, v);
+    }
+    tx.ready().await?;
+    let resp = tx.send_request(b.body(Full::new(body))?).await?;
+    let status = resp.status().as_u16();
+    let h = resp.headers().clone();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok((status, h, body))
+}
+
+struct Round {
+    calls: u64,
+    errors: u64,
+    p50_us: u64,
+    p99_us: u64,
+    secs: f64,
+}
+
+impl Round {
+    fn rate(&self) -> f64 {
+        self.calls as f64 / self.secs
+    }
+}
+
+/// Runs one round: every connection sends `body` to `path` as fast as answers come back.
+async fn round(
+    addr: SocketAddr,
+    path: &'static str,
+    conns: usize,
+    secs: u64,
+    per_conn: Arc<Vec<Vec<(&'static str, String)>>>,
+    body: Bytes,
+    ok: fn(&[u8]) -> bool,
+) -> Result<Round> {
+    let stop = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..conns {
+        let (per_conn, body) = (per_conn.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut tx = connect(addr).await?;
+            let headers = &per_conn[i % per_conn.len()];
+            let mut lat = Vec::with_capacity(100_000);
+            let mut errors = 0u64;
+            while Instant::now() < stop {
+                let t = Instant::now();
+                match post(&mut tx, addr, path, headers, body.clone()).await {
+                    Ok((200, _, b)) if ok(&b) => lat.push(t.elapsed().as_micros() as u32),
+                    Ok((st, _, b)) => {
+                        if errors == 0 && std::env::var_os("LOADGEN_DEBUG").is_some() {
+                            eprintln!("unexpected answer {st}: {}", String::from_utf8_lossy(&b));
+                        }
+                        errors += 1
+                    }
+                    Err(_) => {
+                        errors += 1;
+                        tx = connect(addr).await?;
+                    }
+                }
+            }
+            Ok::<_, anyhow::Error>((lat, errors))
+        }));
+    }
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (l, e) = t.await??;
+        lat.extend(l);
+        errors += e;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as u64
+    };
+    Ok(Round {
+        calls: lat.len() as u64,
+        errors,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+        secs,
+    })
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+async fn bare_server() -> Result<()> {
+    let hello = warp::post()
+        .and(warp::path("hello"))
+        .and(warp::body::bytes())
+        .map(|_b: Bytes| {
+            warp::reply::with_header(
+                r#"{"jsonrpc":"2.0","id":1,"result":{}}"#,
+                "content-type",
+                "application/json",
+            )
+        });
+    let l = trex::server::bind("127.0.0.1:0".parse()?)?;
+    println!("BARE={}", l.local_addr()?);
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    warp::serve(hello).incoming(l).run().await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    if args.bare_server {
+        return bare_server().await;
+    }
+    let me = std::env::current_exe()?;
+    let trex_bin = args
+        .trex_bin
+        .clone()
+        .unwrap_or_else(|| me.parent().unwrap().parent().unwrap().join("trex"));
+    if !trex_bin.exists() {
+        bail!(
+            "{} not found: build it with `cargo build --release --bin trex`",
+            trex_bin.display()
+        );
+    }
+
+    // trex: init a scratch store, then time start → ready
+    let dir = tempfile::tempdir()?;
+    let d = dir.path().to_str().unwrap();
+    let init = Command::new(&trex_bin)
+        .args([
+            "init",
+            "--data-dir",
+            d,
+            "--admin-email",
+            "bench@example.com",
+        ])
+        .output()?;
+    let key = String::from_utf8(init.stdout)?
+        .lines()
+        .last()
+        .context("no key from trex init")?
+        .to_string();
+    let t0 = Instant::now();
+    let mut trex = spawn(
+        &args,
+        &trex_bin,
+        &["serve", "--data-dir", d, "--listen", "127.0.0.1:0"],
+    )?;
+    let trex_pid = trex.id();
+    let addr: SocketAddr = scan(trex.stderr.take().unwrap(), |l| {
+        l.split("listening on ")
+            .nth(1)
+            .map(|r| r.split_whitespace().next().unwrap().to_string())
+    })
+    .context("trex did not start")?
+    .parse()?;
+    let mut probe = connect(addr).await?;
+    let ready_ms = loop {
+        let req = hyper::Request::get("/readyz")
+            .header("host", addr.to_string())
+            .body(Full::new(Bytes::new()))?;
+        probe.ready().await?;
+        if probe.send_request(req).await?.status() == 200 {
+            break t0.elapsed().as_secs_f64() * 1000.0;
+        }
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle_rss = rss_kib(trex_pid);
+
+    // sessions
+    let auth = format!("Bearer {key}");
+    let mut admin = connect(addr).await?;
+    let init_body = Bytes::from(json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"loadgen","version":"1"}}}).to_string());
+    let mut per_session = Vec::new();
+    for _ in 0..args.sessions.max(1) {
+        let (st, h, _) = post(
+            &mut admin,
+            addr,
+            "/trex/mcp",
+            &[("authorization", auth.clone())],
+            init_body.clone(),
+        )
+        .await?;
+        if st != 200 {
+            bail!("initialize answered {st}");
+        }
+        let sid = h["mcp-session-id"].to_str()?.to_string();
+        per_session.push(vec![
+            ("authorization", auth.clone()),
+            ("mcp-session-id", sid),
+            ("mcp-protocol-version", "2025-11-25".to_string()),
+        ]);
+    }
+    let sessions_rss = rss_kib(trex_pid);
+    let mut hundred_rss = None;
+    if args.sessions < 100 {
+        for _ in args.sessions..100 {
+            post(
+                &mut admin,
+                addr,
+                "/trex/mcp",
+                &[("authorization", auth.clone())],
+                init_body.clone(),
+            )
+            .await?;
+        }
+        hundred_rss = rss_kib(trex_pid);
+    }
+    let (_, _, users) = post(&mut admin, addr, "/trex/mcp", &per_session[0], Bytes::from(json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"user-list","arguments":{"limit":1}}}).to_string())).await?;
+    let users: Value = serde_json::from_slice(&users)?;
+    let uid = users["result"]["structuredContent"]["users"][0]["id"]
+        .as_str()
+        .context("no user")?
+        .to_string();
+    let call_args = match args.tool.as_str() {
+        "user-get" => json!({"userId": uid}),
+        "user-list" | "api-key-list" => json!({"limit": 10}),
+        _ => json!({}),
+    };
+    let call = Bytes::from(json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name": args.tool, "arguments": call_args}}).to_string());
+
+    // bare warp
+    let mut bare = spawn(&args, &me, &["--bare-server"])?;
+    let bare_addr: SocketAddr = scan(bare.stdout.take().unwrap(), |l| {
+        l.strip_prefix("BARE=").map(|a| a.trim().to_string())
+    })
+    .context("bare server did not start")?
+    .parse()?;
+    let hello = Bytes::from(
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"x","arguments":{}}})
+            .to_string(),
+    );
+
+    println!(
+        "trex {} | {} connections over {} sessions | tool {} | {} s × {} rounds | servers pinned: {}",
+        env!("CARGO_PKG_VERSION"),
+        args.connections,
+        per_session.len(),
+        args.tool,
+        args.seconds,
+        args.rounds,
+        args.pin
+            .map(|c| format!("cpu {c}"))
+            .unwrap_or_else(|| "no".into())
+    );
+    let per_session = Arc::new(per_session);
+    let no_headers: Arc<Vec<Vec<(&'static str, String)>>> = Arc::new(vec![vec![]]);
+    let (mut t_rates, mut b_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut t_p50, mut t_p99) = (Vec::new(), Vec::new());
+    let mut peak_rss = 0;
+    for r in 0..args.rounds {
+        let b = round(
+            bare_addr,
+            "/hello",
+            args.connections,
+            args.seconds,
+            no_headers.clone(),
+            hello.clone(),
+            |_| true,
+        )
+        .await?;
+        let t = round(
+            addr,
+            "/trex/mcp",
+            args.connections,
+            args.seconds,
+            per_session.clone(),
+            call.clone(),
+            |b| {
+                const OK: &[u8] = b"\"isError\":false";
+                b.windows(OK.len()).any(|w| w == OK)
+            },
+        )
+        .await?;
+        peak_rss = peak_rss.max(rss_kib(trex_pid).unwrap_or(0));
+        println!(
+            "round {}: bare warp {:>8.0}/s p50 {:>5} µs p99 {:>6} µs err {} | trex tools/call {:>8.0}/s p50 {:>5} µs p99 {:>6} µs err {} | ratio {:.2}",
+            r + 1,
+            b.rate(),
+            b.p50_us,
+            b.p99_us,
+            b.errors,
+            t.rate(),
+            t.p50_us,
+            t.p99_us,
+            t.errors,
+            t.rate() / b.rate()
+        );
+        b_rates.push(b.rate());
+        t_rates.push(t.rate());
+        ratios.push(t.rate() / b.rate());
+        t_p50.push(t.p50_us as f64);
+        t_p99.push(t.p99_us as f64);
+    }
+    println!(
+        "median: trex {:.0} calls/s (p50 {:.0} µs, p99 {:.0} µs), bare warp {:.0}/s, ratio {:.2}",
+        median(&mut t_rates),
+        median(&mut t_p50),
+        median(&mut t_p99),
+        median(&mut b_rates),
+        median(&mut ratios)
+    );
+    let mib = |k: Option<u64>| {
+        k.map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
+            .unwrap_or_else(|| "n/a".into())
+    };
+    println!(
+        "trex memory: idle {} | {} sessions {} | 100 sessions {} | peak under load {} ; start to ready {:.0} ms",
+        mib(idle_rss),
+        args.sessions,
+        mib(sessions_rss),
+        mib(hundred_rss.or(sessions_rss)),
+        mib(Some(peak_rss)),
+        ready_ms
+    );
+    let _ = trex.kill();
+    let _ = bare.kill();
+    let _ = trex.wait();
+    let _ = bare.wait();
+    Ok(())
+}
