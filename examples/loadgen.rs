@@ -446,9 +446,12 @@ async fn main() -> Result<()> {
         mib(Some(peak_rss)),
         ready_ms
     );
-    let _ = trex.kill();
-    let _ = bare.kill();
-    let _ = trex.wait();
-    let _ = bare.wait();
+    // SIGTERM, so trex shuts down as in production (and profilers get to write their output)
+    for c in [&mut trex, &mut bare] {
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let _ = c.wait();
+    }
     Ok(())
 }

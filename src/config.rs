@@ -5,12 +5,12 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
 /// The whole configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// HTTP listener and request guards.
@@ -24,7 +24,7 @@ pub struct Config {
 }
 
 /// `[server]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address to listen on; port 0 picks a free port.
@@ -44,7 +44,7 @@ pub struct ServerConfig {
 }
 
 /// `[store]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// Data directory; holds `trex.db`. Created when missing.
@@ -56,7 +56,7 @@ pub struct StoreConfig {
 }
 
 /// `[mcp]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct McpConfig {
     /// Most live MCP sessions at once (all servers together).
@@ -74,7 +74,7 @@ pub struct McpConfig {
 }
 
 /// `[log]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A tracing filter: `info`, `debug`, `trex=debug,warp=info`, ...
@@ -293,6 +293,13 @@ mod tests {
         std::fs::write(&p, toml_text).unwrap();
         let vars = vars.iter().map(|(a, b)| (a.to_string(), b.to_string()));
         Config::load(Some(&p), vars, &Overrides::default())
+    }
+
+    #[test]
+    fn example_file_documents_every_key_with_its_default() {
+        let example: toml::Table = include_str!("../trex.toml.example").parse().unwrap();
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        assert_eq!(example, defaults);
     }
 
     #[test]

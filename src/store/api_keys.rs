@@ -74,7 +74,10 @@ pub fn insert(
 /// One key by id.
 pub fn get(conn: &Connection, id: &str) -> Result<Option<ApiKey>> {
     let sql = format!("{SELECT} WHERE k.id = ?1");
-    Ok(conn.query_row(&sql, [id], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], from_row)
+        .optional()?)
 }
 
 /// Keys of every user, newest first.

@@ -74,6 +74,20 @@ impl Store {
         .await?
     }
 
+    /// Runs a short, bounded read (a lookup by key) on the calling thread when a pooled
+    /// connection is free at once, else on the blocking pool like [`run`](Self::run). For point
+    /// reads of a few microseconds the hand-off to another thread costs more than the read.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        match self.pool.try_get() {
+            Some(conn) => f(&conn),
+            None => self.run(move |c| f(c)).await,
+        }
+    }
+
     /// Runs `f` with a pooled connection on the current thread (CLI and start-up only).
     pub fn run_sync<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
         let mut conn = self.pool.get()?;

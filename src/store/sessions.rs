@@ -64,7 +64,10 @@ pub fn insert(conn: &Connection, s: &SessionRow) -> Result<()> {
 /// One session by id.
 pub fn get(conn: &Connection, id: &str) -> Result<Option<SessionRow>> {
     let sql = format!("SELECT {COLUMNS} FROM mcp_sessions WHERE id = ?1");
-    Ok(conn.query_row(&sql, [id], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], from_row)
+        .optional()?)
 }
 
 /// Sessions seen at or after `cutoff` (the live ones).

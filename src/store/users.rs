@@ -101,13 +101,19 @@ pub fn insert(conn: &Connection, new: &NewUser) -> Result<User> {
 /// One user by id.
 pub fn get(conn: &Connection, id: &str) -> Result<Option<User>> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?1");
-    Ok(conn.query_row(&sql, [id], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], from_row)
+        .optional()?)
 }
 
 /// One user by email (case-insensitive).
 pub fn get_by_email(conn: &Connection, email: &str) -> Result<Option<User>> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE email = ?1");
-    Ok(conn.query_row(&sql, [email], from_row).optional()?)
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([email], from_row)
+        .optional()?)
 }
 
 /// Number of users, deleted ones included.

@@ -89,7 +89,7 @@ pub struct GetArgs {
 async fn user_get(ctx: ToolCtx, a: GetArgs) -> Result<User, ToolError> {
     ctx.app
         .store
-        .run(move |c| users::get(c, &a.user_id))
+        .read(move |c| users::get(c, &a.user_id))
         .await?
         .ok_or_else(|| ToolError::Failed("User not found".into()))
 }

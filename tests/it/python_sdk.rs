@@ -8,11 +8,20 @@ use crate::common::{TestServer, mcpkit};
 
 async fn run(venv: &str) {
     let Some(kit) = mcpkit() else {
+        assert!(
+            std::env::var_os("TREX_REQUIRE_MCPKIT").is_none(),
+            "TREX_REQUIRE_MCPKIT is set but the MCP kit is not installed"
+        );
         println!("SKIP: MCP kit not installed (bash ../shared/mcpkit/setup.sh .mcpkit)");
         return;
     };
     let python = kit.join(venv).join("bin/python");
     if !python.exists() {
+        assert!(
+            std::env::var_os("TREX_REQUIRE_MCPKIT").is_none(),
+            "{} missing",
+            python.display()
+        );
         println!("SKIP: {} missing", python.display());
         return;
     }
