@@ -75,8 +75,12 @@ impl ApiError {
 }
 
 /// A JSON response with a status.
-pub fn json_response(status: StatusCode, body: &serde_json::Value) -> warp::reply::Response {
-    let mut r = warp::reply::Response::new(body.to_string().into());
+pub fn json_response<T: serde::Serialize + ?Sized>(
+    status: StatusCode,
+    body: &T,
+) -> warp::reply::Response {
+    let bytes = serde_json::to_vec(body).expect("JSON serializes");
+    let mut r = warp::reply::Response::new(bytes.into());
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -22,7 +22,8 @@ use crate::error::code;
 use crate::mcp::context::CallContext;
 use crate::mcp::dispatch::dispatch;
 use crate::mcp::protocol::{
-    self, Message, RpcError, SUPPORTED_VERSIONS, error_response, negotiate, result_response,
+    self, Message, Raw, RpcError, SUPPORTED_VERSIONS, error_response, negotiate, raw,
+    result_response,
 };
 use crate::mcp::server::McpServer;
 use crate::mcp::session::{CreateError, Session};
@@ -255,7 +256,7 @@ async fn initialize(
     if let Some(i) = &server.instructions {
         result["instructions"] = json!(i);
     }
-    let mut resp = json_response(StatusCode::OK, &result_response(&id, result));
+    let mut resp = json_response(StatusCode::OK, &result_response(&id, &raw(&result)));
     resp.headers_mut().insert(
         SESSION_HEADER,
         HeaderValue::from_str(&session.id).expect("hex is a valid header"),
@@ -344,7 +345,7 @@ async fn request(
         };
         session.end_request(&id);
         let body = match outcome {
-            Some(Ok(r)) => result_response(&id, r),
+            Some(Ok(r)) => result_response(&id, &r),
             Some(Err(e)) => error_response(&id, &e),
             None => error_response(
                 &id,
@@ -373,7 +374,7 @@ async fn request(
         };
         task_session.end_request(&id);
         match outcome {
-            Some(Ok(r)) => stream.push(&result_response(&id, r)),
+            Some(Ok(r)) => stream.push(&result_response(&id, &r)),
             Some(Err(e)) => stream.push(&error_response(&id, &e)),
             None => {} // cancelled: no response, per the spec
         }
@@ -413,7 +414,7 @@ async fn batch(
                 .code(code::INVALID_REQUEST),
         );
     }
-    let mut answers: Vec<Value> = Vec::new();
+    let mut answers: Vec<Raw> = Vec::new();
     let mut calls = Vec::new();
     for item in items {
         match Message::parse(item) {
@@ -440,7 +441,7 @@ async fn batch(
                     let r = dispatch(&app, &server, ctx, &method, params).await;
                     session.end_request(&id);
                     match r {
-                        Ok(v) => result_response(&id, v),
+                        Ok(v) => result_response(&id, &v),
                         Err(e) => error_response(&id, &e),
                     }
                 });
@@ -452,7 +453,7 @@ async fn batch(
     if answers.is_empty() {
         return Ok(accepted());
     }
-    Ok(json_response(StatusCode::OK, &Value::Array(answers)))
+    Ok(json_response(StatusCode::OK, &answers))
 }
 
 /// An SSE response over `rx`, ended by session close or server shutdown.

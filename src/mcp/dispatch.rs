@@ -7,15 +7,30 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use super::context::CallContext;
-use super::protocol::{RpcError, log_level_index};
+use super::protocol::{Raw, RpcError, log_level_index, raw};
 use super::server::McpServer;
 use super::tool::{ToolCtx, ToolOutput};
 use crate::app::App;
 use crate::error::code;
 use crate::store::audit;
 
-/// Handles one request and returns its `result`.
+/// Handles one request and returns its `result`, serialized.
 pub async fn dispatch(
+    app: &Arc<App>,
+    server: &McpServer,
+    ctx: Arc<CallContext>,
+    method: &str,
+    params: Value,
+) -> Result<Raw, RpcError> {
+    if method == "tools/call" {
+        return tools_call(app, server, ctx, params).await;
+    }
+    other(app, server, ctx, method, params)
+        .await
+        .map(|v| raw(&v))
+}
+
+async fn other(
     app: &Arc<App>,
     server: &McpServer,
     ctx: Arc<CallContext>,
@@ -25,7 +40,6 @@ pub async fn dispatch(
     match method {
         "ping" => Ok(json!({})),
         "tools/list" => tools_list(app, server, &params),
-        "tools/call" => tools_call(app, server, ctx, params).await,
         "resources/list" if offers_resources(server) => {
             page_guard(&params)?;
             Ok(json!({"resources": server.resource_list()}))
@@ -136,7 +150,7 @@ async fn tools_call(
     server: &McpServer,
     ctx: Arc<CallContext>,
     params: Value,
-) -> Result<Value, RpcError> {
+) -> Result<Raw, RpcError> {
     let name = str_param(&params, "name")?.to_string();
     let tool = server
         .find_tool(&name)

@@ -1,6 +1,8 @@
 //! JSON-RPC 2.0 envelopes and MCP protocol constants: the revisions served, version negotiation,
 //! message classification, and error objects.
 
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::error::code;
@@ -86,14 +88,42 @@ impl RpcError {
     }
 }
 
-/// A full error response for request `id` (`null` when it could not be read).
-pub fn error_response(id: &Value, err: &RpcError) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "error": err.to_value()})
+/// A serialized JSON-RPC message or result: built once, written as is.
+pub type Raw = Box<RawValue>;
+
+/// Serializes a value once into [`Raw`].
+pub fn raw<T: Serialize + ?Sized>(v: &T) -> Raw {
+    serde_json::value::to_raw_value(v).expect("JSON values serialize")
 }
 
-/// A success response.
-pub fn result_response(id: &Value, result: Value) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "result": result})
+#[derive(Serialize)]
+struct Envelope<'a> {
+    jsonrpc: &'static str,
+    id: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Value>,
+}
+
+/// A full error response for request `id` (`null` when it could not be read).
+pub fn error_response(id: &Value, err: &RpcError) -> Raw {
+    raw(&Envelope {
+        jsonrpc: "2.0",
+        id,
+        result: None,
+        error: Some(err.to_value()),
+    })
+}
+
+/// A success response around an already serialized result.
+pub fn result_response(id: &Value, result: &RawValue) -> Raw {
+    raw(&Envelope {
+        jsonrpc: "2.0",
+        id,
+        result: Some(result),
+        error: None,
+    })
 }
 
 /// A notification.

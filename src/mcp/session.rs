@@ -102,7 +102,7 @@ impl Session {
 
     /// Registers an in-flight request so `notifications/cancelled` can stop it.
     pub fn begin_request(&self, id: &Value) -> CancellationToken {
-        let t = self.closed.child_token();
+        let t = CancellationToken::new();
         self.inflight
             .lock()
             .unwrap()
@@ -162,6 +162,9 @@ impl Session {
 
     fn close(&self) {
         self.closed.cancel();
+        for t in self.inflight.lock().unwrap().values() {
+            t.cancel();
+        }
         self.streams.close_all();
     }
 }
@@ -388,8 +391,7 @@ impl Sessions {
     /// Ends the streams of every session (shutdown); rows stay, so sessions resume after restart.
     pub fn close_streams(&self) {
         for s in self.map.read().unwrap().values() {
-            s.closed.cancel();
-            s.streams.close_all();
+            s.close();
         }
     }
 }

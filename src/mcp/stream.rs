@@ -8,7 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde_json::Value;
+use serde::Serialize;
 use tokio::sync::mpsc;
 
 /// One event on the wire: its id and its JSON data.
@@ -63,8 +63,8 @@ impl EventStream {
     }
 
     /// Appends a JSON-RPC message: buffered for replay and sent to the attached connection.
-    pub fn push(&self, msg: &Value) {
-        let data: Arc<str> = Arc::from(msg.to_string());
+    pub fn push<T: Serialize + ?Sized>(&self, msg: &T) {
+        let data: Arc<str> = Arc::from(serde_json::to_string(msg).expect("JSON serializes"));
         let mut g = self.inner.lock().unwrap();
         if g.done {
             return;
@@ -206,7 +206,7 @@ impl StreamHub {
     }
 
     /// Sends a message on the standalone stream, if one is open; false otherwise.
-    pub fn push_standalone(&self, msg: &Value) -> bool {
+    pub fn push_standalone<T: Serialize + ?Sized>(&self, msg: &T) -> bool {
         let s = self.inner.lock().unwrap().standalone.clone();
         match s {
             Some(s) if !s.is_done() => {

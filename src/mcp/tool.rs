@@ -9,9 +9,11 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::context::CallContext;
+use super::protocol::{Raw, raw};
 use crate::app::App;
 use crate::error::Error;
 
@@ -86,6 +88,9 @@ pub enum ToolOutput {
         content: Vec<Value>,
         structured: Option<Value>,
     },
+    /// A structured result already serialized (the typed-tool path: serialized once, sent as
+    /// `structuredContent` and, escaped, as the text block).
+    Json(String),
     /// A tool execution error: `isError: true` with this text.
     Err(String),
 }
@@ -107,8 +112,8 @@ impl ToolOutput {
         }
     }
 
-    /// The `CallToolResult` object.
-    pub fn into_result(self) -> Value {
+    /// The `CallToolResult` object, serialized.
+    pub fn into_result(self) -> Raw {
         match self {
             ToolOutput::Ok {
                 content,
@@ -118,12 +123,19 @@ impl ToolOutput {
                 if let Some(s) = structured {
                     r["structuredContent"] = s;
                 }
-                r
+                raw(&r)
             }
-            ToolOutput::Err(msg) => json!({
+            ToolOutput::Json(s) => {
+                let text = serde_json::to_string(&s).expect("a string serializes");
+                let body = format!(
+                    r#"{{"content":[{{"type":"text","text":{text}}}],"isError":false,"structuredContent":{s}}}"#
+                );
+                RawValue::from_string(body).expect("built from valid JSON")
+            }
+            ToolOutput::Err(msg) => raw(&json!({
                 "content": [{"type": "text", "text": msg}],
                 "isError": true,
-            }),
+            })),
         }
     }
 
@@ -240,8 +252,8 @@ impl Tool {
                     Err(e) => return e.into_output(&tool_name),
                 };
                 match f(ctx, input).await {
-                    Ok(out) => match serde_json::to_value(out) {
-                        Ok(v) => ToolOutput::structured(v),
+                    Ok(out) => match serde_json::to_string(&out) {
+                        Ok(s) => ToolOutput::Json(s),
                         Err(e) => ToolOutput::Err(format!("Error: cannot serialize result: {e}")),
                     },
                     Err(e) => e.into_output(&tool_name),
