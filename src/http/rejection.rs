@@ -89,6 +89,17 @@ pub fn json_response<T: serde::Serialize + ?Sized>(
     r
 }
 
+/// A response whose body is JSON text this server built.
+pub fn json_text(status: StatusCode, body: crate::mcp::protocol::Json) -> warp::reply::Response {
+    let mut r = warp::reply::Response::new(body.into_string().into());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
 /// The `recover` handler at the top of the route tree.
 pub async fn handle_rejection(err: Rejection) -> Result<warp::reply::Response, Infallible> {
     use warp::reject::*;

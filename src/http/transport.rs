@@ -15,15 +15,14 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::sse::Event;
 
-use super::rejection::{ApiError, json_response};
+use super::rejection::{ApiError, json_text};
 use crate::app::App;
 use crate::auth::Principal;
 use crate::error::code;
 use crate::mcp::context::CallContext;
 use crate::mcp::dispatch::dispatch;
 use crate::mcp::protocol::{
-    self, Message, Raw, RpcError, SUPPORTED_VERSIONS, error_response, negotiate, raw,
-    result_response,
+    self, Json, Message, RpcError, SUPPORTED_VERSIONS, error_response, negotiate, result_response,
 };
 use crate::mcp::server::McpServer;
 use crate::mcp::session::{CreateError, Session};
@@ -163,10 +162,7 @@ async fn post_inner(
             let msg = match Message::parse(single) {
                 Ok(m) => m,
                 Err((id, e)) => {
-                    return Ok(json_response(
-                        StatusCode::BAD_REQUEST,
-                        &error_response(&id, &e),
-                    ));
+                    return Ok(json_text(StatusCode::BAD_REQUEST, error_response(&id, &e)));
                 }
             };
             match msg {
@@ -212,7 +208,7 @@ async fn initialize(
         Some(Value::String(v)) => Some(v.as_str()),
         _ => {
             let e = RpcError::invalid_params("Invalid params: `protocolVersion` must be a string");
-            return Ok(json_response(StatusCode::OK, &error_response(&id, &e)));
+            return Ok(json_text(StatusCode::OK, error_response(&id, &e)));
         }
     };
     let version = negotiate(requested);
@@ -256,7 +252,7 @@ async fn initialize(
     if let Some(i) = &server.instructions {
         result["instructions"] = json!(i);
     }
-    let mut resp = json_response(StatusCode::OK, &result_response(&id, &raw(&result)));
+    let mut resp = json_text(StatusCode::OK, result_response(&id, &Json::of(&result)));
     resp.headers_mut().insert(
         SESSION_HEADER,
         HeaderValue::from_str(&session.id).expect("hex is a valid header"),
@@ -352,7 +348,7 @@ async fn request(
                 &RpcError::new(code::REQUEST_CANCELLED, "Request cancelled"),
             ),
         };
-        return json_response(StatusCode::OK, &body);
+        return json_text(StatusCode::OK, body);
     }
     let stream = session.streams.open();
     let rx = stream.attach(0);
@@ -374,8 +370,8 @@ async fn request(
         };
         task_session.end_request(&id);
         match outcome {
-            Some(Ok(r)) => stream.push(&result_response(&id, &r)),
-            Some(Err(e)) => stream.push(&error_response(&id, &e)),
+            Some(Ok(r)) => stream.push(result_response(&id, &r)),
+            Some(Err(e)) => stream.push(error_response(&id, &e)),
             None => {} // cancelled: no response, per the spec
         }
         stream.finish();
@@ -414,7 +410,7 @@ async fn batch(
                 .code(code::INVALID_REQUEST),
         );
     }
-    let mut answers: Vec<Raw> = Vec::new();
+    let mut answers: Vec<Json> = Vec::new();
     let mut calls = Vec::new();
     for item in items {
         match Message::parse(item) {
@@ -453,7 +449,7 @@ async fn batch(
     if answers.is_empty() {
         return Ok(accepted());
     }
-    Ok(json_response(StatusCode::OK, &answers))
+    Ok(json_text(StatusCode::OK, Json::array(&answers)))
 }
 
 /// An SSE response over `rx`, ended by session close or server shutdown.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::protocol::{RpcError, log_level_index, notification};
+use super::protocol::{Json, RpcError, log_level_index, notification};
 use super::session::Session;
 use super::stream::EventStream;
 use crate::auth::Principal;
@@ -37,7 +37,7 @@ impl CallContext {
     /// is answered with plain JSON).
     pub fn notify(&self, method: &str, params: Value) {
         if let Some(p) = &self.peer {
-            p.push(&notification(method, params));
+            p.push(Json::of(&notification(method, params)));
         }
     }
 
@@ -91,7 +91,9 @@ impl CallContext {
             ));
         };
         let (id, rx) = session.register_client_request();
-        peer.push(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        peer.push(Json::of(
+            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}),
+        ));
         let outcome = tokio::select! {
             r = rx => r.map_err(|_| RpcError::new(code::INTERNAL_ERROR, "session closed before the client answered")),
             _ = self.cancel.cancelled() => Err(RpcError::new(code::REQUEST_CANCELLED, "Request cancelled")),

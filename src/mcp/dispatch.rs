@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use super::context::CallContext;
-use super::protocol::{Raw, RpcError, log_level_index, raw};
+use super::protocol::{Json, RpcError, log_level_index};
 use super::server::McpServer;
 use super::tool::{ToolCtx, ToolOutput};
 use crate::app::App;
@@ -21,13 +21,13 @@ pub async fn dispatch(
     ctx: Arc<CallContext>,
     method: &str,
     params: Value,
-) -> Result<Raw, RpcError> {
+) -> Result<Json, RpcError> {
     if method == "tools/call" {
         return tools_call(app, server, ctx, params).await;
     }
     other(app, server, ctx, method, params)
         .await
-        .map(|v| raw(&v))
+        .map(|v| Json::of(&v))
 }
 
 async fn other(
@@ -150,7 +150,7 @@ async fn tools_call(
     server: &McpServer,
     ctx: Arc<CallContext>,
     params: Value,
-) -> Result<Raw, RpcError> {
+) -> Result<Json, RpcError> {
     let name = str_param(&params, "name")?.to_string();
     let tool = server
         .find_tool(&name)

@@ -2,7 +2,6 @@
 //! message classification, and error objects.
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::error::code;
@@ -88,42 +87,58 @@ impl RpcError {
     }
 }
 
-/// A serialized JSON-RPC message or result: built once, written as is.
-pub type Raw = Box<RawValue>;
+/// JSON text this server serialized itself: built once, then written as is (no re-parse, no
+/// re-serialization on the way out).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Json(String);
 
-/// Serializes a value once into [`Raw`].
-pub fn raw<T: Serialize + ?Sized>(v: &T) -> Raw {
-    serde_json::value::to_raw_value(v).expect("JSON values serialize")
-}
+impl Json {
+    /// Serializes `v`.
+    pub fn of<T: Serialize + ?Sized>(v: &T) -> Json {
+        Json(serde_json::to_string(v).expect("JSON values serialize"))
+    }
 
-#[derive(Serialize)]
-struct Envelope<'a> {
-    jsonrpc: &'static str,
-    id: &'a Value,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    result: Option<&'a RawValue>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<Value>,
+    /// Wraps text the caller built from valid JSON parts.
+    pub(crate) fn trusted(s: String) -> Json {
+        Json(s)
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The text, owned.
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    /// A JSON array of these texts.
+    pub fn array(items: &[Json]) -> Json {
+        let mut s = String::from("[");
+        for (i, j) in items.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(&j.0);
+        }
+        s.push(']');
+        Json(s)
+    }
 }
 
 /// A full error response for request `id` (`null` when it could not be read).
-pub fn error_response(id: &Value, err: &RpcError) -> Raw {
-    raw(&Envelope {
-        jsonrpc: "2.0",
-        id,
-        result: None,
-        error: Some(err.to_value()),
-    })
+pub fn error_response(id: &Value, err: &RpcError) -> Json {
+    Json::of(&json!({"jsonrpc": "2.0", "id": id, "error": err.to_value()}))
 }
 
 /// A success response around an already serialized result.
-pub fn result_response(id: &Value, result: &RawValue) -> Raw {
-    raw(&Envelope {
-        jsonrpc: "2.0",
-        id,
-        result: Some(result),
-        error: None,
-    })
+pub fn result_response(id: &Value, result: &Json) -> Json {
+    let id = serde_json::to_string(id).expect("ids serialize");
+    Json(format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"result":{}}}"#,
+        result.0
+    ))
 }
 
 /// A notification.

@@ -8,7 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
+use super::protocol::Json;
 use tokio::sync::mpsc;
 
 /// One event on the wire: its id and its JSON data.
@@ -63,8 +63,8 @@ impl EventStream {
     }
 
     /// Appends a JSON-RPC message: buffered for replay and sent to the attached connection.
-    pub fn push<T: Serialize + ?Sized>(&self, msg: &T) {
-        let data: Arc<str> = Arc::from(serde_json::to_string(msg).expect("JSON serializes"));
+    pub fn push(&self, msg: Json) {
+        let data: Arc<str> = Arc::from(msg.into_string());
         let mut g = self.inner.lock().unwrap();
         if g.done {
             return;
@@ -206,7 +206,7 @@ impl StreamHub {
     }
 
     /// Sends a message on the standalone stream, if one is open; false otherwise.
-    pub fn push_standalone<T: Serialize + ?Sized>(&self, msg: &T) -> bool {
+    pub fn push_standalone(&self, msg: Json) -> bool {
         let s = self.inner.lock().unwrap().standalone.clone();
         match s {
             Some(s) if !s.is_done() => {
@@ -237,11 +237,11 @@ mod tests {
         let a = hub.open();
         let b = hub.open();
         let rx = a.attach(0);
-        a.push(&json!({"n": 1}));
+        a.push(Json::of(&json!({"n": 1})));
         drop(rx); // the client went away
-        a.push(&json!({"n": 2}));
-        b.push(&json!({"other": true}));
-        a.push(&json!({"n": 3}));
+        a.push(Json::of(&json!({"n": 2})));
+        b.push(Json::of(&json!({"other": true})));
+        a.push(Json::of(&json!({"n": 3})));
         a.finish();
         let mut rx = hub.get(a.id()).unwrap().attach(1);
         let mut got = Vec::new();

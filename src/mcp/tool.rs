@@ -9,11 +9,10 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::context::CallContext;
-use super::protocol::{Raw, raw};
+use super::protocol::Json;
 use crate::app::App;
 use crate::error::Error;
 
@@ -113,7 +112,7 @@ impl ToolOutput {
     }
 
     /// The `CallToolResult` object, serialized.
-    pub fn into_result(self) -> Raw {
+    pub fn into_result(self) -> Json {
         match self {
             ToolOutput::Ok {
                 content,
@@ -123,16 +122,16 @@ impl ToolOutput {
                 if let Some(s) = structured {
                     r["structuredContent"] = s;
                 }
-                raw(&r)
+                Json::of(&r)
             }
             ToolOutput::Json(s) => {
                 let text = serde_json::to_string(&s).expect("a string serializes");
                 let body = format!(
                     r#"{{"content":[{{"type":"text","text":{text}}}],"isError":false,"structuredContent":{s}}}"#
                 );
-                RawValue::from_string(body).expect("built from valid JSON")
+                Json::trusted(body)
             }
-            ToolOutput::Err(msg) => raw(&json!({
+            ToolOutput::Err(msg) => Json::of(&json!({
                 "content": [{"type": "text", "text": msg}],
                 "isError": true,
             })),

@@ -45,6 +45,8 @@ impl Store {
         let pool = Pool::builder()
             .max_size(pool_size)
             .min_idle(Some(1))
+            // connections to a local file do not go stale; skip the per-checkout probe query
+            .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(10))
             .build(manager)?;
         let store = Store { pool, path };
