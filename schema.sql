@@ -78,3 +78,84 @@ CREATE TABLE settings (
     value      TEXT NOT NULL,             -- JSON
     updated_at TEXT NOT NULL
 );
+
+-- version: 2
+
+-- Application roles (separate from users.role, which is admin|user).
+CREATE TABLE roles (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    description TEXT,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL
+);
+CREATE INDEX roles_created ON roles (created_at DESC, id DESC);
+
+CREATE TABLE user_roles (
+    user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    role_id    TEXT NOT NULL REFERENCES roles (id) ON DELETE CASCADE,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (user_id, role_id)
+);
+CREATE INDEX user_roles_role ON user_roles (role_id);
+
+-- Web (cookie) sessions of the admin page. Only the SHA-256 of the cookie token is stored.
+CREATE TABLE web_sessions (
+    id         TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL UNIQUE,
+    user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    ip_address TEXT,
+    user_agent TEXT,
+    expires_at TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX web_sessions_user ON web_sessions (user_id);
+
+-- SSO providers. client_secret is sealed (AES-256-GCM with the master key), never clear text.
+CREATE TABLE sso_providers (
+    id            TEXT PRIMARY KEY CHECK (id GLOB '[a-z]*' AND id NOT GLOB '*[^a-z0-9_]*'),
+    display_name  TEXT NOT NULL,
+    client_id     TEXT NOT NULL,
+    client_secret TEXT NOT NULL,          -- sealed; '' when none was given
+    enabled       INTEGER NOT NULL DEFAULT 0,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL
+);
+
+-- OAuth/OIDC client applications. client_secret is sealed.
+CREATE TABLE oauth_apps (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    icon          TEXT,
+    metadata      TEXT,                   -- JSON text, validated
+    client_id     TEXT NOT NULL UNIQUE,
+    client_secret TEXT NOT NULL,          -- sealed
+    redirect_urls TEXT NOT NULL,          -- JSON array of URLs
+    type          TEXT NOT NULL DEFAULT 'web' CHECK (type IN ('web', 'native')),
+    disabled      INTEGER NOT NULL DEFAULT 0,
+    user_id       TEXT REFERENCES users (id) ON DELETE SET NULL,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL
+);
+CREATE INDEX oauth_apps_created ON oauth_apps (created_at DESC, id DESC);
+
+-- Tokens and consents issued to apps; deleting an app deletes them.
+CREATE TABLE oauth_tokens (
+    id         TEXT PRIMARY KEY,
+    app_id     TEXT NOT NULL REFERENCES oauth_apps (id) ON DELETE CASCADE,
+    user_id    TEXT REFERENCES users (id) ON DELETE CASCADE,
+    token_hash TEXT NOT NULL UNIQUE,
+    scopes     TEXT,
+    expires_at TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX oauth_tokens_app ON oauth_tokens (app_id);
+
+CREATE TABLE oauth_consents (
+    id         TEXT PRIMARY KEY,
+    app_id     TEXT NOT NULL REFERENCES oauth_apps (id) ON DELETE CASCADE,
+    user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    scopes     TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX oauth_consents_app ON oauth_consents (app_id);

@@ -352,7 +352,7 @@ async fn main() -> anyhow::Result<()> {
                     ops::create_user(c, "Conformance", "conformance@trex.local", "admin", None)?
                 }
             };
-            ops::create_api_key(c, &user.id, "conformance", None)
+            ops::create_api_key(c, &user.id, "conformance", None, None)
         })
         .await?;
     let mount = Mount {

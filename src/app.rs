@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authenticator;
+use crate::auth::secrets::MasterKey;
 use crate::config::Config;
 use crate::error::Result;
 use crate::mcp::session::Sessions;
@@ -21,6 +22,10 @@ pub struct App {
     pub store: Store,
     pub auth: Arc<Authenticator>,
     pub sessions: Sessions,
+    /// Seals secrets at rest.
+    pub master: MasterKey,
+    /// Rate limit of web sign-in attempts.
+    pub login_limiter: crate::http::web_auth::LoginLimiter,
     /// Cancelled to stop the server and every background task.
     pub shutdown: CancellationToken,
 }
@@ -32,6 +37,12 @@ impl App {
             let c = config.clone();
             tokio::task::spawn_blocking(move || Store::open(&c.store.data_dir, c.store.pool_size))
                 .await??
+        };
+        let master = {
+            let (store, dir) = (store.clone(), config.store.data_dir.clone());
+            let sealed = store.run(|c| crate::store::sso::count_sealed(c)).await?;
+            let env = std::env::var(crate::auth::secrets::KEY_ENV).ok();
+            tokio::task::spawn_blocking(move || MasterKey::load(&dir, env, sealed == 0)).await??
         };
         let auth = Arc::new(Authenticator::new(store.clone()));
         let sessions = Sessions::new(
@@ -45,6 +56,8 @@ impl App {
             store,
             auth,
             sessions,
+            master,
+            login_limiter: Default::default(),
             shutdown: CancellationToken::new(),
         });
         let n = app.sessions.load().await?;
@@ -78,11 +91,16 @@ impl App {
             tick.tick().await;
             loop {
                 tokio::select! {
-                    _ = tick.tick() => match app.sessions.reap().await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::info!("expired {n} idle MCP session(s)"),
-                        Err(e) => tracing::warn!("session reaper: {e}"),
-                    },
+                    _ = tick.tick() => {
+                        match app.sessions.reap().await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!("expired {n} idle MCP session(s)"),
+                            Err(e) => tracing::warn!("session reaper: {e}"),
+                        }
+                        if let Err(e) = app.store.run(|c| crate::store::web_sessions::delete_expired(c)).await {
+                            tracing::warn!("web session reaper: {e}");
+                        }
+                    }
                     _ = app.shutdown.cancelled() => break,
                 }
             }

@@ -50,6 +50,68 @@ pub enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// `trex user …`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user; prints its id.
+    Create {
+        #[command(flatten)]
+        common: Common,
+        /// Email address (unique).
+        #[arg(long)]
+        email: String,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Password (at least 8 characters); omit for an SSO-only user.
+        #[arg(long)]
+        password: Option<String>,
+        /// admin or user.
+        #[arg(long, default_value = "user")]
+        role: String,
+    },
+    /// List users.
+    List {
+        #[command(flatten)]
+        common: Common,
+        /// Include soft-deleted users.
+        #[arg(long)]
+        include_deleted: bool,
+    },
+    /// Set a user's password (ends their web sessions).
+    SetPassword {
+        #[command(flatten)]
+        common: Common,
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+        /// The new password (at least 8 characters).
+        #[arg(long)]
+        password: String,
+    },
+    /// Ban a user (ends their web sessions; a running server refuses their API keys at once), or
+    /// lift a ban with --unban.
+    Ban {
+        #[command(flatten)]
+        common: Common,
+        /// The user's email.
+        #[arg(long)]
+        email: String,
+        /// Why.
+        #[arg(long)]
+        reason: Option<String>,
+        /// When the ban ends (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Lift the ban instead.
+        #[arg(long)]
+        unban: bool,
+    },
 }
 
 /// `trex api-key …`
@@ -129,6 +191,7 @@ pub fn main() -> Result<()> {
             &admin_name,
         ),
         Command::ApiKey(cmd) => api_key(cmd),
+        Command::User(cmd) => user(cmd),
     }
 }
 
@@ -200,10 +263,15 @@ fn init(c: &Config, email: &str, pw: Option<&str>, name: &str) -> Result<()> {
             )));
         }
         let user = ops::create_user(&tx, name, email, "admin", hash)?;
-        let key = ops::create_api_key(&tx, &user.id, "init", None)?;
+        let key = ops::create_api_key(&tx, &user.id, "init", None, None)?;
         tx.commit()?;
         Ok((user, key))
     })?;
+    crate::auth::secrets::MasterKey::load(
+        &c.store.data_dir,
+        std::env::var(crate::auth::secrets::KEY_ENV).ok(),
+        true,
+    )?;
     eprintln!(
         "Initialized {} with admin {} ({}). The API key below is shown once:",
         store.path().display(),
@@ -226,7 +294,7 @@ fn api_key(cmd: ApiKeyCommand) -> Result<()> {
             let key = store.run_sync(|c| {
                 let u = users::get_by_email(c, &user)?
                     .ok_or_else(|| crate::Error::NotFound(format!("no user with email {user}")))?;
-                ops::create_api_key(c, &u.id, &name, expires.as_deref())
+                ops::create_api_key(c, &u.id, &name, expires.as_deref(), None)
             })?;
             eprintln!("Created API key {} ({name}). It is shown once:", key.id);
             println!("{}", key.key);
@@ -266,6 +334,101 @@ fn api_key(cmd: ApiKeyCommand) -> Result<()> {
                 Some(k) => println!("API key '{}' ({}...) revoked", k.name, k.key_prefix),
                 None => bail!("API key not found or already revoked: {id}"),
             }
+        }
+    }
+    Ok(())
+}
+
+fn find_user(c: &rusqlite::Connection, email: &str) -> crate::Result<users::User> {
+    users::get_by_email(c, email)?
+        .ok_or_else(|| crate::Error::NotFound(format!("no user with email {email}")))
+}
+
+fn user(cmd: UserCommand) -> Result<()> {
+    match cmd {
+        UserCommand::Create {
+            common,
+            email,
+            name,
+            password: pw,
+            role,
+        } => {
+            let hash = match pw {
+                Some(p) => {
+                    password::validate(&p)?;
+                    Some(password::hash(&p)?)
+                }
+                None => None,
+            };
+            let store = open_store(&common.load(None)?)?;
+            let u = store.run_sync(|c| ops::create_user(c, &name, &email, &role, hash))?;
+            eprintln!("Created user {} ({}, {})", u.email, u.role, u.id);
+            println!("{}", u.id);
+        }
+        UserCommand::List {
+            common,
+            include_deleted,
+        } => {
+            let store = open_store(&common.load(None)?)?;
+            println!("{:<36}  {:<30}  {:<6}  STATUS", "ID", "EMAIL", "ROLE");
+            let mut after = None;
+            loop {
+                let page = Page { limit: 500, after };
+                let p = store.run_sync(|c| users::list(c, include_deleted, None, &page))?;
+                for u in &p.items {
+                    let status = if u.deleted_at.is_some() {
+                        "deleted"
+                    } else if u.is_banned_now() {
+                        "banned"
+                    } else {
+                        "active"
+                    };
+                    println!("{:<36}  {:<30}  {:<6}  {status}", u.id, u.email, u.role);
+                }
+                match p.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+        }
+        UserCommand::SetPassword {
+            common,
+            email,
+            password: pw,
+        } => {
+            password::validate(&pw)?;
+            let hash = password::hash(&pw)?;
+            let store = open_store(&common.load(None)?)?;
+            store.run_sync(|c| {
+                let u = find_user(c, &email)?;
+                users::set_password_hash(c, &u.id, &hash)?;
+                crate::store::web_sessions::delete_user(c, &u.id)?;
+                Ok(())
+            })?;
+            println!("Password set for {email}");
+        }
+        UserCommand::Ban {
+            common,
+            email,
+            reason,
+            until,
+            unban,
+        } => {
+            let until = if unban {
+                None
+            } else {
+                ops::parse_expiry(until.as_deref())?
+            };
+            let store = open_store(&common.load(None)?)?;
+            store.run_sync(|c| {
+                let u = find_user(c, &email)?;
+                users::set_ban(c, &u.id, !unban, reason.as_deref(), until.as_deref())?;
+                if !unban {
+                    crate::store::web_sessions::delete_user(c, &u.id)?;
+                }
+                Ok(())
+            })?;
+            println!("{email} {}", if unban { "unbanned" } else { "banned" });
         }
     }
     Ok(())

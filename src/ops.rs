@@ -5,6 +5,7 @@
 use rusqlite::Connection;
 
 use crate::auth::keys;
+use crate::auth::scopes::Scopes;
 use crate::error::{Error, Result};
 use crate::store::{api_keys, users};
 use crate::util::{parse_rfc3339, rfc3339};
@@ -97,8 +98,12 @@ pub fn create_api_key(
     user_id: &str,
     name: &str,
     expires_at: Option<&str>,
+    scopes: Option<&Scopes>,
 ) -> Result<MintedKey> {
     validate_name("name", name)?;
+    if let Some(s) = scopes {
+        s.validate()?;
+    }
     let expires_at = parse_expiry(expires_at)?;
     let user =
         users::get(conn, user_id)?.ok_or_else(|| Error::NotFound("User not found".into()))?;
@@ -125,6 +130,9 @@ pub fn create_api_key(
         &keys::hash(&key),
         &keys::prefix(&key),
         expires_at.as_deref(),
+        scopes
+            .map(|s| serde_json::to_string(s).expect("json"))
+            .as_deref(),
     )?;
     Ok(MintedKey {
         id,
@@ -140,7 +148,7 @@ pub fn first_start(conn: &mut Connection) -> Result<Option<(users::User, MintedK
         return Ok(None);
     }
     let user = create_user(&tx, "Administrator", FIRST_ADMIN_EMAIL, "admin", None)?;
-    let key = create_api_key(&tx, &user.id, "first-start", None)?;
+    let key = create_api_key(&tx, &user.id, "first-start", None, None)?;
     tx.commit()?;
     Ok(Some((user, key)))
 }

@@ -7,6 +7,8 @@
 
 pub mod keys;
 pub mod password;
+pub mod scopes;
+pub mod secrets;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -26,8 +28,8 @@ pub struct Principal {
     pub user_email: String,
     pub key_id: String,
     pub key_name: String,
-    /// Key scopes as stored (JSON), `None` = unrestricted.
-    pub scopes: Option<String>,
+    /// Key scopes; `None` = unrestricted.
+    pub scopes: Option<scopes::Scopes>,
 }
 
 /// Why a request was not authenticated. Every variant is a 401 with the same message, so a
@@ -178,7 +180,11 @@ fn admit(o: api_keys::KeyOwner) -> Option<CachedKey> {
             user_email: o.user_email,
             key_id: o.key_id,
             key_name: o.key_name,
-            scopes: o.scopes,
+            // unreadable scopes admit nothing rather than everything
+            scopes: match o.scopes.as_deref() {
+                None => None,
+                Some(s) => Some(serde_json::from_str(s).ok()?),
+            },
         }),
         expires_ms,
         banned_until_ms,

@@ -6,6 +6,7 @@ pub mod body;
 pub mod guard;
 pub mod rejection;
 pub mod transport;
+pub mod web_auth;
 
 use std::sync::Arc;
 
@@ -45,21 +46,31 @@ pub fn routes(app: Arc<App>, mounts: &[Mount]) -> BoxedFilter<(Response,)> {
         .or(metrics(app.clone()))
         .unify()
         .boxed();
+    all = all
+        .or(web_auth::routes(
+            app.clone(),
+            policy.clone(),
+            &app.config.base_segments(),
+        ))
+        .unify()
+        .boxed();
     for m in mounts {
         all = all.or(mcp(app.clone(), policy.clone(), m)).unify().boxed();
     }
     all.recover(rejection::handle_rejection).unify().boxed()
 }
 
+/// Matches the leading path segments (and leaves the rest of the path).
+fn exact_prefix(segments: &[String]) -> BoxedFilter<()> {
+    segments.iter().fold(warp::any().boxed(), |f, s| {
+        let s: &'static str = Box::leak(s.clone().into_boxed_str());
+        f.and(warp::path(s)).boxed()
+    })
+}
+
+/// Matches exactly these path segments.
 fn exact_path(segments: &[String]) -> BoxedFilter<()> {
-    segments
-        .iter()
-        .fold(warp::any().boxed(), |f, s| {
-            let s: &'static str = Box::leak(s.clone().into_boxed_str());
-            f.and(warp::path(s)).boxed()
-        })
-        .and(warp::path::end())
-        .boxed()
+    exact_prefix(segments).and(warp::path::end()).boxed()
 }
 
 /// POST, GET, DELETE {mount path} — the MCP Streamable HTTP endpoint of one server.

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use super::context::CallContext;
 use super::protocol::{Json, RpcError, log_level_index};
 use super::server::McpServer;
-use super::tool::{ToolCtx, ToolOutput};
+use super::tool::{Tool, ToolCtx, ToolOutput};
 use crate::app::App;
 use crate::error::code;
 use crate::store::audit;
@@ -39,7 +39,7 @@ async fn other(
 ) -> Result<Value, RpcError> {
     match method {
         "ping" => Ok(json!({})),
-        "tools/list" => tools_list(app, server, &params),
+        "tools/list" => tools_list(app, server, &ctx, &params),
         "resources/list" if offers_resources(server) => {
             page_guard(&params)?;
             Ok(json!({"resources": server.resource_list()}))
@@ -117,15 +117,29 @@ fn page_guard(params: &Value) -> Result<(), RpcError> {
     }
 }
 
-fn tools_list(app: &Arc<App>, server: &McpServer, params: &Value) -> Result<Value, RpcError> {
+/// True when the caller's key scopes allow `tool`.
+fn in_scope(ctx: &CallContext, tool: &Tool) -> bool {
+    ctx.principal
+        .scopes
+        .as_ref()
+        .is_none_or(|s| s.allows_tool(&tool.name, tool.annotations.read_only))
+}
+
+fn tools_list(
+    app: &Arc<App>,
+    server: &McpServer,
+    ctx: &CallContext,
+    params: &Value,
+) -> Result<Value, RpcError> {
     let size = app.config.mcp.tools_page_size;
+    let visible: Vec<&Arc<Tool>> = server.tools.iter().filter(|t| in_scope(ctx, t)).collect();
     let start = match params.get("cursor") {
         None | Some(Value::Null) => 0,
         Some(Value::String(c)) => hex::decode(c)
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
             .and_then(|s| s.strip_prefix("t:").and_then(|n| n.parse::<usize>().ok()))
-            .filter(|n| *n < server.tools.len())
+            .filter(|n| *n < visible.len())
             .ok_or_else(|| RpcError::invalid_params("Invalid params: unknown `cursor`"))?,
         Some(_) => {
             return Err(RpcError::invalid_params(
@@ -133,13 +147,10 @@ fn tools_list(app: &Arc<App>, server: &McpServer, params: &Value) -> Result<Valu
             ));
         }
     };
-    let end = (start + size).min(server.tools.len());
-    let tools: Vec<Value> = server.tools[start..end]
-        .iter()
-        .map(|t| t.describe())
-        .collect();
+    let end = (start + size).min(visible.len());
+    let tools: Vec<Value> = visible[start..end].iter().map(|t| t.describe()).collect();
     let mut r = json!({"tools": tools});
-    if end < server.tools.len() {
+    if end < visible.len() {
         r["nextCursor"] = json!(hex::encode(format!("t:{end}")));
     }
     Ok(r)
@@ -165,36 +176,61 @@ async fn tools_call(
             ));
         }
     };
-    let audited = !tool.annotations.read_only;
-    let redacted = audited.then(|| redact(&args));
     let principal = ctx.principal.clone();
-    let out = tool
-        .call(
-            ToolCtx {
-                app: app.clone(),
-                call: ctx,
-            },
-            args,
+    if !in_scope(&ctx, &tool) {
+        let out = ToolOutput::Err(format!(
+            "This API key's scopes do not allow the tool '{name}'"
+        ));
+        write_audit(
+            app,
+            server,
+            &principal,
+            &name,
+            &redact(&args),
+            "refused",
+            &out,
         )
         .await;
+        return Ok(out.into_result());
+    }
+    let redacted = (!tool.annotations.read_only).then(|| redact(&args));
+    let call = ToolCtx {
+        app: app.clone(),
+        call: ctx,
+    };
+    let out = tool.call(call, args).await;
     if let Some(arguments) = redacted {
-        let entry = audit::AuditEntry {
-            user_id: Some(principal.user_id.clone()),
-            key_id: Some(principal.key_id.clone()),
-            server: server.id.clone(),
-            tool: name,
-            arguments: arguments.to_string(),
-            outcome: if out.is_error() { "error" } else { "ok" },
-            detail: match &out {
-                ToolOutput::Err(m) => Some(m.clone()),
-                _ => None,
-            },
-        };
-        if let Err(e) = app.store.run(move |c| audit::insert(c, &entry)).await {
-            tracing::error!("cannot write audit row: {e}");
-        }
+        let outcome = if out.is_error() { "error" } else { "ok" };
+        write_audit(app, server, &principal, &name, &arguments, outcome, &out).await;
     }
     Ok(out.into_result())
+}
+
+/// Writes one audit row (failures are logged, never fail the call).
+async fn write_audit(
+    app: &Arc<App>,
+    server: &McpServer,
+    principal: &crate::auth::Principal,
+    tool: &str,
+    arguments: &Value,
+    outcome: &'static str,
+    out: &ToolOutput,
+) {
+    let entry = audit::AuditEntry {
+        user_id: Some(principal.user_id.clone()),
+        key_id: Some(principal.key_id.clone()),
+        server: server.id.clone(),
+        tool: tool.to_string(),
+        arguments: arguments.to_string(),
+        outcome,
+        detail: match out {
+            ToolOutput::Err(m) => Some(m.clone()),
+            _ => None,
+        },
+    };
+    if let Err(e) = app.store.run(move |c| audit::insert(c, &entry)).await {
+        tracing::error!("cannot write audit row: {e}");
+    }
 }
 
 /// True for argument names whose values must never be stored or logged.

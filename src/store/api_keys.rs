@@ -16,6 +16,8 @@ pub struct ApiKey {
     pub name: String,
     /// The first 13 characters of the key, e.g. `trex_1a2b3c4d`.
     pub key_prefix: String,
+    /// Limits of the key; absent = unrestricted.
+    pub scopes: Option<crate::auth::scopes::Scopes>,
     pub user_id: String,
     pub user_name: String,
     pub user_email: String,
@@ -37,12 +39,15 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
         expires_at: r.get(7)?,
         revoked_at: r.get(8)?,
         created_at: r.get(9)?,
+        scopes: r
+            .get::<_, Option<String>>(10)?
+            .and_then(|s| serde_json::from_str(&s).ok()),
     })
 }
 
 const SELECT: &str =
     "SELECT k.id, k.name, k.key_prefix, k.user_id, u.name, u.email, k.last_used_at,
-                             k.expires_at, k.revoked_at, k.created_at
+                             k.expires_at, k.revoked_at, k.created_at, k.scopes
                       FROM api_keys k JOIN users u ON u.id = k.user_id";
 
 /// Stores a new key by hash and prefix; returns its id.
@@ -53,20 +58,13 @@ pub fn insert(
     key_hash: &str,
     key_prefix: &str,
     expires_at: Option<&str>,
+    scopes: Option<&str>,
 ) -> Result<String> {
     let id = uuid::Uuid::new_v4().to_string();
     conn.execute(
-        "INSERT INTO api_keys (id, name, key_hash, key_prefix, user_id, expires_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            id,
-            name,
-            key_hash,
-            key_prefix,
-            user_id,
-            expires_at,
-            now_rfc3339()
-        ],
+        "INSERT INTO api_keys (id, name, key_hash, key_prefix, user_id, expires_at, scopes, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![id, name, key_hash, key_prefix, user_id, expires_at, scopes, now_rfc3339()],
     )?;
     Ok(id)
 }

@@ -5,10 +5,14 @@
 //! to the blocking pool so no pooled connection is ever held across an `.await`.
 
 pub mod api_keys;
+pub mod apps;
 pub mod audit;
+pub mod roles;
 pub mod schema;
 pub mod sessions;
+pub mod sso;
 pub mod users;
+pub mod web_sessions;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -172,3 +172,66 @@ pub fn password_hash(conn: &Connection, id: &str) -> Result<Option<String>> {
         .optional()?
         .flatten())
 }
+
+/// Sets a user's role (`admin` or `user`); `None` when the user does not exist.
+pub fn set_role(conn: &Connection, id: &str, role: &str) -> Result<Option<User>> {
+    conn.execute(
+        "UPDATE users SET role = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, role, now_rfc3339()],
+    )?;
+    get(conn, id)
+}
+
+/// Bans or unbans a user. Unbanning clears reason and expiry.
+pub fn set_ban(
+    conn: &Connection,
+    id: &str,
+    banned: bool,
+    reason: Option<&str>,
+    expires: Option<&str>,
+) -> Result<Option<User>> {
+    let (reason, expires) = if banned {
+        (reason, expires)
+    } else {
+        (None, None)
+    };
+    conn.execute(
+        "UPDATE users SET banned = ?2, ban_reason = ?3, ban_expires = ?4, updated_at = ?5 WHERE id = ?1",
+        params![id, banned, reason, expires, now_rfc3339()],
+    )?;
+    get(conn, id)
+}
+
+/// Soft-deletes (`deleted = true`) or restores a user.
+pub fn set_deleted(conn: &Connection, id: &str, deleted: bool) -> Result<Option<User>> {
+    let now = now_rfc3339();
+    conn.execute(
+        "UPDATE users SET deleted_at = CASE WHEN ?2 THEN ?3 ELSE NULL END, updated_at = ?3 WHERE id = ?1",
+        params![id, deleted, now],
+    )?;
+    get(conn, id)
+}
+
+/// Replaces a user's password hash; false when the user does not exist.
+pub fn set_password_hash(conn: &Connection, id: &str, hash: &str) -> Result<bool> {
+    Ok(conn.execute(
+        "UPDATE users SET password_hash = ?2, must_change_password = 0, updated_at = ?3 WHERE id = ?1",
+        params![id, hash, now_rfc3339()],
+    )? == 1)
+}
+
+/// Number of admins who can sign in now (not deleted, not under a ban), other than `except`.
+pub fn active_admins_except(conn: &Connection, except: &str) -> Result<i64> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT banned, ban_expires FROM users WHERE role = 'admin' AND deleted_at IS NULL AND id <> ?1",
+    )?;
+    let rows = stmt
+        .query_map([except], |r| {
+            Ok((r.get::<_, bool>(0)?, r.get::<_, Option<String>>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows
+        .iter()
+        .filter(|(b, e)| !ban_in_force(*b, e.as_deref()))
+        .count() as i64)
+}

@@ -4,6 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{next_cursor, page};
+use crate::auth::scopes::Scopes;
 use crate::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
 use crate::ops;
 use crate::store::api_keys::{self, ApiKey};
@@ -83,6 +84,9 @@ pub struct CreateArgs {
     pub name: String,
     /// Expiry, RFC 3339 (e.g. `2027-01-01T00:00:00Z`); omit for a key that does not expire.
     pub expires_at: Option<String>,
+    /// Limits of the key: `readOnly` (only read-only tools), `tools` (allow-list of tool-name
+    /// globs), `endpoints` (allow-list of database ids). Omit for an unrestricted key.
+    pub scopes: Option<Scopes>,
 }
 
 /// Result of `api-key-create`.
@@ -95,15 +99,24 @@ pub struct CreatedKey {
     pub name: String,
     pub user_id: String,
     pub expires_at: Option<String>,
+    pub scopes: Option<Scopes>,
     pub note: String,
 }
 
 async fn key_create(ctx: ToolCtx, a: CreateArgs) -> Result<CreatedKey, ToolError> {
-    let (user_id, name) = (a.user_id.clone(), a.name.clone());
+    let (user_id, name, scopes) = (a.user_id.clone(), a.name.clone(), a.scopes.clone());
     let minted = ctx
         .app
         .store
-        .run(move |c| ops::create_api_key(c, &a.user_id, &a.name, a.expires_at.as_deref()))
+        .run(move |c| {
+            ops::create_api_key(
+                c,
+                &a.user_id,
+                &a.name,
+                a.expires_at.as_deref(),
+                a.scopes.as_ref(),
+            )
+        })
         .await?;
     Ok(CreatedKey {
         id: minted.id,
@@ -111,6 +124,7 @@ async fn key_create(ctx: ToolCtx, a: CreateArgs) -> Result<CreatedKey, ToolError
         name: name.trim().to_string(),
         user_id,
         expires_at: minted.expires_at,
+        scopes,
         note: "Store this key now: it cannot be shown again.".into(),
     })
 }

@@ -2,6 +2,11 @@
 //! plus the shared pagination arguments and the plugin development guide resource.
 
 pub mod api_keys;
+pub mod apps;
+pub mod audit;
+pub mod roles;
+pub mod sessions;
+pub mod sso;
 pub mod users;
 
 use crate::mcp::server::{McpServer, Resource, ResourceBody};
@@ -57,7 +62,12 @@ What is planned (following trexsql's plugin model):\n\n\
 pub fn admin_server() -> McpServer {
     let mut s = McpServer::new("trex", "trex", "trex admin")
         .tools(users::tools())
+        .tools(roles::tools())
+        .tools(sessions::tools())
+        .tools(sso::tools())
+        .tools(apps::tools())
         .tools(api_keys::tools())
+        .tools(audit::tools())
         .resource(Resource {
             uri: GUIDE_URI.into(),
             name: "plugin-development-guide".into(),
@@ -67,7 +77,7 @@ pub fn admin_server() -> McpServer {
             body: ResourceBody::Text(GUIDE.into()),
         });
     s.instructions = Some(
-        "trex administers a self-hosted data platform. Tools are grouped by prefix (user-*, api-key-*). \
+        "trex administers a self-hosted data platform. Tools are grouped by prefix (user-*, role-*, session-*, sso-*, app-*, api-key-*, audit-*). \
          List tools take `limit` and `cursor` and return `nextCursor` when more rows follow."
             .into(),
     );

@@ -7,7 +7,9 @@ use super::{next_cursor, page};
 use crate::auth::password;
 use crate::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
 use crate::ops;
+use crate::store::roles::{self, Role};
 use crate::store::users::{self, User};
+use crate::store::web_sessions;
 
 /// The tools of this group.
 pub fn tools() -> Vec<Tool> {
@@ -23,9 +25,63 @@ pub fn tools() -> Vec<Tool> {
         Tool::typed(
             "user-get",
             "Get a user",
-            "Get one user by id.",
+            "Get one user by id, with the roles assigned to them.",
             Annotations::READ,
             user_get,
+        ),
+        Tool::typed(
+            "user-update-role",
+            "Change a user's role",
+            "Set a user's role to admin or user. Demoting an admin revokes the use of their API keys \
+             at once. You cannot change your own role, nor demote the last active admin.",
+            Annotations::UPDATE,
+            user_update_role,
+        ),
+        Tool::typed(
+            "user-ban",
+            "Ban or unban a user",
+            "Ban (`banned: true`, optional `reason` and `expiresAt`) or unban a user. A ban ends the \
+             user's web and MCP sessions and stops their API keys until it is lifted or `expiresAt` \
+             passes. Unbanning clears reason and expiry. You cannot ban yourself.",
+            Annotations::UPDATE,
+            user_ban,
+        ),
+        Tool::typed(
+            "user-delete",
+            "Delete a user (soft)",
+            "Soft-delete a user: hidden from user-list (unless includeDeleted), sessions ended, API keys \
+             refused. `user-restore` undoes it. You cannot delete yourself, nor the last active admin.",
+            Annotations::DESTROY,
+            user_delete,
+        ),
+        Tool::typed(
+            "user-restore",
+            "Restore a deleted user",
+            "Undo `user-delete`.",
+            Annotations::UPDATE,
+            user_restore,
+        ),
+        Tool::typed(
+            "user-set-password",
+            "Set a user's password",
+            "Set a user's password (at least 8 characters, stored as argon2id). Ends the user's web \
+             sessions.",
+            Annotations::UPDATE,
+            user_set_password,
+        ),
+        Tool::typed(
+            "user-role-assign",
+            "Assign a role to a user",
+            "Give a user an application role (see role-list).",
+            Annotations::UPDATE,
+            user_role_assign,
+        ),
+        Tool::typed(
+            "user-role-remove",
+            "Remove a role from a user",
+            "Take an application role away from a user.",
+            Annotations::DESTROY,
+            user_role_remove,
         ),
         Tool::typed(
             "user-create",
@@ -86,28 +142,297 @@ pub struct GetArgs {
     pub user_id: String,
 }
 
-async fn user_get(ctx: ToolCtx, a: GetArgs) -> Result<User, ToolError> {
+/// A user with their roles.
+#[derive(Serialize, JsonSchema)]
+pub struct UserWithRoles {
+    #[serde(flatten)]
+    pub user: User,
+    pub roles: Vec<Role>,
+}
+
+async fn user_get(ctx: ToolCtx, a: GetArgs) -> Result<UserWithRoles, ToolError> {
     ctx.app
         .store
-        .read(move |c| users::get(c, &a.user_id))
+        .read(move |c| {
+            let Some(user) = users::get(c, &a.user_id)? else {
+                return Ok(None);
+            };
+            let roles = roles::of_user(c, &user.id)?;
+            Ok(Some(UserWithRoles { user, roles }))
+        })
         .await?
-        .ok_or_else(|| ToolError::Failed("User not found".into()))
+        .ok_or_else(not_found)
+}
+
+fn not_found() -> ToolError {
+    ToolError::Failed("User not found".into())
+}
+
+/// What a change tool answers.
+#[derive(Serialize, JsonSchema)]
+pub struct Changed {
+    pub message: String,
+    pub user: User,
+}
+
+/// Refuses acting on your own account.
+fn not_self(ctx: &ToolCtx, user_id: &str, what: &str) -> Result<(), ToolError> {
+    if ctx.call.principal.user_id == user_id {
+        return Err(ToolError::Failed(format!("You cannot {what} yourself")));
+    }
+    Ok(())
+}
+
+/// Refuses leaving the store without an active admin.
+async fn not_last_admin(ctx: &ToolCtx, user_id: &str) -> Result<(), ToolError> {
+    let (id, uid) = (user_id.to_string(), user_id.to_string());
+    let (user, others) = ctx
+        .app
+        .store
+        .run(move |c| Ok((users::get(c, &id)?, users::active_admins_except(c, &id)?)))
+        .await?;
+    let user = user.ok_or_else(not_found)?;
+    if user.role == "admin" && user.deleted_at.is_none() && !user.is_banned_now() && others == 0 {
+        return Err(ToolError::Failed(format!(
+            "User {uid} is the last active admin; make another admin first"
+        )));
+    }
+    Ok(())
+}
+
+/// Ends a user's web and MCP sessions and forgets cached keys.
+async fn end_sessions(ctx: &ToolCtx, user_id: &str) -> Result<(), ToolError> {
+    let id = user_id.to_string();
+    ctx.app
+        .store
+        .run(move |c| web_sessions::delete_user(c, &id))
+        .await?;
+    ctx.app.sessions.remove_user(user_id).await?;
+    ctx.app.auth.invalidate();
+    Ok(())
+}
+
+/// Arguments of `user-update-role`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpdateRoleArgs {
+    pub user_id: String,
+    /// `admin` or `user`.
+    pub role: UserRole,
+}
+
+async fn user_update_role(ctx: ToolCtx, a: UpdateRoleArgs) -> Result<Changed, ToolError> {
+    not_self(&ctx, &a.user_id, "change the role of")?;
+    if matches!(a.role, UserRole::User) {
+        not_last_admin(&ctx, &a.user_id).await?;
+    }
+    let role = a.role.as_str();
+    let user = ctx
+        .app
+        .store
+        .run(move |c| users::set_role(c, &a.user_id, role))
+        .await?
+        .ok_or_else(not_found)?;
+    ctx.app.auth.invalidate();
+    Ok(Changed {
+        message: format!("User '{}' is now {role}", user.email),
+        user,
+    })
+}
+
+/// Arguments of `user-ban`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct BanArgs {
+    pub user_id: String,
+    /// true to ban, false to lift a ban.
+    pub banned: bool,
+    /// Why (shown to admins).
+    pub reason: Option<String>,
+    /// When the ban ends (RFC 3339, in the future); omit for an open-ended ban.
+    pub expires_at: Option<String>,
+}
+
+async fn user_ban(ctx: ToolCtx, a: BanArgs) -> Result<Changed, ToolError> {
+    not_self(&ctx, &a.user_id, "ban")?;
+    let expires = if a.banned {
+        ops::parse_expiry(a.expires_at.as_deref())
+            .map_err(|e| ToolError::Invalid(format!("Invalid arguments: {e}")))?
+    } else {
+        None
+    };
+    if a.banned && a.expires_at.is_none() {
+        not_last_admin(&ctx, &a.user_id).await?;
+    }
+    let banned = a.banned;
+    let id = a.user_id.clone();
+    let user = ctx
+        .app
+        .store
+        .run(move |c| {
+            users::set_ban(
+                c,
+                &a.user_id,
+                a.banned,
+                a.reason.as_deref(),
+                expires.as_deref(),
+            )
+        })
+        .await?
+        .ok_or_else(not_found)?;
+    if banned {
+        end_sessions(&ctx, &id).await?;
+    } else {
+        ctx.app.auth.invalidate();
+    }
+    Ok(Changed {
+        message: format!(
+            "User '{}' {}",
+            user.email,
+            if banned { "banned" } else { "unbanned" }
+        ),
+        user,
+    })
+}
+
+/// Arguments naming one user.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UserArgs {
+    pub user_id: String,
+}
+
+async fn user_delete(ctx: ToolCtx, a: UserArgs) -> Result<Changed, ToolError> {
+    not_self(&ctx, &a.user_id, "delete")?;
+    not_last_admin(&ctx, &a.user_id).await?;
+    let id = a.user_id.clone();
+    let user = ctx
+        .app
+        .store
+        .run(move |c| users::set_deleted(c, &a.user_id, true))
+        .await?
+        .ok_or_else(not_found)?;
+    end_sessions(&ctx, &id).await?;
+    Ok(Changed {
+        message: format!("User '{}' deleted", user.email),
+        user,
+    })
+}
+
+async fn user_restore(ctx: ToolCtx, a: UserArgs) -> Result<Changed, ToolError> {
+    let user = ctx
+        .app
+        .store
+        .run(move |c| users::set_deleted(c, &a.user_id, false))
+        .await?
+        .ok_or_else(not_found)?;
+    ctx.app.auth.invalidate();
+    Ok(Changed {
+        message: format!("User '{}' restored", user.email),
+        user,
+    })
+}
+
+/// Arguments of `user-set-password`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PasswordArgs {
+    pub user_id: String,
+    /// The new password (at least 8 characters).
+    pub password: String,
+}
+
+/// A plain confirmation.
+#[derive(Serialize, JsonSchema)]
+pub struct Done {
+    pub message: String,
+}
+
+async fn user_set_password(ctx: ToolCtx, a: PasswordArgs) -> Result<Done, ToolError> {
+    password::validate(&a.password)?;
+    let pw = a.password;
+    let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
+        .await
+        .map_err(crate::error::Error::from)??;
+    let id = a.user_id.clone();
+    let found = ctx
+        .app
+        .store
+        .run(move |c| users::set_password_hash(c, &a.user_id, &hash))
+        .await?;
+    if !found {
+        return Err(not_found());
+    }
+    let sid = id.clone();
+    ctx.app
+        .store
+        .run(move |c| web_sessions::delete_user(c, &sid))
+        .await?;
+    Ok(Done {
+        message: format!("Password set for user {id}"),
+    })
+}
+
+/// Arguments of `user-role-assign` and `user-role-remove`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UserRoleArgs {
+    pub user_id: String,
+    /// Id of the application role (from role-list).
+    pub role_id: String,
+}
+
+async fn user_role_assign(ctx: ToolCtx, a: UserRoleArgs) -> Result<Done, ToolError> {
+    let msg = ctx
+        .app
+        .store
+        .run(move |c| {
+            if users::get(c, &a.user_id)?.is_none() {
+                return Err(crate::Error::NotFound("User not found".into()));
+            }
+            if roles::get(c, &a.role_id)?.is_none() {
+                return Err(crate::Error::NotFound("Role not found".into()));
+            }
+            Ok(if roles::assign(c, &a.user_id, &a.role_id)? {
+                "Role assigned to user"
+            } else {
+                "User already has this role"
+            })
+        })
+        .await?;
+    Ok(Done {
+        message: msg.into(),
+    })
+}
+
+async fn user_role_remove(ctx: ToolCtx, a: UserRoleArgs) -> Result<Done, ToolError> {
+    let removed = ctx
+        .app
+        .store
+        .run(move |c| roles::unassign(c, &a.user_id, &a.role_id))
+        .await?;
+    if !removed {
+        return Err(ToolError::Failed("Role assignment not found".into()));
+    }
+    Ok(Done {
+        message: "Role removed from user".into(),
+    })
 }
 
 /// A user's role.
 #[derive(Deserialize, JsonSchema, Clone, Copy, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum Role {
+pub enum UserRole {
     Admin,
     #[default]
     User,
 }
 
-impl Role {
+impl UserRole {
     fn as_str(self) -> &'static str {
         match self {
-            Role::Admin => "admin",
-            Role::User => "user",
+            UserRole::Admin => "admin",
+            UserRole::User => "user",
         }
     }
 }
@@ -124,7 +449,7 @@ pub struct CreateArgs {
     pub password: Option<String>,
     /// `admin` or `user` (default `user`).
     #[serde(default)]
-    pub role: Role,
+    pub role: UserRole,
 }
 
 async fn user_create(ctx: ToolCtx, a: CreateArgs) -> Result<User, ToolError> {

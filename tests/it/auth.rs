@@ -98,7 +98,7 @@ async fn expired_key_is_refused() {
     let soon = trex::util::rfc3339(chrono::Utc::now() + chrono::Duration::milliseconds(800));
     s.app()
         .store
-        .run(move |c| api_keys::insert(c, &uid, "short-lived", &h, &p, Some(&soon)))
+        .run(move |c| api_keys::insert(c, &uid, "short-lived", &h, &p, Some(&soon), None))
         .await
         .unwrap();
     let mut c = Client::new(&s.url(), Some(&key));
@@ -210,7 +210,7 @@ async fn non_admin_keys_are_refused_and_cannot_be_minted() {
     );
     s.app()
         .store
-        .run(move |c| api_keys::insert(c, &uid, "planted", &h, &p, None))
+        .run(move |c| api_keys::insert(c, &uid, "planted", &h, &p, None, None))
         .await
         .unwrap();
     let r = reqwest::Client::new()

@@ -85,7 +85,7 @@ impl TestServer {
             .store
             .run(move |c| {
                 let u = ops::create_user(c, "Other", &email, "admin", None)?;
-                let k = ops::create_api_key(c, &u.id, "other", None)?;
+                let k = ops::create_api_key(c, &u.id, "other", None, None)?;
                 Ok((u.id, k.key))
             })
             .await
@@ -111,7 +111,7 @@ async fn boot(
         app.store
             .run(|c| {
                 let u = ops::create_user(c, "Admin", "admin@example.com", "admin", None)?;
-                let k = ops::create_api_key(c, &u.id, "test", None)?;
+                let k = ops::create_api_key(c, &u.id, "test", None, None)?;
                 Ok((k.key, u.id))
             })
             .await

@@ -1,0 +1,133 @@
+//! API-key scopes: limits a key may carry. `readOnly` lets a key list and call only tools whose
+//! `readOnlyHint` is true; `tools` is an allow-list of tool-name globs (`*`, `?`); `endpoints` is
+//! an allow-list of database ids for the endpoint servers. A key without scopes is unrestricted.
+//! Scopes are enforced in `tools/list` (hidden) and `tools/call` (refused and audited).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Limits of one key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Scopes {
+    /// Only read-only tools.
+    #[serde(default)]
+    pub read_only: bool,
+    /// Tool-name globs the key may use (e.g. `["user-*", "api-key-list"]`); absent = all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
+    /// Database ids the key may reach through the endpoint servers; absent = all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoints: Option<Vec<String>>,
+}
+
+/// Matches `name` against a glob of `*` (any run) and `?` (one character).
+pub fn glob(pattern: &str, name: &str) -> bool {
+    fn m(p: &[u8], n: &[u8]) -> bool {
+        match p.split_first() {
+            None => n.is_empty(),
+            Some((b'*', rest)) => (0..=n.len()).any(|i| m(rest, &n[i..])),
+            Some((b'?', rest)) => !n.is_empty() && m(rest, &n[1..]),
+            Some((c, rest)) => n.first() == Some(c) && m(rest, &n[1..]),
+        }
+    }
+    m(pattern.as_bytes(), name.as_bytes())
+}
+
+impl Scopes {
+    /// Checks the scopes; messages name the field.
+    pub fn validate(&self) -> Result<()> {
+        let ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 128
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.*?".contains(c))
+        };
+        if let Some(t) = &self.tools {
+            if t.is_empty() {
+                return Err(Error::Invalid(
+                    "`scopes.tools` must not be empty (omit it to allow every tool)".into(),
+                ));
+            }
+            if let Some(bad) = t.iter().find(|p| !ok(p)) {
+                return Err(Error::Invalid(format!(
+                    "`scopes.tools` has an invalid pattern: {bad:?}"
+                )));
+            }
+        }
+        if let Some(e) = &self.endpoints {
+            if e.is_empty() {
+                return Err(Error::Invalid(
+                    "`scopes.endpoints` must not be empty (omit it to allow every database)".into(),
+                ));
+            }
+            if let Some(bad) = e.iter().find(|p| !ok(p) || p.contains(['*', '?'])) {
+                return Err(Error::Invalid(format!(
+                    "`scopes.endpoints` has an invalid database id: {bad:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// True when a tool of this name (and read-only-ness) is within the scopes.
+    pub fn allows_tool(&self, name: &str, read_only: bool) -> bool {
+        (!self.read_only || read_only)
+            && self
+                .tools
+                .as_ref()
+                .is_none_or(|t| t.iter().any(|p| glob(p, name)))
+    }
+
+    /// True when the database `id` is within the scopes.
+    pub fn allows_endpoint(&self, id: &str) -> bool {
+        self.endpoints
+            .as_ref()
+            .is_none_or(|e| e.iter().any(|x| x == id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob("user-*", "user-list"));
+        assert!(glob("*", "anything"));
+        assert!(glob("api-key-???t", "api-key-list"));
+        assert!(!glob("user-*", "role-list"));
+        assert!(!glob("user-list", "user-lists"));
+    }
+
+    #[test]
+    fn scope_rules() {
+        let s = Scopes {
+            read_only: true,
+            tools: Some(vec!["user-*".into()]),
+            endpoints: None,
+        };
+        assert!(s.allows_tool("user-list", true));
+        assert!(!s.allows_tool("user-create", false));
+        assert!(!s.allows_tool("role-list", true));
+        assert!(Scopes::default().allows_tool("anything", false));
+        assert!(
+            Scopes {
+                tools: Some(vec![]),
+                ..Default::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Scopes {
+                tools: Some(vec!["bad name".into()]),
+                ..Default::default()
+            }
+            .validate()
+            .is_err()
+        );
+    }
+}

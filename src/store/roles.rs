@@ -1,0 +1,138 @@
+//! Application roles and their assignment to users.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::users::like_contains;
+use super::{Page, Paged};
+use crate::error::{Error, Result};
+use crate::util::now_rfc3339;
+
+/// A role.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Role {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Role> {
+    Ok(Role {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        description: r.get(2)?,
+        created_at: r.get(3)?,
+        updated_at: r.get(4)?,
+    })
+}
+
+const COLUMNS: &str = "id, name, description, created_at, updated_at";
+
+fn conflict(e: rusqlite::Error, name: &str) -> Error {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+        {
+            Error::Conflict(format!("A role named '{name}' already exists"))
+        }
+        other => other.into(),
+    }
+}
+
+/// One role by id.
+pub fn get(conn: &Connection, id: &str) -> Result<Option<Role>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM roles WHERE id = ?1"))?
+        .query_row([id], from_row)
+        .optional()?)
+}
+
+/// Roles newest first; `search` matches name or description literally.
+pub fn list(conn: &Connection, search: Option<&str>, page: &Page) -> Result<Paged<Role>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM roles
+         WHERE (?1 IS NULL OR name LIKE ?1 ESCAPE '\\' OR description LIKE ?1 ESCAPE '\\')
+           AND (?2 IS NULL OR (created_at, id) < (?2, ?3))
+         ORDER BY created_at DESC, id DESC LIMIT ?4"
+    );
+    let (ac, ai) = page.after.clone().unzip();
+    let rows = conn
+        .prepare_cached(&sql)?
+        .query_map(
+            params![search.map(like_contains), ac, ai, (page.limit + 1) as i64],
+            from_row,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Paged::from_overfetch(rows, page.limit, |r| {
+        (r.created_at.clone(), r.id.clone())
+    }))
+}
+
+/// Creates a role; a taken name is a conflict.
+pub fn insert(conn: &Connection, name: &str, description: Option<&str>) -> Result<Role> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let now = now_rfc3339();
+    conn.execute(
+        "INSERT INTO roles (id, name, description, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+        params![id, name, description, now],
+    )
+    .map_err(|e| conflict(e, name))?;
+    get(conn, &id)?.ok_or_else(|| Error::Other("role vanished after insert".into()))
+}
+
+/// Changes name and/or description; `None` when the role does not exist.
+pub fn update(
+    conn: &Connection,
+    id: &str,
+    name: Option<&str>,
+    description: Option<&str>,
+) -> Result<Option<Role>> {
+    conn.execute(
+        "UPDATE roles SET name = COALESCE(?2, name), description = COALESCE(?3, description), updated_at = ?4
+         WHERE id = ?1",
+        params![id, name, description, now_rfc3339()],
+    )
+    .map_err(|e| conflict(e, name.unwrap_or("")))?;
+    get(conn, id)
+}
+
+/// Deletes a role (its assignments go with it); returns it as it was.
+pub fn delete(conn: &Connection, id: &str) -> Result<Option<Role>> {
+    let role = get(conn, id)?;
+    if role.is_some() {
+        conn.execute("DELETE FROM roles WHERE id = ?1", [id])?;
+    }
+    Ok(role)
+}
+
+/// Assigns a role; false when the user already had it.
+pub fn assign(conn: &Connection, user_id: &str, role_id: &str) -> Result<bool> {
+    Ok(conn.execute(
+        "INSERT OR IGNORE INTO user_roles (user_id, role_id, created_at) VALUES (?1, ?2, ?3)",
+        params![user_id, role_id, now_rfc3339()],
+    )? == 1)
+}
+
+/// Removes an assignment; false when there was none.
+pub fn unassign(conn: &Connection, user_id: &str, role_id: &str) -> Result<bool> {
+    Ok(conn.execute(
+        "DELETE FROM user_roles WHERE user_id = ?1 AND role_id = ?2",
+        params![user_id, role_id],
+    )? == 1)
+}
+
+/// The roles of a user, by name.
+pub fn of_user(conn: &Connection, user_id: &str) -> Result<Vec<Role>> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT r.id, r.name, r.description, r.created_at, r.updated_at
+             FROM roles r JOIN user_roles ur ON ur.role_id = r.id WHERE ur.user_id = ?1 ORDER BY r.name",
+        )?
+        .query_map([user_id], from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}

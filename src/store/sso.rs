@@ -1,0 +1,113 @@
+//! SSO providers. The client secret column holds a sealed value (see `auth::secrets`); this
+//! module never sees clear text.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::{Page, Paged};
+use crate::error::Result;
+use crate::util::now_rfc3339;
+
+/// A provider as tools show it: whether a secret is set, never the secret.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SsoProvider {
+    pub id: String,
+    pub display_name: String,
+    pub client_id: String,
+    pub enabled: bool,
+    pub has_client_secret: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<SsoProvider> {
+    Ok(SsoProvider {
+        id: r.get(0)?,
+        display_name: r.get(1)?,
+        client_id: r.get(2)?,
+        enabled: r.get(3)?,
+        has_client_secret: !r.get::<_, String>(4)?.is_empty(),
+        created_at: r.get(5)?,
+        updated_at: r.get(6)?,
+    })
+}
+
+const COLUMNS: &str = "id, display_name, client_id, enabled, client_secret, created_at, updated_at";
+
+/// One provider.
+pub fn get(conn: &Connection, id: &str) -> Result<Option<SsoProvider>> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM sso_providers WHERE id = ?1"
+        ))?
+        .query_row([id], from_row)
+        .optional()?)
+}
+
+/// Providers, newest first.
+pub fn list(conn: &Connection, page: &Page) -> Result<Paged<SsoProvider>> {
+    let (ac, ai) = page.after.clone().unzip();
+    let rows = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM sso_providers WHERE (?1 IS NULL OR (created_at, id) < (?1, ?2))
+             ORDER BY created_at DESC, id DESC LIMIT ?3"
+        ))?
+        .query_map(params![ac, ai, (page.limit + 1) as i64], from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Paged::from_overfetch(rows, page.limit, |p| {
+        (p.created_at.clone(), p.id.clone())
+    }))
+}
+
+/// Creates or updates a provider. `sealed_secret: None` keeps the stored secret (a new row gets
+/// none); `enabled: None` keeps the current value (a new row is disabled). Returns the provider
+/// and whether it was created.
+pub fn save(
+    conn: &Connection,
+    id: &str,
+    display_name: &str,
+    client_id: &str,
+    sealed_secret: Option<&str>,
+    enabled: Option<bool>,
+) -> Result<(SsoProvider, bool)> {
+    let now = now_rfc3339();
+    let existed = get(conn, id)?.is_some();
+    conn.execute(
+        "INSERT INTO sso_providers (id, display_name, client_id, client_secret, enabled, created_at, updated_at)
+         VALUES (?1, ?2, ?3, COALESCE(?4, ''), COALESCE(?5, 0), ?6, ?6)
+         ON CONFLICT (id) DO UPDATE SET
+            display_name = excluded.display_name,
+            client_id = excluded.client_id,
+            client_secret = COALESCE(?4, sso_providers.client_secret),
+            enabled = COALESCE(?5, sso_providers.enabled),
+            updated_at = excluded.updated_at",
+        params![id, display_name, client_id, sealed_secret, enabled, now],
+    )?;
+    let p = get(conn, id)?.expect("just saved");
+    Ok((p, !existed))
+}
+
+/// Deletes a provider; true when it existed.
+pub fn delete(conn: &Connection, id: &str) -> Result<bool> {
+    Ok(conn.execute("DELETE FROM sso_providers WHERE id = ?1", [id])? == 1)
+}
+
+/// The sealed secret of a provider (for the SSO flow; never returned by a tool).
+pub fn sealed_secret(conn: &Connection, id: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT client_secret FROM sso_providers WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
+}
+
+/// Number of sealed values held by the store (SSO and app secrets).
+pub fn count_sealed(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT (SELECT count(*) FROM sso_providers WHERE client_secret <> '')
+              + (SELECT count(*) FROM oauth_apps)",
+        [],
+        |r| r.get(0),
+    )?)
+}

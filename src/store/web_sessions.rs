@@ -1,0 +1,137 @@
+//! Web (cookie) sessions of the admin page, and the combined listing of web and MCP sessions
+//! that the `session-*` tools show. Only the SHA-256 of a cookie token is stored.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::{Page, Paged};
+use crate::error::Result;
+use crate::util::now_rfc3339;
+
+/// Stores a new web session; returns its id.
+pub fn insert(
+    conn: &Connection,
+    user_id: &str,
+    token_hash: &str,
+    ip: Option<&str>,
+    user_agent: Option<&str>,
+    expires_at: &str,
+) -> Result<String> {
+    let id = uuid::Uuid::new_v4().to_string();
+    conn.execute(
+        "INSERT INTO web_sessions (id, token_hash, user_id, ip_address, user_agent, expires_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![id, token_hash, user_id, ip, user_agent, expires_at, now_rfc3339()],
+    )?;
+    Ok(id)
+}
+
+/// `(session id, user id, expires_at)` of a live session by token hash.
+pub fn find(conn: &Connection, token_hash: &str) -> Result<Option<(String, String, String)>> {
+    Ok(conn
+        .prepare_cached("SELECT id, user_id, expires_at FROM web_sessions WHERE token_hash = ?1 AND expires_at > ?2")?
+        .query_row(params![token_hash, now_rfc3339()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?)
+}
+
+/// Deletes one web session; true when it existed.
+pub fn delete(conn: &Connection, id: &str) -> Result<bool> {
+    Ok(conn.execute("DELETE FROM web_sessions WHERE id = ?1", [id])? == 1)
+}
+
+/// Deletes expired web sessions; returns how many.
+pub fn delete_expired(conn: &Connection) -> Result<usize> {
+    Ok(conn.execute(
+        "DELETE FROM web_sessions WHERE expires_at <= ?1",
+        [now_rfc3339()],
+    )?)
+}
+
+/// Deletes every web session of a user.
+pub fn delete_user(conn: &Connection, user_id: &str) -> Result<usize> {
+    Ok(conn.execute("DELETE FROM web_sessions WHERE user_id = ?1", [user_id])?)
+}
+
+/// A web or MCP session as the session tools list it (never a token).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionInfo {
+    pub id: String,
+    /// `web` (admin page cookie) or `mcp` (an MCP client).
+    pub kind: String,
+    pub user_id: String,
+    pub user_name: String,
+    pub user_email: String,
+    pub ip_address: Option<String>,
+    /// Web: the browser's User-Agent; MCP: the client's name and version.
+    pub user_agent: Option<String>,
+    /// MCP: the negotiated protocol revision.
+    pub protocol_version: Option<String>,
+    /// Web: the cookie expiry; MCP: last activity plus the idle timeout.
+    pub expires_at: String,
+    pub last_seen_at: Option<String>,
+    pub created_at: String,
+}
+
+/// Web and MCP sessions together, newest first.
+pub fn list_all(
+    conn: &Connection,
+    user_id: Option<&str>,
+    kind: Option<&str>,
+    include_expired: bool,
+    mcp_idle_secs: u64,
+    page: &Page,
+) -> Result<Paged<SessionInfo>> {
+    let sql = "SELECT * FROM (
+            SELECT s.id, 'web' AS kind, s.user_id, u.name, u.email, s.ip_address, s.user_agent,
+                   NULL AS protocol_version, s.expires_at, NULL AS last_seen_at, s.created_at
+            FROM web_sessions s JOIN users u ON u.id = s.user_id
+            UNION ALL
+            SELECT m.id, 'mcp', m.user_id, u.name, u.email, NULL,
+                   trim(coalesce(json_extract(m.client_info, '$.name'), '') || ' ' ||
+                        coalesce(json_extract(m.client_info, '$.version'), '')),
+                   m.protocol_version,
+                   strftime('%Y-%m-%dT%H:%M:%fZ', m.last_seen_at, '+' || ?1 || ' seconds'),
+                   m.last_seen_at, m.created_at
+            FROM mcp_sessions m JOIN users u ON u.id = m.user_id)
+        WHERE (?2 IS NULL OR user_id = ?2)
+          AND (?3 IS NULL OR kind = ?3)
+          AND (?4 OR expires_at > ?5)
+          AND (?6 IS NULL OR (created_at, id) < (?6, ?7))
+        ORDER BY created_at DESC, id DESC LIMIT ?8";
+    let (ac, ai) = page.after.clone().unzip();
+    let rows = conn
+        .prepare_cached(sql)?
+        .query_map(
+            params![
+                mcp_idle_secs as i64,
+                user_id,
+                kind,
+                include_expired,
+                now_rfc3339(),
+                ac,
+                ai,
+                (page.limit + 1) as i64
+            ],
+            |r| {
+                Ok(SessionInfo {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    user_id: r.get(2)?,
+                    user_name: r.get(3)?,
+                    user_email: r.get(4)?,
+                    ip_address: r.get(5)?,
+                    user_agent: r.get::<_, Option<String>>(6)?.filter(|s| !s.is_empty()),
+                    protocol_version: r.get(7)?,
+                    expires_at: r.get(8)?,
+                    last_seen_at: r.get(9)?,
+                    created_at: r.get(10)?,
+                })
+            },
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Paged::from_overfetch(rows, page.limit, |s| {
+        (s.created_at.clone(), s.id.clone())
+    }))
+}

@@ -1,0 +1,125 @@
+//! `session-*` tools: web (admin page) and MCP sessions together, with a `kind` field.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{next_cursor, page};
+use crate::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
+use crate::store::web_sessions::{self, SessionInfo};
+
+/// The tools of this group.
+pub fn tools() -> Vec<Tool> {
+    vec![
+        Tool::typed(
+            "session-list",
+            "List sessions",
+            "List web sessions (admin page sign-ins) and MCP sessions, newest first, with `kind` \
+             `web` or `mcp`. Expired sessions are left out unless `includeExpired`. Never shows a token. \
+             Paginated.",
+            Annotations::READ,
+            session_list,
+        ),
+        Tool::typed(
+            "session-revoke",
+            "Revoke a session",
+            "End a web or MCP session by id. A revoked MCP session answers 404 to its next request, \
+             so the client re-initializes.",
+            Annotations::DESTROY,
+            session_revoke,
+        ),
+    ]
+}
+
+/// Kinds of session.
+#[derive(Deserialize, JsonSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Web,
+    Mcp,
+}
+
+/// Arguments of `session-list`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ListArgs {
+    /// Only sessions of this user.
+    pub user_id: Option<String>,
+    /// Include expired sessions (default false).
+    #[serde(default)]
+    pub include_expired: bool,
+    /// Only `web` or only `mcp` sessions.
+    pub kind: Option<Kind>,
+    /// Page size, 1–1000 (default 100).
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<u32>,
+    /// Opaque cursor from a previous page's `nextCursor`.
+    pub cursor: Option<String>,
+}
+
+/// Result of `session-list`.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionPage {
+    pub sessions: Vec<SessionInfo>,
+    /// Cursor of the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+async fn session_list(ctx: ToolCtx, a: ListArgs) -> Result<SessionPage, ToolError> {
+    let page = page(a.limit, a.cursor.as_deref())?;
+    // make MCP activity current before reading it
+    ctx.app.sessions.flush().await?;
+    let idle = ctx.app.config.mcp.session_idle_timeout_secs;
+    let kind = a.kind.map(|k| match k {
+        Kind::Web => "web",
+        Kind::Mcp => "mcp",
+    });
+    let p = ctx
+        .app
+        .store
+        .run(move |c| {
+            web_sessions::list_all(
+                c,
+                a.user_id.as_deref(),
+                kind,
+                a.include_expired,
+                idle,
+                &page,
+            )
+        })
+        .await?;
+    Ok(SessionPage {
+        sessions: p.items,
+        next_cursor: next_cursor(p.next),
+    })
+}
+
+/// Arguments of `session-revoke`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RevokeArgs {
+    pub session_id: String,
+}
+
+/// Result of `session-revoke`.
+#[derive(Serialize, JsonSchema)]
+pub struct Revoked {
+    pub message: String,
+}
+
+async fn session_revoke(ctx: ToolCtx, a: RevokeArgs) -> Result<Revoked, ToolError> {
+    let id = a.session_id.clone();
+    let web = ctx
+        .app
+        .store
+        .run(move |c| web_sessions::delete(c, &id))
+        .await?;
+    let found = web || ctx.app.sessions.remove(&a.session_id).await?;
+    if !found {
+        return Err(ToolError::Failed("Session not found".into()));
+    }
+    Ok(Revoked {
+        message: format!("Session {} revoked", a.session_id),
+    })
+}
