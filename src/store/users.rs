@@ -219,19 +219,3 @@ pub fn set_password_hash(conn: &Connection, id: &str, hash: &str) -> Result<bool
         params![id, hash, now_rfc3339()],
     )? == 1)
 }
-
-/// Number of admins who can sign in now (not deleted, not under a ban), other than `except`.
-pub fn active_admins_except(conn: &Connection, except: &str) -> Result<i64> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT banned, ban_expires FROM users WHERE role = 'admin' AND deleted_at IS NULL AND id <> ?1",
-    )?;
-    let rows = stmt
-        .query_map([except], |r| {
-            Ok((r.get::<_, bool>(0)?, r.get::<_, Option<String>>(1)?))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(rows
-        .iter()
-        .filter(|(b, e)| !ban_in_force(*b, e.as_deref()))
-        .count() as i64)
-}

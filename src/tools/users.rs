@@ -32,8 +32,8 @@ pub fn tools() -> Vec<Tool> {
         Tool::typed(
             "user-update-role",
             "Change a user's role",
-            "Set a user's role to admin or user. Demoting an admin revokes the use of their API keys \
-             at once. You cannot change your own role, nor demote the last active admin.",
+            "Set a user's role to admin or user. Demoting an admin ends their sessions and stops their \
+             API keys at once. You cannot change your own role (so an admin always remains).",
             Annotations::UPDATE,
             user_update_role,
         ),
@@ -50,7 +50,7 @@ pub fn tools() -> Vec<Tool> {
             "user-delete",
             "Delete a user (soft)",
             "Soft-delete a user: hidden from user-list (unless includeDeleted), sessions ended, API keys \
-             refused. `user-restore` undoes it. You cannot delete yourself, nor the last active admin.",
+             refused. `user-restore` undoes it. You cannot delete yourself.",
             Annotations::DESTROY,
             user_delete,
         ),
@@ -183,23 +183,6 @@ fn not_self(ctx: &ToolCtx, user_id: &str, what: &str) -> Result<(), ToolError> {
     Ok(())
 }
 
-/// Refuses leaving the store without an active admin.
-async fn not_last_admin(ctx: &ToolCtx, user_id: &str) -> Result<(), ToolError> {
-    let (id, uid) = (user_id.to_string(), user_id.to_string());
-    let (user, others) = ctx
-        .app
-        .store
-        .run(move |c| Ok((users::get(c, &id)?, users::active_admins_except(c, &id)?)))
-        .await?;
-    let user = user.ok_or_else(not_found)?;
-    if user.role == "admin" && user.deleted_at.is_none() && !user.is_banned_now() && others == 0 {
-        return Err(ToolError::Failed(format!(
-            "User {uid} is the last active admin; make another admin first"
-        )));
-    }
-    Ok(())
-}
-
 /// Ends a user's web and MCP sessions and forgets cached keys.
 async fn end_sessions(ctx: &ToolCtx, user_id: &str) -> Result<(), ToolError> {
     let id = user_id.to_string();
@@ -223,9 +206,6 @@ pub struct UpdateRoleArgs {
 
 async fn user_update_role(ctx: ToolCtx, a: UpdateRoleArgs) -> Result<Changed, ToolError> {
     not_self(&ctx, &a.user_id, "change the role of")?;
-    if matches!(a.role, UserRole::User) {
-        not_last_admin(&ctx, &a.user_id).await?;
-    }
     let role = a.role.as_str();
     let user = ctx
         .app
@@ -233,7 +213,12 @@ async fn user_update_role(ctx: ToolCtx, a: UpdateRoleArgs) -> Result<Changed, To
         .run(move |c| users::set_role(c, &a.user_id, role))
         .await?
         .ok_or_else(not_found)?;
-    ctx.app.auth.invalidate();
+    if role == "user" {
+        // an admin who is demoted loses the admin surfaces: end their sessions
+        end_sessions(&ctx, &user.id).await?;
+    } else {
+        ctx.app.auth.invalidate();
+    }
     Ok(Changed {
         message: format!("User '{}' is now {role}", user.email),
         user,
@@ -261,9 +246,6 @@ async fn user_ban(ctx: ToolCtx, a: BanArgs) -> Result<Changed, ToolError> {
     } else {
         None
     };
-    if a.banned && a.expires_at.is_none() {
-        not_last_admin(&ctx, &a.user_id).await?;
-    }
     let banned = a.banned;
     let id = a.user_id.clone();
     let user = ctx
@@ -304,7 +286,6 @@ pub struct UserArgs {
 
 async fn user_delete(ctx: ToolCtx, a: UserArgs) -> Result<Changed, ToolError> {
     not_self(&ctx, &a.user_id, "delete")?;
-    not_last_admin(&ctx, &a.user_id).await?;
     let id = a.user_id.clone();
     let user = ctx
         .app

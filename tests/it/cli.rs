@@ -263,3 +263,136 @@ async fn first_start_prints_a_key_and_client_config_once_and_sigterm_ends_open_s
     sigterm(&second.child);
     second.child.wait().unwrap();
 }
+
+#[test]
+fn user_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let o = trex(&[
+        "user",
+        "create",
+        "--data-dir",
+        d,
+        "--email",
+        "ann@example.com",
+        "--name",
+        "Ann",
+        "--password",
+        "long-enough",
+        "--role",
+        "admin",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let id = last_line(&o);
+    assert_eq!(id.len(), 36);
+    let o = trex(&[
+        "user",
+        "create",
+        "--data-dir",
+        d,
+        "--email",
+        "ann@example.com",
+        "--name",
+        "Ann",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already exists"));
+    let o = trex(&[
+        "user",
+        "create",
+        "--data-dir",
+        d,
+        "--email",
+        "bad",
+        "--name",
+        "B",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("email"));
+    let o = trex(&[
+        "user",
+        "create",
+        "--data-dir",
+        d,
+        "--email",
+        "b@example.com",
+        "--name",
+        "B",
+        "--password",
+        "short",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("password"));
+
+    let o = trex(&[
+        "user",
+        "set-password",
+        "--data-dir",
+        d,
+        "--email",
+        "ann@example.com",
+        "--password",
+        "another-one",
+    ]);
+    assert!(o.status.success());
+    let o = trex(&[
+        "user",
+        "ban",
+        "--data-dir",
+        d,
+        "--email",
+        "ann@example.com",
+        "--reason",
+        "test",
+    ]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&trex(&["user", "list", "--data-dir", d]).stdout).to_string();
+    assert!(
+        out.lines()
+            .any(|l| l.contains("ann@example.com") && l.contains("banned")),
+        "{out}"
+    );
+    trex(&[
+        "user",
+        "ban",
+        "--data-dir",
+        d,
+        "--email",
+        "ann@example.com",
+        "--unban",
+    ]);
+    let out = String::from_utf8_lossy(&trex(&["user", "list", "--data-dir", d]).stdout).to_string();
+    assert!(
+        out.lines()
+            .any(|l| l.contains("ann@example.com") && l.contains("active")),
+        "{out}"
+    );
+    let o = trex(&[
+        "user",
+        "ban",
+        "--data-dir",
+        d,
+        "--email",
+        "nobody@example.com",
+    ]);
+    assert!(!o.status.success());
+}
+
+#[test]
+fn init_makes_a_0600_master_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    assert!(
+        trex(&["init", "--data-dir", d, "--admin-email", "root@example.com"])
+            .status
+            .success()
+    );
+    let key = dir.path().join("master.key");
+    assert!(key.exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+}

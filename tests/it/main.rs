@@ -3,6 +3,7 @@
 mod auth;
 mod cli;
 mod common;
+mod identity;
 mod python_sdk;
 mod sessions;
 mod sse;

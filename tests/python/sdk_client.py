@@ -21,7 +21,8 @@ def attr(obj, *names):
 async def exercise(session):
     tools = attr(await session.list_tools(), "tools")
     names = {t.name for t in tools}
-    for n in ("user-list", "user-get", "user-create", "api-key-list", "api-key-create", "api-key-revoke"):
+    for n in ("user-list", "user-get", "user-create", "api-key-list", "api-key-create", "api-key-revoke",
+              "role-create", "session-list", "sso-save", "app-create", "audit-list"):
         assert n in names, f"missing tool {n}: {names}"
 
     res = await session.call_tool("user-list", {})
@@ -37,6 +38,18 @@ async def exercise(session):
     res = await session.call_tool("user-create", {"name": "Py", "email": "not-an-email"})
     assert attr(res, "is_error", "isError"), res
     assert "email" in res.content[0].text, res.content[0].text
+
+    # identity tools: a role, assigned to the new user, visible in user-get, audited
+    res = await session.call_tool("role-create", {"name": "py-role"})
+    role = attr(res, "structured_content", "structuredContent")
+    res = await session.call_tool("user-role-assign", {"userId": user["id"], "roleId": role["id"]})
+    assert not attr(res, "is_error", "isError"), res
+    res = await session.call_tool("user-get", {"userId": user["id"]})
+    got = attr(res, "structured_content", "structuredContent")
+    assert [r["name"] for r in got["roles"]] == ["py-role"], got
+    res = await session.call_tool("audit-list", {"tool": "user-role-assign"})
+    entries = attr(res, "structured_content", "structuredContent")["entries"]
+    assert entries and entries[0]["outcome"] == "ok", entries
 
     res = await session.read_resource("trex://plugin-development-guide")
     assert "plugin" in res.contents[0].text.lower()
