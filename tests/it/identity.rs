@@ -753,3 +753,25 @@ async fn audit_list_filters_and_paginates() {
     );
     let _ = post_headers();
 }
+
+#[tokio::test]
+async fn a_lost_master_key_stops_start_up_instead_of_replacing_it() {
+    let (mut s, c) = ready().await;
+    c.call_ok("sso-save", json!({"id": "gh", "displayName": "GitHub", "clientId": "c", "clientSecret": "s3cr3t-value"})).await;
+    s.running.take().unwrap().stop().await;
+    std::fs::remove_file(s.data_dir().join("master.key")).unwrap();
+    let o = trex::config::Overrides {
+        data_dir: Some(s.data_dir()),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+    };
+    let config = trex::Config::load(None, std::iter::empty(), &o).unwrap();
+    let err = trex::App::open(config)
+        .await
+        .err()
+        .expect("start-up must fail");
+    assert!(err.to_string().contains("master key is missing"), "{err}");
+    assert!(
+        !s.data_dir().join("master.key").exists(),
+        "no replacement key was made"
+    );
+}
