@@ -159,3 +159,32 @@ CREATE TABLE oauth_consents (
     created_at TEXT NOT NULL
 );
 CREATE INDEX oauth_consents_app ON oauth_consents (app_id);
+
+-- version: 3
+
+-- External databases (trexsql's `database`): PostgreSQL servers and SQLite files.
+CREATE TABLE databases (
+    id            TEXT PRIMARY KEY CHECK (id <> '' AND id NOT GLOB '*[^A-Za-z0-9_]*'),
+    host          TEXT,                   -- NULL for sqlite
+    port          INTEGER,
+    database_name TEXT NOT NULL,          -- sqlite: the file path
+    dialect       TEXT NOT NULL CHECK (dialect IN ('postgresql', 'sqlite')),
+    description   TEXT,
+    enabled       INTEGER NOT NULL DEFAULT 1,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL
+);
+CREATE INDEX databases_created ON databases (created_at DESC, id DESC);
+
+-- Credentials of external databases. password is sealed with the master key.
+CREATE TABLE database_credentials (
+    id            TEXT PRIMARY KEY,
+    database_id   TEXT NOT NULL REFERENCES databases (id) ON DELETE CASCADE ON UPDATE CASCADE,
+    username      TEXT NOT NULL,
+    password      TEXT NOT NULL,          -- sealed
+    user_scope    TEXT,
+    service_scope TEXT,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL,
+    UNIQUE (database_id, username)
+);

@@ -24,6 +24,9 @@ pub struct App {
     pub sessions: Sessions,
     /// Seals secrets at rest.
     pub master: MasterKey,
+    /// MCP servers of registered databases, built on first use (`endpoint:<id>:<server>`).
+    pub endpoint_servers:
+        std::sync::Mutex<std::collections::HashMap<String, Arc<crate::mcp::server::McpServer>>>,
     /// Rate limit of web sign-in attempts.
     pub login_limiter: crate::http::web_auth::LoginLimiter,
     /// Cancelled to stop the server and every background task.
@@ -44,6 +47,20 @@ impl App {
             let env = std::env::var(crate::auth::secrets::KEY_ENV).ok();
             tokio::task::spawn_blocking(move || MasterKey::load(&dir, env, sealed == 0)).await??
         };
+        {
+            // the trexdb main data file exists from the start, apart from trex.db
+            let main = crate::engine::paths::main_file(&config);
+            tokio::task::spawn_blocking(move || -> Result<()> {
+                if let Some(dir) = main.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        crate::Error::io(format!("cannot create {}", dir.display()), e)
+                    })?;
+                }
+                rusqlite::Connection::open(&main)?.execute_batch("PRAGMA journal_mode = WAL;")?;
+                Ok(())
+            })
+            .await??;
+        }
         let auth = Arc::new(Authenticator::new(store.clone()));
         let sessions = Sessions::new(
             store.clone(),
@@ -58,6 +75,7 @@ impl App {
             sessions,
             master,
             login_limiter: Default::default(),
+            endpoint_servers: Default::default(),
             shutdown: CancellationToken::new(),
         });
         let n = app.sessions.load().await?;

@@ -19,8 +19,38 @@ pub struct Config {
     pub store: StoreConfig,
     /// MCP transport limits.
     pub mcp: McpConfig,
+    /// The trexdb data engine and external databases.
+    pub engine: EngineConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// `[engine]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// The trexdb main data file, relative to the data dir (never `trex.db`).
+    pub main_file: PathBuf,
+    /// Directories besides `<data_dir>/databases` where registered SQLite databases may live.
+    pub sqlite_dirs: Vec<PathBuf>,
+    /// Most rows a query returns (the rest is cut and `truncated` set).
+    pub row_limit: usize,
+    /// Seconds a query may run before it is stopped.
+    pub query_timeout_secs: u64,
+    /// Seconds `database-test-connection` waits for a server.
+    pub connect_timeout_secs: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            main_file: PathBuf::from("data/main.db"),
+            sqlite_dirs: Vec::new(),
+            row_limit: 1000,
+            query_timeout_secs: 30,
+            connect_timeout_secs: 5,
+        }
+    }
 }
 
 /// `[server]`
@@ -127,7 +157,7 @@ impl Default for LogConfig {
 }
 
 /// Sections whose keys may be set through `TREX_<SECTION>_<KEY>`.
-const SECTIONS: &[&str] = &["server", "store", "mcp", "log"];
+const SECTIONS: &[&str] = &["server", "store", "mcp", "engine", "log"];
 
 /// Short environment names kept for convenience (`TREX_LISTEN`, `TREX_DATA_DIR`).
 const ALIASES: &[(&str, &str, &str)] = &[
@@ -230,6 +260,27 @@ impl Config {
         }
         if self.mcp.replay_events == 0 {
             return bad("mcp.replay_events", "must be at least 1");
+        }
+        let mf = &self.engine.main_file;
+        if mf.is_absolute()
+            || mf
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+            || mf.file_name().is_none_or(|n| n == crate::store::STORE_FILE)
+        {
+            return bad(
+                "engine.main_file",
+                "must be a relative path inside the data dir, not trex.db",
+            );
+        }
+        if self.engine.row_limit == 0 || self.engine.row_limit > 100_000 {
+            return bad("engine.row_limit", "must be between 1 and 100000");
+        }
+        if self.engine.query_timeout_secs == 0 {
+            return bad("engine.query_timeout_secs", "must be at least 1");
+        }
+        if self.engine.connect_timeout_secs == 0 {
+            return bad("engine.connect_timeout_secs", "must be at least 1");
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return bad(

@@ -22,6 +22,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod http;
 pub mod mcp;

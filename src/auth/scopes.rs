@@ -21,6 +21,11 @@ pub struct Scopes {
     /// Database ids the key may reach through the endpoint servers; absent = all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoints: Option<Vec<String>>,
+    /// Allow Dangerous SQL (DDL, ATTACH, PRAGMA writes, transaction control, ...) in
+    /// `trexdb-execute-sql` and the endpoint query tools. Off unless given, even for keys
+    /// without other scopes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dangerous_sql: bool,
 }
 
 /// Matches `name` against a glob of `*` (any run) and `?` (one character).
@@ -81,6 +86,11 @@ impl Scopes {
                 .is_none_or(|t| t.iter().any(|p| glob(p, name)))
     }
 
+    /// True when a key with these scopes (or none) may run Dangerous SQL.
+    pub fn dangerous_sql_allowed(s: Option<&Scopes>) -> bool {
+        s.is_some_and(|s| s.dangerous_sql)
+    }
+
     /// True when the database `id` is within the scopes.
     pub fn allows_endpoint(&self, id: &str) -> bool {
         self.endpoints
@@ -107,7 +117,7 @@ mod tests {
         let s = Scopes {
             read_only: true,
             tools: Some(vec!["user-*".into()]),
-            endpoints: None,
+            ..Default::default()
         };
         assert!(s.allows_tool("user-list", true));
         assert!(!s.allows_tool("user-create", false));

@@ -3,6 +3,7 @@
 //! into JSON.
 
 pub mod body;
+pub mod endpoints;
 pub mod guard;
 pub mod rejection;
 pub mod transport;
@@ -52,6 +53,10 @@ pub fn routes(app: Arc<App>, mounts: &[Mount]) -> BoxedFilter<(Response,)> {
             policy.clone(),
             &app.config.base_segments(),
         ))
+        .unify()
+        .boxed();
+    all = all
+        .or(endpoints::routes(app.clone(), policy.clone()))
         .unify()
         .boxed();
     for m in mounts {

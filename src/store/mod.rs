@@ -7,6 +7,7 @@
 pub mod api_keys;
 pub mod apps;
 pub mod audit;
+pub mod databases;
 pub mod roles;
 pub mod schema;
 pub mod sessions;

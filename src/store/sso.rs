@@ -106,7 +106,8 @@ pub fn sealed_secret(conn: &Connection, id: &str) -> Result<Option<String>> {
 pub fn count_sealed(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row(
         "SELECT (SELECT count(*) FROM sso_providers WHERE client_secret <> '')
-              + (SELECT count(*) FROM oauth_apps)",
+              + (SELECT count(*) FROM oauth_apps)
+              + (SELECT count(*) FROM database_credentials)",
         [],
         |r| r.get(0),
     )?)

@@ -4,9 +4,12 @@
 pub mod api_keys;
 pub mod apps;
 pub mod audit;
+pub mod databases;
+pub mod endpoint;
 pub mod roles;
 pub mod sessions;
 pub mod sso;
+pub mod trexdb;
 pub mod users;
 
 use crate::mcp::server::{McpServer, Resource, ResourceBody};
@@ -67,6 +70,8 @@ pub fn admin_server() -> McpServer {
         .tools(sso::tools())
         .tools(apps::tools())
         .tools(api_keys::tools())
+        .tools(databases::tools())
+        .tools(trexdb::tools())
         .tools(audit::tools())
         .resource(Resource {
             uri: GUIDE_URI.into(),

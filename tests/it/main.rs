@@ -3,6 +3,7 @@
 mod auth;
 mod cli;
 mod common;
+mod databases;
 mod identity;
 mod python_sdk;
 mod sessions;

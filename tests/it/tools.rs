@@ -53,11 +53,20 @@ async fn every_tool_has_schemas_and_truthful_annotations() {
         ] {
             assert!(a[h].is_boolean(), "{name} lacks {h}");
         }
-        let read = name.ends_with("-list") || name.ends_with("-get");
+        let read =
+            name.contains("-list") || name.ends_with("-get") || name == "database-test-connection";
         assert_eq!(a["readOnlyHint"], read, "{name}");
-        let destroys =
-            name.ends_with("-revoke") || name.ends_with("-delete") || name.ends_with("-remove");
+        let destroys = name.ends_with("-revoke")
+            || name.ends_with("-delete")
+            || name.ends_with("-remove")
+            || name == "trexdb-execute-sql";
         assert_eq!(a["destructiveHint"], destroys, "{name}");
+        // only the tool that reaches external servers says so
+        assert_eq!(
+            a["openWorldHint"],
+            name == "database-test-connection",
+            "{name}"
+        );
     }
 }
 

@@ -1,0 +1,108 @@
+//! Where SQLite databases may live: `<data_dir>/databases/` and the directories listed in
+//! `engine.sqlite_dirs`. A registered sqlite database's path is resolved (relative paths under
+//! `<data_dir>/databases/`), its directory canonicalized (symlinks followed) and checked to lie
+//! inside an allowed root; `..` components and the control store itself are refused.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// `<data_dir>/databases`.
+pub fn databases_dir(c: &Config) -> PathBuf {
+    c.store.data_dir.join("databases")
+}
+
+/// The trexdb main data file.
+pub fn main_file(c: &Config) -> PathBuf {
+    c.store.data_dir.join(&c.engine.main_file)
+}
+
+fn canon_dir(p: &Path) -> Option<PathBuf> {
+    std::fs::canonicalize(p).ok()
+}
+
+/// Resolves and checks the path of a sqlite database (`field` names the argument in messages).
+/// Creates `<data_dir>/databases` when missing.
+pub fn resolve_sqlite(c: &Config, raw: &str, field: &str) -> Result<PathBuf> {
+    let bad = |why: &str| Error::Invalid(format!("`{field}` {why}"));
+    if raw.trim().is_empty() {
+        return Err(bad("must name a file"));
+    }
+    if raw.contains('\0') || raw.contains('?') || raw.contains('#') || raw.starts_with("file:") {
+        return Err(bad("must be a plain file path (no URI, `?` or `#`)"));
+    }
+    let p = Path::new(raw);
+    if p.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(bad("must not contain `..`"));
+    }
+    let dbs = databases_dir(c);
+    std::fs::create_dir_all(&dbs)
+        .map_err(|e| Error::io(format!("cannot create {}", dbs.display()), e))?;
+    let full = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        dbs.join(p)
+    };
+    let name = full
+        .file_name()
+        .ok_or_else(|| bad("must name a file"))?
+        .to_owned();
+    let parent = full.parent().ok_or_else(|| bad("must name a file"))?;
+    let parent = canon_dir(parent).ok_or_else(|| bad("names a directory that does not exist"))?;
+    let resolved = parent.join(&name);
+    let mut roots: Vec<PathBuf> = vec![canon_dir(&dbs).unwrap_or(dbs)];
+    roots.extend(c.engine.sqlite_dirs.iter().filter_map(|d| canon_dir(d)));
+    if !roots.iter().any(|r| resolved.starts_with(r)) {
+        return Err(bad(&format!(
+            "is outside the allowed directories ({}; add others with engine.sqlite_dirs)",
+            databases_dir(c).display()
+        )));
+    }
+    if let Ok(real) = std::fs::canonicalize(&resolved) {
+        // the file itself may be a symlink out of the allowed roots
+        if !roots.iter().any(|r| real.starts_with(r)) {
+            return Err(bad("is a link to a file outside the allowed directories"));
+        }
+        let store = canon_dir(&c.store.data_dir).map(|d| d.join(crate::store::STORE_FILE));
+        if store.as_deref() == Some(real.as_path()) {
+            return Err(bad("must not be the control store"));
+        }
+    }
+    Ok(resolved)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(dir: &Path) -> Config {
+        let mut c = Config::default();
+        c.store.data_dir = dir.to_path_buf();
+        c
+    }
+
+    #[test]
+    fn relative_paths_resolve_under_databases_and_escapes_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let c = cfg(d.path());
+        let p = resolve_sqlite(&c, "sales.db", "databaseName").unwrap();
+        assert!(p.ends_with("databases/sales.db"));
+        assert!(resolve_sqlite(&c, "../trex.db", "databaseName").is_err());
+        assert!(resolve_sqlite(&c, "/etc/passwd", "databaseName").is_err());
+        assert!(
+            resolve_sqlite(
+                &c,
+                d.path().join("trex.db").to_str().unwrap(),
+                "databaseName"
+            )
+            .is_err()
+        );
+        assert!(resolve_sqlite(&c, "file:x.db?mode=rwc", "databaseName").is_err());
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("/etc", d.path().join("databases/etc")).unwrap();
+            assert!(resolve_sqlite(&c, "etc/passwd", "databaseName").is_err());
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! User SQL on PostgreSQL: a connection per call (tokio-postgres, parameters built from typed
+//! fields, never a concatenated connection string), reads inside `BEGIN READ ONLY`,
+//! `statement_timeout` set per transaction, rows fetched through a portal so at most the row cap
+//! is ever read, and results decoded through `row_to_json` so every column type comes back as JSON.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, NoTls};
+
+use super::{Class, EngineError, Limits, QueryResult, Verdict, check_params};
+
+/// How to reach a server.
+#[derive(Clone)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub dbname: String,
+    pub user: String,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "postgresql://{}@{}:{}/{}",
+            self.user, self.host, self.port, self.dbname
+        )
+    }
+}
+
+/// Connects (bounded by `timeout`); the connection task ends when the client is dropped.
+pub async fn connect(t: &Target, timeout: Duration) -> Result<Client, EngineError> {
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host(&t.host)
+        .port(t.port)
+        .dbname(&t.dbname)
+        .user(&t.user)
+        .connect_timeout(timeout)
+        .application_name("trex");
+    if let Some(p) = &t.password {
+        cfg.password(p.as_bytes());
+    }
+    let fut = cfg.connect(NoTls);
+    let (client, conn) = tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| {
+            EngineError::Connect(format!(
+                "Connection failed: no answer within {} s",
+                timeout.as_secs()
+            ))
+        })?
+        .map_err(|e| EngineError::Connect(format!("Connection failed: {}", describe(&e))))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// The most useful text of a PostgreSQL error.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => d.message().to_string(),
+        None => {
+            let s = e.to_string();
+            match std::error::Error::source(e) {
+                Some(src) => format!("{s}: {src}"),
+                None => s,
+            }
+        }
+    }
+}
+
+fn dberr(e: tokio_postgres::Error) -> EngineError {
+    if e.as_db_error().is_some_and(|d| d.code().code() == "57014") {
+        return EngineError::Database("canceling statement due to statement timeout".into());
+    }
+    EngineError::Database(describe(&e))
+}
+
+/// `SELECT 1` and the server version.
+pub async fn ping(t: &Target, timeout: Duration) -> Result<String, EngineError> {
+    let c = connect(t, timeout).await?;
+    let row = tokio::time::timeout(
+        timeout,
+        c.query_one("SELECT 1, current_setting('server_version')", &[]),
+    )
+    .await
+    .map_err(|_| EngineError::Connect("Connection failed: SELECT 1 did not answer in time".into()))?
+    .map_err(dberr)?;
+    Ok(row.get::<_, String>(1))
+}
+
+/// Converts a JSON parameter to the type PostgreSQL inferred for it.
+fn param(ty: &Type, v: &Value, i: usize) -> Result<Box<dyn ToSql + Sync + Send>, EngineError> {
+    let bad = || {
+        EngineError::Refused(format!(
+            "Invalid arguments: `parameters[{i}]` does not fit the parameter's type {ty} (cast it in SQL, e.g. ${}::text)",
+            i + 1
+        ))
+    };
+    if v.is_null() {
+        return Ok(Box::new(Option::<String>::None));
+    }
+    Ok(match *ty {
+        Type::BOOL => Box::new(v.as_bool().ok_or_else(bad)?),
+        Type::INT2 => Box::new(i16::try_from(v.as_i64().ok_or_else(bad)?).map_err(|_| bad())?),
+        Type::INT4 => Box::new(i32::try_from(v.as_i64().ok_or_else(bad)?).map_err(|_| bad())?),
+        Type::INT8 => Box::new(v.as_i64().ok_or_else(bad)?),
+        Type::FLOAT4 => Box::new(v.as_f64().ok_or_else(bad)? as f32),
+        Type::FLOAT8 => Box::new(v.as_f64().ok_or_else(bad)?),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => match v {
+            Value::String(s) => Box::new(s.clone()),
+            other => Box::new(other.to_string()),
+        },
+        _ => return Err(bad()),
+    })
+}
+
+/// Runs one classified statement. Safe statements run in a read-only transaction.
+pub async fn run(
+    client: &mut Client,
+    sql: &str,
+    params: &[Value],
+    verdict: &Verdict,
+    limits: Limits,
+) -> Result<QueryResult, EngineError> {
+    check_params(params)?;
+    let started = Instant::now();
+    let tx = client
+        .build_transaction()
+        .read_only(verdict.class == Class::Safe)
+        .start()
+        .await
+        .map_err(dberr)?;
+    let ms = limits.timeout.as_millis().to_string();
+    tx.execute("SELECT set_config('statement_timeout', $1, true)", &[&ms])
+        .await
+        .map_err(dberr)?;
+    let stmt = tx.prepare(sql).await.map_err(dberr)?;
+    if stmt.params().len() != params.len() {
+        return Err(EngineError::Refused(format!(
+            "Invalid arguments: `parameters` has {} value(s) but the statement takes {}",
+            params.len(),
+            stmt.params().len()
+        )));
+    }
+    let boxed: Vec<Box<dyn ToSql + Sync + Send>> = stmt
+        .params()
+        .iter()
+        .zip(params)
+        .enumerate()
+        .map(|(i, (t, v))| param(t, v, i))
+        .collect::<Result<_, _>>()?;
+    let refs = || boxed.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync));
+    let columns: Vec<String> = stmt
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .collect();
+    let timeout = |e: EngineError| match e {
+        EngineError::Database(m) if m.contains("statement timeout") => {
+            EngineError::Timeout(limits.timeout.as_secs())
+        }
+        other => other,
+    };
+    let mut result = QueryResult {
+        columns: columns.clone(),
+        rows: Vec::new(),
+        row_count: 0,
+        truncated: false,
+        rows_affected: None,
+        statement_class: verdict.class,
+        elapsed_ms: 0,
+    };
+    if columns.is_empty() {
+        let n = tx
+            .execute_raw(&stmt, refs())
+            .await
+            .map_err(|e| timeout(dberr(e)))?;
+        result.rows_affected = Some(n);
+    } else if !verdict.query && !verdict.returning {
+        // utility statements with output (EXPLAIN, SHOW): text columns
+        let portal = tx
+            .bind_raw(&stmt, refs())
+            .await
+            .map_err(|e| timeout(dberr(e)))?;
+        let rows = tx
+            .query_portal(&portal, (limits.row_limit + 1) as i32)
+            .await
+            .map_err(|e| timeout(dberr(e)))?;
+        result.truncated = rows.len() > limits.row_limit;
+        for row in rows.iter().take(limits.row_limit) {
+            result.rows.push(
+                (0..columns.len())
+                    .map(|i| {
+                        row.try_get::<_, Option<String>>(i)
+                            .ok()
+                            .flatten()
+                            .map(Value::String)
+                            .unwrap_or(Value::Null)
+                    })
+                    .collect(),
+            );
+        }
+    } else {
+        let wrapped = if verdict.query {
+            format!("SELECT row_to_json(q)::text FROM ({sql}) AS q")
+        } else {
+            format!("WITH q AS ({sql}) SELECT row_to_json(q)::text FROM q")
+        };
+        let wstmt = tx
+            .prepare_typed(&wrapped, stmt.params())
+            .await
+            .map_err(dberr)?;
+        let portal = tx
+            .bind_raw(&wstmt, refs())
+            .await
+            .map_err(|e| timeout(dberr(e)))?;
+        let rows = tx
+            .query_portal(&portal, (limits.row_limit + 1) as i32)
+            .await
+            .map_err(|e| timeout(dberr(e)))?;
+        result.truncated = rows.len() > limits.row_limit;
+        for row in rows.iter().take(limits.row_limit) {
+            let text: String = row.get(0);
+            let obj: Map<String, Value> = serde_json::from_str(&text).unwrap_or_default();
+            result.rows.push(
+                columns
+                    .iter()
+                    .map(|c| obj.get(c).cloned().unwrap_or(Value::Null))
+                    .collect(),
+            );
+        }
+        if verdict.class == Class::Moderate {
+            result.rows_affected = Some(result.rows.len() as u64);
+        }
+    }
+    tx.commit().await.map_err(dberr)?;
+    result.row_count = result.rows.len();
+    result.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(result)
+}

@@ -1,0 +1,296 @@
+//! User SQL on SQLite files: a fresh connection per call, opened read-only unless the call may
+//! write, with registered databases attached read-only, an authorizer that refuses ATTACH,
+//! DETACH, PRAGMA writes and `load_extension`, a progress handler that stops the query at the
+//! time limit, and a row cap. Blocking: call from `spawn_blocking`.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags, ffi};
+use serde_json::{Value, json};
+
+use super::{Class, EngineError, Limits, QueryResult, check_params};
+
+/// What to open.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The main file.
+    pub path: PathBuf,
+    /// `(alias, file)` pairs attached read-only.
+    pub attach: Vec<(String, PathBuf)>,
+    /// Open for writing (the file is created if missing).
+    pub writable: bool,
+}
+
+fn uri_ro(p: &Path) -> String {
+    match url::Url::from_file_path(p) {
+        Ok(u) => format!("{u}?mode=ro"),
+        Err(_) => format!("file:{}?mode=ro", p.display()),
+    }
+}
+
+/// Opens a connection for user SQL with every guard installed.
+pub fn open(t: &Target, limits: Limits) -> Result<Connection, EngineError> {
+    let mut flags = OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    flags |= if t.writable {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+    };
+    if !t.writable && !t.path.exists() {
+        return Err(EngineError::Database(format!(
+            "database file {} does not exist yet",
+            t.path.display()
+        )));
+    }
+    let conn = Connection::open_with_flags(&t.path, flags)
+        .map_err(|e| EngineError::Database(e.to_string()))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(db)?;
+    for (alias, file) in &t.attach {
+        if file.exists() {
+            conn.execute(
+                "ATTACH DATABASE ?1 AS ?2",
+                rusqlite::params![uri_ro(file), alias],
+            )
+            .map_err(|e| EngineError::Database(format!("cannot attach {alias}: {e}")))?;
+        }
+    }
+    if !t.writable {
+        conn.pragma_update(None, "query_only", true).map_err(db)?;
+    }
+    conn.authorizer(Some(|ctx: AuthContext<'_>| match ctx.action {
+        AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
+        AuthAction::Function { function_name }
+            if function_name.eq_ignore_ascii_case("load_extension") =>
+        {
+            Authorization::Deny
+        }
+        AuthAction::Pragma {
+            pragma_value: Some(_),
+            pragma_name,
+        } if ![
+            "table_info",
+            "table_xinfo",
+            "index_list",
+            "index_info",
+            "index_xinfo",
+            "foreign_key_list",
+        ]
+        .contains(&pragma_name.to_ascii_lowercase().as_str()) =>
+        {
+            Authorization::Deny
+        }
+        _ => Authorization::Allow,
+    }))
+    .map_err(db)?;
+    let _ = limits;
+    Ok(conn)
+}
+
+fn db(e: rusqlite::Error) -> EngineError {
+    EngineError::Database(e.to_string())
+}
+
+/// Maps a SQLite error of user SQL to a caller-facing one.
+fn explain(e: rusqlite::Error, limits: Limits) -> EngineError {
+    // prepare errors come with an offset; judge them by their SQLite error
+    let e = match e {
+        rusqlite::Error::SqlInputError { error, msg, .. } => {
+            rusqlite::Error::SqliteFailure(error, Some(msg))
+        }
+        other => other,
+    };
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::OperationInterrupted => {
+            EngineError::Timeout(limits.timeout.as_secs())
+        }
+        rusqlite::Error::SqliteFailure(f, _) if f.extended_code == ffi::SQLITE_AUTH => EngineError::Refused(
+            "Not authorized: ATTACH, DETACH, PRAGMA changes and load_extension are not allowed".into(),
+        ),
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ReadOnly => EngineError::Refused(
+            "The database is read-only for this call (writes need allowWrite and a key that may write)".into(),
+        ),
+        rusqlite::Error::MultipleStatement => {
+            EngineError::Refused("Exactly one statement per call is allowed".into())
+        }
+        _ => {
+            let m = e.to_string();
+            if m.contains("not authorized") {
+                EngineError::Refused(format!(
+                    "Not authorized: ATTACH, DETACH, PRAGMA changes and load_extension are not allowed ({m})"
+                ))
+            } else if m.contains("attempt to write a readonly database") {
+                EngineError::Refused("The database is read-only for this call (writes need allowWrite and a key that may write)".into())
+            } else {
+                EngineError::Database(m)
+            }
+        }
+    }
+}
+
+fn to_json(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => json!(i),
+        ValueRef::Real(f) => json!(f),
+        ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => json!({"blobHex": hex::encode(b)}),
+    }
+}
+
+/// Runs one statement with positional parameters.
+pub fn run(
+    conn: &Connection,
+    sql: &str,
+    params: &[Value],
+    class: Class,
+    limits: Limits,
+) -> Result<QueryResult, EngineError> {
+    check_params(params)?;
+    let started = Instant::now();
+    let deadline = started + limits.timeout;
+    conn.progress_handler(10_000, Some(move || Instant::now() >= deadline))
+        .map_err(db)?;
+    let mut stmt = conn.prepare(sql).map_err(|e| explain(e, limits))?;
+    let want = stmt.parameter_count();
+    if want != params.len() {
+        return Err(EngineError::Refused(format!(
+            "Invalid arguments: `parameters` has {} value(s) but the statement takes {want}",
+            params.len()
+        )));
+    }
+    for (i, p) in params.iter().enumerate() {
+        let r = match p {
+            Value::Null => stmt.raw_bind_parameter(i + 1, rusqlite::types::Null),
+            Value::Bool(b) => stmt.raw_bind_parameter(i + 1, *b),
+            Value::Number(n) if n.is_i64() => stmt.raw_bind_parameter(i + 1, n.as_i64()),
+            Value::Number(n) => stmt.raw_bind_parameter(i + 1, n.as_f64()),
+            Value::String(s) => stmt.raw_bind_parameter(i + 1, s.as_str()),
+            _ => unreachable!("checked"),
+        };
+        r.map_err(db)?;
+    }
+    let columns: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
+    let mut out = Vec::new();
+    let mut truncated = false;
+    let mut affected = None;
+    if columns.is_empty() {
+        let n = stmt.raw_execute().map_err(|e| explain(e, limits))?;
+        affected = Some(n as u64);
+    } else {
+        let mut rows = stmt.raw_query();
+        while let Some(row) = rows.next().map_err(|e| explain(e, limits))? {
+            if out.len() == limits.row_limit {
+                truncated = true;
+                break;
+            }
+            out.push(
+                (0..columns.len())
+                    .map(|i| row.get_ref(i).map(to_json).unwrap_or(Value::Null))
+                    .collect(),
+            );
+        }
+        if class == Class::Moderate {
+            affected = Some(conn.changes());
+        }
+    }
+    Ok(QueryResult {
+        row_count: out.len(),
+        columns,
+        rows: out,
+        truncated,
+        rows_affected: affected,
+        statement_class: class,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn limits() -> Limits {
+        Limits {
+            row_limit: 5,
+            timeout: Duration::from_millis(300),
+        }
+    }
+
+    #[test]
+    fn read_only_cap_timeout_and_authorizer() {
+        let d = tempfile::tempdir().unwrap();
+        let t = Target {
+            path: d.path().join("m.db"),
+            attach: vec![],
+            writable: true,
+        };
+        let c = open(&t, limits()).unwrap();
+        run(&c, "CREATE TABLE t (a)", &[], Class::Dangerous, limits()).unwrap();
+        run(
+            &c,
+            "INSERT INTO t SELECT value FROM generate_series(1, 20)",
+            &[],
+            Class::Moderate,
+            limits(),
+        )
+        .ok();
+        run(&c, "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM n WHERE x < 20) INSERT INTO t SELECT x FROM n", &[], Class::Moderate, limits()).unwrap();
+        let ro = open(
+            &Target {
+                writable: false,
+                ..t.clone()
+            },
+            limits(),
+        )
+        .unwrap();
+        let r = run(
+            &ro,
+            "SELECT a FROM t WHERE a > ?1",
+            &[json!(0)],
+            Class::Safe,
+            limits(),
+        )
+        .unwrap();
+        assert_eq!(r.row_count, 5);
+        assert!(r.truncated);
+        assert!(matches!(
+            run(&ro, "DELETE FROM t", &[], Class::Moderate, limits()),
+            Err(EngineError::Refused(_))
+        ));
+        assert!(matches!(
+            run(
+                &ro,
+                "ATTACH DATABASE 'x.db' AS x",
+                &[],
+                Class::Dangerous,
+                limits()
+            ),
+            Err(EngineError::Refused(_))
+        ));
+        assert!(matches!(
+            run(
+                &ro,
+                "SELECT load_extension('x')",
+                &[],
+                Class::Safe,
+                limits()
+            ),
+            Err(EngineError::Refused(_))
+        ));
+        let forever =
+            "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM n) SELECT count(*) FROM n";
+        assert!(matches!(
+            run(&ro, forever, &[], Class::Safe, limits()),
+            Err(EngineError::Timeout(_))
+        ));
+        assert!(matches!(
+            run(&ro, "SELECT 1; SELECT 2", &[], Class::Safe, limits()),
+            Err(EngineError::Refused(_))
+        ));
+        assert!(run(&ro, "SELECT ?1", &[json!({"a": 1})], Class::Safe, limits()).is_err());
+    }
+}

@@ -1,0 +1,168 @@
+//! Routes of the per-database MCP servers (seed 002):
+//! `GET /api/v1/endpoints/{id}/mcp` lists the servers of database `{id}`, and
+//! `/api/v1/endpoints/{id}/mcp/{server}` serves one of them over the same transport, auth and
+//! sessions as the admin server. Unknown databases or servers get 404 JSON; a key whose
+//! `endpoints` scope leaves the database out gets 403.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::json;
+use warp::filters::BoxedFilter;
+use warp::http::{HeaderMap, StatusCode};
+use warp::{Filter, Rejection};
+
+use super::guard::{self, HostPolicy};
+use super::rejection::{ApiError, json_response};
+use super::{Response, body, transport};
+use crate::app::App;
+use crate::auth::Principal;
+use crate::mcp::server::McpServer;
+use crate::store::databases;
+use crate::tools::endpoint;
+
+/// The endpoint routes.
+pub fn routes(app: Arc<App>, policy: Arc<HostPolicy>) -> BoxedFilter<(Response,)> {
+    let base = warp::path!("api" / "v1" / "endpoints" / String / "mcp" / ..);
+    let with = {
+        let app = app.clone();
+        warp::any().map(move || app.clone())
+    };
+    let auth = guard::authenticated(app.clone(), policy);
+    let list = base
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(with.clone())
+        .and(auth.clone())
+        .and_then(list);
+    let server = base
+        .and(warp::path::param::<String>())
+        .and(warp::path::end());
+    let post = server
+        .and(warp::post())
+        .and(with.clone())
+        .and(auth.clone())
+        .and(body::limited(app.config.server.body_limit))
+        .and_then(post);
+    let get = server
+        .and(warp::get())
+        .and(with.clone())
+        .and(auth.clone())
+        .and_then(get);
+    let delete = server
+        .and(warp::delete())
+        .and(with)
+        .and(auth)
+        .and_then(delete);
+    list.or(post)
+        .unify()
+        .or(get)
+        .unify()
+        .or(delete)
+        .unify()
+        .boxed()
+}
+
+/// Finds the database, checks scopes, and returns its server `name` (if given and offered).
+async fn resolve(
+    app: &Arc<App>,
+    principal: &Principal,
+    id: &str,
+    name: Option<&str>,
+) -> Result<(String, Option<Arc<McpServer>>), Rejection> {
+    let key = id.to_string();
+    let db = app
+        .store
+        .run(move |c| databases::get(c, &key))
+        .await
+        .map_err(|e| {
+            tracing::error!("endpoint lookup failed: {e}");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error").reject()
+        })?
+        .ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, format!("Database '{id}' not found")).reject()
+        })?;
+    if principal
+        .scopes
+        .as_ref()
+        .is_some_and(|s| !s.allows_endpoint(&db.id))
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("This API key's scopes do not allow database '{}'", db.id),
+        )
+        .reject());
+    }
+    let offered = endpoint::server_name(&db.dialect);
+    let Some(name) = name else {
+        return Ok((offered.to_string(), None));
+    };
+    if name != offered {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "Database '{}' has no MCP server '{name}' (it offers '{offered}')",
+                db.id
+            ),
+        )
+        .reject());
+    }
+    let cache_key = format!("{}:{name}", db.id);
+    let mut cache = app.endpoint_servers.lock().unwrap();
+    let s = cache
+        .entry(cache_key)
+        .or_insert_with(|| Arc::new(endpoint::server(&db.id, name)))
+        .clone();
+    Ok((offered.to_string(), Some(s)))
+}
+
+/// GET /api/v1/endpoints/{id}/mcp
+async fn list(
+    id: String,
+    app: Arc<App>,
+    p: Arc<Principal>,
+    _h: HeaderMap,
+) -> Result<Response, Rejection> {
+    let (name, _) = resolve(&app, &p, &id, None).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"servers": [{"name": name, "description": endpoint::describe(&name)}]}),
+    ))
+}
+
+/// POST /api/v1/endpoints/{id}/mcp/{server}
+async fn post(
+    id: String,
+    name: String,
+    app: Arc<App>,
+    p: Arc<Principal>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Rejection> {
+    let (_, s) = resolve(&app, &p, &id, Some(&name)).await?;
+    transport::post(app, s.expect("named"), p, h, body).await
+}
+
+/// GET /api/v1/endpoints/{id}/mcp/{server}
+async fn get(
+    id: String,
+    name: String,
+    app: Arc<App>,
+    p: Arc<Principal>,
+    h: HeaderMap,
+) -> Result<Response, Rejection> {
+    let (_, s) = resolve(&app, &p, &id, Some(&name)).await?;
+    transport::get(app, s.expect("named"), p, h).await
+}
+
+/// DELETE /api/v1/endpoints/{id}/mcp/{server}
+async fn delete(
+    id: String,
+    name: String,
+    app: Arc<App>,
+    p: Arc<Principal>,
+    h: HeaderMap,
+) -> Result<Response, Rejection> {
+    let (_, s) = resolve(&app, &p, &id, Some(&name)).await?;
+    transport::delete(app, s.expect("named"), p, h).await
+}

@@ -1,0 +1,213 @@
+//! External databases and their credentials. Passwords are stored sealed; this module never sees
+//! clear text, and listings never include a password.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::users::like_contains;
+use super::{Page, Paged};
+use crate::error::{Error, Result};
+use crate::util::now_rfc3339;
+
+/// A registered database.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Database {
+    pub id: String,
+    pub host: Option<String>,
+    pub port: Option<i64>,
+    /// PostgreSQL: the database name; SQLite: the file path.
+    pub database_name: String,
+    /// `postgresql` or `sqlite`.
+    pub dialect: String,
+    pub description: Option<String>,
+    pub enabled: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+const COLUMNS: &str =
+    "id, host, port, database_name, dialect, description, enabled, created_at, updated_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Database> {
+    Ok(Database {
+        id: r.get(0)?,
+        host: r.get(1)?,
+        port: r.get(2)?,
+        database_name: r.get(3)?,
+        dialect: r.get(4)?,
+        description: r.get(5)?,
+        enabled: r.get(6)?,
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
+    })
+}
+
+/// One database.
+pub fn get(conn: &Connection, id: &str) -> Result<Option<Database>> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM databases WHERE id = ?1"))?
+        .query_row([id], from_row)
+        .optional()?)
+}
+
+/// Databases newest first; `search` matches id, host, name or description literally.
+pub fn list(conn: &Connection, search: Option<&str>, page: &Page) -> Result<Paged<Database>> {
+    let (ac, ai) = page.after.clone().unzip();
+    let rows = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM databases
+             WHERE (?1 IS NULL OR id LIKE ?1 ESCAPE '\\' OR host LIKE ?1 ESCAPE '\\'
+                    OR database_name LIKE ?1 ESCAPE '\\' OR description LIKE ?1 ESCAPE '\\')
+               AND (?2 IS NULL OR (created_at, id) < (?2, ?3))
+             ORDER BY created_at DESC, id DESC LIMIT ?4"
+        ))?
+        .query_map(
+            params![search.map(like_contains), ac, ai, (page.limit + 1) as i64],
+            from_row,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Paged::from_overfetch(rows, page.limit, |d| {
+        (d.created_at.clone(), d.id.clone())
+    }))
+}
+
+/// Enabled sqlite databases (for attaching to the trexdb engine).
+pub fn enabled_sqlite(conn: &Connection) -> Result<Vec<Database>> {
+    let rows = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM databases WHERE dialect = 'sqlite' AND enabled = 1 ORDER BY id"
+        ))?
+        .query_map([], from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Inserts a database; a taken id is a conflict.
+pub fn insert(conn: &Connection, d: &Database) -> Result<Database> {
+    let now = now_rfc3339();
+    let res = conn.execute(
+        "INSERT INTO databases (id, host, port, database_name, dialect, description, enabled, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+        params![d.id, d.host, d.port, d.database_name, d.dialect, d.description, d.enabled, now],
+    );
+    match res {
+        Err(rusqlite::Error::SqliteFailure(f, _))
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            Err(Error::Conflict(format!(
+                "Database '{}' already exists",
+                d.id
+            )))
+        }
+        Err(e) => Err(e.into()),
+        Ok(_) => {
+            get(conn, &d.id)?.ok_or_else(|| Error::Other("database vanished after insert".into()))
+        }
+    }
+}
+
+/// Replaces the editable fields of a database.
+pub fn update(conn: &Connection, d: &Database) -> Result<Option<Database>> {
+    conn.execute(
+        "UPDATE databases SET host = ?2, port = ?3, database_name = ?4, dialect = ?5, description = ?6,
+                enabled = ?7, updated_at = ?8 WHERE id = ?1",
+        params![d.id, d.host, d.port, d.database_name, d.dialect, d.description, d.enabled, now_rfc3339()],
+    )?;
+    get(conn, &d.id)
+}
+
+/// Deletes a database (its credentials go with it); true when it existed.
+pub fn delete(conn: &Connection, id: &str) -> Result<bool> {
+    Ok(conn.execute("DELETE FROM databases WHERE id = ?1", [id])? == 1)
+}
+
+/// A credential as listed: never the password.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Credential {
+    pub id: String,
+    pub database_id: String,
+    pub username: String,
+    pub user_scope: Option<String>,
+    pub service_scope: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Saves (upserts on database + username) a credential with a sealed password; returns it and
+/// whether it was created.
+pub fn save_credential(
+    conn: &Connection,
+    database_id: &str,
+    username: &str,
+    sealed_password: &str,
+    user_scope: Option<&str>,
+    service_scope: Option<&str>,
+) -> Result<(Credential, bool)> {
+    let now = now_rfc3339();
+    let existing: Option<String> = conn
+        .query_row(
+            "SELECT id FROM database_credentials WHERE database_id = ?1 AND username = ?2",
+            params![database_id, username],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let id = existing
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    conn.execute(
+        "INSERT INTO database_credentials (id, database_id, username, password, user_scope, service_scope, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+         ON CONFLICT (database_id, username) DO UPDATE SET password = excluded.password,
+            user_scope = excluded.user_scope, service_scope = excluded.service_scope, updated_at = excluded.updated_at",
+        params![id, database_id, username, sealed_password, user_scope, service_scope, now],
+    )?;
+    let c = credentials(conn, database_id)?
+        .into_iter()
+        .find(|c| c.id == id)
+        .ok_or_else(|| Error::Other("credential vanished after save".into()))?;
+    Ok((c, existing.is_none()))
+}
+
+/// Credentials of a database, oldest first.
+pub fn credentials(conn: &Connection, database_id: &str) -> Result<Vec<Credential>> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT id, database_id, username, user_scope, service_scope, created_at, updated_at
+             FROM database_credentials WHERE database_id = ?1 ORDER BY created_at, id",
+        )?
+        .query_map([database_id], |r| {
+            Ok(Credential {
+                id: r.get(0)?,
+                database_id: r.get(1)?,
+                username: r.get(2)?,
+                user_scope: r.get(3)?,
+                service_scope: r.get(4)?,
+                created_at: r.get(5)?,
+                updated_at: r.get(6)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// The first credential of a database with its sealed password: `(id, username, sealed)`.
+pub fn first_secret(
+    conn: &Connection,
+    database_id: &str,
+) -> Result<Option<(String, String, String)>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, username, password FROM database_credentials WHERE database_id = ?1
+             ORDER BY created_at, id LIMIT 1",
+        )?
+        .query_row([database_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?)
+}
+
+/// Deletes a credential; true when it existed.
+pub fn delete_credential(conn: &Connection, id: &str) -> Result<bool> {
+    Ok(conn.execute("DELETE FROM database_credentials WHERE id = ?1", [id])? == 1)
+}

@@ -1,0 +1,448 @@
+//! `database-*` tools: registered external databases (PostgreSQL servers and SQLite files) and
+//! their credentials. Passwords are sealed at rest and never returned.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{next_cursor, page};
+use crate::app::App;
+use crate::engine::registry::{self, Resolved};
+use crate::engine::{EngineError, paths, postgres, sqlite};
+use crate::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
+use crate::store::databases::{self, Credential, Database};
+
+/// The tools of this group.
+pub fn tools() -> Vec<Tool> {
+    vec![
+        Tool::typed(
+            "database-list",
+            "List databases",
+            "List registered databases (never credentials); `search` matches id, host, name or description \
+             literally. Paginated.",
+            Annotations::READ,
+            db_list,
+        ),
+        Tool::typed(
+            "database-create",
+            "Register a database",
+            "Register an external database. `dialect` is `postgresql` (default; needs `host`, `port` default \
+             5432, `databaseName`) or `sqlite` (`databaseName` is the file path: relative paths live under \
+             <data-dir>/databases/, absolute ones must be inside a directory listed in engine.sqlite_dirs). \
+             `id` is letters, digits and _.",
+            Annotations::CREATE,
+            db_create,
+        ),
+        Tool::typed(
+            "database-update",
+            "Update a database",
+            "Change fields of a registered database.",
+            Annotations::UPDATE,
+            db_update,
+        ),
+        Tool::typed(
+            "database-delete",
+            "Delete a database",
+            "Unregister a database; its credentials are deleted with it. The data itself is not touched.",
+            Annotations::DESTROY,
+            db_delete,
+        ),
+        {
+            let mut t = Tool::typed(
+                "database-test-connection",
+                "Test a database connection",
+                "Connect to a registered database and run SELECT 1 (5 s timeout by default); reports the \
+                 server version. A disabled database is refused.",
+                Annotations::READ,
+                db_test,
+            );
+            t.annotations.open_world = true;
+            t
+        },
+        Tool::typed(
+            "database-credential-save",
+            "Save a database credential",
+            "Save (create or replace, per database and username) a credential. The password is sealed at \
+             rest and never shown again. `userScope` and `serviceScope` are optional.",
+            Annotations::UPDATE,
+            cred_save,
+        ),
+        Tool::typed(
+            "database-credential-delete",
+            "Delete a database credential",
+            "Delete a credential by id (see database-credential-list).",
+            Annotations::DESTROY,
+            cred_delete,
+        ),
+        Tool::typed(
+            "database-credential-list",
+            "List database credentials",
+            "List the credentials of a database: ids, usernames and scopes, never passwords.",
+            Annotations::READ,
+            cred_list,
+        ),
+    ]
+}
+
+/// Arguments of `database-list`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ListArgs {
+    pub search: Option<String>,
+    /// Page size, 1–1000 (default 100).
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<u32>,
+    /// Opaque cursor from a previous page's `nextCursor`.
+    pub cursor: Option<String>,
+}
+
+/// Result of `database-list`.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabasePage {
+    pub databases: Vec<Database>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+async fn db_list(ctx: ToolCtx, a: ListArgs) -> Result<DatabasePage, ToolError> {
+    let page = page(a.limit, a.cursor.as_deref())?;
+    let p = ctx
+        .app
+        .store
+        .run(move |c| databases::list(c, a.search.as_deref(), &page))
+        .await?;
+    Ok(DatabasePage {
+        databases: p.items,
+        next_cursor: next_cursor(p.next),
+    })
+}
+
+/// Database dialects.
+#[derive(Deserialize, JsonSchema, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    #[default]
+    Postgresql,
+    Sqlite,
+}
+
+impl Dialect {
+    fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Postgresql => "postgresql",
+            Dialect::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// Arguments of `database-create`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateArgs {
+    /// Letters, digits and _ (not `main` or `temp`).
+    pub id: String,
+    /// PostgreSQL host name or address (omit for sqlite).
+    pub host: Option<String>,
+    /// PostgreSQL port (default 5432).
+    pub port: Option<i64>,
+    /// PostgreSQL database name, or the sqlite file path.
+    pub database_name: String,
+    /// `postgresql` (default) or `sqlite`.
+    #[serde(default)]
+    pub dialect: Dialect,
+    pub description: Option<String>,
+    /// Default true.
+    pub enabled: Option<bool>,
+}
+
+/// Checks a database definition; messages name the field.
+fn validate(app: &App, d: &Database) -> Result<(), ToolError> {
+    let id_ok = !d.id.is_empty()
+        && d.id.len() <= 63
+        && d.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !["main", "temp"].contains(&d.id.to_ascii_lowercase().as_str());
+    if !id_ok {
+        return Err(ToolError::field(
+            "id",
+            "must be letters, digits and _ (at most 63; not main or temp)",
+        ));
+    }
+    if d.database_name.trim().is_empty() {
+        return Err(ToolError::field("databaseName", "must not be empty"));
+    }
+    if d.dialect == "postgresql" {
+        let host = d.host.as_deref().unwrap_or("");
+        if host.is_empty()
+            || host.len() > 255
+            || host
+                .chars()
+                .any(|c| c.is_whitespace() || c == '/' || c == '@')
+        {
+            return Err(ToolError::field(
+                "host",
+                "must be a host name or address for a postgresql database",
+            ));
+        }
+        if !(1..=65535).contains(&d.port.unwrap_or(5432)) {
+            return Err(ToolError::field("port", "must be between 1 and 65535"));
+        }
+    } else {
+        paths::resolve_sqlite(&app.config, &d.database_name, "databaseName")?;
+    }
+    Ok(())
+}
+
+async fn db_create(ctx: ToolCtx, a: CreateArgs) -> Result<Database, ToolError> {
+    let pg = a.dialect == Dialect::Postgresql;
+    let d = Database {
+        id: a.id,
+        host: a.host.map(|h| h.trim().to_string()),
+        port: if pg {
+            Some(a.port.unwrap_or(5432))
+        } else {
+            a.port
+        },
+        database_name: a.database_name,
+        dialect: a.dialect.as_str().into(),
+        description: a.description,
+        enabled: a.enabled.unwrap_or(true),
+        created_at: String::new(),
+        updated_at: String::new(),
+    };
+    validate(&ctx.app, &d)?;
+    Ok(ctx.app.store.run(move |c| databases::insert(c, &d)).await?)
+}
+
+/// Arguments of `database-update`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpdateArgs {
+    pub id: String,
+    pub host: Option<String>,
+    pub port: Option<i64>,
+    pub database_name: Option<String>,
+    pub dialect: Option<Dialect>,
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+async fn db_update(ctx: ToolCtx, a: UpdateArgs) -> Result<Database, ToolError> {
+    if a.host.is_none()
+        && a.port.is_none()
+        && a.database_name.is_none()
+        && a.dialect.is_none()
+        && a.description.is_none()
+        && a.enabled.is_none()
+    {
+        return Err(ToolError::Failed("No fields to update".into()));
+    }
+    let id = a.id.clone();
+    let mut d = ctx
+        .app
+        .store
+        .run(move |c| databases::get(c, &id))
+        .await?
+        .ok_or_else(|| ToolError::Failed("Database not found".into()))?;
+    if let Some(h) = a.host {
+        d.host = Some(h.trim().to_string());
+    }
+    if let Some(p) = a.port {
+        d.port = Some(p);
+    }
+    if let Some(n) = a.database_name {
+        d.database_name = n;
+    }
+    if let Some(x) = a.dialect {
+        d.dialect = x.as_str().into();
+    }
+    if let Some(x) = a.description {
+        d.description = Some(x);
+    }
+    if let Some(e) = a.enabled {
+        d.enabled = e;
+    }
+    validate(&ctx.app, &d)?;
+    ctx.app
+        .store
+        .run(move |c| databases::update(c, &d))
+        .await?
+        .ok_or_else(|| ToolError::Failed("Database not found".into()))
+}
+
+/// Arguments naming a database by `id`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IdArgs {
+    pub id: String,
+}
+
+/// A plain confirmation.
+#[derive(Serialize, JsonSchema)]
+pub struct Done {
+    pub message: String,
+}
+
+async fn db_delete(ctx: ToolCtx, a: IdArgs) -> Result<Done, ToolError> {
+    let id = a.id.clone();
+    if !ctx
+        .app
+        .store
+        .run(move |c| databases::delete(c, &id))
+        .await?
+    {
+        return Err(ToolError::Failed("Database not found".into()));
+    }
+    Ok(Done {
+        message: format!("Database '{}' deleted", a.id),
+    })
+}
+
+/// Arguments naming a database by `databaseId`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DatabaseIdArgs {
+    pub database_id: String,
+}
+
+/// Result of `database-test-connection`.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Tested {
+    pub message: String,
+    pub dialect: String,
+    pub server_version: String,
+    pub elapsed_ms: u64,
+}
+
+async fn db_test(ctx: ToolCtx, a: DatabaseIdArgs) -> Result<Tested, ToolError> {
+    let (db, resolved) = registry::lookup(&ctx.app, &a.database_id, true).await?;
+    let started = Instant::now();
+    let timeout = Duration::from_secs(ctx.app.config.engine.connect_timeout_secs);
+    let version = match resolved {
+        Resolved::Postgres(t) => postgres::ping(&t, timeout).await?,
+        Resolved::Sqlite(path) => {
+            let limits = registry::limits(&ctx.app);
+            tokio::task::spawn_blocking(move || -> Result<String, EngineError> {
+                let conn = sqlite::open(
+                    &sqlite::Target {
+                        path,
+                        attach: vec![],
+                        writable: false,
+                    },
+                    limits,
+                )
+                .map_err(|e| EngineError::Connect(format!("Connection failed: {e}")))?;
+                let r = sqlite::run(
+                    &conn,
+                    "SELECT 1, sqlite_version()",
+                    &[],
+                    crate::engine::Class::Safe,
+                    limits,
+                )?;
+                Ok(r.rows[0][1].as_str().unwrap_or("").to_string())
+            })
+            .await
+            .map_err(crate::error::Error::from)??
+        }
+    };
+    Ok(Tested {
+        message: "Connection successful".into(),
+        dialect: db.dialect,
+        server_version: version,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// Arguments of `database-credential-save`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CredSaveArgs {
+    pub database_id: String,
+    pub username: String,
+    /// Sealed at rest; never shown again.
+    pub password: String,
+    pub user_scope: Option<String>,
+    pub service_scope: Option<String>,
+}
+
+/// Result of `database-credential-save`.
+#[derive(Serialize, JsonSchema)]
+pub struct CredSaved {
+    pub message: String,
+    pub credential: Credential,
+}
+
+async fn cred_save(ctx: ToolCtx, a: CredSaveArgs) -> Result<CredSaved, ToolError> {
+    if a.username.trim().is_empty() || a.username.len() > 128 {
+        return Err(ToolError::field("username", "must be 1 to 128 characters"));
+    }
+    let sealed = ctx.app.master.seal(
+        &a.password,
+        &registry::credential_aad(&a.database_id, &a.username),
+    );
+    let (cred, _) = ctx
+        .app
+        .store
+        .run(move |c| {
+            if databases::get(c, &a.database_id)?.is_none() {
+                return Err(crate::Error::NotFound("Database not found".into()));
+            }
+            databases::save_credential(
+                c,
+                &a.database_id,
+                &a.username,
+                &sealed,
+                a.user_scope.as_deref(),
+                a.service_scope.as_deref(),
+            )
+        })
+        .await?;
+    Ok(CredSaved {
+        message: format!("Credentials saved for database '{}'", cred.database_id),
+        credential: cred,
+    })
+}
+
+/// Arguments of `database-credential-delete`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CredDeleteArgs {
+    pub credential_id: String,
+}
+
+async fn cred_delete(ctx: ToolCtx, a: CredDeleteArgs) -> Result<Done, ToolError> {
+    if !ctx
+        .app
+        .store
+        .run(move |c| databases::delete_credential(c, &a.credential_id))
+        .await?
+    {
+        return Err(ToolError::Failed("Credential not found".into()));
+    }
+    Ok(Done {
+        message: "Credential deleted".into(),
+    })
+}
+
+/// Result of `database-credential-list`.
+#[derive(Serialize, JsonSchema)]
+pub struct CredList {
+    pub credentials: Vec<Credential>,
+}
+
+async fn cred_list(ctx: ToolCtx, a: DatabaseIdArgs) -> Result<CredList, ToolError> {
+    let app: Arc<App> = ctx.app.clone();
+    let creds = app
+        .store
+        .run(move |c| {
+            if databases::get(c, &a.database_id)?.is_none() {
+                return Err(crate::Error::NotFound("Database not found".into()));
+            }
+            databases::credentials(c, &a.database_id)
+        })
+        .await?;
+    Ok(CredList { credentials: creds })
+}

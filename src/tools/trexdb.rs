@@ -1,0 +1,387 @@
+//! `trexdb-*` tools: the trexdb engine's own SQLite data files (`<data_dir>/data/main.db`, kept
+//! apart from `trex.db`) with every enabled registered sqlite database attached read-only under
+//! its id.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::engine::registry;
+use crate::engine::{Class, QueryResult, paths, sqlite};
+use crate::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
+use crate::store::databases;
+
+/// Registered databases attached at most (SQLite allows 10 attachments; one is kept free).
+const MAX_ATTACHED: usize = 9;
+
+/// The tools of this group.
+pub fn tools() -> Vec<Tool> {
+    vec![
+        Tool::typed(
+            "trexdb-list-databases",
+            "List trexdb databases",
+            "List the engine's databases: `main` (data/main.db) and each enabled registered sqlite \
+             database, attached read-only under its id.",
+            Annotations::READ,
+            list_databases,
+        ),
+        Tool::typed(
+            "trexdb-list-schemas",
+            "List trexdb schemas",
+            "List schemas. In SQLite each attached database is one schema, named like the database.",
+            Annotations::READ,
+            list_schemas,
+        ),
+        Tool::typed(
+            "trexdb-list-tables",
+            "List trexdb tables",
+            "List tables and views with row, column and index counts; filter by `database` (or its alias \
+             `schema`). Paginated.",
+            Annotations::READ,
+            list_tables,
+        ),
+        Tool::typed(
+            "trexdb-list-extensions",
+            "List trexdb extensions",
+            "List the engine's compile options and available SQL functions (extension loading is off).",
+            Annotations::READ,
+            list_extensions,
+        ),
+        Tool::typed(
+            "trexdb-execute-sql",
+            "Execute SQL on trexdb",
+            "Run one SQL statement on the engine (never on trex.db). Read-only unless `allowWrite` is true \
+             (enforced by the engine, not by keywords); statements that change schema or settings \
+             (Dangerous: DDL, ATTACH, PRAGMA writes, ...) also need a key with the `dangerousSql` scope. \
+             `parameters` are bound positionally (?1, ?2 …). At most engine.row_limit rows come back \
+             (`truncated` tells), and a query is stopped after engine.query_timeout_secs.",
+            Annotations {
+                read_only: false,
+                destructive: true,
+                idempotent: false,
+                open_world: false,
+            },
+            execute_sql,
+        ),
+    ]
+}
+
+/// The engine target: main file plus attached registered sqlite databases.
+async fn target(ctx: &ToolCtx, writable: bool) -> Result<sqlite::Target, ToolError> {
+    let dbs = ctx.app.store.run(|c| databases::enabled_sqlite(c)).await?;
+    let mut attach = Vec::new();
+    for d in dbs.into_iter().take(MAX_ATTACHED) {
+        if let Ok(p) = paths::resolve_sqlite(&ctx.app.config, &d.database_name, "databaseName") {
+            attach.push((d.id, p));
+        }
+    }
+    Ok(sqlite::Target {
+        path: paths::main_file(&ctx.app.config),
+        attach,
+        writable,
+    })
+}
+
+async fn query(
+    ctx: &ToolCtx,
+    sql: &'static str,
+    params: Vec<Value>,
+) -> Result<QueryResult, ToolError> {
+    let t = target(ctx, false).await?;
+    let limits = crate::engine::Limits {
+        row_limit: 100_000,
+        ..registry::limits(&ctx.app)
+    };
+    let r = tokio::task::spawn_blocking(move || {
+        let conn = sqlite::open(&t, limits)?;
+        sqlite::run(&conn, sql, &params, Class::Safe, limits)
+    })
+    .await
+    .map_err(crate::error::Error::from)??;
+    Ok(r)
+}
+
+/// No arguments.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
+/// One engine database.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineDatabase {
+    pub database_name: String,
+    pub path: Option<String>,
+    /// Attached read-only (registered databases).
+    pub read_only: bool,
+    /// `main`, `temp` or a registered database.
+    pub internal: bool,
+}
+
+/// Result of `trexdb-list-databases`.
+#[derive(Serialize, JsonSchema)]
+pub struct Databases {
+    pub databases: Vec<EngineDatabase>,
+}
+
+async fn list_databases(ctx: ToolCtx, _a: NoArgs) -> Result<Databases, ToolError> {
+    let r = query(
+        &ctx,
+        "SELECT name, file FROM pragma_database_list ORDER BY seq",
+        vec![],
+    )
+    .await?;
+    Ok(Databases {
+        databases: r
+            .rows
+            .into_iter()
+            .map(|row| {
+                let name = row[0].as_str().unwrap_or("").to_string();
+                EngineDatabase {
+                    read_only: name != "main" && name != "temp",
+                    internal: name == "main" || name == "temp",
+                    path: row[1]
+                        .as_str()
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string),
+                    database_name: name,
+                }
+            })
+            .collect(),
+    })
+}
+
+/// One schema.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Schema {
+    pub database_name: String,
+    pub schema_name: String,
+    pub internal: bool,
+}
+
+/// Result of `trexdb-list-schemas`.
+#[derive(Serialize, JsonSchema)]
+pub struct Schemas {
+    pub schemas: Vec<Schema>,
+}
+
+async fn list_schemas(ctx: ToolCtx, _a: NoArgs) -> Result<Schemas, ToolError> {
+    let r = query(
+        &ctx,
+        "SELECT name FROM pragma_database_list ORDER BY seq",
+        vec![],
+    )
+    .await?;
+    Ok(Schemas {
+        schemas: r
+            .rows
+            .into_iter()
+            .map(|row| {
+                let name = row[0].as_str().unwrap_or("").to_string();
+                Schema {
+                    internal: name == "temp",
+                    database_name: name.clone(),
+                    schema_name: name,
+                }
+            })
+            .collect(),
+    })
+}
+
+/// Arguments of `trexdb-list-tables`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TablesArgs {
+    /// Only this database (`main` or a registered id).
+    pub database: Option<String>,
+    /// Same as `database` (SQLite schemas are databases).
+    pub schema: Option<String>,
+    /// Page size, 1–1000 (default 100).
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<u32>,
+    /// Opaque cursor from a previous page's `nextCursor`.
+    pub cursor: Option<String>,
+}
+
+/// One table or view.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Table {
+    pub database_name: String,
+    pub schema_name: String,
+    pub table_name: String,
+    /// `table`, `view`, `virtual` or `shadow`.
+    pub table_type: String,
+    pub internal: bool,
+    pub column_count: i64,
+    pub index_count: i64,
+    /// Rows (tables only).
+    pub row_count: Option<i64>,
+}
+
+/// Result of `trexdb-list-tables`.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Tables {
+    pub tables: Vec<Table>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Quotes an SQLite identifier that came from the catalog.
+fn quote(id: &str) -> String {
+    format!("\"{}\"", id.replace('"', "\"\""))
+}
+
+async fn list_tables(ctx: ToolCtx, a: TablesArgs) -> Result<Tables, ToolError> {
+    let limit = a.limit.unwrap_or(super::DEFAULT_LIMIT);
+    if !(1..=super::MAX_LIMIT).contains(&limit) {
+        return Err(ToolError::field("limit", "must be between 1 and 1000"));
+    }
+    let offset = match &a.cursor {
+        None => 0,
+        Some(c) => hex::decode(c)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.strip_prefix("o:").and_then(|n| n.parse::<usize>().ok()))
+            .ok_or_else(|| ToolError::field("cursor", "is not a cursor returned by this tool"))?,
+    };
+    let filter = a.database.or(a.schema);
+    let t = target(&ctx, false).await?;
+    let limits = registry::limits(&ctx.app);
+    let tables = tokio::task::spawn_blocking(move || -> Result<Vec<Table>, crate::engine::EngineError> {
+        let conn = sqlite::open(&t, limits)?;
+        let list = sqlite::run(
+            &conn,
+            "SELECT schema, name, type, ncol FROM pragma_table_list WHERE (?1 IS NULL OR schema = ?1)
+             ORDER BY schema, name",
+            &[filter.map(Value::String).unwrap_or(Value::Null)],
+            Class::Safe,
+            crate::engine::Limits { row_limit: 100_000, ..limits },
+        )?;
+        let mut out = Vec::new();
+        for row in list.rows {
+            let schema = row[0].as_str().unwrap_or("").to_string();
+            let name = row[1].as_str().unwrap_or("").to_string();
+            let kind = row[2].as_str().unwrap_or("").to_string();
+            let internal = name.starts_with("sqlite_");
+            let idx = sqlite::run(
+                &conn,
+                "SELECT count(*) FROM pragma_index_list(?1, ?2)",
+                &[json!(name), json!(schema)],
+                Class::Safe,
+                limits,
+            )
+            .ok()
+            .and_then(|r| r.rows.first().and_then(|r| r[0].as_i64()))
+            .unwrap_or(0);
+            let rows = if kind == "table" {
+                let sql = format!("SELECT count(*) FROM {}.{}", quote(&schema), quote(&name));
+                sqlite::run(&conn, &sql, &[], Class::Safe, limits)
+                    .ok()
+                    .and_then(|r| r.rows.first().and_then(|r| r[0].as_i64()))
+            } else {
+                None
+            };
+            out.push(Table {
+                database_name: schema.clone(),
+                schema_name: schema,
+                table_name: name,
+                table_type: kind,
+                internal,
+                column_count: row[3].as_i64().unwrap_or(0),
+                index_count: idx,
+                row_count: rows,
+            });
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(crate::error::Error::from)??;
+    let total = tables.len();
+    let page: Vec<Table> = tables
+        .into_iter()
+        .skip(offset)
+        .take(limit as usize)
+        .collect();
+    let next = offset + page.len();
+    Ok(Tables {
+        tables: page,
+        next_cursor: (next < total).then(|| hex::encode(format!("o:{next}"))),
+    })
+}
+
+/// Result of `trexdb-list-extensions`.
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Extensions {
+    /// SQLite version of the engine.
+    pub sqlite_version: String,
+    pub compile_options: Vec<String>,
+    /// SQL functions: name, builtin, type (`s` scalar, `a` aggregate, `w` window), number of args.
+    pub functions: Vec<Value>,
+    /// Whether loading extensions is possible (always false: refused by the engine).
+    pub extension_loading: bool,
+}
+
+async fn list_extensions(ctx: ToolCtx, _a: NoArgs) -> Result<Extensions, ToolError> {
+    let v = query(&ctx, "SELECT sqlite_version()", vec![]).await?;
+    let opts = query(
+        &ctx,
+        "SELECT compile_options FROM pragma_compile_options",
+        vec![],
+    )
+    .await?;
+    let funcs = query(
+        &ctx,
+        "SELECT name, builtin, type, narg FROM pragma_function_list ORDER BY name, narg",
+        vec![],
+    )
+    .await?;
+    Ok(Extensions {
+        sqlite_version: v.rows[0][0].as_str().unwrap_or("").to_string(),
+        compile_options: opts
+            .rows
+            .into_iter()
+            .filter_map(|r| r[0].as_str().map(str::to_string))
+            .collect(),
+        functions: funcs
+            .rows
+            .into_iter()
+            .map(|r| json!({"name": r[0], "builtin": r[1] == json!(1), "type": r[2], "narg": r[3]}))
+            .collect(),
+        extension_loading: false,
+    })
+}
+
+/// Arguments of `trexdb-execute-sql`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExecuteArgs {
+    /// One SQL statement.
+    pub sql: String,
+    /// Values bound positionally (null, boolean, number or string).
+    #[serde(default)]
+    pub parameters: Vec<Value>,
+    /// Allow statements that change data (default false: the engine opens the database read-only).
+    #[serde(default)]
+    pub allow_write: bool,
+}
+
+async fn execute_sql(ctx: ToolCtx, a: ExecuteArgs) -> Result<QueryResult, ToolError> {
+    if a.sql.trim().is_empty() {
+        return Err(ToolError::field("sql", "must not be empty"));
+    }
+    let t = target(&ctx, a.allow_write).await?;
+    let limits = registry::limits(&ctx.app);
+    Ok(registry::run_sqlite(
+        t,
+        a.sql,
+        a.parameters,
+        a.allow_write,
+        ctx.call.principal.scopes.as_ref(),
+        limits,
+    )
+    .await?)
+}
