@@ -36,6 +36,16 @@ pub enum Flavor {
     Postgres,
 }
 
+/// Read-only PRAGMAs that take a table or index name as argument (and only read).
+pub const PRAGMAS_WITH_ARG: &[&str] = &[
+    "table_info",
+    "table_xinfo",
+    "index_list",
+    "index_info",
+    "index_xinfo",
+    "foreign_key_list",
+];
+
 /// PRAGMAs that only read (without a value).
 const READ_PRAGMAS: &[&str] = &[
     "table_info",
@@ -126,16 +136,9 @@ fn statement(s: &Statement) -> Verdict {
         Statement::Pragma { name, value, .. } => {
             let n = name.to_string().to_ascii_lowercase();
             let n = n.rsplit('.').next().unwrap_or(&n).to_string();
-            let read_with_arg = [
-                "table_info",
-                "table_xinfo",
-                "index_list",
-                "index_info",
-                "index_xinfo",
-                "foreign_key_list",
-            ];
+
             if READ_PRAGMAS.contains(&n.as_str())
-                && (value.is_none() || read_with_arg.contains(&n.as_str()))
+                && (value.is_none() || PRAGMAS_WITH_ARG.contains(&n.as_str()))
             {
                 v(Class::Safe, "", false)
             } else {

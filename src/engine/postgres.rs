@@ -181,10 +181,25 @@ pub async fn run(
             .await
             .map_err(|e| timeout(dberr(e)))?;
         result.rows_affected = Some(n);
-    } else if !verdict.query && !verdict.returning {
-        // utility statements with output (EXPLAIN, SHOW): text columns
+    } else {
+        // utility statements with output (EXPLAIN, SHOW) have text columns; queries and
+        // DML … RETURNING are decoded through row_to_json, which handles every type
+        let text_columns = !verdict.query && !verdict.returning;
+        let wrapped = if text_columns {
+            None
+        } else if verdict.query {
+            Some(format!("SELECT row_to_json(q)::text FROM ({sql}) AS q"))
+        } else {
+            Some(format!(
+                "WITH q AS ({sql}) SELECT row_to_json(q)::text FROM q"
+            ))
+        };
+        let run_stmt = match &wrapped {
+            Some(w) => tx.prepare_typed(w, stmt.params()).await.map_err(dberr)?,
+            None => stmt.clone(),
+        };
         let portal = tx
-            .bind_raw(&stmt, refs())
+            .bind_raw(&run_stmt, refs())
             .await
             .map_err(|e| timeout(dberr(e)))?;
         let rows = tx
@@ -193,7 +208,7 @@ pub async fn run(
             .map_err(|e| timeout(dberr(e)))?;
         result.truncated = rows.len() > limits.row_limit;
         for row in rows.iter().take(limits.row_limit) {
-            result.rows.push(
+            let values: Vec<Value> = if text_columns {
                 (0..columns.len())
                     .map(|i| {
                         row.try_get::<_, Option<String>>(i)
@@ -202,37 +217,16 @@ pub async fn run(
                             .map(Value::String)
                             .unwrap_or(Value::Null)
                     })
-                    .collect(),
-            );
-        }
-    } else {
-        let wrapped = if verdict.query {
-            format!("SELECT row_to_json(q)::text FROM ({sql}) AS q")
-        } else {
-            format!("WITH q AS ({sql}) SELECT row_to_json(q)::text FROM q")
-        };
-        let wstmt = tx
-            .prepare_typed(&wrapped, stmt.params())
-            .await
-            .map_err(dberr)?;
-        let portal = tx
-            .bind_raw(&wstmt, refs())
-            .await
-            .map_err(|e| timeout(dberr(e)))?;
-        let rows = tx
-            .query_portal(&portal, (limits.row_limit + 1) as i32)
-            .await
-            .map_err(|e| timeout(dberr(e)))?;
-        result.truncated = rows.len() > limits.row_limit;
-        for row in rows.iter().take(limits.row_limit) {
-            let text: String = row.get(0);
-            let obj: Map<String, Value> = serde_json::from_str(&text).unwrap_or_default();
-            result.rows.push(
+                    .collect()
+            } else {
+                let text: String = row.get(0);
+                let obj: Map<String, Value> = serde_json::from_str(&text).unwrap_or_default();
                 columns
                     .iter()
                     .map(|c| obj.get(c).cloned().unwrap_or(Value::Null))
-                    .collect(),
-            );
+                    .collect()
+            };
+            result.rows.push(values);
         }
         if verdict.class == Class::Moderate {
             result.rows_affected = Some(result.rows.len() as u64);

@@ -71,15 +71,8 @@ pub fn open(t: &Target, limits: Limits) -> Result<Connection, EngineError> {
         AuthAction::Pragma {
             pragma_value: Some(_),
             pragma_name,
-        } if ![
-            "table_info",
-            "table_xinfo",
-            "index_list",
-            "index_info",
-            "index_xinfo",
-            "foreign_key_list",
-        ]
-        .contains(&pragma_name.to_ascii_lowercase().as_str()) =>
+        } if !super::classify::PRAGMAS_WITH_ARG
+            .contains(&pragma_name.to_ascii_lowercase().as_str()) =>
         {
             Authorization::Deny
         }
