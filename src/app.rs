@@ -33,6 +33,31 @@ pub struct App {
     pub shutdown: CancellationToken,
 }
 
+/// Checks that `master` is the key this store's secrets were sealed with (a sealed check value
+/// in `settings`), so a wrong `TREX_MASTER_KEY` stops start-up instead of failing later.
+async fn verify_master_key(store: &Store, master: &MasterKey) -> Result<()> {
+    use crate::store::settings::{self, MASTER_KEY_CHECK};
+    const AAD: &str = "settings:master_key_check";
+    match store.run(|c| settings::get(c, MASTER_KEY_CHECK)).await? {
+        Some(sealed) => {
+            let sealed: String = serde_json::from_str(&sealed).unwrap_or_default();
+            master.open(&sealed, AAD).map(|_| ()).map_err(|_| {
+                crate::Error::Config(format!(
+                    "the master key from {} is not the key this store's secrets were sealed with; \
+                     use the original key file or TREX_MASTER_KEY",
+                    master.source
+                ))
+            })
+        }
+        None => {
+            let v = serde_json::to_string(&master.seal("trex", AAD)).expect("json");
+            store
+                .run(move |c| settings::set(c, MASTER_KEY_CHECK, &v))
+                .await
+        }
+    }
+}
+
 impl App {
     /// Opens the store (creating the data dir and schema) and loads live sessions.
     pub async fn open(config: Config) -> Result<Arc<App>> {
@@ -47,6 +72,7 @@ impl App {
             let env = std::env::var(crate::auth::secrets::KEY_ENV).ok();
             tokio::task::spawn_blocking(move || MasterKey::load(&dir, env, sealed == 0)).await??
         };
+        verify_master_key(&store, &master).await?;
         {
             // the trexdb main data file exists from the start, apart from trex.db
             let main = crate::engine::paths::main_file(&config);

@@ -40,8 +40,9 @@ pub enum Command {
         /// Email of the admin user.
         #[arg(long)]
         admin_email: String,
-        /// Password of the admin user (at least 8 characters); omit for key-only access.
-        #[arg(long)]
+        /// Password of the admin user (at least 8 characters); omit for key-only access. Prefer the
+        /// environment variable, which stays out of shell history and `ps`.
+        #[arg(long, env = "TREX_ADMIN_PASSWORD", hide_env_values = true)]
         admin_password: Option<String>,
         /// Display name of the admin user.
         #[arg(long, default_value = "Administrator")]
@@ -68,8 +69,8 @@ pub enum UserCommand {
         /// Display name.
         #[arg(long)]
         name: String,
-        /// Password (at least 8 characters); omit for an SSO-only user.
-        #[arg(long)]
+        /// Password (at least 8 characters); omit for an SSO-only user. Also from TREX_PASSWORD.
+        #[arg(long, env = "TREX_PASSWORD", hide_env_values = true)]
         password: Option<String>,
         /// admin or user.
         #[arg(long, default_value = "user")]
@@ -90,8 +91,8 @@ pub enum UserCommand {
         /// The user's email.
         #[arg(long)]
         email: String,
-        /// The new password (at least 8 characters).
-        #[arg(long)]
+        /// The new password (at least 8 characters). Also from TREX_PASSWORD.
+        #[arg(long, env = "TREX_PASSWORD", hide_env_values = true)]
         password: String,
     },
     /// Ban a user (ends their web sessions; a running server refuses their API keys at once), or
@@ -109,7 +110,7 @@ pub enum UserCommand {
         #[arg(long)]
         until: Option<String>,
         /// Lift the ban instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["reason", "until"])]
         unban: bool,
     },
 }
@@ -130,6 +131,18 @@ pub enum ApiKeyCommand {
         /// Expiry, RFC 3339 (e.g. 2027-01-01T00:00:00Z).
         #[arg(long)]
         expires: Option<String>,
+        /// Only read-only tools (scope `readOnly`).
+        #[arg(long)]
+        read_only: bool,
+        /// Allow-list of tool-name globs (scope `tools`), e.g. --tools 'user-*' --tools audit-list.
+        #[arg(long = "tools")]
+        tools: Vec<String>,
+        /// Allow-list of database ids for the endpoint servers (scope `endpoints`).
+        #[arg(long = "endpoint")]
+        endpoints: Vec<String>,
+        /// Allow Dangerous SQL (scope `dangerousSql`).
+        #[arg(long)]
+        dangerous_sql: bool,
     },
     /// List keys (never the keys themselves).
     List {
@@ -196,7 +209,9 @@ pub fn main() -> Result<()> {
 }
 
 fn init_tracing(level: &str) {
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_string());
+    // hyper reports every client that drops an open SSE stream as a connection error; that is
+    // normal for MCP clients, so warp's server-loop messages are off unless RUST_LOG asks
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| format!("{level},warp::server=off"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
@@ -228,7 +243,7 @@ pub async fn serve(config: Config) -> Result<()> {
         println!(
             "\nFirst start: created admin user {} and an API key for it.\n\
              This key is shown once; store it now:\n\n  {}\n\n\
-             Client configuration (Claude Desktop / Claude Code):\n\n{}\n",
+             Client configuration (url + headers, e.g. Claude Code's .mcp.json; see README for Claude Desktop):\n\n{}\n",
             user.email,
             key.key,
             ops::client_config(&url, &key.key)
@@ -245,6 +260,9 @@ pub async fn serve(config: Config) -> Result<()> {
 }
 
 fn init(c: &Config, email: &str, pw: Option<&str>, name: &str) -> Result<()> {
+    // check the input before anything is created on disk
+    ops::validate_email(email)?;
+    ops::validate_name("admin-name", name)?;
     let hash = match pw {
         Some(p) => {
             password::validate(p)?;
@@ -289,12 +307,23 @@ fn api_key(cmd: ApiKeyCommand) -> Result<()> {
             user,
             name,
             expires,
+            read_only,
+            tools,
+            endpoints,
+            dangerous_sql,
         } => {
+            let scopes = crate::auth::scopes::Scopes {
+                read_only,
+                tools: (!tools.is_empty()).then_some(tools),
+                endpoints: (!endpoints.is_empty()).then_some(endpoints),
+                dangerous_sql,
+            };
+            let scopes = (scopes != Default::default()).then_some(scopes);
             let store = open_store(&common.load(None)?)?;
             let key = store.run_sync(|c| {
                 let u = users::get_by_email(c, &user)?
                     .ok_or_else(|| crate::Error::NotFound(format!("no user with email {user}")))?;
-                ops::create_api_key(c, &u.id, &name, expires.as_deref(), None)
+                ops::create_api_key(c, &u.id, &name, expires.as_deref(), scopes.as_ref())
             })?;
             eprintln!("Created API key {} ({name}). It is shown once:", key.id);
             println!("{}", key.key);
@@ -422,6 +451,11 @@ fn user(cmd: UserCommand) -> Result<()> {
             let store = open_store(&common.load(None)?)?;
             store.run_sync(|c| {
                 let u = find_user(c, &email)?;
+                if !unban && u.role == "admin" && users::active_admins_except(c, &u.id)? == 0 {
+                    return Err(crate::Error::Conflict(format!(
+                        "{email} is the last active admin; make another admin first"
+                    )));
+                }
                 users::set_ban(c, &u.id, !unban, reason.as_deref(), until.as_deref())?;
                 if !unban {
                     crate::store::web_sessions::delete_user(c, &u.id)?;

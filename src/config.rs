@@ -189,10 +189,20 @@ impl Config {
             }
             None => toml::Table::new(),
         };
+        let known = toml::Table::try_from(Config::default()).expect("defaults serialize");
         for (name, value) in vars {
             let Some((section, key)) = env_key(&name) else {
                 continue;
             };
+            let exists = known
+                .get(&section)
+                .and_then(toml::Value::as_table)
+                .is_some_and(|t| t.contains_key(&key));
+            if !exists {
+                return Err(Error::Config(format!(
+                    "environment variable {name}: `{section}.{key}` is not a configuration key (see trex.toml.example)"
+                )));
+            }
             let entry = table
                 .entry(section.clone())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));

@@ -18,8 +18,8 @@ pub enum Error {
     /// A blocking task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
-    /// File-system trouble (data dir, key file, ...).
-    #[error("{context}: {source}")]
+    /// File-system trouble (data dir, key file, ...); the source is shown as its cause.
+    #[error("{context}")]
     Io {
         context: String,
         #[source]

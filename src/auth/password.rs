@@ -13,12 +13,12 @@ pub const MIN_LEN: usize = 8;
 pub fn validate(pw: &str) -> Result<()> {
     if pw.chars().count() < MIN_LEN {
         return Err(Error::Invalid(format!(
-            "password: must be at least {MIN_LEN} characters"
+            "`password` must be at least {MIN_LEN} characters"
         )));
     }
     if pw.len() > 1024 {
         return Err(Error::Invalid(
-            "password: must be at most 1024 bytes".into(),
+            "`password` must be at most 1024 bytes".into(),
         ));
     }
     Ok(())

@@ -144,6 +144,22 @@ async fn login(
             .insert(header::RETRY_AFTER, HeaderValue::from(wait));
         return Ok(r);
     }
+    let json_ct = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        });
+    if !json_ct {
+        return Ok(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+        ));
+    }
     let creds: Credentials = match serde_json::from_slice(&body) {
         Ok(c) => c,
         Err(e) => {

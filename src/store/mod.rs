@@ -11,6 +11,7 @@ pub mod databases;
 pub mod roles;
 pub mod schema;
 pub mod sessions;
+pub mod settings;
 pub mod sso;
 pub mod users;
 pub mod web_sessions;
@@ -43,8 +44,17 @@ pub struct Store {
 impl Store {
     /// Opens (creating when missing) `<data_dir>/trex.db` and brings its schema up to date.
     pub fn open(data_dir: &Path, pool_size: u32) -> Result<Store> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| Error::io(format!("cannot create data dir {}", data_dir.display()), e))?;
+        if !data_dir.exists() {
+            std::fs::create_dir_all(data_dir).map_err(|e| {
+                Error::io(format!("cannot create data dir {}", data_dir.display()), e)
+            })?;
+            // a new data dir is private: it holds key hashes, sealed secrets and the master key
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700));
+            }
+        }
         let path = data_dir.join(STORE_FILE);
         let manager = SqliteConnectionManager::file(&path).with_init(|c| c.execute_batch(PRAGMAS));
         let pool = Pool::builder()
@@ -58,6 +68,12 @@ impl Store {
         {
             let mut conn = store.pool.get()?;
             schema::bootstrap(&mut conn)?;
+        }
+        // trex.db readable by its owner only (SQLite gives -wal and -shm the same mode)
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&store.path, std::fs::Permissions::from_mode(0o600));
         }
         Ok(store)
     }

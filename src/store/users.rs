@@ -202,6 +202,22 @@ pub fn set_ban(
     get(conn, id)
 }
 
+/// Admins who can act now (not deleted, not under a ban in force), other than `except`.
+pub fn active_admins_except(conn: &Connection, except: &str) -> Result<usize> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT banned, ban_expires FROM users WHERE role = 'admin' AND deleted_at IS NULL AND id <> ?1",
+    )?;
+    let rows = stmt
+        .query_map([except], |r| {
+            Ok((r.get::<_, bool>(0)?, r.get::<_, Option<String>>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows
+        .iter()
+        .filter(|(b, e)| !ban_in_force(*b, e.as_deref()))
+        .count())
+}
+
 /// Soft-deletes (`deleted = true`) or restores a user.
 pub fn set_deleted(conn: &Connection, id: &str, deleted: bool) -> Result<Option<User>> {
     let now = now_rfc3339();

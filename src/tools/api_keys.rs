@@ -146,6 +146,11 @@ pub struct Revoked {
 }
 
 async fn key_revoke(ctx: ToolCtx, a: RevokeArgs) -> Result<Revoked, ToolError> {
+    if a.key_id == ctx.call.principal.key_id {
+        return Err(ToolError::Failed(
+            "You cannot revoke the key this call uses; revoke it with another key or `trex api-key revoke`".into(),
+        ));
+    }
     let id = a.key_id.clone();
     let key = ctx
         .app

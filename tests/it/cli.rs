@@ -285,6 +285,34 @@ fn user_commands() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let id = last_line(&o);
     assert_eq!(id.len(), 36);
+    // the last active admin cannot be banned
+    let o = trex(&["user", "ban", "--data-dir", d, "--email", "ann@example.com"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("last active admin"));
+    let o = trex(&[
+        "user",
+        "create",
+        "--data-dir",
+        d,
+        "--email",
+        "root@example.com",
+        "--name",
+        "Root",
+        "--role",
+        "admin",
+    ]);
+    assert!(o.status.success());
+    let o = trex(&[
+        "user",
+        "ban",
+        "--data-dir",
+        d,
+        "--email",
+        "ann@example.com",
+        "--unban",
+        "--reason",
+        "x",
+    ]);
+    assert!(!o.status.success(), "--unban with --reason is refused");
     let o = trex(&[
         "user",
         "create",
@@ -377,6 +405,31 @@ fn user_commands() {
 }
 
 #[test]
+fn init_checks_input_before_creating_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("fresh");
+    let o = trex(&[
+        "init",
+        "--data-dir",
+        d.to_str().unwrap(),
+        "--admin-email",
+        "nope",
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("email"));
+    assert!(!d.exists(), "a failed init must leave nothing behind");
+    let o = Command::new(env!("CARGO_BIN_EXE_trex"))
+        .args(["serve", "--data-dir", d.to_str().unwrap()])
+        .env("TREX_MCP_MAX_SESION", "5")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(err.contains("TREX_MCP_MAX_SESION"), "{err}");
+    assert!(!err.contains("backtrace"), "{err}");
+}
+
+#[test]
 fn init_makes_a_0600_master_key_file() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
@@ -394,5 +447,7 @@ fn init_makes_a_0600_master_key_file() {
             std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
             0o600
         );
+        let db = std::fs::metadata(dir.path().join("trex.db")).unwrap();
+        assert_eq!(db.permissions().mode() & 0o777, 0o600);
     }
 }

@@ -95,6 +95,14 @@ async fn web_sign_in_sets_a_strict_cookie_and_logout_ends_it() {
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), 415, "only JSON bodies");
+    let r = reqwest::Client::new()
+        .post(format!("{}/trex/api/auth/login", s.base()))
+        .header("content-type", "application/json")
+        .body("nope")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
 
     let out = reqwest::Client::new()
@@ -773,5 +781,43 @@ async fn a_lost_master_key_stops_start_up_instead_of_replacing_it() {
     assert!(
         !s.data_dir().join("master.key").exists(),
         "no replacement key was made"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_master_key_stops_start_up() {
+    let (mut s, c) = ready().await;
+    c.call_ok("sso-save", json!({"id": "gh", "displayName": "GitHub", "clientId": "c", "clientSecret": "s3cr3t-value"})).await;
+    s.running.take().unwrap().stop().await;
+    std::fs::write(
+        s.data_dir().join("master.key"),
+        format!("{}\n", trex::util::random_hex(32)),
+    )
+    .unwrap();
+    let o = trex::config::Overrides {
+        data_dir: Some(s.data_dir()),
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+    };
+    let config = trex::Config::load(None, std::iter::empty(), &o).unwrap();
+    let err = trex::App::open(config)
+        .await
+        .err()
+        .expect("start-up must fail");
+    assert!(
+        err.to_string()
+            .contains("not the key this store's secrets were sealed with"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_key_in_use_cannot_revoke_itself() {
+    let (_s, c) = ready().await;
+    let keys = c.call_ok("api-key-list", json!({})).await;
+    let mine = keys["keys"][0]["id"].clone();
+    let e = c.call_err("api-key-revoke", json!({"keyId": mine})).await;
+    assert!(
+        e.starts_with("You cannot revoke the key this call uses"),
+        "{e}"
     );
 }
