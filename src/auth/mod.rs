@@ -49,6 +49,8 @@ impl AuthFailure {
 
 struct CachedKey {
     principal: Arc<Principal>,
+    /// The key id, shared with the usage map (no per-request allocation).
+    key_id: Arc<str>,
     /// Key expiry in ms since the epoch.
     expires_ms: Option<i64>,
     /// A ban that ends later (ms); until then the key is refused.
@@ -59,7 +61,7 @@ struct CachedKey {
 pub struct Authenticator {
     store: Store,
     cache: RwLock<HashMap<String, Arc<CachedKey>>>,
-    last_used: Mutex<HashMap<String, i64>>,
+    last_used: Mutex<HashMap<Arc<str>, i64>>,
 }
 
 impl Authenticator {
@@ -109,7 +111,7 @@ impl Authenticator {
         self.last_used
             .lock()
             .unwrap()
-            .insert(entry.principal.key_id.clone(), now);
+            .insert(entry.key_id.clone(), now);
         Ok(entry.principal.clone())
     }
 
@@ -122,7 +124,9 @@ impl Authenticator {
     pub async fn flush(&self) -> Result<()> {
         let batch: Vec<(String, String)> = {
             let mut m = self.last_used.lock().unwrap();
-            m.drain().map(|(k, ms)| (k, ms_rfc3339(ms))).collect()
+            m.drain()
+                .map(|(k, ms)| (k.to_string(), ms_rfc3339(ms)))
+                .collect()
         };
         if batch.is_empty() {
             return Ok(());
@@ -174,6 +178,7 @@ fn admit(o: api_keys::KeyOwner) -> Option<CachedKey> {
     // An unreadable expiry counts as already expired.
     let expires_ms = o.expires_at.as_deref().map(|s| rfc3339_ms(s).unwrap_or(0));
     Some(CachedKey {
+        key_id: Arc::from(o.key_id.as_str()),
         principal: Arc::new(Principal {
             user_id: o.user_id,
             user_name: o.user_name,

@@ -22,8 +22,8 @@ pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// Everything a handler may know about the request it serves.
 pub struct CallContext {
     pub principal: Arc<Principal>,
-    pub protocol_version: String,
-    pub client_capabilities: Value,
+    pub protocol_version: Arc<str>,
+    pub client_capabilities: Arc<Value>,
     pub session: Option<Arc<Session>>,
     pub request_id: Value,
     pub progress_token: Option<Value>,

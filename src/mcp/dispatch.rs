@@ -167,9 +167,10 @@ async fn tools_call(
         .find_tool(&name)
         .ok_or_else(|| RpcError::invalid_params(format!("Unknown tool: {name}")))?
         .clone();
-    let args = match params.get("arguments") {
+    let mut params = params;
+    let args = match params.as_object_mut().and_then(|p| p.remove("arguments")) {
         None | Some(Value::Null) => json!({}),
-        Some(v @ Value::Object(_)) => v.clone(),
+        Some(v @ Value::Object(_)) => v,
         Some(_) => {
             return Err(RpcError::invalid_params(
                 "Invalid params: `arguments` must be an object",

@@ -26,9 +26,10 @@ pub struct Session {
     pub server: String,
     pub user_id: String,
     pub key_id: String,
-    pub protocol_version: String,
+    pub protocol_version: Arc<str>,
     pub client_info: Value,
-    pub client_capabilities: Value,
+    /// Shared with every request's context (no per-request copy).
+    pub client_capabilities: Arc<Value>,
     log_level: AtomicU8,
     initialized: AtomicBool,
     last_seen: AtomicI64,
@@ -50,10 +51,11 @@ impl Session {
             server: r.server,
             user_id: r.user_id,
             key_id: r.key_id,
-            protocol_version: r.protocol_version,
+            protocol_version: Arc::from(r.protocol_version),
             client_info: serde_json::from_str(&r.client_info).unwrap_or(Value::Null),
-            client_capabilities: serde_json::from_str(&r.client_capabilities)
-                .unwrap_or(Value::Null),
+            client_capabilities: Arc::new(
+                serde_json::from_str(&r.client_capabilities).unwrap_or(Value::Null),
+            ),
             log_level: AtomicU8::new(log_level_index(&r.log_level).unwrap_or(1)),
             initialized: AtomicBool::new(r.initialized),
             last_seen: AtomicI64::new(seen),
