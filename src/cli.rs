@@ -319,6 +319,7 @@ fn api_key(cmd: ApiKeyCommand) -> Result<()> {
                 dangerous_sql,
             };
             let scopes = (scopes != Default::default()).then_some(scopes);
+            crate::tools::check_tool_globs(scopes.as_ref())?;
             let store = open_store(&common.load(None)?)?;
             let key = store.run_sync(|c| {
                 let u = users::get_by_email(c, &user)?

@@ -113,7 +113,8 @@ pub fn authenticated(
     policy: Arc<HostPolicy>,
 ) -> impl Filter<Extract = (Arc<Principal>, HeaderMap), Error = Rejection> + Clone {
     warp::header::headers_cloned()
-        .and_then(move |h: HeaderMap| {
+        .and(warp::addr::remote())
+        .and_then(move |h: HeaderMap, remote: Option<std::net::SocketAddr>| {
             let app = app.clone();
             let policy = policy.clone();
             async move {
@@ -121,7 +122,25 @@ pub fn authenticated(
                 let auth = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
                 match app.auth.authenticate(auth).await {
                     Ok(p) => Ok((p, h)),
-                    Err(_) => Err(ApiError::unauthorized().reject()),
+                    Err(why) => {
+                        // never the key itself: the 13-character display prefix of a trex key at
+                        // most (nothing of any other token)
+                        let prefix = auth
+                            .and_then(|a| a.split_whitespace().nth(1))
+                            .filter(|k| k.starts_with(crate::auth::keys::KEY_PREFIX))
+                            .map(|k| {
+                                k.chars()
+                                    .take(crate::auth::keys::PREFIX_LEN)
+                                    .collect::<String>()
+                            });
+                        tracing::warn!(
+                            remote = %remote.map(|r| r.to_string()).unwrap_or_default(),
+                            key_prefix = prefix.as_deref().unwrap_or("-"),
+                            reason = ?why,
+                            "API key refused"
+                        );
+                        Err(ApiError::unauthorized().reject())
+                    }
                 }
             }
         })

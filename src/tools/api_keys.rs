@@ -104,6 +104,7 @@ pub struct CreatedKey {
 }
 
 async fn key_create(ctx: ToolCtx, a: CreateArgs) -> Result<CreatedKey, ToolError> {
+    super::check_tool_globs(a.scopes.as_ref())?;
     let (user_id, name, scopes) = (a.user_id.clone(), a.name.clone(), a.scopes.clone());
     let minted = ctx
         .app

@@ -88,3 +88,38 @@ pub fn admin_server() -> McpServer {
     );
     s
 }
+
+/// Names of every tool a key scope can refer to: the admin server's and the endpoint servers'.
+pub fn known_tool_names() -> &'static [String] {
+    static NAMES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        let mut v: Vec<String> = admin_server()
+            .tools
+            .iter()
+            .map(|t| t.name.clone())
+            .collect();
+        for s in ["sqlite", "postgres"] {
+            v.push(format!("execute_{s}_query"));
+            v.push(format!("get_{s}_metadata"));
+        }
+        v
+    });
+    &NAMES
+}
+
+/// Refuses a `scopes.tools` pattern that matches no tool (a key that could do nothing).
+pub fn check_tool_globs(scopes: Option<&crate::auth::scopes::Scopes>) -> crate::Result<()> {
+    let Some(globs) = scopes.and_then(|s| s.tools.as_ref()) else {
+        return Ok(());
+    };
+    for g in globs {
+        if !known_tool_names()
+            .iter()
+            .any(|n| crate::auth::scopes::glob(g, n))
+        {
+            return Err(crate::Error::Invalid(format!(
+                "`scopes.tools` pattern {g:?} matches no tool"
+            )));
+        }
+    }
+    Ok(())
+}

@@ -711,6 +711,13 @@ async fn key_scopes_hide_and_refuse_tools() {
         .await
         .contains("scopes.tools")
     );
+    let e = c
+        .call_err(
+            "api-key-create",
+            json!({"userId": s.admin_id, "name": "bad", "scopes": {"tools": ["nosuch-*"]}}),
+        )
+        .await;
+    assert!(e.contains("matches no tool"), "{e}");
     assert!(
         c.call_err(
             "api-key-create",
