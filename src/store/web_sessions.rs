@@ -63,8 +63,9 @@ pub struct SessionInfo {
     pub user_id: String,
     pub user_name: String,
     pub user_email: String,
+    /// Web: the address the sign-in came from (not recorded for MCP sessions).
     pub ip_address: Option<String>,
-    /// Web: the browser's User-Agent; MCP: the client's name and version.
+    /// Web: the browser's User-Agent; MCP: the client's name and version (`clientInfo`).
     pub user_agent: Option<String>,
     /// MCP: the negotiated protocol revision.
     pub protocol_version: Option<String>,
