@@ -39,6 +39,9 @@ pub struct EngineConfig {
     pub query_timeout_secs: u64,
     /// Seconds `database-test-connection` waits for a server.
     pub connect_timeout_secs: u64,
+    /// Most bytes of row data a query returns (rows past it are cut and `truncated` set); also
+    /// the largest single value SQLite will build.
+    pub max_result_bytes: usize,
 }
 
 impl Default for EngineConfig {
@@ -49,6 +52,7 @@ impl Default for EngineConfig {
             row_limit: 1000,
             query_timeout_secs: 30,
             connect_timeout_secs: 5,
+            max_result_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -288,6 +292,12 @@ impl Config {
         }
         if self.engine.query_timeout_secs == 0 {
             return bad("engine.query_timeout_secs", "must be at least 1");
+        }
+        if self.engine.max_result_bytes < 1024 || self.engine.max_result_bytes > i32::MAX as usize {
+            return bad(
+                "engine.max_result_bytes",
+                "must be between 1024 and 2147483647",
+            );
         }
         if self.engine.connect_timeout_secs == 0 {
             return bad("engine.connect_timeout_secs", "must be at least 1");

@@ -61,6 +61,8 @@ struct CachedKey {
 pub struct Authenticator {
     store: Store,
     cache: RwLock<HashMap<String, Arc<CachedKey>>>,
+    /// Bumped by every invalidation: a lookup that raced with one is not cached.
+    generation: std::sync::atomic::AtomicU64,
     last_used: Mutex<HashMap<Arc<str>, i64>>,
 }
 
@@ -70,6 +72,7 @@ impl Authenticator {
         Authenticator {
             store,
             cache: RwLock::new(HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
             last_used: Mutex::new(HashMap::new()),
         }
     }
@@ -88,6 +91,7 @@ impl Authenticator {
         let entry = match cached {
             Some(e) => e,
             None => {
+                let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
                 let store = self.store.clone();
                 let h = hash.clone();
                 let owner = store
@@ -99,7 +103,11 @@ impl Authenticator {
                     })?
                     .ok_or(AuthFailure::Rejected)?;
                 let entry = Arc::new(admit(owner).ok_or(AuthFailure::Rejected)?);
-                self.cache.write().unwrap().insert(hash, entry.clone());
+                let mut cache = self.cache.write().unwrap();
+                // an invalidation since the read may have changed what was read: use, don't keep
+                if self.generation.load(std::sync::atomic::Ordering::Acquire) == generation {
+                    cache.insert(hash, entry.clone());
+                }
                 entry
             }
         };
@@ -117,7 +125,10 @@ impl Authenticator {
 
     /// Forgets every cached key; the next request of each key reads the store again.
     pub fn invalidate(&self) {
-        self.cache.write().unwrap().clear();
+        let mut cache = self.cache.write().unwrap();
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        cache.clear();
     }
 
     /// Writes the collected `lastUsedAt` times.

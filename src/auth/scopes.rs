@@ -28,17 +28,28 @@ pub struct Scopes {
     pub dangerous_sql: bool,
 }
 
-/// Matches `name` against a glob of `*` (any run) and `?` (one character).
+/// Matches `name` against a glob of `*` (any run) and `?` (one character), in time linear in the
+/// product of the lengths (no exponential backtracking on patterns like `*?*?*?…`).
 pub fn glob(pattern: &str, name: &str) -> bool {
-    fn m(p: &[u8], n: &[u8]) -> bool {
-        match p.split_first() {
-            None => n.is_empty(),
-            Some((b'*', rest)) => (0..=n.len()).any(|i| m(rest, &n[i..])),
-            Some((b'?', rest)) => !n.is_empty() && m(rest, &n[1..]),
-            Some((c, rest)) => n.first() == Some(c) && m(rest, &n[1..]),
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
         }
     }
-    m(pattern.as_bytes(), name.as_bytes())
+    p[pi..].iter().all(|c| *c == b'*')
 }
 
 impl Scopes {
@@ -86,6 +97,41 @@ impl Scopes {
                 .is_none_or(|t| t.iter().any(|p| glob(p, name)))
     }
 
+    /// Checks that a new key's scopes (`new`, `None` = unrestricted) grant nothing the creating
+    /// key's scopes (`caller`) lack, so a scoped key cannot mint itself a wider one.
+    pub fn check_within(new: Option<&Scopes>, caller: Option<&Scopes>) -> Result<()> {
+        let Some(c) = caller else {
+            return Ok(());
+        };
+        let deny = |why: &str| {
+            Err(Error::Invalid(format!(
+                "`scopes` {why}: a key cannot create a key with wider scopes than its own"
+            )))
+        };
+        let Some(n) = new else {
+            return deny("are missing (unrestricted)");
+        };
+        if c.read_only && !n.read_only {
+            return deny("lack readOnly");
+        }
+        if let Some(ct) = &c.tools {
+            match &n.tools {
+                Some(nt) if nt.iter().all(|g| ct.contains(g)) => {}
+                _ => return deny("allow tools outside this key's `tools` list"),
+            }
+        }
+        if let Some(ce) = &c.endpoints {
+            match &n.endpoints {
+                Some(ne) if ne.iter().all(|e| ce.contains(e)) => {}
+                _ => return deny("allow databases outside this key's `endpoints` list"),
+            }
+        }
+        if n.dangerous_sql && !c.dangerous_sql {
+            return deny("add dangerousSql");
+        }
+        Ok(())
+    }
+
     /// True when a key with these scopes (or none) may run Dangerous SQL.
     pub fn dangerous_sql_allowed(s: Option<&Scopes>) -> bool {
         s.is_some_and(|s| s.dangerous_sql)
@@ -102,6 +148,61 @@ impl Scopes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn glob_is_fast_on_pathological_patterns() {
+        let p = format!("{}Z", "*?".repeat(60));
+        assert!(!glob(&p, &"a".repeat(128)));
+    }
+
+    #[test]
+    fn new_keys_stay_within_the_callers_scopes() {
+        let c = Scopes {
+            tools: Some(vec!["api-key-create".into(), "user-*".into()]),
+            ..Default::default()
+        };
+        assert!(Scopes::check_within(None, Some(&c)).is_err());
+        assert!(
+            Scopes::check_within(
+                Some(&Scopes {
+                    dangerous_sql: true,
+                    ..c.clone()
+                }),
+                Some(&c)
+            )
+            .is_err()
+        );
+        assert!(
+            Scopes::check_within(
+                Some(&Scopes {
+                    tools: Some(vec!["*".into()]),
+                    ..Default::default()
+                }),
+                Some(&c)
+            )
+            .is_err()
+        );
+        assert!(
+            Scopes::check_within(
+                Some(&Scopes {
+                    tools: Some(vec!["user-*".into()]),
+                    ..Default::default()
+                }),
+                Some(&c)
+            )
+            .is_ok()
+        );
+        assert!(
+            Scopes::check_within(
+                Some(&Scopes {
+                    dangerous_sql: true,
+                    ..Default::default()
+                }),
+                None
+            )
+            .is_ok()
+        );
+    }
 
     #[test]
     fn globs() {

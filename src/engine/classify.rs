@@ -4,7 +4,9 @@
 //! more than one statement (`COMMIT; DROP …` escapes), is Dangerous.
 
 use serde::Serialize;
-use sqlparser::ast::{Query, SetExpr, Statement};
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{Expr, Query, SetExpr, Statement, visit_expressions, visit_relations};
 use sqlparser::dialect::{Dialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 
@@ -118,15 +120,16 @@ fn statement(s: &Statement) -> Verdict {
         Statement::Update(u) => v(Class::Moderate, "", u.returning.is_some()),
         Statement::Delete(d) => v(Class::Moderate, "", d.returning.is_some()),
         Statement::Merge(_) => v(Class::Moderate, "", false),
+        // EXPLAIN is classed by what it explains: `EXPLAIN (ANALYZE) …` runs the statement, and
+        // PostgreSQL does not hold a table-creating statement inside EXPLAIN to READ ONLY
         Statement::Explain {
-            analyze,
-            statement: inner,
-            ..
+            statement: inner, ..
         } => {
-            if *analyze {
-                statement(inner)
-            } else {
-                v(Class::Safe, "", false)
+            let i = statement(inner);
+            Verdict {
+                query: false,
+                returning: false,
+                ..i
             }
         }
         Statement::ExplainTable { .. }
@@ -161,6 +164,72 @@ fn statement(s: &Statement) -> Verdict {
     }
 }
 
+/// Functions with effects outside the statement's tables (large objects, notifications, locks,
+/// settings, files, other connections, extension loading): calling one makes a statement
+/// Dangerous, whatever else it does. Names ending in `_` are prefixes.
+const SIDE_EFFECT_FUNCTIONS: &[&str] = &[
+    "lo_",
+    "pg_advisory_",
+    "pg_try_advisory_",
+    "dblink",
+    "pg_notify",
+    "set_config",
+    "pg_terminate_backend",
+    "pg_cancel_backend",
+    "pg_reload_conf",
+    "pg_rotate_logfile",
+    "pg_switch_wal",
+    "pg_create_restore_point",
+    "pg_logical_emit_message",
+    "pg_read_file",
+    "pg_read_binary_file",
+    "pg_ls_",
+    "pg_stat_file",
+    "pg_file_",
+    "pg_import_system_collations",
+    "load_extension",
+    "writefile",
+    "readfile",
+    "fts3_tokenizer",
+    "edit",
+];
+
+fn side_effect(name: &str) -> bool {
+    let n = name.to_ascii_lowercase().replace('"', "");
+    let base = n.rsplit('.').next().unwrap_or(&n);
+    SIDE_EFFECT_FUNCTIONS.iter().any(|f| {
+        if f.ends_with('_') {
+            base.starts_with(f)
+        } else {
+            base == *f
+        }
+    })
+}
+
+/// The first side-effecting function a statement calls (in expressions or in FROM).
+fn side_effect_call(s: &Statement) -> Option<String> {
+    let mut found = None;
+    let _ = visit_expressions(s, |e| {
+        if let Expr::Function(f) = e
+            && side_effect(&f.name.to_string())
+        {
+            found = Some(f.name.to_string());
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    });
+    if found.is_none() {
+        let _ = visit_relations(s, |r| {
+            if side_effect(&r.to_string()) {
+                found = Some(r.to_string());
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        });
+    }
+    found
+}
+
 /// Classifies `sql` (exactly one statement expected).
 pub fn classify(sql: &str, flavor: Flavor) -> Verdict {
     let dialect: Box<dyn Dialect> = match flavor {
@@ -183,7 +252,15 @@ pub fn classify(sql: &str, flavor: Flavor) -> Verdict {
             returning: false,
             query: false,
         },
-        Ok(stmts) => statement(&stmts[0]),
+        Ok(stmts) => match side_effect_call(&stmts[0]) {
+            Some(f) => Verdict {
+                class: Class::Dangerous,
+                reason: format!("it calls {f}(), which has effects outside the query"),
+                returning: false,
+                query: false,
+            },
+            None => statement(&stmts[0]),
+        },
     }
 }
 
@@ -216,16 +293,22 @@ mod tests {
         assert_eq!(c("SET statement_timeout = 0"), Class::Dangerous);
         assert_eq!(c("BEGIN"), Class::Dangerous);
         assert_eq!(c("EXPLAIN ANALYZE DELETE FROM t"), Class::Moderate);
+        assert_eq!(
+            c("EXPLAIN (ANALYZE) CREATE TABLE x AS SELECT 1"),
+            Class::Dangerous
+        );
+        assert_eq!(c("EXPLAIN CREATE TABLE x AS SELECT 1"), Class::Dangerous);
+        assert_eq!(c("SELECT lo_from_bytea(0, 'x')"), Class::Dangerous);
+        assert_eq!(c("SELECT pg_notify('a', 'b')"), Class::Dangerous);
+        assert_eq!(c("SELECT pg_catalog.pg_advisory_lock(1)"), Class::Dangerous);
+        assert_eq!(c("SELECT * FROM pg_ls_dir('.')"), Class::Dangerous);
+        assert_eq!(c("SELECT upper(name) FROM t"), Class::Safe);
         assert_eq!(c("this is not sql"), Class::Dangerous);
         assert!(classify("INSERT INTO t VALUES (1) RETURNING id", Flavor::Postgres).returning);
         let s = |q| classify(q, Flavor::Sqlite).class;
         assert_eq!(s("ATTACH DATABASE 'trex.db' AS t"), Class::Dangerous);
         assert_eq!(s("PRAGMA table_info('t')"), Class::Safe);
         assert_eq!(s("PRAGMA journal_mode = DELETE"), Class::Dangerous);
-        assert_eq!(
-            s("SELECT load_extension('x')"),
-            Class::Safe,
-            "reads by class; the engine refuses the function"
-        );
+        assert_eq!(s("SELECT load_extension('x')"), Class::Dangerous);
     }
 }

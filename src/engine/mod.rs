@@ -24,6 +24,23 @@ pub use classify::{Class, Flavor, Verdict, classify};
 pub struct Limits {
     pub row_limit: usize,
     pub timeout: Duration,
+    /// Most bytes of row data returned.
+    pub max_bytes: usize,
+}
+
+/// Approximate size of a JSON value as returned.
+pub fn value_bytes(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len() + 2,
+        Value::Object(m) => {
+            m.iter()
+                .map(|(k, v)| k.len() + value_bytes(v))
+                .sum::<usize>()
+                + 2
+        }
+        Value::Array(a) => a.iter().map(value_bytes).sum::<usize>() + 2,
+        _ => 8,
+    }
 }
 
 /// The result of one statement.

@@ -202,31 +202,50 @@ pub async fn run(
             .bind_raw(&run_stmt, refs())
             .await
             .map_err(|e| timeout(dberr(e)))?;
-        let rows = tx
-            .query_portal(&portal, (limits.row_limit + 1) as i32)
-            .await
-            .map_err(|e| timeout(dberr(e)))?;
-        result.truncated = rows.len() > limits.row_limit;
-        for row in rows.iter().take(limits.row_limit) {
-            let values: Vec<Value> = if text_columns {
-                (0..columns.len())
-                    .map(|i| {
-                        row.try_get::<_, Option<String>>(i)
-                            .ok()
-                            .flatten()
-                            .map(Value::String)
-                            .unwrap_or(Value::Null)
-                    })
-                    .collect()
-            } else {
-                let text: String = row.get(0);
-                let obj: Map<String, Value> = serde_json::from_str(&text).unwrap_or_default();
-                columns
-                    .iter()
-                    .map(|c| obj.get(c).cloned().unwrap_or(Value::Null))
-                    .collect()
-            };
-            result.rows.push(values);
+        // fetch in small batches, so neither the row cap nor the byte budget is ever overrun by
+        // much: at most one batch past them is read
+        const BATCH: usize = 100;
+        let mut bytes = 0usize;
+        'fetch: loop {
+            let want = (limits.row_limit + 1 - result.rows.len()).min(BATCH);
+            let rows = tx
+                .query_portal(&portal, want as i32)
+                .await
+                .map_err(|e| timeout(dberr(e)))?;
+            let got = rows.len();
+            for row in &rows {
+                if result.rows.len() == limits.row_limit {
+                    result.truncated = true;
+                    break 'fetch;
+                }
+                let values: Vec<Value> = if text_columns {
+                    (0..columns.len())
+                        .map(|i| {
+                            row.try_get::<_, Option<String>>(i)
+                                .ok()
+                                .flatten()
+                                .map(Value::String)
+                                .unwrap_or(Value::Null)
+                        })
+                        .collect()
+                } else {
+                    let text: String = row.get(0);
+                    let obj: Map<String, Value> = serde_json::from_str(&text).unwrap_or_default();
+                    columns
+                        .iter()
+                        .map(|c| obj.get(c).cloned().unwrap_or(Value::Null))
+                        .collect()
+                };
+                bytes += values.iter().map(super::value_bytes).sum::<usize>();
+                if bytes > limits.max_bytes {
+                    result.truncated = true;
+                    break 'fetch;
+                }
+                result.rows.push(values);
+            }
+            if got < want {
+                break;
+            }
         }
         if verdict.class == Class::Moderate {
             result.rows_affected = Some(result.rows.len() as u64);

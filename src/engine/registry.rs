@@ -31,6 +31,7 @@ pub fn limits(app: &App) -> Limits {
     Limits {
         row_limit: app.config.engine.row_limit,
         timeout: Duration::from_secs(app.config.engine.query_timeout_secs),
+        max_bytes: app.config.engine.max_result_bytes,
     }
 }
 

@@ -61,6 +61,12 @@ pub fn open(t: &Target, limits: Limits) -> Result<Connection, EngineError> {
     if !t.writable {
         conn.pragma_update(None, "query_only", true).map_err(db)?;
     }
+    // no single string or blob larger than the result budget is ever built
+    conn.set_limit(
+        rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH,
+        limits.max_bytes as i32,
+    )
+    .map_err(db)?;
     conn.authorizer(Some(|ctx: AuthContext<'_>| match ctx.action {
         AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
         AuthAction::Function { function_name }
@@ -79,7 +85,6 @@ pub fn open(t: &Target, limits: Limits) -> Result<Connection, EngineError> {
         _ => Authorization::Allow,
     }))
     .map_err(db)?;
-    let _ = limits;
     Ok(conn)
 }
 
@@ -175,16 +180,21 @@ pub fn run(
         affected = Some(n as u64);
     } else {
         let mut rows = stmt.raw_query();
+        let mut bytes = 0usize;
         while let Some(row) = rows.next().map_err(|e| explain(e, limits))? {
             if out.len() == limits.row_limit {
                 truncated = true;
                 break;
             }
-            out.push(
-                (0..columns.len())
-                    .map(|i| row.get_ref(i).map(to_json).unwrap_or(Value::Null))
-                    .collect(),
-            );
+            let values: Vec<Value> = (0..columns.len())
+                .map(|i| row.get_ref(i).map(to_json).unwrap_or(Value::Null))
+                .collect();
+            bytes += values.iter().map(super::value_bytes).sum::<usize>();
+            if bytes > limits.max_bytes {
+                truncated = true;
+                break;
+            }
+            out.push(values);
         }
         if class == Class::Moderate {
             affected = Some(conn.changes());
@@ -210,6 +220,7 @@ mod tests {
         Limits {
             row_limit: 5,
             timeout: Duration::from_millis(300),
+            max_bytes: 1 << 20,
         }
     }
 

@@ -28,6 +28,13 @@ use crate::mcp::server::McpServer;
 use crate::mcp::session::{CreateError, Session};
 use crate::mcp::stream::{FrameRx, parse_event_id};
 
+/// Largest `capabilities` / `clientInfo` accepted at `initialize` (serialized bytes).
+const MAX_CLIENT_METADATA: usize = 16 * 1024;
+/// Most messages in one 2025-03-26 batch.
+const MAX_BATCH: usize = 100;
+/// Requests of one batch running at the same time.
+const BATCH_CONCURRENCY: usize = 4;
+
 /// Header carrying the session id.
 pub const SESSION_HEADER: &str = "mcp-session-id";
 /// Header carrying the negotiated revision.
@@ -220,6 +227,16 @@ async fn initialize(
         .get("clientInfo")
         .cloned()
         .unwrap_or_else(|| json!({}));
+    // both are kept with the session (memory and store): bound them
+    for (field, v) in [("capabilities", &caps), ("clientInfo", &info)] {
+        if v.to_string().len() > MAX_CLIENT_METADATA {
+            let e = RpcError::invalid_params(format!(
+                "Invalid params: `{field}` is larger than {} KiB",
+                MAX_CLIENT_METADATA / 1024
+            ));
+            return Ok(json_text(StatusCode::OK, error_response(&id, &e)));
+        }
+    }
     let session = match app
         .sessions
         .create(&server.id, principal, version, info, caps)
@@ -404,11 +421,12 @@ async fn batch(
         )
         .code(code::INVALID_REQUEST));
     }
-    if items.is_empty() {
-        return Err(
-            ApiError::new(StatusCode::BAD_REQUEST, "Invalid Request: empty batch")
-                .code(code::INVALID_REQUEST),
-        );
+    if items.is_empty() || items.len() > MAX_BATCH {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("Invalid Request: a batch holds 1 to {MAX_BATCH} messages"),
+        )
+        .code(code::INVALID_REQUEST));
     }
     let mut answers: Vec<Json> = Vec::new();
     let mut calls = Vec::new();
@@ -445,7 +463,12 @@ async fn batch(
             Ok(other) => absorb(&app, &session, other).await,
         }
     }
-    answers.extend(futures_util::future::join_all(calls).await);
+    // a few at a time, in order: one body cannot start hundreds of queries at once
+    let done: Vec<Json> = stream::iter(calls)
+        .buffered(BATCH_CONCURRENCY)
+        .collect()
+        .await;
+    answers.extend(done);
     if answers.is_empty() {
         return Ok(accepted());
     }

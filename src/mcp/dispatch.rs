@@ -244,7 +244,9 @@ pub fn is_secret_name(name: &str) -> bool {
         || n == "apikey"
 }
 
-/// A copy of `v` with secret-named members replaced by `"[redacted]"`.
+/// A copy of `v` with secret-named members replaced by `"[redacted]"`, SQL parameters dropped and
+/// string literals inside SQL text (`sql`, `query`) blanked, since SQL can carry secrets
+/// (`ALTER ROLE … PASSWORD '…'`).
 pub fn redact(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
@@ -252,6 +254,13 @@ pub fn redact(v: &Value) -> Value {
                 .map(|(k, v)| {
                     let v = if is_secret_name(k) {
                         json!("[redacted]")
+                    } else if k == "parameters" {
+                        json!(format!(
+                            "[redacted: {} value(s)]",
+                            v.as_array().map_or(1, Vec::len)
+                        ))
+                    } else if (k == "sql" || k == "query") && v.is_string() {
+                        json!(blank_literals(v.as_str().unwrap_or("")))
                     } else {
                         redact(v)
                     };
@@ -262,6 +271,67 @@ pub fn redact(v: &Value) -> Value {
         Value::Array(a) => Value::Array(a.iter().map(redact).collect()),
         other => other.clone(),
     }
+}
+
+/// SQL text with the contents of '…' and $tag$…$tag$ literals replaced by `***`.
+pub fn blank_literals(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(i) = rest.find(['\'', '$']) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(after) = tail.strip_prefix('\'') {
+            // '…' with '' as an escaped quote
+            let mut j = 0;
+            let b = after.as_bytes();
+            loop {
+                match after[j..].find('\'') {
+                    Some(k) if b.get(j + k + 1) == Some(&b'\'') => j += k + 2,
+                    Some(k) => {
+                        j += k;
+                        break;
+                    }
+                    None => {
+                        j = after.len();
+                        break;
+                    }
+                }
+            }
+            out.push_str("'***'");
+            rest = after.get(j + 1..).unwrap_or("");
+        } else {
+            // $tag$ … $tag$ (PostgreSQL); a lone $1 parameter stays
+            let tag_end = tail[1..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .map(|e| e + 1);
+            match tag_end {
+                Some(e)
+                    if tail.as_bytes()[e] == b'$'
+                        && !tail[1..e].starts_with(|c: char| c.is_ascii_digit()) =>
+                {
+                    let tag = &tail[..=e];
+                    match tail[e + 1..].find(tag) {
+                        Some(close) => {
+                            out.push_str(tag);
+                            out.push_str("***");
+                            out.push_str(tag);
+                            rest = &tail[e + 1 + close + tag.len()..];
+                        }
+                        None => {
+                            out.push_str("***");
+                            rest = "";
+                        }
+                    }
+                }
+                _ => {
+                    out.push('$');
+                    rest = &tail[1..];
+                }
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn prompts_get(server: &McpServer, params: &Value) -> Result<Value, RpcError> {
@@ -294,6 +364,22 @@ fn prompts_get(server: &McpServer, params: &Value) -> Result<Value, RpcError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sql_literals_and_parameters_are_blanked() {
+        assert_eq!(
+            blank_literals("ALTER ROLE x PASSWORD 'hunter''2' VALID UNTIL 'now'"),
+            "ALTER ROLE x PASSWORD '***' VALID UNTIL '***'"
+        );
+        assert_eq!(
+            blank_literals("SELECT $1, $$secret$$"),
+            "SELECT $1, $$***$$"
+        );
+        assert_eq!(blank_literals("SELECT 'unterminated"), "SELECT '***'");
+        let r = redact(&json!({"sql": "SELECT 'x'", "parameters": ["pw", 2]}));
+        assert_eq!(r["sql"], "SELECT '***'");
+        assert_eq!(r["parameters"], "[redacted: 2 value(s)]");
+    }
 
     #[test]
     fn redaction_hides_secrets_at_any_depth() {

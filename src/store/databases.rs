@@ -207,6 +207,14 @@ pub fn first_secret(
         .optional()?)
 }
 
+/// Deletes every credential of a database; returns how many.
+pub fn delete_credentials(conn: &Connection, database_id: &str) -> Result<usize> {
+    Ok(conn.execute(
+        "DELETE FROM database_credentials WHERE database_id = ?1",
+        [database_id],
+    )?)
+}
+
 /// Deletes a credential; true when it existed.
 pub fn delete_credential(conn: &Connection, id: &str) -> Result<bool> {
     Ok(conn.execute("DELETE FROM database_credentials WHERE id = ?1", [id])? == 1)

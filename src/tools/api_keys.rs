@@ -104,6 +104,10 @@ pub struct CreatedKey {
 }
 
 async fn key_create(ctx: ToolCtx, a: CreateArgs) -> Result<CreatedKey, ToolError> {
+    if let Some(s) = &a.scopes {
+        s.validate()?;
+    }
+    Scopes::check_within(a.scopes.as_ref(), ctx.call.principal.scopes.as_ref())?;
     super::check_tool_globs(a.scopes.as_ref())?;
     let (user_id, name, scopes) = (a.user_id.clone(), a.name.clone(), a.scopes.clone());
     let minted = ctx

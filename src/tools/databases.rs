@@ -38,7 +38,9 @@ pub fn tools() -> Vec<Tool> {
         Tool::typed(
             "database-update",
             "Update a database",
-            "Change fields of a registered database.",
+            "Change fields of a registered database. Changing where it points (host, port, databaseName \
+             or dialect) removes its stored credentials, so a password is never sent to a new target: \
+             save them again with database-credential-save.",
             Annotations::UPDATE,
             db_update,
         ),
@@ -246,6 +248,15 @@ async fn db_update(ctx: ToolCtx, a: UpdateArgs) -> Result<Database, ToolError> {
         .run(move |c| databases::get(c, &id))
         .await?
         .ok_or_else(|| ToolError::Failed("Database not found".into()))?;
+    let target = |d: &Database| {
+        (
+            d.host.clone(),
+            d.port,
+            d.database_name.clone(),
+            d.dialect.clone(),
+        )
+    };
+    let before = target(&d);
     if let Some(h) = a.host {
         d.host = Some(h.trim().to_string());
     }
@@ -265,9 +276,18 @@ async fn db_update(ctx: ToolCtx, a: UpdateArgs) -> Result<Database, ToolError> {
         d.enabled = e;
     }
     validate(&ctx.app, &d)?;
+    let moved = target(&d) != before;
     ctx.app
         .store
-        .run(move |c| databases::update(c, &d))
+        .run(move |c| {
+            let tx = c.transaction()?;
+            let updated = databases::update(&tx, &d)?;
+            if moved {
+                databases::delete_credentials(&tx, &d.id)?;
+            }
+            tx.commit()?;
+            Ok(updated)
+        })
         .await?
         .ok_or_else(|| ToolError::Failed("Database not found".into()))
 }
@@ -318,6 +338,14 @@ pub struct Tested {
 }
 
 async fn db_test(ctx: ToolCtx, a: DatabaseIdArgs) -> Result<Tested, ToolError> {
+    if let Some(s) = &ctx.call.principal.scopes
+        && !s.allows_endpoint(&a.database_id)
+    {
+        return Err(ToolError::Failed(format!(
+            "This API key's scopes do not allow database '{}'",
+            a.database_id
+        )));
+    }
     let (db, resolved) = registry::lookup(&ctx.app, &a.database_id, true).await?;
     let started = Instant::now();
     let timeout = Duration::from_secs(ctx.app.config.engine.connect_timeout_secs);

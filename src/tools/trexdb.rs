@@ -69,8 +69,13 @@ pub fn tools() -> Vec<Tool> {
 /// The engine target: main file plus attached registered sqlite databases.
 async fn target(ctx: &ToolCtx, writable: bool) -> Result<sqlite::Target, ToolError> {
     let dbs = ctx.app.store.run(|c| databases::enabled_sqlite(c)).await?;
+    let scopes = ctx.call.principal.scopes.as_ref();
     let mut attach = Vec::new();
-    for d in dbs.into_iter().take(MAX_ATTACHED) {
+    // a key's `endpoints` scope also limits which registered databases it sees here
+    let allowed = dbs
+        .into_iter()
+        .filter(|d| scopes.is_none_or(|s| s.allows_endpoint(&d.id)));
+    for d in allowed.take(MAX_ATTACHED) {
         if let Ok(p) = paths::resolve_sqlite(&ctx.app.config, &d.database_name, "databaseName") {
             attach.push((d.id, p));
         }

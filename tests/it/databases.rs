@@ -193,6 +193,22 @@ async fn credentials_are_sealed_listed_without_passwords_and_saved_without_scope
         .call_ok("audit-list", json!({"tool": "database-credential-save"}))
         .await;
     assert!(!audit.to_string().contains(secret));
+    // pointing the database elsewhere drops its credentials (no password to a new target)
+    c.call_ok("database-update", json!({"id": "pgdb", "port": 6543}))
+        .await;
+    let left = c
+        .call_ok("database-credential-list", json!({"databaseId": "pgdb"}))
+        .await;
+    assert_eq!(left["credentials"], json!([]));
+    c.call_ok(
+        "database-credential-save",
+        json!({"databaseId": "pgdb", "username": "postgres", "password": secret}),
+    )
+    .await;
+    let creds = c
+        .call_ok("database-credential-list", json!({"databaseId": "pgdb"}))
+        .await["credentials"]
+        .clone();
     assert_eq!(
         c.call_ok(
             "database-credential-delete",
@@ -394,6 +410,18 @@ async fn trexdb_execute_sql_is_read_only_capped_and_time_limited() {
         .await;
     assert_eq!(r["rowCount"], 1000);
     assert_eq!(r["truncated"], true);
+    // rows are also capped by bytes, and no single value larger than the budget is built
+    let big = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 20) SELECT randomblob(1000000) FROM n";
+    let r = c.call_ok("trexdb-execute-sql", json!({"sql": big})).await;
+    assert_eq!(r["truncated"], true);
+    assert!(r["rowCount"].as_u64().unwrap() < 20, "{}", r["rowCount"]);
+    let e = c
+        .call_err(
+            "trexdb-execute-sql",
+            json!({"sql": "SELECT randomblob(20000000)"}),
+        )
+        .await;
+    assert!(e.contains("too big"), "{e}");
     // bad parameters name the field
     let e = c
         .call_err(
@@ -697,6 +725,9 @@ async fn postgres_for_real() {
     assert!(err.contains("read-only"), "{err}");
     for sql in [
         format!("DROP TABLE {schema}.items"),
+        format!("EXPLAIN (ANALYZE) CREATE TABLE {schema}.sneaky AS SELECT 1"),
+        "SELECT lo_from_bytea(0, 'x')".to_string(),
+        "SELECT pg_notify('c', 'x')".to_string(),
         format!("COMMIT; DROP TABLE {schema}.items"),
         "SET statement_timeout = 0".to_string(),
         "BEGIN".to_string(),

@@ -718,6 +718,27 @@ async fn key_scopes_hide_and_refuse_tools() {
         )
         .await;
     assert!(e.contains("matches no tool"), "{e}");
+    // a scoped key cannot mint a wider key
+    let minter = c.call_ok("api-key-create", json!({"userId": s.admin_id, "name": "minter", "scopes": {"tools": ["api-key-create", "user-list"]}})).await;
+    let mut m = Client::new(&s.url(), Some(minter["key"].as_str().unwrap()));
+    m.initialize().await;
+    for scopes in [
+        json!(null),
+        json!({"dangerousSql": true, "tools": ["user-list"]}),
+        json!({"tools": ["*"]}),
+    ] {
+        let mut args = json!({"userId": s.admin_id, "name": "wider"});
+        if !scopes.is_null() {
+            args["scopes"] = scopes;
+        }
+        let e = m.call_err("api-key-create", args).await;
+        assert!(e.contains("wider scopes"), "{e}");
+    }
+    m.call_ok(
+        "api-key-create",
+        json!({"userId": s.admin_id, "name": "narrower", "scopes": {"tools": ["user-list"]}}),
+    )
+    .await;
     assert!(
         c.call_err(
             "api-key-create",

@@ -237,6 +237,12 @@ async fn batches_only_under_2025_03_26() {
             .any(|m| m["id"] == 2 && m["result"]["tools"].is_array())
     );
 
+    let too_many: Vec<Value> = (0..101)
+        .map(|i| json!({"jsonrpc":"2.0","id":i,"method":"ping"}))
+        .collect();
+    let r = old.post().json(&too_many).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+
     let mut new = s.client();
     new.initialize().await;
     let r = new.post().json(&batch).send().await.unwrap();
@@ -247,6 +253,23 @@ async fn batches_only_under_2025_03_26() {
             .as_str()
             .unwrap()
             .contains("batches are not supported")
+    );
+}
+
+#[tokio::test]
+async fn oversized_client_metadata_is_refused_at_initialize() {
+    let s = TestServer::start().await;
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {"x": "y".repeat(20_000)}, "clientInfo": {"name": "t", "version": "1"}}});
+    let r = s.client().post().json(&body).send().await.unwrap();
+    assert!(r.headers().get("mcp-session-id").is_none());
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], -32602);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("capabilities")
     );
 }
 
