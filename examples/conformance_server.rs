@@ -342,6 +342,7 @@ async fn main() -> anyhow::Result<()> {
     )?;
     // conformance scenarios never send DELETE; keep room for many runs
     config.mcp.max_sessions = 1000;
+    config.mcp.max_sessions_per_user = 1000;
     let app = App::open(config).await?;
     let key = app
         .store

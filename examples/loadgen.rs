@@ -63,6 +63,8 @@ fn spawn(args: &Args, program: &std::path::Path, extra: &[&str]) -> Result<Child
         _ => Command::new(program),
     };
     cmd.args(extra)
+        // the benchmark opens up to 100 sessions as one user
+        .env("TREX_MCP_MAX_SESSIONS_PER_USER", "100")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     Ok(cmd.spawn()?)
@@ -328,7 +330,7 @@ async fn main() -> Result<()> {
     let mut hundred_rss = None;
     if args.sessions < 100 {
         for _ in args.sessions..100 {
-            post(
+            let (st, _, _) = post(
                 &mut admin,
                 addr,
                 "/trex/mcp",
@@ -336,6 +338,9 @@ async fn main() -> Result<()> {
                 init_body.clone(),
             )
             .await?;
+            if st != 200 {
+                bail!("initialize answered {st} while opening 100 sessions");
+            }
         }
         hundred_rss = rss_kib(trex_pid);
     }

@@ -91,6 +91,7 @@ impl App {
         let sessions = Sessions::new(
             store.clone(),
             config.mcp.max_sessions,
+            config.mcp.max_sessions_per_user,
             config.mcp.session_idle_timeout_secs,
             config.mcp.replay_events,
         );

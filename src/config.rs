@@ -95,6 +95,9 @@ pub struct StoreConfig {
 pub struct McpConfig {
     /// Most live MCP sessions at once (all servers together).
     pub max_sessions: usize,
+    /// Most live MCP sessions of one user, so one user (or one narrowly scoped key) cannot take
+    /// every place.
+    pub max_sessions_per_user: usize,
     /// Seconds without a request after which a session expires.
     pub session_idle_timeout_secs: u64,
     /// Seconds between SSE keep-alive comments.
@@ -143,6 +146,7 @@ impl Default for McpConfig {
     fn default() -> Self {
         McpConfig {
             max_sessions: 100,
+            max_sessions_per_user: 50,
             session_idle_timeout_secs: 30 * 60,
             keepalive_secs: 15,
             sse_retry_ms: 1000,
@@ -262,6 +266,9 @@ impl Config {
         }
         if self.mcp.max_sessions == 0 {
             return bad("mcp.max_sessions", "must be at least 1");
+        }
+        if self.mcp.max_sessions_per_user == 0 {
+            return bad("mcp.max_sessions_per_user", "must be at least 1");
         }
         if self.mcp.session_idle_timeout_secs == 0 {
             return bad("mcp.session_idle_timeout_secs", "must be at least 1");

@@ -252,6 +252,15 @@ async fn initialize(
                 )
             });
         }
+        Err(CreateError::UserFull) => {
+            return Err(ApiError {
+                retry_after: Some(30),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many active MCP sessions for this user; end some with DELETE",
+                )
+            });
+        }
         Err(CreateError::Store(e)) => {
             tracing::error!("cannot store session: {e}");
             return Err(

@@ -176,6 +176,8 @@ impl Session {
 pub enum CreateError {
     /// At the configured maximum of live sessions.
     Full,
+    /// The user is at the per-user maximum.
+    UserFull,
     /// The store failed.
     Store(crate::error::Error),
 }
@@ -185,17 +187,25 @@ pub struct Sessions {
     store: Store,
     map: RwLock<HashMap<String, Arc<Session>>>,
     max: usize,
+    max_per_user: usize,
     idle_ms: i64,
     replay: usize,
 }
 
 impl Sessions {
     /// A session table over `store`.
-    pub fn new(store: Store, max: usize, idle_secs: u64, replay: usize) -> Self {
+    pub fn new(
+        store: Store,
+        max: usize,
+        max_per_user: usize,
+        idle_secs: u64,
+        replay: usize,
+    ) -> Self {
         Sessions {
             store,
             map: RwLock::new(HashMap::new()),
             max,
+            max_per_user,
             idle_ms: (idle_secs as i64).saturating_mul(1000),
             replay,
         }
@@ -268,6 +278,14 @@ impl Sessions {
                 if m.len() >= self.max {
                     return Err(CreateError::Full);
                 }
+            }
+            let t = now_ms();
+            let mine = m
+                .values()
+                .filter(|s| s.user_id == principal.user_id && !self.expired(s, t))
+                .count();
+            if mine >= self.max_per_user {
+                return Err(CreateError::UserFull);
             }
             m.insert(row.id.clone(), session.clone());
         }

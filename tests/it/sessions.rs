@@ -120,6 +120,22 @@ async fn the_session_cap_answers_503_with_retry_after() {
 }
 
 #[tokio::test]
+async fn one_user_cannot_take_every_session() {
+    let s = TestServer::start_with(|c| c.mcp.max_sessions_per_user = 2, |s| s).await;
+    let mut a = s.client();
+    a.initialize().await;
+    let mut b = s.client();
+    b.initialize().await;
+    let r = s.client().post().json(&json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}})).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    // another user still gets in
+    let (_, other) = s.other_admin("other@example.com").await;
+    let mut o = Client::new(&s.url(), Some(&other));
+    o.initialize().await;
+}
+
+#[tokio::test]
 async fn sessions_survive_a_restart() {
     let mut s = TestServer::start().await;
     let mut c = s.client();
