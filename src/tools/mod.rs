@@ -22,6 +22,17 @@ pub const DEFAULT_LIMIT: u32 = 100;
 /// Largest page size of list tools.
 pub const MAX_LIMIT: u32 = 1000;
 
+/// Arguments of list tools that take nothing but pagination.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PageArgs {
+    /// Page size, 1–1000 (default 100).
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<u32>,
+    /// Opaque cursor from a previous page's `nextCursor`.
+    pub cursor: Option<String>,
+}
+
 /// Checks the pagination arguments every list tool takes (`limit` 1–1000, default 100; an
 /// opaque `cursor` from a previous page); messages name the field.
 pub fn page(limit: Option<u32>, cursor: Option<&str>) -> Result<Page, ToolError> {

@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{next_cursor, page};
+use super::{PageArgs, next_cursor, page};
 use crate::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
 use crate::ops::validate_name;
 use crate::store::sso::{self, SsoProvider};
@@ -39,17 +39,6 @@ pub fn tools() -> Vec<Tool> {
     ]
 }
 
-/// Arguments of `sso-list`.
-#[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ListArgs {
-    /// Page size, 1–1000 (default 100).
-    #[schemars(range(min = 1, max = 1000))]
-    pub limit: Option<u32>,
-    /// Opaque cursor from a previous page's `nextCursor`.
-    pub cursor: Option<String>,
-}
-
 /// Result of `sso-list`.
 #[derive(Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -60,7 +49,7 @@ pub struct SsoPage {
     pub next_cursor: Option<String>,
 }
 
-async fn sso_list(ctx: ToolCtx, a: ListArgs) -> Result<SsoPage, ToolError> {
+async fn sso_list(ctx: ToolCtx, a: PageArgs) -> Result<SsoPage, ToolError> {
     let page = page(a.limit, a.cursor.as_deref())?;
     let p = ctx.app.store.run(move |c| sso::list(c, &page)).await?;
     Ok(SsoPage {
