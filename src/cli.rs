@@ -272,20 +272,14 @@ fn init(c: &Config, email: &str, pw: Option<&str>, name: &str) -> Result<()> {
         None => None,
     };
     let store = open_store(c)?;
-    let (user, key) = store.run_sync(|conn| {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let n = users::count(&tx)?;
-        if n > 0 {
-            return Err(crate::Error::Conflict(format!(
-                "the store in {} is already initialized ({n} user(s)); use `trex api-key create`",
+    let (user, key) = store
+        .run_sync(|conn| ops::bootstrap_admin(conn, name, email, hash, "init"))?
+        .ok_or_else(|| {
+            crate::Error::Conflict(format!(
+                "the store in {} is already initialized; use `trex api-key create`",
                 c.store.data_dir.display()
-            )));
-        }
-        let user = ops::create_user(&tx, name, email, "admin", hash)?;
-        let key = ops::create_api_key(&tx, &user.id, "init", None, None)?;
-        tx.commit()?;
-        Ok((user, key))
-    })?;
+            ))
+        })?;
     crate::auth::secrets::MasterKey::load(
         &c.store.data_dir,
         std::env::var(crate::auth::secrets::KEY_ENV).ok(),

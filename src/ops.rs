@@ -141,16 +141,34 @@ pub fn create_api_key(
     })
 }
 
-/// On an empty store: creates the first admin and a key for it. `None` when users exist.
-pub fn first_start(conn: &mut Connection) -> Result<Option<(users::User, MintedKey)>> {
+/// On an empty store, in one transaction: creates an admin and a key named `key_name` for it.
+/// `None` when the store already has users.
+pub fn bootstrap_admin(
+    conn: &mut Connection,
+    name: &str,
+    email: &str,
+    password_hash: Option<String>,
+    key_name: &str,
+) -> Result<Option<(users::User, MintedKey)>> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     if users::count(&tx)? > 0 {
         return Ok(None);
     }
-    let user = create_user(&tx, "Administrator", FIRST_ADMIN_EMAIL, "admin", None)?;
-    let key = create_api_key(&tx, &user.id, "first-start", None, None)?;
+    let user = create_user(&tx, name, email, "admin", password_hash)?;
+    let key = create_api_key(&tx, &user.id, key_name, None, None)?;
     tx.commit()?;
     Ok(Some((user, key)))
+}
+
+/// The first start of `trex serve` on an empty store: the default admin and its key.
+pub fn first_start(conn: &mut Connection) -> Result<Option<(users::User, MintedKey)>> {
+    bootstrap_admin(
+        conn,
+        "Administrator",
+        FIRST_ADMIN_EMAIL,
+        None,
+        "first-start",
+    )
 }
 
 /// A ready-to-paste Claude Desktop / Claude Code client configuration (seed 000's block).

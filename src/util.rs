@@ -59,6 +59,17 @@ pub fn decode_cursor(cursor: &str) -> Option<(String, String)> {
     Some((a.to_string(), b.to_string()))
 }
 
+/// An opaque cursor for offset paging over a list computed in memory.
+pub fn encode_offset(offset: usize) -> String {
+    hex::encode(format!("o:{offset}"))
+}
+
+/// Reads a cursor made by [`encode_offset`]; `None` for anything else.
+pub fn decode_offset(cursor: &str) -> Option<usize> {
+    let raw = String::from_utf8(hex::decode(cursor).ok()?).ok()?;
+    raw.strip_prefix("o:")?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

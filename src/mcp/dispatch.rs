@@ -135,10 +135,7 @@ fn tools_list(
     let visible: Vec<&Arc<Tool>> = server.tools.iter().filter(|t| in_scope(ctx, t)).collect();
     let start = match params.get("cursor") {
         None | Some(Value::Null) => 0,
-        Some(Value::String(c)) => hex::decode(c)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.strip_prefix("t:").and_then(|n| n.parse::<usize>().ok()))
+        Some(Value::String(c)) => crate::util::decode_offset(c)
             .filter(|n| *n < visible.len())
             .ok_or_else(|| RpcError::invalid_params("Invalid params: unknown `cursor`"))?,
         Some(_) => {
@@ -151,7 +148,7 @@ fn tools_list(
     let tools: Vec<Value> = visible[start..end].iter().map(|t| t.describe()).collect();
     let mut r = json!({"tools": tools});
     if end < visible.len() {
-        r["nextCursor"] = json!(hex::encode(format!("t:{end}")));
+        r["nextCursor"] = json!(crate::util::encode_offset(end));
     }
     Ok(r)
 }

@@ -246,10 +246,7 @@ async fn list_tables(ctx: ToolCtx, a: TablesArgs) -> Result<Tables, ToolError> {
     }
     let offset = match &a.cursor {
         None => 0,
-        Some(c) => hex::decode(c)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| s.strip_prefix("o:").and_then(|n| n.parse::<usize>().ok()))
+        Some(c) => crate::util::decode_offset(c)
             .ok_or_else(|| ToolError::field("cursor", "is not a cursor returned by this tool"))?,
     };
     let filter = a.database.or(a.schema);
@@ -313,7 +310,7 @@ async fn list_tables(ctx: ToolCtx, a: TablesArgs) -> Result<Tables, ToolError> {
     let next = offset + page.len();
     Ok(Tables {
         tables: page,
-        next_cursor: (next < total).then(|| hex::encode(format!("o:{next}"))),
+        next_cursor: (next < total).then(|| crate::util::encode_offset(next)),
     })
 }
 

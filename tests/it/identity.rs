@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{Client, TestServer, post_headers};
+use crate::common::{Client, TestServer};
 
 async fn ready() -> (TestServer, Client) {
     let s = TestServer::start().await;
@@ -345,7 +345,7 @@ async fn set_password_lets_the_user_sign_in_and_ends_web_sessions() {
 
 #[tokio::test]
 async fn roles_and_assignments() {
-    let (s, c) = ready().await;
+    let (_s, c) = ready().await;
     let r = c
         .call_ok(
             "role-create",
@@ -433,7 +433,6 @@ async fn roles_and_assignments() {
         c.call_err("role-delete", json!({"roleId": role})).await,
         "Role not found"
     );
-    let _ = s;
 }
 
 /// Every byte of the store files, to look for clear-text secrets.
@@ -787,7 +786,6 @@ async fn audit_list_filters_and_paginates() {
             .await
             .contains("since")
     );
-    let _ = post_headers();
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{Client, TestServer, post_headers};
+use crate::common::{TestServer, post_headers};
 
 fn init_body() -> Value {
     json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -352,5 +352,4 @@ async fn health_ready_and_metrics_answer() {
         .await
         .unwrap();
     assert!(m.contains("trex_mcp_sessions 1"), "{m}");
-    let _ = Client::new(&s.url(), None);
 }
