@@ -188,3 +188,10 @@ CREATE TABLE database_credentials (
     updated_at    TEXT NOT NULL,
     UNIQUE (database_id, username)
 );
+
+-- version: 4
+
+-- Audit rows say through which front door a change came (mcp | cli | web) and from where.
+ALTER TABLE audit_log ADD COLUMN via TEXT NOT NULL DEFAULT 'mcp';
+ALTER TABLE audit_log ADD COLUMN remote TEXT;
+CREATE INDEX audit_log_via ON audit_log (via, id DESC);

@@ -145,12 +145,31 @@ impl App {
                         if let Err(e) = app.store.run(|c| crate::store::web_sessions::delete_expired(c)).await {
                             tracing::warn!("web session reaper: {e}");
                         }
+                        app.prune_audit().await;
                     }
                     _ = app.shutdown.cancelled() => break,
                 }
             }
         });
         Ok(())
+    }
+
+    /// Deletes audit rows older than `audit.retain_days` (0 = keep for ever).
+    pub async fn prune_audit(&self) {
+        let days = self.config.audit.retain_days;
+        if days == 0 {
+            return;
+        }
+        let before = crate::util::rfc3339(chrono::Utc::now() - chrono::Duration::days(days as i64));
+        match self
+            .store
+            .run(move |c| crate::store::audit::prune(c, &before))
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("pruned {n} audit row(s) older than {days} days"),
+            Err(e) => tracing::warn!("audit pruning: {e}"),
+        }
     }
 
     /// Writes batched `lastUsedAt` and session activity.

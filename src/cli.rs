@@ -447,12 +447,12 @@ fn user(cmd: UserCommand) -> Result<()> {
             let store = open_store(&common.load(None)?)?;
             store.run_sync(|c| {
                 let u = find_user(c, &email)?;
-                if !unban && u.role == "admin" && users::active_admins_except(c, &u.id)? == 0 {
-                    return Err(crate::Error::Conflict(format!(
-                        "{email} is the last active admin; make another admin first"
-                    )));
-                }
-                users::set_ban(c, &u.id, !unban, reason.as_deref(), until.as_deref())?;
+                let change = ops::users::Standing::Ban {
+                    banned: !unban,
+                    reason: reason.clone(),
+                    expires: until.clone(),
+                };
+                ops::users::change_standing(c, None, &u.id, &change)?;
                 if !unban {
                     crate::store::web_sessions::delete_user(c, &u.id)?;
                 }

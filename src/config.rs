@@ -23,6 +23,27 @@ pub struct Config {
     pub engine: EngineConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Audit log retention.
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Days an audit row is kept (0 = for ever).
+    pub retain_days: u64,
+    /// Most audit rows kept; the oldest go first (0 = no cap).
+    pub max_rows: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            retain_days: 90,
+            max_rows: 100_000,
+        }
+    }
 }
 
 /// `[engine]`
@@ -42,6 +63,12 @@ pub struct EngineConfig {
     /// Most bytes of row data a query returns (rows past it are cut and `truncated` set); also
     /// the largest single value SQLite will build.
     pub max_result_bytes: usize,
+    /// Most bytes SQLite may allocate for one query (larger needs fail with a clear error).
+    pub max_query_memory: usize,
+    /// Queries (SQLite and PostgreSQL) running at once; more wait for a free slot.
+    pub max_concurrent_queries: usize,
+    /// Seconds a query waits for a free slot before it is refused as busy.
+    pub queue_timeout_secs: u64,
 }
 
 impl Default for EngineConfig {
@@ -52,7 +79,10 @@ impl Default for EngineConfig {
             row_limit: 1000,
             query_timeout_secs: 30,
             connect_timeout_secs: 5,
-            max_result_bytes: 16 * 1024 * 1024,
+            max_result_bytes: 8 * 1024 * 1024,
+            max_query_memory: 64 * 1024 * 1024,
+            max_concurrent_queries: 4,
+            queue_timeout_secs: 10,
         }
     }
 }
@@ -75,6 +105,14 @@ pub struct ServerConfig {
     pub body_limit: usize,
     /// Seconds the server waits for open connections at shutdown before it exits anyway.
     pub shutdown_grace_secs: u64,
+    /// Seconds a client has to send a whole request head, counted from when the connection
+    /// opens or its previous response ends (so it is also the idle keep-alive timeout).
+    pub header_read_timeout_secs: u64,
+    /// Seconds a client has to send a whole request body.
+    pub body_read_timeout_secs: u64,
+    /// Most open connections; at the cap the oldest connection that has not sent a request yet
+    /// is closed to make room (lowered to what the open-file limit allows).
+    pub max_connections: usize,
 }
 
 /// `[store]`
@@ -106,6 +144,8 @@ pub struct McpConfig {
     pub sse_retry_ms: u64,
     /// Events kept per SSE stream for `Last-Event-ID` replay.
     pub replay_events: usize,
+    /// Bytes of SSE events kept for replay per session (oldest finished streams go first).
+    pub replay_bytes: usize,
     /// Tools per `tools/list` page.
     pub tools_page_size: usize,
 }
@@ -128,6 +168,9 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             body_limit: 4 * 1024 * 1024,
             shutdown_grace_secs: 2,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
+            max_connections: 1024,
         }
     }
 }
@@ -151,6 +194,7 @@ impl Default for McpConfig {
             keepalive_secs: 15,
             sse_retry_ms: 1000,
             replay_events: 256,
+            replay_bytes: 8 * 1024 * 1024,
             tools_page_size: 100,
         }
     }
@@ -165,7 +209,7 @@ impl Default for LogConfig {
 }
 
 /// Sections whose keys may be set through `TREX_<SECTION>_<KEY>`.
-const SECTIONS: &[&str] = &["server", "store", "mcp", "engine", "log"];
+const SECTIONS: &[&str] = &["server", "store", "mcp", "engine", "log", "audit"];
 
 /// Short environment names kept for convenience (`TREX_LISTEN`, `TREX_DATA_DIR`).
 const ALIASES: &[(&str, &str, &str)] = &[
@@ -305,6 +349,27 @@ impl Config {
                 "engine.max_result_bytes",
                 "must be between 1024 and 2147483647",
             );
+        }
+        if self.engine.max_query_memory < 1024 * 1024 {
+            return bad("engine.max_query_memory", "must be at least 1048576 (1 MiB)");
+        }
+        if self.engine.max_concurrent_queries == 0 || self.engine.max_concurrent_queries > 256 {
+            return bad("engine.max_concurrent_queries", "must be between 1 and 256");
+        }
+        if self.engine.queue_timeout_secs == 0 {
+            return bad("engine.queue_timeout_secs", "must be at least 1");
+        }
+        if self.server.header_read_timeout_secs == 0 {
+            return bad("server.header_read_timeout_secs", "must be at least 1");
+        }
+        if self.server.body_read_timeout_secs == 0 {
+            return bad("server.body_read_timeout_secs", "must be at least 1");
+        }
+        if self.server.max_connections < 8 {
+            return bad("server.max_connections", "must be at least 8");
+        }
+        if self.mcp.replay_bytes < 64 * 1024 {
+            return bad("mcp.replay_bytes", "must be at least 65536");
         }
         if self.engine.connect_timeout_secs == 0 {
             return bad("engine.connect_timeout_secs", "must be at least 1");

@@ -70,6 +70,14 @@ impl Error {
     }
 }
 
+/// Logs an internal failure with a fresh correlation id and returns the message a client may see:
+/// that an internal error happened and the id to quote, never the detail itself.
+pub fn internal(context: &str, detail: &dyn std::fmt::Display) -> String {
+    let id = crate::util::random_hex(6);
+    tracing::error!(correlation = %id, "{context}: {detail}");
+    format!("Internal error (reference {id}; the server log has the details)")
+}
+
 /// JSON-RPC 2.0 and MCP error codes.
 pub mod code {
     /// Invalid JSON was received.

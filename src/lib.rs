@@ -10,7 +10,10 @@
 //! - [`store`] — the control store `trex.db`: pool, pragmas, schema bootstrap, one file per table
 //!   group. All control-store SQL lives there.
 //! - [`auth`] — API keys (hash + prefix), passwords (argon2id), the cached per-request key check.
-//! - [`ops`] — administrative operations shared by tools and CLI.
+//! - [`ops`] — the domain layer: administrative rules shared by tools and CLI ([`ops::users`]:
+//!   role, ban, delete with "an active admin always remains" inside the write's transaction).
+//! - [`audit`] — what the audit log keeps: redaction, SQL literal blanking, truncation, one
+//!   `record` for every front door.
 //! - [`mcp`] — protocol types, version negotiation, sessions, SSE streams with replay, the
 //!   era-neutral request context, tool registry and method dispatch.
 //! - [`http`] — warp filters: routes, guards (Host/Origin, auth) before bodies, limited bodies,
@@ -19,6 +22,7 @@
 //! - [`app`] — shared state and background tasks; [`server`] — bind, serve, shut down.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

@@ -30,6 +30,8 @@ pub struct Principal {
     pub key_name: String,
     /// Key scopes; `None` = unrestricted.
     pub scopes: Option<scopes::Scopes>,
+    /// SHA-256 hex of the key, to look it up again ([`Authenticator::recheck`]).
+    pub key_hash: Arc<str>,
 }
 
 /// Why a request was not authenticated. Every variant is a 401 with the same message, so a
@@ -85,7 +87,29 @@ impl Authenticator {
         let key = header
             .and_then(keys::from_bearer)
             .ok_or(AuthFailure::Missing)?;
-        let hash = keys::hash(key);
+        self.by_hash(keys::hash(key)).await
+    }
+
+    /// Checks again, before one operation, that the key a request came with still admits its
+    /// user: free while nothing changed since the key was cached (one atomic load), a cache
+    /// lookup — or a store read — after any revocation, ban, demotion or deletion.
+    pub async fn recheck(&self, p: &Principal) -> std::result::Result<(), AuthFailure> {
+        let cached = self.cache.read().unwrap().get(&*p.key_hash).cloned();
+        match cached {
+            Some(e) if e.principal.key_id == p.key_id => {
+                let now = now_ms();
+                if e.expires_ms.is_some_and(|x| x <= now)
+                    || e.banned_until_ms.is_some_and(|b| b > now)
+                {
+                    return Err(AuthFailure::Rejected);
+                }
+                Ok(())
+            }
+            _ => self.by_hash(p.key_hash.to_string()).await.map(|_| ()),
+        }
+    }
+
+    async fn by_hash(&self, hash: String) -> std::result::Result<Arc<Principal>, AuthFailure> {
         let now = now_ms();
         let cached = self.cache.read().unwrap().get(&hash).cloned();
         let entry = match cached {
@@ -102,7 +126,7 @@ impl Authenticator {
                         AuthFailure::Rejected
                     })?
                     .ok_or(AuthFailure::Rejected)?;
-                let entry = Arc::new(admit(owner).ok_or(AuthFailure::Rejected)?);
+                let entry = Arc::new(admit(owner, &hash).ok_or(AuthFailure::Rejected)?);
                 let mut cache = self.cache.write().unwrap();
                 // an invalidation since the read may have changed what was read: use, don't keep
                 if self.generation.load(std::sync::atomic::Ordering::Acquire) == generation {
@@ -176,7 +200,7 @@ impl Authenticator {
 }
 
 /// Turns a stored key into a cache entry, or `None` when it can never be admitted as it stands.
-fn admit(o: api_keys::KeyOwner) -> Option<CachedKey> {
+fn admit(o: api_keys::KeyOwner, hash: &str) -> Option<CachedKey> {
     if o.revoked_at.is_some() || o.role != "admin" || o.deleted_at.is_some() {
         return None;
     }
@@ -201,6 +225,7 @@ fn admit(o: api_keys::KeyOwner) -> Option<CachedKey> {
                 None => None,
                 Some(s) => Some(serde_json::from_str(s).ok()?),
             },
+            key_hash: Arc::from(hash),
         }),
         expires_ms,
         banned_until_ms,

@@ -32,8 +32,6 @@ use crate::mcp::stream::{FrameRx, parse_event_id};
 const MAX_CLIENT_METADATA: usize = 16 * 1024;
 /// Most messages in one 2025-03-26 batch.
 const MAX_BATCH: usize = 100;
-/// Requests of one batch running at the same time.
-const BATCH_CONCURRENCY: usize = 4;
 
 /// Header carrying the session id.
 pub const SESSION_HEADER: &str = "mcp-session-id";
@@ -405,7 +403,8 @@ async fn request(
     response
 }
 
-/// A 2025-03-26 batch: requests run concurrently, answered as a JSON array.
+/// A 2025-03-26 batch: requests run one after another, in order, each with its own authority
+/// check (a key revoked by item 3 stops item 4), answered as a JSON array.
 async fn batch(
     app: Arc<App>,
     server: Arc<McpServer>,
@@ -472,11 +471,9 @@ async fn batch(
             Ok(other) => absorb(&app, &session, other).await,
         }
     }
-    // a few at a time, in order: one body cannot start hundreds of queries at once
-    let done: Vec<Json> = stream::iter(calls)
-        .buffered(BATCH_CONCURRENCY)
-        .collect()
-        .await;
+    // one at a time: a body cannot start many queries at once, and each item sees what the
+    // previous ones did (a revocation, a demotion)
+    let done: Vec<Json> = stream::iter(calls).then(|c| c).collect().await;
     answers.extend(done);
     if answers.is_empty() {
         return Ok(accepted());

@@ -12,9 +12,10 @@ use super::server::McpServer;
 use super::tool::{Tool, ToolCtx, ToolOutput};
 use crate::app::App;
 use crate::error::code;
-use crate::store::audit;
 
-/// Handles one request and returns its `result`, serialized.
+/// Handles one request and returns its `result`, serialized. The caller's authority is checked
+/// again here, per operation: a key revoked, a user banned or demoted while a batch or a stream
+/// of requests is under way stops the next operation, not only the next HTTP request.
 pub async fn dispatch(
     app: &Arc<App>,
     server: &McpServer,
@@ -22,6 +23,12 @@ pub async fn dispatch(
     method: &str,
     params: Value,
 ) -> Result<Json, RpcError> {
+    if app.auth.recheck(&ctx.principal).await.is_err() {
+        return Err(RpcError::new(
+            code::SERVER_ERROR,
+            crate::auth::AuthFailure::MESSAGE,
+        ));
+    }
     if method == "tools/call" {
         return tools_call(app, server, ctx, params).await;
     }
@@ -184,27 +191,27 @@ async fn tools_call(
             server,
             &principal,
             &name,
-            &redact(&args),
+            &args,
             "refused",
             &out,
         )
         .await;
         return Ok(out.into_result());
     }
-    let redacted = (!tool.annotations.read_only).then(|| redact(&args));
+    let audited = (!tool.annotations.read_only).then(|| args.clone());
     let call = ToolCtx {
         app: app.clone(),
         call: ctx,
     };
     let out = tool.call(call, args).await;
-    if let Some(arguments) = redacted {
+    if let Some(arguments) = audited {
         let outcome = if out.is_error() { "error" } else { "ok" };
         write_audit(app, server, &principal, &name, &arguments, outcome, &out).await;
     }
     Ok(out.into_result())
 }
 
-/// Writes one audit row (failures are logged, never fail the call).
+/// Writes one audit row for a tool call (failures are logged, never fail the call).
 async fn write_audit(
     app: &Arc<App>,
     server: &McpServer,
@@ -214,121 +221,27 @@ async fn write_audit(
     outcome: &'static str,
     out: &ToolOutput,
 ) {
-    let entry = audit::AuditEntry {
+    let actor = crate::audit::Actor {
         user_id: Some(principal.user_id.clone()),
         key_id: Some(principal.key_id.clone()),
-        server: server.id.clone(),
-        tool: tool.to_string(),
-        arguments: arguments.to_string(),
-        outcome,
-        detail: match out {
-            ToolOutput::Err(m) => Some(m.clone()),
-            _ => None,
-        },
+        via: "mcp",
+        remote: None,
     };
-    if let Err(e) = app.store.run(move |c| audit::insert(c, &entry)).await {
-        tracing::error!("cannot write audit row: {e}");
-    }
-}
-
-/// True for argument names whose values must never be stored or logged.
-pub fn is_secret_name(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    n.contains("password")
-        || n.contains("secret")
-        || n.contains("token")
-        || n == "key"
-        || n == "apikey"
-}
-
-/// A copy of `v` with secret-named members replaced by `"[redacted]"`, SQL parameters dropped and
-/// string literals inside SQL text (`sql`, `query`) blanked, since SQL can carry secrets
-/// (`ALTER ROLE … PASSWORD '…'`).
-pub fn redact(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, v)| {
-                    let v = if is_secret_name(k) {
-                        json!("[redacted]")
-                    } else if k == "parameters" {
-                        json!(format!(
-                            "[redacted: {} value(s)]",
-                            v.as_array().map_or(1, Vec::len)
-                        ))
-                    } else if (k == "sql" || k == "query") && v.is_string() {
-                        json!(blank_literals(v.as_str().unwrap_or("")))
-                    } else {
-                        redact(v)
-                    };
-                    (k.clone(), v)
-                })
-                .collect::<Map<_, _>>(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(redact).collect()),
-        other => other.clone(),
-    }
-}
-
-/// SQL text with the contents of '…' and $tag$…$tag$ literals replaced by `***`.
-pub fn blank_literals(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len());
-    let mut rest = sql;
-    while let Some(i) = rest.find(['\'', '$']) {
-        out.push_str(&rest[..i]);
-        let tail = &rest[i..];
-        if let Some(after) = tail.strip_prefix('\'') {
-            // '…' with '' as an escaped quote
-            let mut j = 0;
-            let b = after.as_bytes();
-            loop {
-                match after[j..].find('\'') {
-                    Some(k) if b.get(j + k + 1) == Some(&b'\'') => j += k + 2,
-                    Some(k) => {
-                        j += k;
-                        break;
-                    }
-                    None => {
-                        j = after.len();
-                        break;
-                    }
-                }
-            }
-            out.push_str("'***'");
-            rest = after.get(j + 1..).unwrap_or("");
-        } else {
-            // $tag$ … $tag$ (PostgreSQL); a lone $1 parameter stays
-            let tag_end = tail[1..]
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .map(|e| e + 1);
-            match tag_end {
-                Some(e)
-                    if tail.as_bytes()[e] == b'$'
-                        && !tail[1..e].starts_with(|c: char| c.is_ascii_digit()) =>
-                {
-                    let tag = &tail[..=e];
-                    match tail[e + 1..].find(tag) {
-                        Some(close) => {
-                            out.push_str(tag);
-                            out.push_str("***");
-                            out.push_str(tag);
-                            rest = &tail[e + 1 + close + tag.len()..];
-                        }
-                        None => {
-                            out.push_str("***");
-                            rest = "";
-                        }
-                    }
-                }
-                _ => {
-                    out.push('$');
-                    rest = &tail[1..];
-                }
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+    let detail = match out {
+        ToolOutput::Err(m) => Some(m.as_str()),
+        _ => None,
+    };
+    crate::audit::record(
+        &app.store,
+        &actor,
+        &server.id,
+        tool,
+        arguments,
+        outcome,
+        detail,
+        app.config.audit,
+    )
+    .await;
 }
 
 fn prompts_get(server: &McpServer, params: &Value) -> Result<Value, RpcError> {
@@ -356,36 +269,4 @@ fn prompts_get(server: &McpServer, params: &Value) -> Result<Value, RpcError> {
         }
     }
     (prompt.render)(args)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sql_literals_and_parameters_are_blanked() {
-        assert_eq!(
-            blank_literals("ALTER ROLE x PASSWORD 'hunter''2' VALID UNTIL 'now'"),
-            "ALTER ROLE x PASSWORD '***' VALID UNTIL '***'"
-        );
-        assert_eq!(
-            blank_literals("SELECT $1, $$secret$$"),
-            "SELECT $1, $$***$$"
-        );
-        assert_eq!(blank_literals("SELECT 'unterminated"), "SELECT '***'");
-        let r = redact(&json!({"sql": "SELECT 'x'", "parameters": ["pw", 2]}));
-        assert_eq!(r["sql"], "SELECT '***'");
-        assert_eq!(r["parameters"], "[redacted: 2 value(s)]");
-    }
-
-    #[test]
-    fn redaction_hides_secrets_at_any_depth() {
-        let v =
-            json!({"name": "a", "password": "p", "nested": [{"clientSecret": "s", "keyId": "k"}]});
-        let r = redact(&v);
-        assert_eq!(r["password"], "[redacted]");
-        assert_eq!(r["nested"][0]["clientSecret"], "[redacted]");
-        assert_eq!(r["nested"][0]["keyId"], "k");
-        assert_eq!(r["name"], "a");
-    }
 }

@@ -177,8 +177,7 @@ impl ToolError {
         match self {
             ToolError::Invalid(m) | ToolError::Failed(m) => ToolOutput::Err(m),
             ToolError::Internal(e) => {
-                tracing::error!(tool, "tool failed: {e}");
-                ToolOutput::Err(format!("Error: {e}"))
+                ToolOutput::Err(crate::error::internal(&format!("tool {tool} failed"), &e))
             }
         }
     }
@@ -210,11 +209,37 @@ pub fn schema_of<T: JsonSchema>() -> Value {
     v
 }
 
-/// Deserializes arguments, naming the offending field on failure.
+/// A serde message without the value it quotes: `invalid type: integer `123`, expected a
+/// string` becomes `invalid type: integer, expected a string` (and likewise `invalid value: …`
+/// and `unknown variant …`). Argument errors are shown to the client and kept in the audit log,
+/// and the value may be a secret (a password sent as a number). Names (`unknown field `x``,
+/// `expected one of `a`, `b``) stay.
+pub fn without_values(msg: &str) -> String {
+    let Some(i) = msg.find(['`', '"']) else {
+        return msg.to_string();
+    };
+    let head = &msg[..i];
+    let echoes = head.starts_with("invalid type: ")
+        || head.starts_with("invalid value: ")
+        || head.starts_with("unknown variant");
+    if !echoes {
+        return msg.to_string();
+    }
+    let q = msg.as_bytes()[i] as char;
+    // the value ends at the quote that is followed by ", expected" (values may hold quotes)
+    let end = msg[i + 1..]
+        .find(&format!("{q}, expected"))
+        .or_else(|| msg[i + 1..].rfind(q))
+        .map(|j| i + 2 + j)
+        .unwrap_or(msg.len());
+    format!("{}{}", head.trim_end(), &msg[end..])
+}
+
+/// Deserializes arguments, naming the offending field on failure (and never echoing its value).
 pub fn parse_args<T: DeserializeOwned>(args: Value) -> Result<T, ToolError> {
     serde_path_to_error::deserialize(args).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
+        let inner = without_values(&e.into_inner().to_string());
         if path == "." || path.is_empty() {
             ToolError::Invalid(format!("Invalid arguments: {inner}"))
         } else {
@@ -253,7 +278,10 @@ impl Tool {
                 match f(ctx, input).await {
                     Ok(out) => match serde_json::to_string(&out) {
                         Ok(s) => ToolOutput::Json(s),
-                        Err(e) => ToolOutput::Err(format!("Error: cannot serialize result: {e}")),
+                        Err(e) => ToolOutput::Err(crate::error::internal(
+                            &format!("tool {tool_name}: cannot serialize result"),
+                            &e,
+                        )),
                     },
                     Err(e) => e.into_output(&tool_name),
                 }
@@ -353,6 +381,25 @@ mod tests {
             panic!()
         };
         assert!(m.contains("bogus"), "{m}");
+    }
+
+    #[test]
+    fn argument_errors_do_not_echo_values() {
+        let ToolError::Invalid(m) = parse_args::<Args>(json!({"email": 123456})).err().unwrap()
+        else {
+            panic!()
+        };
+        assert!(!m.contains("123456"), "{m}");
+        assert!(m.contains("`email`") && m.contains("expected a string"), "{m}");
+        assert_eq!(
+            without_values("unknown variant `hunter2`, expected `admin` or `user`"),
+            "unknown variant, expected `admin` or `user`"
+        );
+        assert_eq!(
+            without_values("invalid value: string \"s3\"cr\"et\", expected a date"),
+            "invalid value: string, expected a date"
+        );
+        assert_eq!(without_values("unknown field `bogus`"), "unknown field `bogus`");
     }
 
     #[test]

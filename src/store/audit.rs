@@ -1,4 +1,5 @@
-//! The audit log: one row per mutating tool call, allowed or refused.
+//! The audit log: one row per mutating call (tool, CLI command or web sign-in), allowed or
+//! refused, with retention by row count on each write and by age in [`prune`].
 
 use rusqlite::{Connection, params};
 
@@ -10,6 +11,10 @@ use crate::util::now_rfc3339;
 pub struct AuditEntry {
     pub user_id: Option<String>,
     pub key_id: Option<String>,
+    /// `mcp`, `cli` or `web`.
+    pub via: &'static str,
+    /// Client address, when known.
+    pub remote: Option<String>,
     pub server: String,
     pub tool: String,
     /// Arguments as JSON, secrets already redacted.
@@ -19,23 +24,40 @@ pub struct AuditEntry {
     pub detail: Option<String>,
 }
 
-/// Appends an entry.
-pub fn insert(conn: &Connection, e: &AuditEntry) -> Result<()> {
-    conn.execute(
-        "INSERT INTO audit_log (at, user_id, key_id, server, tool, arguments, outcome, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            now_rfc3339(),
-            e.user_id,
-            e.key_id,
-            e.server,
-            e.tool,
-            e.arguments,
-            e.outcome,
-            e.detail
-        ],
-    )?;
+/// Appends an entry, then drops the oldest rows past `max_rows` (0 = no cap).
+pub fn insert(conn: &Connection, e: &AuditEntry, max_rows: u64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO audit_log (at, user_id, key_id, via, remote, server, tool, arguments, outcome, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        now_rfc3339(),
+        e.user_id,
+        e.key_id,
+        e.via,
+        e.remote,
+        e.server,
+        e.tool,
+        e.arguments,
+        e.outcome,
+        e.detail
+    ])?;
+    if max_rows > 0 {
+        let last = conn.last_insert_rowid();
+        conn.prepare_cached("DELETE FROM audit_log WHERE id <= ?1")?
+            .execute([last - max_rows as i64])?;
+    }
     Ok(())
+}
+
+/// Drops rows older than `before` (RFC 3339); returns how many.
+pub fn prune(conn: &Connection, before: &str) -> Result<usize> {
+    Ok(conn.execute("DELETE FROM audit_log WHERE at < ?1", [before])?)
+}
+
+/// Number of rows.
+pub fn count(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))?)
 }
 
 /// Number of entries for a tool (used by tests and status).
@@ -55,6 +77,9 @@ pub struct AuditRow {
     pub at: String,
     pub user_id: Option<String>,
     pub key_id: Option<String>,
+    /// `mcp`, `cli` or `web`.
+    pub via: String,
+    pub remote: Option<String>,
     pub server: String,
     pub tool: String,
     /// The call's arguments with secrets redacted.
@@ -64,34 +89,45 @@ pub struct AuditRow {
     pub detail: Option<String>,
 }
 
+/// Filters of [`list`]; `None` = any.
+#[derive(Debug, Default)]
+pub struct AuditFilter<'a> {
+    pub user_id: Option<&'a str>,
+    pub tool: Option<&'a str>,
+    pub since: Option<&'a str>,
+    pub via: Option<&'a str>,
+}
+
 /// Audit rows newest first, optionally filtered; paged by id (`before` = last id seen).
 pub fn list(
     conn: &Connection,
-    user_id: Option<&str>,
-    tool: Option<&str>,
-    since: Option<&str>,
+    filter: &AuditFilter<'_>,
     before: Option<i64>,
     limit: usize,
 ) -> Result<(Vec<AuditRow>, Option<i64>)> {
     let mut rows = conn
         .prepare_cached(
-            "SELECT id, at, user_id, key_id, server, tool, arguments, outcome, detail FROM audit_log
+            "SELECT id, at, user_id, key_id, via, remote, server, tool, arguments, outcome, detail FROM audit_log
              WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR tool = ?2) AND (?3 IS NULL OR at >= ?3)
-               AND (?4 IS NULL OR id < ?4)
+               AND (?4 IS NULL OR id < ?4) AND (?6 IS NULL OR via = ?6)
              ORDER BY id DESC LIMIT ?5",
         )?
-        .query_map(params![user_id, tool, since, before, (limit + 1) as i64], |r| {
-            let args: String = r.get(6)?;
+        .query_map(
+            params![filter.user_id, filter.tool, filter.since, before, (limit + 1) as i64, filter.via],
+            |r| {
+            let args: String = r.get(8)?;
             Ok(AuditRow {
                 id: r.get(0)?,
                 at: r.get(1)?,
                 user_id: r.get(2)?,
                 key_id: r.get(3)?,
-                server: r.get(4)?,
-                tool: r.get(5)?,
+                via: r.get(4)?,
+                remote: r.get(5)?,
+                server: r.get(6)?,
+                tool: r.get(7)?,
                 arguments: serde_json::from_str(&args).unwrap_or(serde_json::Value::String(args)),
-                outcome: r.get(7)?,
-                detail: r.get(8)?,
+                outcome: r.get(9)?,
+                detail: r.get(10)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -14,7 +14,7 @@ pub fn tools() -> Vec<Tool> {
         "List audit entries",
         "List the audit log, newest first: every mutating tool call and every refused one, with time, \
          user, key, tool, arguments (secrets redacted) and outcome. Filters: `userId`, `tool`, `since` \
-         (RFC 3339). Paginated.",
+         (RFC 3339), `via` (`mcp`, `cli` or `web`: the front door the change came through). Paginated.",
         Annotations::READ,
         audit_list,
     )]
@@ -29,11 +29,32 @@ pub struct ListArgs {
     pub tool: Option<String>,
     /// Only entries at or after this time (RFC 3339).
     pub since: Option<String>,
+    /// Only entries that came through this front door.
+    pub via: Option<Via>,
     /// Page size, 1–1000 (default 100).
     #[schemars(range(min = 1, max = 1000))]
     pub limit: Option<u32>,
     /// Opaque cursor from a previous page's `nextCursor`.
     pub cursor: Option<String>,
+}
+
+/// The front door of an audited change.
+#[derive(Deserialize, JsonSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    Mcp,
+    Cli,
+    Web,
+}
+
+impl Via {
+    fn as_str(self) -> &'static str {
+        match self {
+            Via::Mcp => "mcp",
+            Via::Cli => "cli",
+            Via::Web => "web",
+        }
+    }
 }
 
 /// Result of `audit-list`.
@@ -69,14 +90,13 @@ async fn audit_list(ctx: ToolCtx, a: ListArgs) -> Result<AuditPage, ToolError> {
         .app
         .store
         .run(move |c| {
-            audit::list(
-                c,
-                a.user_id.as_deref(),
-                a.tool.as_deref(),
-                since.as_deref(),
-                before,
-                limit,
-            )
+            let filter = audit::AuditFilter {
+                user_id: a.user_id.as_deref(),
+                tool: a.tool.as_deref(),
+                since: since.as_deref(),
+                via: a.via.map(Via::as_str),
+            };
+            audit::list(c, &filter, before, limit)
         })
         .await?;
     let next_cursor = next.and_then(|id| {

@@ -7,6 +7,7 @@ use super::{next_cursor, page};
 use crate::auth::password;
 use crate::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
 use crate::ops;
+use crate::ops::users::Standing;
 use crate::store::roles::{self, Role};
 use crate::store::users::{self, User};
 use crate::store::web_sessions;
@@ -123,10 +124,13 @@ pub struct UserPage {
 
 async fn user_list(ctx: ToolCtx, a: ListArgs) -> Result<UserPage, ToolError> {
     let page = page(a.limit, a.cursor.as_deref())?;
+    if a.search.as_ref().is_some_and(|s| s.chars().count() > 200) {
+        return Err(ToolError::field("search", "must be at most 200 characters"));
+    }
     let p = ctx
         .app
         .store
-        .run(move |c| users::list(c, a.include_deleted, a.search.as_deref(), &page))
+        .read(move |c| users::list(c, a.include_deleted, a.search.as_deref(), &page))
         .await?;
     Ok(UserPage {
         users: p.items,
@@ -175,14 +179,6 @@ pub struct Changed {
     pub user: User,
 }
 
-/// Refuses acting on your own account.
-fn not_self(ctx: &ToolCtx, user_id: &str, what: &str) -> Result<(), ToolError> {
-    if ctx.call.principal.user_id == user_id {
-        return Err(ToolError::Failed(format!("You cannot {what} yourself")));
-    }
-    Ok(())
-}
-
 /// Ends a user's web and MCP sessions and forgets cached keys.
 async fn end_sessions(ctx: &ToolCtx, user_id: &str) -> Result<(), ToolError> {
     let id = user_id.to_string();
@@ -205,14 +201,8 @@ pub struct UpdateRoleArgs {
 }
 
 async fn user_update_role(ctx: ToolCtx, a: UpdateRoleArgs) -> Result<Changed, ToolError> {
-    not_self(&ctx, &a.user_id, "change the role of")?;
     let role = a.role.as_str();
-    let user = ctx
-        .app
-        .store
-        .run(move |c| users::set_role(c, &a.user_id, role))
-        .await?
-        .ok_or_else(not_found)?;
+    let user = standing(&ctx, a.user_id, Standing::Role(role)).await?;
     if role == "user" {
         // an admin who is demoted loses the admin surfaces: end their sessions
         end_sessions(&ctx, &user.id).await?;
@@ -223,6 +213,16 @@ async fn user_update_role(ctx: ToolCtx, a: UpdateRoleArgs) -> Result<Changed, To
         message: format!("User '{}' is now {role}", user.email),
         user,
     })
+}
+
+/// Runs one standing change through the domain rule (self, last admin, deleted users).
+async fn standing(ctx: &ToolCtx, target: String, change: Standing) -> Result<User, ToolError> {
+    let actor = ctx.call.principal.user_id.clone();
+    Ok(ctx
+        .app
+        .store
+        .run(move |c| ops::users::change_standing(c, Some(&actor), &target, &change))
+        .await?)
 }
 
 /// Arguments of `user-ban`.
@@ -239,7 +239,6 @@ pub struct BanArgs {
 }
 
 async fn user_ban(ctx: ToolCtx, a: BanArgs) -> Result<Changed, ToolError> {
-    not_self(&ctx, &a.user_id, "ban")?;
     let expires = if a.banned {
         ops::parse_expiry(a.expires_at.as_deref())
             .map_err(|e| ToolError::Invalid(format!("Invalid arguments: {e}")))?
@@ -247,23 +246,14 @@ async fn user_ban(ctx: ToolCtx, a: BanArgs) -> Result<Changed, ToolError> {
         None
     };
     let banned = a.banned;
-    let id = a.user_id.clone();
-    let user = ctx
-        .app
-        .store
-        .run(move |c| {
-            users::set_ban(
-                c,
-                &a.user_id,
-                a.banned,
-                a.reason.as_deref(),
-                expires.as_deref(),
-            )
-        })
-        .await?
-        .ok_or_else(not_found)?;
+    let change = Standing::Ban {
+        banned,
+        reason: a.reason,
+        expires,
+    };
+    let user = standing(&ctx, a.user_id, change).await?;
     if banned {
-        end_sessions(&ctx, &id).await?;
+        end_sessions(&ctx, &user.id).await?;
     } else {
         ctx.app.auth.invalidate();
     }
@@ -285,15 +275,8 @@ pub struct UserArgs {
 }
 
 async fn user_delete(ctx: ToolCtx, a: UserArgs) -> Result<Changed, ToolError> {
-    not_self(&ctx, &a.user_id, "delete")?;
-    let id = a.user_id.clone();
-    let user = ctx
-        .app
-        .store
-        .run(move |c| users::set_deleted(c, &a.user_id, true))
-        .await?
-        .ok_or_else(not_found)?;
-    end_sessions(&ctx, &id).await?;
+    let user = standing(&ctx, a.user_id, Standing::Deleted(true)).await?;
+    end_sessions(&ctx, &user.id).await?;
     Ok(Changed {
         message: format!("User '{}' deleted", user.email),
         user,
@@ -301,12 +284,7 @@ async fn user_delete(ctx: ToolCtx, a: UserArgs) -> Result<Changed, ToolError> {
 }
 
 async fn user_restore(ctx: ToolCtx, a: UserArgs) -> Result<Changed, ToolError> {
-    let user = ctx
-        .app
-        .store
-        .run(move |c| users::set_deleted(c, &a.user_id, false))
-        .await?
-        .ok_or_else(not_found)?;
+    let user = standing(&ctx, a.user_id, Standing::Deleted(false)).await?;
     ctx.app.auth.invalidate();
     Ok(Changed {
         message: format!("User '{}' restored", user.email),

@@ -4,6 +4,7 @@ mod auth;
 mod cli;
 mod common;
 mod databases;
+mod hardening;
 mod identity;
 mod python_sdk;
 mod sessions;

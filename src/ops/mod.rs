@@ -1,13 +1,16 @@
 //! Administrative operations shared by the MCP tools and the CLI: creating users and API keys
 //! with every rule checked in one place. Synchronous, over a `&Connection`; async callers run them
-//! through `Store::run`.
+//! through `Store::run`. One file per area as the domain layer grows ([`users`]).
+
+pub mod users;
 
 use rusqlite::Connection;
 
 use crate::auth::keys;
 use crate::auth::scopes::Scopes;
 use crate::error::{Error, Result};
-use crate::store::{api_keys, users};
+use crate::store::api_keys;
+use crate::store::users as user_rows;
 use crate::util::{parse_rfc3339, rfc3339};
 
 /// Email of the admin created on first start.
@@ -73,7 +76,7 @@ pub fn create_user(
     email: &str,
     role: &str,
     password_hash: Option<String>,
-) -> Result<users::User> {
+) -> Result<user_rows::User> {
     validate_name("name", name)?;
     validate_email(email)?;
     if role != "admin" && role != "user" {
@@ -81,9 +84,9 @@ pub fn create_user(
             "`role` must be admin or user, not {role:?}"
         )));
     }
-    users::insert(
+    user_rows::insert(
         conn,
-        &users::NewUser {
+        &user_rows::NewUser {
             name: name.trim().to_string(),
             email: email.trim().to_string(),
             role: role.to_string(),
@@ -106,7 +109,7 @@ pub fn create_api_key(
     }
     let expires_at = parse_expiry(expires_at)?;
     let user =
-        users::get(conn, user_id)?.ok_or_else(|| Error::NotFound("User not found".into()))?;
+        user_rows::get(conn, user_id)?.ok_or_else(|| Error::NotFound("User not found".into()))?;
     if user.role != "admin" {
         return Err(Error::Conflict(
             "API keys can only be created for admin users".into(),
@@ -149,9 +152,9 @@ pub fn bootstrap_admin(
     email: &str,
     password_hash: Option<String>,
     key_name: &str,
-) -> Result<Option<(users::User, MintedKey)>> {
+) -> Result<Option<(user_rows::User, MintedKey)>> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    if users::count(&tx)? > 0 {
+    if user_rows::count(&tx)? > 0 {
         return Ok(None);
     }
     let user = create_user(&tx, name, email, "admin", password_hash)?;
@@ -161,7 +164,7 @@ pub fn bootstrap_admin(
 }
 
 /// The first start of `trex serve` on an empty store: the default admin and its key.
-pub fn first_start(conn: &mut Connection) -> Result<Option<(users::User, MintedKey)>> {
+pub fn first_start(conn: &mut Connection) -> Result<Option<(user_rows::User, MintedKey)>> {
     bootstrap_admin(
         conn,
         "Administrator",

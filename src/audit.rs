@@ -1,0 +1,264 @@
+//! What goes into the audit log, and how it is kept small and free of secrets: argument
+//! redaction (secret-like names at any depth, SQL literals and comments blanked by a real SQL
+//! tokenizer, bound parameters dropped), truncation of long values and details, and the one
+//! function every front door writes its audit rows through ([`record`]). Retention
+//! (`audit.retain_days`, `audit.max_rows`) is applied by the store on each write and by the
+//! reaper.
+
+use serde_json::{Map, Value, json};
+use sqlparser::dialect::{Dialect, PostgreSqlDialect, SQLiteDialect};
+use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
+
+use crate::store::{Store, audit as rows};
+
+/// Longest string value kept in stored arguments (longer ones are cut, their length noted).
+pub const MAX_VALUE_CHARS: usize = 512;
+/// Largest stored `arguments` JSON; past it only the names of the arguments are kept.
+pub const MAX_ARGUMENTS_BYTES: usize = 8 * 1024;
+/// Longest stored `detail`.
+pub const MAX_DETAIL_CHARS: usize = 1024;
+
+/// True for argument names whose values must never be stored or logged. Matched broadly, on the
+/// name with `_`/`-` removed and lower-cased: anything that says password, secret, token,
+/// credential, private, cookie, salt, signature, dsn or connection string, and any name ending
+/// in `key` (apiKey, masterKey, privateKey — but not keyId or keyName).
+pub fn is_secret_name(name: &str) -> bool {
+    let n: String = name
+        .chars()
+        .filter(|c| !matches!(c, '_' | '-' | ' ' | '.'))
+        .flat_map(char::to_lowercase)
+        .collect();
+    const PARTS: &[&str] = &[
+        "password",
+        "passwd",
+        "passphrase",
+        "secret",
+        "token",
+        "credential",
+        "private",
+        "cookie",
+        "salt",
+        "signature",
+        "connectionstring",
+        "connstr",
+        "authorization",
+    ];
+    PARTS.iter().any(|p| n.contains(p))
+        || n.ends_with("key")
+        || matches!(n.as_str(), "pwd" | "pass" | "pw" | "pin" | "otp" | "dsn" | "auth")
+}
+
+/// A copy of `v` fit for the audit log: secret-named members replaced by `"[redacted]"`, SQL
+/// parameters dropped, SQL text (`sql`, `query`, `up`, `down`) with its literals and comments
+/// blanked, long strings cut, and the whole bounded to [`MAX_ARGUMENTS_BYTES`].
+pub fn redact(v: &Value) -> Value {
+    let r = redact_value(v);
+    if r.to_string().len() <= MAX_ARGUMENTS_BYTES {
+        return r;
+    }
+    let names: Vec<Value> = match v {
+        Value::Object(m) => m.keys().take(50).map(|k| json!(k)).collect(),
+        _ => vec![],
+    };
+    json!({"[truncated]": format!("arguments of {} bytes", v.to_string().len()), "names": names})
+}
+
+fn redact_value(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let v = if is_secret_name(k) {
+                        json!("[redacted]")
+                    } else if k == "parameters" {
+                        json!(format!(
+                            "[redacted: {} value(s)]",
+                            v.as_array().map_or(1, Vec::len)
+                        ))
+                    } else if matches!(k.as_str(), "sql" | "query" | "up" | "down") && v.is_string()
+                    {
+                        json!(cut(&blank_literals(v.as_str().unwrap_or(""))))
+                    } else {
+                        redact_value(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect::<Map<_, _>>(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(redact_value).collect()),
+        Value::String(s) => json!(cut(s)),
+        other => other.clone(),
+    }
+}
+
+/// `s` cut to [`MAX_VALUE_CHARS`] characters, with the original length noted.
+fn cut(s: &str) -> String {
+    cut_to(s, MAX_VALUE_CHARS)
+}
+
+fn cut_to(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_string(),
+        Some((i, _)) => format!("{}…[{} bytes in all]", &s[..i], s.len()),
+    }
+}
+
+/// A tool's error text as the audit log keeps it: cut to [`MAX_DETAIL_CHARS`].
+pub fn detail(msg: &str) -> String {
+    cut_to(msg, MAX_DETAIL_CHARS)
+}
+
+/// SQL text with every string literal (`'…'`, `E'…'`, `$tag$…$tag$`, `U&'…'`, `X'…'`, …)
+/// replaced by `'***'` and every comment emptied, decided by sqlparser's tokenizer, so quotes
+/// inside comments, quoted identifiers (`"o'neil"`) and escape strings cannot shift what is
+/// blanked. Text that does not tokenize is not kept at all.
+pub fn blank_literals(sql: &str) -> String {
+    let pg = PostgreSqlDialect {};
+    let lite = SQLiteDialect {};
+    let dialects: [&dyn Dialect; 2] = [&pg, &lite];
+    for d in dialects {
+        if let Ok(tokens) = Tokenizer::new(d, sql).tokenize() {
+            let mut out = String::with_capacity(sql.len());
+            for t in tokens {
+                match t {
+                    Token::SingleQuotedString(_)
+                    | Token::DoubleQuotedString(_)
+                    | Token::TripleSingleQuotedString(_)
+                    | Token::TripleDoubleQuotedString(_)
+                    | Token::DollarQuotedString(_)
+                    | Token::SingleQuotedByteStringLiteral(_)
+                    | Token::DoubleQuotedByteStringLiteral(_)
+                    | Token::TripleSingleQuotedByteStringLiteral(_)
+                    | Token::TripleDoubleQuotedByteStringLiteral(_)
+                    | Token::SingleQuotedRawStringLiteral(_)
+                    | Token::DoubleQuotedRawStringLiteral(_)
+                    | Token::TripleSingleQuotedRawStringLiteral(_)
+                    | Token::TripleDoubleQuotedRawStringLiteral(_)
+                    | Token::NationalStringLiteral(_)
+                    | Token::QuoteDelimitedStringLiteral(_)
+                    | Token::NationalQuoteDelimitedStringLiteral(_)
+                    | Token::EscapedStringLiteral(_)
+                    | Token::UnicodeStringLiteral(_)
+                    | Token::HexStringLiteral(_)
+                    | Token::CopyData { .. } => out.push_str("'***'"),
+                    Token::Whitespace(Whitespace::SingleLineComment { prefix, .. }) => {
+                        out.push_str(&prefix);
+                        out.push('\n');
+                    }
+                    Token::Whitespace(Whitespace::MultiLineComment(_)) => out.push_str("/**/"),
+                    other => out.push_str(&other.to_string()),
+                }
+            }
+            return out;
+        }
+    }
+    format!("[SQL of {} bytes not shown: it does not tokenize]", sql.len())
+}
+
+/// Who did something, and through which front door.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub user_id: Option<String>,
+    pub key_id: Option<String>,
+    /// `mcp`, `cli` or `web`.
+    pub via: &'static str,
+    /// The client address, when known.
+    pub remote: Option<String>,
+}
+
+/// Writes one audit row (failures are logged, never fail the operation). `arguments` are
+/// redacted here; `detail` is cut.
+pub async fn record(
+    store: &Store,
+    actor: &Actor,
+    server: &str,
+    action: &str,
+    arguments: &Value,
+    outcome: &'static str,
+    detail_text: Option<&str>,
+    retention: crate::config::AuditConfig,
+) {
+    let entry = rows::AuditEntry {
+        user_id: actor.user_id.clone(),
+        key_id: actor.key_id.clone(),
+        via: actor.via,
+        remote: actor.remote.clone(),
+        server: server.to_string(),
+        tool: action.to_string(),
+        arguments: redact(arguments).to_string(),
+        outcome,
+        detail: detail_text.map(detail),
+    };
+    if let Err(e) = store
+        .run(move |c| rows::insert(c, &entry, retention.max_rows))
+        .await
+    {
+        tracing::error!("cannot write audit row: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql_literals_comments_and_parameters_are_blanked() {
+        assert_eq!(
+            blank_literals("ALTER ROLE x PASSWORD 'hunter''2' VALID UNTIL 'now'"),
+            "ALTER ROLE x PASSWORD '***' VALID UNTIL '***'"
+        );
+        assert_eq!(
+            blank_literals("SELECT $1, $$secret$$"),
+            "SELECT $1, '***'"
+        );
+        // the review's cases: a quote in an identifier, in a comment, in an escape string
+        let b = blank_literals(r#"ALTER ROLE "o'neil" PASSWORD 'x1secret'"#);
+        assert!(!b.contains("x1secret") && b.contains(r#""o'neil""#), "{b}");
+        let b = blank_literals("SELECT 1 /* it's */, 'p4ss' -- don't\n, E'a\\'b s3cr3t'");
+        assert!(!b.contains("p4ss") && !b.contains("s3cr3t"), "{b}");
+        let b = blank_literals("SELECT 'unterminated s3cret");
+        assert!(!b.contains("s3cret"), "{b}");
+        let r = redact(&json!({"sql": "SELECT 'x'", "parameters": ["pw", 2]}));
+        assert_eq!(r["sql"], "SELECT '***'");
+        assert_eq!(r["parameters"], "[redacted: 2 value(s)]");
+    }
+
+    #[test]
+    fn secret_names_are_matched_broadly_at_any_depth() {
+        for n in [
+            "password",
+            "passwd",
+            "pwd",
+            "db_password",
+            "clientSecret",
+            "credential",
+            "privateKey",
+            "api_key",
+            "apiKey",
+            "masterKey",
+            "accessToken",
+            "connection_string",
+        ] {
+            assert!(is_secret_name(n), "{n}");
+        }
+        for n in ["keyId", "keyName", "name", "email", "userId", "description"] {
+            assert!(!is_secret_name(n), "{n}");
+        }
+        let v = json!({"name": "a", "password": 1234, "nested": [{"clientSecret": "s", "keyId": "k"}]});
+        let r = redact(&v);
+        assert_eq!(r["password"], "[redacted]");
+        assert_eq!(r["nested"][0]["clientSecret"], "[redacted]");
+        assert_eq!(r["nested"][0]["keyId"], "k");
+        assert_eq!(r["name"], "a");
+    }
+
+    #[test]
+    fn stored_arguments_are_bounded() {
+        let big = "x".repeat(4 * 1024 * 1024);
+        let r = redact(&json!({"name": big}));
+        assert!(r.to_string().len() < 1024, "{}", r.to_string().len());
+        let many: Map<String, Value> = (0..500).map(|i| (format!("f{i}"), json!("y".repeat(400)))).collect();
+        let r = redact(&Value::Object(many));
+        assert!(r.to_string().len() <= MAX_ARGUMENTS_BYTES + 8 * 1024);
+    }
+}

@@ -1,0 +1,252 @@
+//! The adversarial review's cases: authority per operation, the last-admin rule inside the write,
+//! audit rows without secrets and of bounded size, internal errors kept internal.
+
+use serde_json::{Value, json};
+use trex::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
+use trex::ops::users::{Standing, change_standing};
+
+use crate::common::{Client, TestServer};
+
+/// Sends a 2025-03-26 batch and returns the answers.
+async fn batch(c: &Client, items: Vec<Value>) -> Vec<Value> {
+    let r = c.post().json(&Value::Array(items)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+fn call(id: i64, tool: &str, args: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": tool, "arguments": args}})
+}
+
+/// A test tool that revokes the calling key behind the server's back (as another admin or the
+/// CLI would), so a batch can be interrupted at a known item.
+fn revoke_self_tool() -> Tool {
+    Tool::typed(
+        "test-revoke-self",
+        "revoke",
+        "Revokes the calling key (test only).",
+        Annotations::UPDATE,
+        |ctx: ToolCtx, _a: trex::tools::trexdb::NoArgs| async move {
+            let id = ctx.call.principal.key_id.clone();
+            ctx.app
+                .store
+                .run(move |c| trex::store::api_keys::revoke(c, &id))
+                .await
+                .map_err(ToolError::from)?;
+            ctx.app.auth.invalidate();
+            Ok(json!({"revoked": true}))
+        },
+    )
+}
+
+#[tokio::test]
+async fn a_batch_stops_at_the_item_after_its_key_is_revoked() {
+    let s = TestServer::start_with(|_| {}, |srv| srv.tool(revoke_self_tool())).await;
+    let (_, other_key) = s.other_admin("other@example.com").await;
+    let mut c = Client::new(&s.url(), Some(&other_key));
+    c.initialize_version("2025-03-26").await;
+    let mut items: Vec<Value> = (0..3)
+        .map(|i| {
+            call(
+                i,
+                "user-create",
+                json!({"name": "u", "email": format!("b{i}@example.com")}),
+            )
+        })
+        .collect();
+    items.push(call(3, "test-revoke-self", json!({})));
+    items.extend((4..100).map(|i| {
+        call(
+            i,
+            "user-create",
+            json!({"name": "u", "email": format!("b{i}@example.com")}),
+        )
+    }));
+    let answers = batch(&c, items).await;
+    assert_eq!(answers.len(), 100);
+    let ok = |a: &Value| a["result"]["isError"] == json!(false);
+    assert!(answers[..4].iter().all(ok), "{:?}", &answers[..4]);
+    for a in &answers[4..] {
+        assert_eq!(a["error"]["message"], "Invalid or missing API key", "{a}");
+    }
+    let admin = s.client();
+    let mut admin = admin;
+    admin.initialize().await;
+    let users = admin
+        .call_ok("user-list", json!({"search": "@example.com", "limit": 1000}))
+        .await;
+    let created = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["email"].as_str().unwrap().starts_with('b'))
+        .count();
+    assert_eq!(created, 3);
+}
+
+#[tokio::test]
+async fn two_admins_removing_each_other_leave_one_active_admin() {
+    let s = TestServer::start().await;
+    let (a, _) = s.other_admin("a@example.com").await;
+    let (b, _) = s.other_admin("b@example.com").await;
+    let first = s.admin_id.clone();
+    // leave exactly two admins, a and b
+    let (a2, f2) = (a.clone(), first.clone());
+    s.app()
+        .store
+        .run(move |c| change_standing(c, Some(&a2), &f2, &Standing::Role("user")))
+        .await
+        .unwrap();
+    // each checked the other's authority before either wrote (the race): the rule inside the
+    // transaction refuses the second, for demote, ban and delete alike
+    for change in [
+        Standing::Role("user"),
+        Standing::Ban {
+            banned: true,
+            reason: None,
+            expires: None,
+        },
+        Standing::Deleted(true),
+    ] {
+        let (a1, b1, ch) = (a.clone(), b.clone(), change.clone());
+        s.app()
+            .store
+            .run(move |c| change_standing(c, Some(&a1), &b1, &ch))
+            .await
+            .unwrap();
+        let (a1, b1, ch) = (a.clone(), b.clone(), change.clone());
+        let e = s
+            .app()
+            .store
+            .run(move |c| change_standing(c, Some(&b1), &a1, &ch))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("last active admin"), "{e}");
+        // undo the first change for the next round
+        let undo = match change {
+            Standing::Role(_) => Standing::Role("admin"),
+            Standing::Ban { .. } => Standing::Ban {
+                banned: false,
+                reason: None,
+                expires: None,
+            },
+            Standing::Deleted(_) => Standing::Deleted(false),
+        };
+        let (a1, b1) = (a.clone(), b.clone());
+        s.app()
+            .store
+            .run(move |c| change_standing(c, Some(&a1), &b1, &undo))
+            .await
+            .unwrap();
+    }
+    // and for real, two concurrent batches over HTTP
+    let (ka, kb) = {
+        let (a1, b1) = (a.clone(), b.clone());
+        s.app()
+            .store
+            .run(move |c| {
+                let ka = trex::ops::create_api_key(c, &a1, "ka", None, None)?;
+                let kb = trex::ops::create_api_key(c, &b1, "kb", None, None)?;
+                Ok((ka.key, kb.key))
+            })
+            .await
+            .unwrap()
+    };
+    let mut ca = Client::new(&s.url(), Some(&ka));
+    let mut cb = Client::new(&s.url(), Some(&kb));
+    ca.initialize_version("2025-03-26").await;
+    cb.initialize_version("2025-03-26").await;
+    let ia = vec![call(1, "user-update-role", json!({"userId": b, "role": "user"}))];
+    let ib = vec![call(1, "user-update-role", json!({"userId": a, "role": "user"}))];
+    // a demoted admin's session ends and key stops: the slower batch may get 404 or 401
+    let send = |c: &Client, items: Vec<Value>| c.post().json(&Value::Array(items)).send();
+    let (ra, rb) = tokio::join!(send(&ca, ia), send(&cb, ib));
+    for r in [ra.unwrap(), rb.unwrap()] {
+        assert!([200, 401, 404].contains(&r.status().as_u16()), "{}", r.status());
+    }
+    let active = s
+        .app()
+        .store
+        .run(|c| trex::store::users::active_admins_except(c, ""))
+        .await
+        .unwrap();
+    assert!(active >= 1, "no active admin left");
+}
+
+#[tokio::test]
+async fn audit_rows_hold_no_secrets_and_are_bounded() {
+    let s = TestServer::start_with(|c| c.audit.max_rows = 40, |srv| srv).await;
+    let mut c = s.client();
+    c.initialize().await;
+    // SQL whose quotes a naive blanker gets wrong
+    for sql in [
+        r#"ALTER ROLE "o'neil" PASSWORD 'sekrit-one'"#,
+        "SELECT 1 /* it's */, 'sekrit-two' -- don't",
+        r"SELECT E'a\'b sekrit-three'",
+    ] {
+        c.call("trexdb-execute-sql", json!({"sql": sql})).await;
+    }
+    // a password sent with the wrong type: the error must not echo it, here or in the audit
+    let r = c
+        .call(
+            "user-create",
+            json!({"name": "n", "email": "n@example.com", "pwd": 1, "password": 987654321}),
+        )
+        .await;
+    assert_eq!(r["isError"], true);
+    assert!(!r.to_string().contains("987654321"), "{r}");
+    // 4 MB arguments, refused or not, are not stored whole
+    let big = "y".repeat(4 * 1024 * 1024 - 4096);
+    for _ in 0..3 {
+        c.call("user-create", json!({"name": big, "email": "x@example.com"}))
+            .await;
+    }
+    let rows = c.call_ok("audit-list", json!({"limit": 1000})).await;
+    let text = rows.to_string();
+    for secret in ["sekrit-one", "sekrit-two", "sekrit-three", "987654321"] {
+        assert!(!text.contains(secret), "{secret} in the audit log: {text:.2000}");
+    }
+    for e in rows["entries"].as_array().unwrap() {
+        assert!(e.to_string().len() < 16 * 1024, "an audit row of {} bytes", e.to_string().len());
+        assert_eq!(e["via"], "mcp");
+    }
+    // retention by row count
+    for i in 0..60 {
+        c.call("role-create", json!({"name": format!("r{i}")})).await;
+    }
+    let n = s
+        .app()
+        .store
+        .run(|c| trex::store::audit::count(c))
+        .await
+        .unwrap();
+    assert!(n <= 40, "{n} rows kept with audit.max_rows = 40");
+}
+
+#[tokio::test]
+async fn internal_errors_reach_the_client_without_their_detail() {
+    let failing = Tool::typed(
+        "test-fail",
+        "fail",
+        "Fails inside (test only).",
+        Annotations::READ,
+        |_ctx: ToolCtx, _a: trex::tools::trexdb::NoArgs| async move {
+            Err::<Value, _>(ToolError::Internal(trex::Error::Other(
+                "database error: LIKE or GLOB pattern too complex".into(),
+            )))
+        },
+    );
+    let s = TestServer::start_with(|_| {}, move |srv| srv.tool(failing.clone())).await;
+    let mut c = s.client();
+    c.initialize().await;
+    let r = c.call("test-fail", json!({})).await;
+    let text = r["content"][0]["text"].as_str().unwrap();
+    assert_eq!(r["isError"], true);
+    assert!(text.starts_with("Internal error (reference "), "{text}");
+    assert!(!text.contains("LIKE"), "{text}");
+    // the review's trigger: an over-long search is a field error now
+    let e = c
+        .call_err("user-list", json!({"search": "%_".repeat(30_000)}))
+        .await;
+    assert!(e.contains("`search`"), "{e}");
+}
