@@ -24,6 +24,8 @@ pub struct App {
     pub sessions: Sessions,
     /// Seals secrets at rest.
     pub master: MasterKey,
+    /// Where user SQL runs: the engine's own threads and query slots.
+    pub engine: crate::engine::pool::EnginePool,
     /// MCP servers of registered databases, built on first use (`endpoint:<id>:<server>`).
     pub endpoint_servers:
         std::sync::Mutex<std::collections::HashMap<String, Arc<crate::mcp::server::McpServer>>>,
@@ -61,6 +63,11 @@ async fn verify_master_key(store: &Store, master: &MasterKey) -> Result<()> {
 impl App {
     /// Opens the store (creating the data dir and schema) and loads live sessions.
     pub async fn open(config: Config) -> Result<Arc<App>> {
+        if !crate::engine::memory::install() {
+            tracing::warn!(
+                "SQLite was in use before trex started: engine.max_query_memory is not enforced in this process"
+            );
+        }
         let store = {
             let c = config.clone();
             tokio::task::spawn_blocking(move || Store::open(&c.store.data_dir, c.store.pool_size))
@@ -95,7 +102,13 @@ impl App {
             config.mcp.session_idle_timeout_secs,
             config.mcp.replay_events,
         );
+        let engine = crate::engine::pool::EnginePool::new(
+            config.engine.max_concurrent_queries,
+            Duration::from_secs(config.engine.queue_timeout_secs),
+            config.engine.max_query_memory,
+        );
         let app = Arc::new(App {
+            engine,
             config,
             store,
             auth,

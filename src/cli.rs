@@ -181,6 +181,8 @@ impl Common {
 
 /// Entry point used by `main`.
 pub fn main() -> Result<()> {
+    // before any SQLite connection: the per-query memory budget needs its allocator first
+    crate::engine::memory::install();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { common, listen } => {

@@ -6,7 +6,9 @@
 //! connection that can reach `trex.db`.
 
 pub mod classify;
+pub mod memory;
 pub mod paths;
+pub mod pool;
 pub mod postgres;
 pub mod registry;
 pub mod sqlite;
@@ -26,6 +28,8 @@ pub struct Limits {
     pub timeout: Duration,
     /// Most bytes of row data returned.
     pub max_bytes: usize,
+    /// Most bytes SQLite may allocate for the query (see [`memory`]).
+    pub max_memory: usize,
 }
 
 /// Approximate size of a JSON value as returned.
@@ -78,6 +82,12 @@ pub enum EngineError {
     /// The server could not be reached.
     #[error("{0}")]
     Connect(String),
+    /// Every query slot stayed taken for `engine.queue_timeout_secs`.
+    #[error("The engine is busy: {0} queries are running and none finished within {1} s; try again shortly")]
+    Busy(usize, u64),
+    /// The server itself failed (logged; the client sees a correlation id).
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// Checks positional parameters: only null, booleans, numbers and strings.
@@ -99,7 +109,8 @@ impl From<EngineError> for crate::mcp::tool::ToolError {
             EngineError::Refused(m) if m.starts_with("Invalid arguments") => ToolError::Invalid(m),
             EngineError::Refused(m) | EngineError::Connect(m) => ToolError::Failed(m),
             EngineError::Database(m) => ToolError::Failed(format!("Error: {m}")),
-            t @ EngineError::Timeout(_) => ToolError::Failed(t.to_string()),
+            t @ (EngineError::Timeout(_) | EngineError::Busy(..)) => ToolError::Failed(t.to_string()),
+            EngineError::Internal(m) => ToolError::Internal(crate::Error::Other(m)),
         }
     }
 }

@@ -1,7 +1,12 @@
 //! User SQL on PostgreSQL: a connection per call (tokio-postgres, parameters built from typed
 //! fields, never a concatenated connection string), reads inside `BEGIN READ ONLY`,
-//! `statement_timeout` set per transaction, rows fetched through a portal so at most the row cap
-//! is ever read, and results decoded through `row_to_json` so every column type comes back as JSON.
+//! `statement_timeout` set per transaction and the whole call bounded by the same limit (the query
+//! is cancelled on the server when it fires), rows fetched through a portal so at most the row cap
+//! is ever read. Results are decoded on the server into one JSON text per row, **by position**
+//! (the columns are renamed `"1"`, `"2"`, … so duplicate names such as `a.id, b.id` both survive),
+//! with `numeric` columns sent as strings (their precision kept, and values beyond f64 never
+//! lost), and a row larger than the result byte budget is never sent: the server sends its size
+//! instead, and the result is cut there.
 
 use std::time::{Duration, Instant};
 
@@ -119,7 +124,9 @@ fn param(ty: &Type, v: &Value, i: usize) -> Result<Box<dyn ToSql + Sync + Send>,
     })
 }
 
-/// Runs one classified statement. Safe statements run in a read-only transaction.
+/// Runs one classified statement. Safe statements run in a read-only transaction. The whole call
+/// (not each fetch) is bounded by `limits.timeout`; when it fires the query is cancelled on the
+/// server.
 pub async fn run(
     client: &mut Client,
     sql: &str,
@@ -128,6 +135,65 @@ pub async fn run(
     limits: Limits,
 ) -> Result<QueryResult, EngineError> {
     check_params(params)?;
+    let cancel = client.cancel_token();
+    match tokio::time::timeout(limits.timeout, run_inner(client, sql, params, verdict, limits)).await
+    {
+        Ok(r) => r,
+        Err(_) => {
+            if let Err(e) = cancel.cancel_query(NoTls).await {
+                tracing::warn!("cannot cancel a PostgreSQL query past its time limit: {e}");
+            }
+            Err(EngineError::Timeout(limits.timeout.as_secs()))
+        }
+    }
+}
+
+/// A quoted positional column name: `"1"`, `"2"`, …
+fn pos(i: usize) -> String {
+    format!("\"{}\"", i + 1)
+}
+
+/// The statement wrapped so each row comes back as one JSON array text, by position, with
+/// numerics as strings, and rows over `max_bytes` replaced by their size.
+fn wrap(sql: &str, columns: &[tokio_postgres::Column], query: bool, max_bytes: usize) -> String {
+    let names: Vec<String> = (0..columns.len()).map(pos).collect();
+    let select: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if *c.type_() == Type::NUMERIC || *c.type_() == Type::NUMERIC_ARRAY {
+                format!("q.{}::text AS {}", pos(i), pos(i))
+            } else {
+                format!("q.{}", pos(i))
+            }
+        })
+        .collect();
+    let source = if query {
+        format!("({sql}) AS q({})", names.join(", "))
+    } else {
+        "q".to_string()
+    };
+    let inner = format!(
+        "SELECT row_to_json(r)::text AS j FROM (SELECT {} FROM {source}) AS r",
+        select.join(", ")
+    );
+    let body = format!(
+        "SELECT CASE WHEN octet_length(s.j) <= {max_bytes} THEN s.j END, octet_length(s.j) FROM ({inner}) AS s"
+    );
+    if query {
+        body
+    } else {
+        format!("WITH q({}) AS ({sql}) {body}", names.join(", "))
+    }
+}
+
+async fn run_inner(
+    client: &mut Client,
+    sql: &str,
+    params: &[Value],
+    verdict: &Verdict,
+    limits: Limits,
+) -> Result<QueryResult, EngineError> {
     let started = Instant::now();
     let tx = client
         .build_transaction()
@@ -185,15 +251,8 @@ pub async fn run(
         // utility statements with output (EXPLAIN, SHOW) have text columns; queries and
         // DML … RETURNING are decoded through row_to_json, which handles every type
         let text_columns = !verdict.query && !verdict.returning;
-        let wrapped = if text_columns {
-            None
-        } else if verdict.query {
-            Some(format!("SELECT row_to_json(q)::text FROM ({sql}) AS q"))
-        } else {
-            Some(format!(
-                "WITH q AS ({sql}) SELECT row_to_json(q)::text FROM q"
-            ))
-        };
+        let wrapped =
+            (!text_columns).then(|| wrap(sql, stmt.columns(), verdict.query, limits.max_bytes));
         let run_stmt = match &wrapped {
             Some(w) => tx.prepare_typed(w, stmt.params()).await.map_err(dberr)?,
             None => stmt.clone(),
@@ -229,12 +288,26 @@ pub async fn run(
                         })
                         .collect()
                 } else {
-                    let text: String = row.get(0);
-                    let obj: Map<String, Value> = serde_json::from_str(&text).unwrap_or_default();
-                    columns
-                        .iter()
-                        .map(|c| obj.get(c).cloned().unwrap_or(Value::Null))
-                        .collect()
+                    let text: Option<String> = row.try_get(0).map_err(dberr)?;
+                    let Some(text) = text else {
+                        // the row is larger than the whole byte budget: it was not sent
+                        result.truncated = true;
+                        break 'fetch;
+                    };
+                    if bytes + text.len() > limits.max_bytes {
+                        result.truncated = true;
+                        break 'fetch;
+                    }
+                    match serde_json::from_str::<Map<String, Value>>(&text) {
+                        Ok(mut obj) => (0..columns.len())
+                            .map(|i| obj.remove(&(i + 1).to_string()).unwrap_or(Value::Null))
+                            .collect(),
+                        Err(e) => {
+                            return Err(EngineError::Internal(format!(
+                                "a PostgreSQL row did not decode as JSON: {e}"
+                            )));
+                        }
+                    }
                 };
                 bytes += values.iter().map(super::value_bytes).sum::<usize>();
                 if bytes > limits.max_bytes {

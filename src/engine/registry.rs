@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::pool::EnginePool;
 use super::{Class, EngineError, Flavor, Limits, QueryResult, classify, paths, postgres, sqlite};
 use crate::app::App;
 use crate::auth::scopes::Scopes;
@@ -32,6 +33,7 @@ pub fn limits(app: &App) -> Limits {
         row_limit: app.config.engine.row_limit,
         timeout: Duration::from_secs(app.config.engine.query_timeout_secs),
         max_bytes: app.config.engine.max_result_bytes,
+        max_memory: app.config.engine.max_query_memory,
     }
 }
 
@@ -52,7 +54,7 @@ pub async fn lookup(
             Ok(Some((d, secret)))
         })
         .await
-        .map_err(|e| EngineError::Database(e.to_string()))?;
+        .map_err(|e| EngineError::Internal(format!("database lookup: {e}")))?;
     let (db, secret) = found.ok_or_else(|| EngineError::Refused("Database not found".into()))?;
     if check_enabled && !db.enabled {
         return Err(EngineError::Refused(format!(
@@ -72,7 +74,7 @@ pub async fn lookup(
             let password = app
                 .master
                 .open(&sealed, &credential_aad(&db.id, &user))
-                .map_err(|e| EngineError::Database(e.to_string()))?;
+                .map_err(|e| EngineError::Internal(format!("opening a sealed credential: {e}")))?;
             Resolved::Postgres(postgres::Target {
                 host: db.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
                 port: db.port.unwrap_or(5432) as u16,
@@ -105,8 +107,9 @@ pub fn permit(
     }
 }
 
-/// Classifies and runs one statement on a sqlite file (blocking work on the blocking pool).
+/// Classifies and runs one statement on a sqlite file (blocking work on the engine's threads).
 pub async fn run_sqlite(
+    pool: &EnginePool,
     target: sqlite::Target,
     sql: String,
     params: Vec<Value>,
@@ -117,17 +120,18 @@ pub async fn run_sqlite(
     let v = classify(&sql, Flavor::Sqlite);
     permit(v.class, &v.reason, allow_write, scopes)?;
     let writable = target.writable && v.class != Class::Safe;
-    tokio::task::spawn_blocking(move || {
+    pool.run(move || {
         let t = sqlite::Target { writable, ..target };
         let conn = sqlite::open(&t, limits)?;
         sqlite::run(&conn, &sql, &params, v.class, limits)
     })
     .await
-    .map_err(|e| EngineError::Database(e.to_string()))?
 }
 
-/// Classifies and runs one statement on a PostgreSQL server.
+/// Classifies and runs one statement on a PostgreSQL server (holding an engine slot).
+#[allow(clippy::too_many_arguments)]
 pub async fn run_postgres(
+    pool: &EnginePool,
     target: &postgres::Target,
     sql: &str,
     params: &[Value],
@@ -138,6 +142,7 @@ pub async fn run_postgres(
 ) -> Result<QueryResult, EngineError> {
     let v = classify(sql, Flavor::Postgres);
     permit(v.class, &v.reason, allow_write, scopes)?;
+    let _slot = pool.admit().await?;
     let mut client = postgres::connect(target, connect_timeout).await?;
     postgres::run(&mut client, sql, params, &v, limits).await
 }

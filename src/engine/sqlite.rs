@@ -1,7 +1,15 @@
 //! User SQL on SQLite files: a fresh connection per call, opened read-only unless the call may
 //! write, with registered databases attached read-only, an authorizer that refuses ATTACH,
 //! DETACH, PRAGMA writes and `load_extension`, a progress handler that stops the query at the
-//! time limit, and a row cap. Blocking: call from `spawn_blocking`.
+//! time limit, and a row cap. Blocking: call it on the engine's threads ([`super::pool`]).
+//!
+//! The time limit can only act between SQLite's VM steps, so no single function call may run
+//! long: the built-ins whose cost grows with the product of their inputs' lengths are replaced
+//! on every user connection by linear-time versions (`instr`, `replace`, two-argument
+//! `trim`/`ltrim`/`rtrim`), and LIKE/GLOB patterns are capped at [`LIKE_PATTERN_MAX`] bytes.
+//! Memory: each value's size is checked against the result byte budget before it is
+//! converted, and SQLite's own allocations for the query are bounded by
+//! `engine.max_query_memory` ([`super::memory`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -12,6 +20,9 @@ use rusqlite::{Connection, OpenFlags, ffi};
 use serde_json::{Value, json};
 
 use super::{Class, EngineError, Limits, QueryResult, check_params};
+
+/// Longest LIKE / GLOB pattern on a user connection (SQLite's default is 50,000).
+pub const LIKE_PATTERN_MAX: i32 = 256;
 
 /// What to open.
 #[derive(Debug, Clone)]
@@ -67,6 +78,12 @@ pub fn open(t: &Target, limits: Limits) -> Result<Connection, EngineError> {
         limits.max_bytes as i32,
     )
     .map_err(db)?;
+    conn.set_limit(
+        rusqlite::limits::Limit::SQLITE_LIMIT_LIKE_PATTERN_LENGTH,
+        LIKE_PATTERN_MAX,
+    )
+    .map_err(db)?;
+    linear::install(&conn, limits.max_bytes).map_err(db)?;
     conn.authorizer(Some(|ctx: AuthContext<'_>| match ctx.action {
         AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
         AuthAction::Function { function_name }
@@ -111,6 +128,12 @@ fn explain(e: rusqlite::Error, limits: Limits) -> EngineError {
         rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ReadOnly => EngineError::Refused(
             "The database is read-only for this call (writes need allowWrite and a key that may write)".into(),
         ),
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::OutOfMemory => {
+            EngineError::Refused(format!(
+                "Query stopped: it needed more memory than engine.max_query_memory allows ({} MiB)",
+                limits.max_memory / (1024 * 1024)
+            ))
+        }
         rusqlite::Error::MultipleStatement => {
             EngineError::Refused("Exactly one statement per call is allowed".into())
         }
@@ -126,6 +149,15 @@ fn explain(e: rusqlite::Error, limits: Limits) -> EngineError {
                 EngineError::Database(m)
             }
         }
+    }
+}
+
+/// Bytes a value takes in the result (blobs are sent as hex), known before it is converted.
+fn size_of(v: &ValueRef<'_>) -> usize {
+    match v {
+        ValueRef::Text(t) => t.len() + 2,
+        ValueRef::Blob(b) => b.len() * 2 + 14,
+        _ => 8,
     }
 }
 
@@ -186,12 +218,19 @@ pub fn run(
                 truncated = true;
                 break;
             }
-            let values: Vec<Value> = (0..columns.len())
-                .map(|i| row.get_ref(i).map(to_json).unwrap_or(Value::Null))
-                .collect();
-            bytes += values.iter().map(super::value_bytes).sum::<usize>();
-            if bytes > limits.max_bytes {
-                truncated = true;
+            // each value is measured before it is converted, so an over-budget row is never
+            // copied
+            let mut values: Vec<Value> = Vec::with_capacity(columns.len());
+            for i in 0..columns.len() {
+                let v = row.get_ref(i).map_err(|e| explain(e, limits))?;
+                bytes += size_of(&v);
+                if bytes > limits.max_bytes {
+                    truncated = true;
+                    break;
+                }
+                values.push(to_json(v));
+            }
+            if truncated {
                 break;
             }
             out.push(values);
@@ -221,6 +260,7 @@ mod tests {
             row_limit: 5,
             timeout: Duration::from_millis(300),
             max_bytes: 1 << 20,
+            max_memory: 64 << 20,
         }
     }
 
@@ -296,5 +336,123 @@ mod tests {
             Err(EngineError::Refused(_))
         ));
         assert!(run(&ro, "SELECT ?1", &[json!({"a": 1})], Class::Safe, limits()).is_err());
+    }
+}
+
+/// Linear-time replacements for SQLite built-ins whose cost is the product of their inputs'
+/// lengths (a single call of those cannot be interrupted by the time limit).
+mod linear {
+    use std::collections::HashSet;
+
+    use memchr::memmem;
+    use rusqlite::functions::{Context, FunctionFlags};
+    use rusqlite::types::{Value, ValueRef};
+    use rusqlite::{Connection, Error, Result};
+
+    fn flags() -> FunctionFlags {
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC
+    }
+
+    /// A value as SQLite would show it as text (`None` for NULL).
+    fn text(v: ValueRef<'_>) -> Option<Vec<u8>> {
+        match v {
+            ValueRef::Null => None,
+            ValueRef::Integer(i) => Some(i.to_string().into_bytes()),
+            ValueRef::Real(f) => Some(
+                if f.fract() == 0.0 && f.abs() < 1e15 {
+                    format!("{f:.1}")
+                } else {
+                    format!("{f}")
+                }
+                .into_bytes(),
+            ),
+            ValueRef::Text(t) | ValueRef::Blob(t) => Some(t.to_vec()),
+        }
+    }
+
+    fn too_big() -> Error {
+        Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_TOOBIG),
+            Some("string or blob too big".into()),
+        )
+    }
+
+    fn to_text(bytes: Vec<u8>) -> Value {
+        Value::Text(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// `instr(X, Y)`: 1-based position of Y in X (characters; bytes when both are blobs).
+    fn instr(ctx: &Context<'_>) -> Result<Value> {
+        let (x, y) = (ctx.get_raw(0), ctx.get_raw(1));
+        let blobs = matches!((x, y), (ValueRef::Blob(_), ValueRef::Blob(_)));
+        let (Some(x), Some(y)) = (text(x), text(y)) else {
+            return Ok(Value::Null);
+        };
+        let Some(at) = memmem::find(&x, &y) else {
+            return Ok(Value::Integer(0));
+        };
+        let pos = if blobs {
+            at
+        } else {
+            // characters before the match: UTF-8 lead bytes
+            x[..at].iter().filter(|b| (**b & 0xC0) != 0x80).count()
+        };
+        Ok(Value::Integer(pos as i64 + 1))
+    }
+
+    /// `replace(X, Y, Z)`: every Y in X replaced by Z.
+    fn replace(ctx: &Context<'_>, max: usize) -> Result<Value> {
+        let (Some(x), Some(y), Some(z)) = (
+            text(ctx.get_raw(0)),
+            text(ctx.get_raw(1)),
+            text(ctx.get_raw(2)),
+        ) else {
+            return Ok(Value::Null);
+        };
+        if y.is_empty() {
+            return Ok(to_text(x));
+        }
+        let mut out = Vec::with_capacity(x.len());
+        let mut last = 0;
+        for at in memmem::find_iter(&x, &y) {
+            out.extend_from_slice(&x[last..at]);
+            out.extend_from_slice(&z);
+            last = at + y.len();
+            if out.len() > max {
+                return Err(too_big());
+            }
+        }
+        out.extend_from_slice(&x[last..]);
+        if out.len() > max {
+            return Err(too_big());
+        }
+        Ok(to_text(out))
+    }
+
+    /// `trim(X, Y)` and friends: characters of Y removed from the ends of X.
+    fn trim(ctx: &Context<'_>, left: bool, right: bool) -> Result<Value> {
+        let (Some(x), Some(y)) = (text(ctx.get_raw(0)), text(ctx.get_raw(1))) else {
+            return Ok(Value::Null);
+        };
+        let x = String::from_utf8_lossy(&x).into_owned();
+        let set: HashSet<char> = String::from_utf8_lossy(&y).chars().collect();
+        let mut s = x.as_str();
+        if left {
+            s = s.trim_start_matches(|c| set.contains(&c));
+        }
+        if right {
+            s = s.trim_end_matches(|c| set.contains(&c));
+        }
+        Ok(Value::Text(s.to_string()))
+    }
+
+    /// Registers the replacements on `conn`; `max` is the largest value it may build.
+    pub fn install(conn: &Connection, max: usize) -> Result<()> {
+        conn.create_scalar_function("instr", 2, flags(), instr)?;
+        conn.create_scalar_function("replace", 3, flags(), move |c| replace(c, max))?;
+        conn.create_scalar_function("trim", 2, flags(), |c| trim(c, true, true))?;
+        conn.create_scalar_function("ltrim", 2, flags(), |c| trim(c, true, false))?;
+        conn.create_scalar_function("rtrim", 2, flags(), |c| trim(c, false, true))?;
+        Ok(())
     }
 }

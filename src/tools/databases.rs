@@ -353,7 +353,7 @@ async fn db_test(ctx: ToolCtx, a: DatabaseIdArgs) -> Result<Tested, ToolError> {
         Resolved::Postgres(t) => postgres::ping(&t, timeout).await?,
         Resolved::Sqlite(path) => {
             let limits = registry::limits(&ctx.app);
-            tokio::task::spawn_blocking(move || -> Result<String, EngineError> {
+            ctx.app.engine.run(move || -> Result<String, EngineError> {
                 let conn = sqlite::open(
                     &sqlite::Target {
                         path,
@@ -372,8 +372,7 @@ async fn db_test(ctx: ToolCtx, a: DatabaseIdArgs) -> Result<Tested, ToolError> {
                 )?;
                 Ok(r.rows[0][1].as_str().unwrap_or("").to_string())
             })
-            .await
-            .map_err(crate::error::Error::from)??
+            .await?
         }
     };
     Ok(Tested {

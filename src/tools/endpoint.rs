@@ -82,11 +82,12 @@ async fn run(
                 attach: vec![],
                 writable: true,
             };
-            registry::run_sqlite(t, sql, params, true, scopes, limits).await?
+            registry::run_sqlite(&ctx.app.engine, t, sql, params, true, scopes, limits).await?
         }
         Resolved::Postgres(t) => {
             let ct = Duration::from_secs(ctx.app.config.engine.connect_timeout_secs);
-            registry::run_postgres(&t, &sql, &params, true, scopes, limits, ct).await?
+            registry::run_postgres(&ctx.app.engine, &t, &sql, &params, true, scopes, limits, ct)
+                .await?
         }
     })
 }

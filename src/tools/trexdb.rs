@@ -97,12 +97,14 @@ async fn query(
         row_limit: 100_000,
         ..registry::limits(&ctx.app)
     };
-    let r = tokio::task::spawn_blocking(move || {
-        let conn = sqlite::open(&t, limits)?;
-        sqlite::run(&conn, sql, &params, Class::Safe, limits)
-    })
-    .await
-    .map_err(crate::error::Error::from)??;
+    let r = ctx
+        .app
+        .engine
+        .run(move || {
+            let conn = sqlite::open(&t, limits)?;
+            sqlite::run(&conn, sql, &params, Class::Safe, limits)
+        })
+        .await?;
     Ok(r)
 }
 
@@ -252,7 +254,7 @@ async fn list_tables(ctx: ToolCtx, a: TablesArgs) -> Result<Tables, ToolError> {
     let filter = a.database.or(a.schema);
     let t = target(&ctx, false).await?;
     let limits = registry::limits(&ctx.app);
-    let tables = tokio::task::spawn_blocking(move || -> Result<Vec<Table>, crate::engine::EngineError> {
+    let tables = ctx.app.engine.run(move || -> Result<Vec<Table>, crate::engine::EngineError> {
         let conn = sqlite::open(&t, limits)?;
         let list = sqlite::run(
             &conn,
@@ -299,8 +301,7 @@ async fn list_tables(ctx: ToolCtx, a: TablesArgs) -> Result<Tables, ToolError> {
         }
         Ok(out)
     })
-    .await
-    .map_err(crate::error::Error::from)??;
+    .await?;
     let total = tables.len();
     let page: Vec<Table> = tables
         .into_iter()
@@ -378,6 +379,7 @@ async fn execute_sql(ctx: ToolCtx, a: ExecuteArgs) -> Result<QueryResult, ToolEr
     let t = target(&ctx, a.allow_write).await?;
     let limits = registry::limits(&ctx.app);
     Ok(registry::run_sqlite(
+        &ctx.app.engine,
         t,
         a.sql,
         a.parameters,

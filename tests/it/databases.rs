@@ -589,7 +589,7 @@ async fn sqlite_endpoint_server() {
     );
 }
 
-async fn pg_reachable() -> bool {
+pub(crate) async fn pg_reachable() -> bool {
     tokio::time::timeout(
         Duration::from_secs(2),
         tokio::net::TcpStream::connect("127.0.0.1:5432"),
@@ -599,7 +599,7 @@ async fn pg_reachable() -> bool {
 }
 
 /// A scratch schema in database `test`; dropped at the end by the caller.
-async fn pg_admin() -> tokio_postgres::Client {
+pub(crate) async fn pg_admin() -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(
         "host=127.0.0.1 port=5432 user=postgres dbname=test",
         tokio_postgres::NoTls,

@@ -250,3 +250,184 @@ async fn internal_errors_reach_the_client_without_their_detail() {
         .await;
     assert!(e.contains("`search`"), "{e}");
 }
+
+async fn pg_or_skip(name: &str) -> bool {
+    if crate::databases::pg_reachable().await {
+        return true;
+    }
+    println!("SKIP {name}: no PostgreSQL on 127.0.0.1:5432");
+    assert!(
+        std::env::var_os("TREX_REQUIRE_POSTGRES").is_none(),
+        "TREX_REQUIRE_POSTGRES is set but PostgreSQL is not reachable"
+    );
+    false
+}
+
+#[tokio::test]
+async fn sqlite_calls_are_bounded_in_time_and_memory() {
+    let s = TestServer::start_with(|c| c.engine.query_timeout_secs = 2, |srv| srv).await;
+    let mut c = s.client();
+    c.initialize().await;
+    // instr over megabytes: quadratic in SQLite's own version (minutes), linear here
+    let started = std::time::Instant::now();
+    let r = c
+        .call_ok(
+            "trexdb-execute-sql",
+            json!({"sql": "SELECT instr(printf('%.*c', 4000000, 'a') || 'b', printf('%.*c', 2000000, 'a') || 'b'), \
+                          replace(printf('%.*c', 3000000, 'a'), printf('%.*c', 1000000, 'a'), 'x'), \
+                          length(trim(printf('%.*c', 3000000, 'a'), printf('%.*c', 1000000, 'a')))"}),
+        )
+        .await;
+    assert_eq!(r["rows"][0][0], 2_000_001);
+    assert_eq!(r["rows"][0][1], "xxx");
+    assert_eq!(r["rows"][0][2], 0);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    // two hundred large zero blobs (the review's crash): cut at the byte budget, or stopped by
+    // the memory budget when SQLite expands them first — never the process's memory
+    let cols: Vec<String> = (0..200).map(|_| "zeroblob(8000000)".to_string()).collect();
+    let r = c
+        .call(
+            "trexdb-execute-sql",
+            json!({"sql": format!("SELECT {}", cols.join(", "))}),
+        )
+        .await;
+    if r["isError"] == json!(true) {
+        let t = r["content"][0]["text"].as_str().unwrap();
+        assert!(t.contains("engine.max_query_memory"), "{t}");
+    } else {
+        assert_eq!(r["structuredContent"]["truncated"], true);
+        assert_eq!(r["structuredContent"]["rowCount"], 0);
+    }
+    // one value over the byte budget is cut before it is converted
+    let r = c
+        .call_ok("trexdb-execute-sql", json!({"sql": "SELECT 1, randomblob(5000000)"}))
+        .await;
+    assert_eq!(r["truncated"], true);
+    // forty 4 MB values SQLite must build before the first row: past engine.max_query_memory
+    let cols: Vec<String> = (0..40).map(|_| "randomblob(4000000)".to_string()).collect();
+    let e = c
+        .call_err(
+            "trexdb-execute-sql",
+            json!({"sql": format!("SELECT {}", cols.join(", "))}),
+        )
+        .await;
+    assert!(e.contains("engine.max_query_memory"), "{e}");
+    // and the server is fine
+    c.call_ok("trexdb-execute-sql", json!({"sql": "SELECT 1"})).await;
+}
+
+#[tokio::test]
+async fn engine_queries_have_their_own_slots_and_do_not_starve_the_store() {
+    let s = TestServer::start_with(
+        |c| {
+            c.engine.query_timeout_secs = 3;
+            c.engine.max_concurrent_queries = 2;
+            c.engine.queue_timeout_secs = 1;
+        },
+        |srv| srv,
+    )
+    .await;
+    let mut c = s.client();
+    c.initialize().await;
+    let forever =
+        "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM n) SELECT count(*) FROM n";
+    let long: Vec<_> = (0..6)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.call("trexdb-execute-sql", json!({"sql": forever})).await })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // administration answers while every engine slot is taken
+    c.call_ok("user-list", json!({})).await;
+    assert!(long.iter().any(|h| !h.is_finished()), "the engine queries ended first");
+    let mut busy = 0;
+    for h in long {
+        let r = h.await.unwrap();
+        let text = r["content"][0]["text"].as_str().unwrap_or("").to_string();
+        if text.contains("The engine is busy") {
+            busy += 1;
+        } else {
+            assert!(text.contains("Query stopped"), "{text}");
+        }
+    }
+    assert!(busy >= 1, "no call was refused as busy");
+}
+
+#[tokio::test]
+async fn postgres_results_by_position_exact_numerics_whole_call_limit_and_bounded_rows() {
+    if !pg_or_skip("postgres_results_by_position").await {
+        return;
+    }
+    let s = TestServer::start_with(
+        |c| {
+            c.engine.query_timeout_secs = 2;
+            c.engine.max_result_bytes = 4 * 1024 * 1024;
+        },
+        |srv| srv,
+    )
+    .await;
+    let mut c = s.client();
+    c.initialize().await;
+    c.call_ok(
+        "database-create",
+        json!({"id": "pg", "host": "127.0.0.1", "port": 5432, "databaseName": "test"}),
+    )
+    .await;
+    c.call_ok(
+        "database-credential-save",
+        json!({"databaseId": "pg", "username": "postgres", "password": "unused"}),
+    )
+    .await;
+    let mut e = Client::new(&format!("{}/api/v1/endpoints/pg/mcp/postgres", s.base()), Some(&s.key));
+    e.initialize().await;
+    let q = |sql: &str| json!({"query": sql});
+    let r = e
+        .call_ok("execute_postgres_query", q("SELECT 1 AS x, 2 AS x"))
+        .await;
+    assert_eq!(r["rows"], json!([[1, 2]]));
+    assert_eq!(r["columns"], json!(["x", "x"]));
+    let r = e
+        .call_ok(
+            "execute_postgres_query",
+            q("SELECT 12345678901234567890.123456789::numeric AS n, 1e400::numeric AS big, 7 AS i"),
+        )
+        .await;
+    assert_eq!(r["rows"][0][0], "12345678901234567890.123456789");
+    assert!(r["rows"][0][1].as_str().unwrap().starts_with("1000000000"));
+    assert_eq!(r["rows"][0][2], 7);
+    // the limit covers the whole call, not each fetch: 300 × 50 ms > 2 s
+    let started = std::time::Instant::now();
+    let err = e
+        .call_err(
+            "execute_postgres_query",
+            q("SELECT pg_sleep(0.05), g FROM generate_series(1, 300) g"),
+        )
+        .await;
+    assert!(err.contains("Query stopped"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // ... and the query was cancelled on the server
+    let pg = crate::databases::pg_admin().await;
+    let mut left = 1;
+    for _ in 0..50 {
+        left = pg
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%generate_series(1, 300)%' AND pid <> pg_backend_pid() AND state = 'active'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "the timed-out query still runs on the server");
+    // a 50 MB row is never sent to trex
+    let r = e
+        .call_ok("execute_postgres_query", q("SELECT repeat('x', 50000000) AS big"))
+        .await;
+    assert_eq!(r["truncated"], true);
+    assert_eq!(r["rowCount"], 0);
+}

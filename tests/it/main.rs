@@ -11,3 +11,10 @@ mod sessions;
 mod sse;
 mod tools;
 mod transport;
+
+/// The engine's per-query memory budget needs its SQLite allocator installed before any test
+/// opens a connection.
+#[ctor::ctor]
+fn install_sqlite_allocator() {
+    assert!(trex::engine::memory::install());
+}
