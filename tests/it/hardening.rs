@@ -424,9 +424,9 @@ async fn postgres_results_by_position_exact_numerics_whole_call_limit_and_bounde
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(left, 0, "the timed-out query still runs on the server");
-    // a 50 MB row is never sent to trex
+    // a 20 MB row (over the 4 MB budget) is never sent to trex
     let r = e
-        .call_ok("execute_postgres_query", q("SELECT repeat('x', 50000000) AS big"))
+        .call_ok("execute_postgres_query", q("SELECT repeat('x', 20000000) AS big"))
         .await;
     assert_eq!(r["truncated"], true);
     assert_eq!(r["rowCount"], 0);
