@@ -65,6 +65,9 @@ pub struct QueryResult {
     /// `safe`, `moderate` or `dangerous`.
     pub statement_class: Class,
     pub elapsed_ms: u64,
+    /// What the call could not include (e.g. a registered database that was not attached).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Why a query failed; the message is for the caller.

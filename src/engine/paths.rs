@@ -36,6 +36,9 @@ pub fn resolve_sqlite(c: &Config, raw: &str, field: &str) -> Result<PathBuf> {
     if p.components().any(|c| matches!(c, Component::ParentDir)) {
         return Err(bad("must not contain `..`"));
     }
+    if raw.ends_with('/') || p.file_name().is_none() || raw == "." || raw.ends_with("/.") {
+        return Err(bad("must name a file, not a directory"));
+    }
     let dbs = databases_dir(c);
     std::fs::create_dir_all(&dbs)
         .map_err(|e| Error::io(format!("cannot create {}", dbs.display()), e))?;
@@ -72,6 +75,35 @@ pub fn resolve_sqlite(c: &Config, raw: &str, field: &str) -> Result<PathBuf> {
     Ok(resolved)
 }
 
+/// The first bytes of every SQLite database file.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// Checks that a resolved path can hold a SQLite database: not a directory, and — when the file
+/// exists and is not empty — an SQLite file by its header (a missing or empty file is a new,
+/// empty database). `field` names the argument in messages.
+pub fn check_sqlite_file(p: &Path, field: &str) -> Result<()> {
+    let bad = |why: &str| Error::Invalid(format!("`{field}` {why}"));
+    match std::fs::metadata(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(bad(&format!("cannot be read ({e})"))),
+        Ok(m) if m.is_dir() => Err(bad("names a directory, not a database file")),
+        Ok(m) if !m.is_file() => Err(bad("is not a regular file")),
+        Ok(m) if m.len() == 0 => Ok(()),
+        Ok(_) => {
+            use std::io::Read;
+            let mut head = [0u8; 16];
+            let n = std::fs::File::open(p)
+                .and_then(|mut f| f.read(&mut head))
+                .map_err(|e| bad(&format!("cannot be read ({e})")))?;
+            if n == 16 && &head == SQLITE_HEADER {
+                Ok(())
+            } else {
+                Err(bad("is not an SQLite database file"))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +131,17 @@ mod tests {
             .is_err()
         );
         assert!(resolve_sqlite(&c, "file:x.db?mode=rwc", "databaseName").is_err());
+        for dir in [".", "sub/", "sub/."] {
+            assert!(resolve_sqlite(&c, dir, "databaseName").is_err(), "{dir}");
+        }
+        std::fs::create_dir(d.path().join("databases/adir")).unwrap();
+        let p = resolve_sqlite(&c, "adir", "databaseName").unwrap();
+        assert!(check_sqlite_file(&p, "databaseName").is_err());
+        std::fs::write(d.path().join("databases/notes.txt"), "hello, not sqlite").unwrap();
+        let p = resolve_sqlite(&c, "notes.txt", "databaseName").unwrap();
+        assert!(check_sqlite_file(&p, "databaseName").is_err());
+        let p = resolve_sqlite(&c, "new.db", "databaseName").unwrap();
+        assert!(check_sqlite_file(&p, "databaseName").is_ok());
         #[cfg(unix)]
         {
             std::os::unix::fs::symlink("/etc", d.path().join("databases/etc")).unwrap();

@@ -240,6 +240,7 @@ async fn run_inner(
         rows_affected: None,
         statement_class: verdict.class,
         elapsed_ms: 0,
+        warnings: Vec::new(),
     };
     if columns.is_empty() {
         let n = tx

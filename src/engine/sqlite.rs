@@ -247,6 +247,7 @@ pub fn run(
         rows_affected: affected,
         statement_class: class,
         elapsed_ms: started.elapsed().as_millis() as u64,
+        warnings: Vec::new(),
     })
 }
 

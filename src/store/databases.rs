@@ -53,24 +53,51 @@ pub fn get(conn: &Connection, id: &str) -> Result<Option<Database>> {
 }
 
 /// Databases newest first; `search` matches id, host, name or description literally.
-pub fn list(conn: &Connection, search: Option<&str>, page: &Page) -> Result<Paged<Database>> {
+pub fn list(
+    conn: &Connection,
+    search: Option<&str>,
+    only: Option<&[String]>,
+    page: &Page,
+) -> Result<Paged<Database>> {
     let (ac, ai) = page.after.clone().unzip();
+    let only = only.map(|ids| serde_json::to_string(ids).expect("json"));
     let rows = conn
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM databases
              WHERE (?1 IS NULL OR id LIKE ?1 ESCAPE '\\' OR host LIKE ?1 ESCAPE '\\'
                     OR database_name LIKE ?1 ESCAPE '\\' OR description LIKE ?1 ESCAPE '\\')
                AND (?2 IS NULL OR (created_at, id) < (?2, ?3))
+               AND (?5 IS NULL OR id IN (SELECT value FROM json_each(?5)))
              ORDER BY created_at DESC, id DESC LIMIT ?4"
         ))?
         .query_map(
-            params![search.map(like_contains), ac, ai, (page.limit + 1) as i64],
+            params![search.map(like_contains), ac, ai, (page.limit + 1) as i64, only],
             from_row,
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(Paged::from_overfetch(rows, page.limit, |d| {
         (d.created_at.clone(), d.id.clone())
     }))
+}
+
+/// Every registered database, by id.
+pub fn all(conn: &Connection) -> Result<Vec<Database>> {
+    let rows = conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM databases ORDER BY id"))?
+        .query_map([], from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// The database a credential belongs to.
+pub fn credential_database(conn: &Connection, credential_id: &str) -> Result<Option<String>> {
+    Ok(conn
+        .query_row(
+            "SELECT database_id FROM database_credentials WHERE id = ?1",
+            [credential_id],
+            |r| r.get(0),
+        )
+        .optional()?)
 }
 
 /// Enabled sqlite databases (for attaching to the trexdb engine).

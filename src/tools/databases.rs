@@ -109,12 +109,68 @@ pub struct DatabasePage {
     pub next_cursor: Option<String>,
 }
 
+/// Refuses a database outside the calling key's `endpoints` scope. Every tool that reads,
+/// changes or tests a registered database, or its credentials, goes through this.
+fn in_scope(ctx: &ToolCtx, id: &str) -> Result<(), ToolError> {
+    match &ctx.call.principal.scopes {
+        Some(s) if !s.allows_endpoint(id) => Err(ToolError::Failed(format!(
+            "This API key's scopes do not allow database '{id}'"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// What a database points at, comparable across registrations.
+fn target_of(app: &App, d: &Database) -> Option<(String, i64, String)> {
+    if d.dialect == "sqlite" {
+        let p = paths::resolve_sqlite(&app.config, &d.database_name, "databaseName").ok()?;
+        let p = std::fs::canonicalize(&p).unwrap_or(p);
+        Some(("sqlite".into(), 0, p.display().to_string()))
+    } else {
+        Some((
+            d.host.clone().unwrap_or_default().to_ascii_lowercase(),
+            d.port.unwrap_or(5432),
+            d.database_name.clone(),
+        ))
+    }
+}
+
+/// A key limited to some databases may not point one of them at what another database, outside
+/// its scope, points at (a file or a server it could then read through its own id).
+async fn not_anothers_target(ctx: &ToolCtx, d: &Database) -> Result<(), ToolError> {
+    let Some(scopes) = ctx.call.principal.scopes.clone() else {
+        return Ok(());
+    };
+    if scopes.endpoints.is_none() {
+        return Ok(());
+    }
+    let all = ctx.app.store.run(|c| databases::all(c)).await?;
+    let mine = target_of(&ctx.app, d);
+    if all
+        .iter()
+        .filter(|o| o.id != d.id && !scopes.allows_endpoint(&o.id))
+        .any(|o| target_of(&ctx.app, o) == mine)
+    {
+        return Err(ToolError::Failed(
+            "Refused: this database would point at the same database as one outside this API key's scopes"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 async fn db_list(ctx: ToolCtx, a: ListArgs) -> Result<DatabasePage, ToolError> {
     let page = page(a.limit, a.cursor.as_deref())?;
+    let only = ctx
+        .call
+        .principal
+        .scopes
+        .as_ref()
+        .and_then(|s| s.endpoints.clone());
     let p = ctx
         .app
         .store
-        .run(move |c| databases::list(c, a.search.as_deref(), &page))
+        .run(move |c| databases::list(c, a.search.as_deref(), only.as_deref(), &page))
         .await?;
     Ok(DatabasePage {
         databases: p.items,
@@ -192,7 +248,8 @@ fn validate(app: &App, d: &Database) -> Result<(), ToolError> {
             return Err(ToolError::field("port", "must be between 1 and 65535"));
         }
     } else {
-        paths::resolve_sqlite(&app.config, &d.database_name, "databaseName")?;
+        let p = paths::resolve_sqlite(&app.config, &d.database_name, "databaseName")?;
+        paths::check_sqlite_file(&p, "databaseName")?;
     }
     Ok(())
 }
@@ -215,6 +272,8 @@ async fn db_create(ctx: ToolCtx, a: CreateArgs) -> Result<Database, ToolError> {
         updated_at: String::new(),
     };
     validate(&ctx.app, &d)?;
+    in_scope(&ctx, &d.id)?;
+    not_anothers_target(&ctx, &d).await?;
     Ok(ctx.app.store.run(move |c| databases::insert(c, &d)).await?)
 }
 
@@ -241,6 +300,7 @@ async fn db_update(ctx: ToolCtx, a: UpdateArgs) -> Result<Database, ToolError> {
     {
         return Err(ToolError::Failed("No fields to update".into()));
     }
+    in_scope(&ctx, &a.id)?;
     let id = a.id.clone();
     let mut d = ctx
         .app
@@ -277,6 +337,9 @@ async fn db_update(ctx: ToolCtx, a: UpdateArgs) -> Result<Database, ToolError> {
     }
     validate(&ctx.app, &d)?;
     let moved = target(&d) != before;
+    if moved {
+        not_anothers_target(&ctx, &d).await?;
+    }
     ctx.app
         .store
         .run(move |c| {
@@ -306,6 +369,7 @@ pub struct Done {
 }
 
 async fn db_delete(ctx: ToolCtx, a: IdArgs) -> Result<Done, ToolError> {
+    in_scope(&ctx, &a.id)?;
     let id = a.id.clone();
     if !ctx
         .app
@@ -338,14 +402,7 @@ pub struct Tested {
 }
 
 async fn db_test(ctx: ToolCtx, a: DatabaseIdArgs) -> Result<Tested, ToolError> {
-    if let Some(s) = &ctx.call.principal.scopes
-        && !s.allows_endpoint(&a.database_id)
-    {
-        return Err(ToolError::Failed(format!(
-            "This API key's scopes do not allow database '{}'",
-            a.database_id
-        )));
-    }
+    in_scope(&ctx, &a.database_id)?;
     let (db, resolved) = registry::lookup(&ctx.app, &a.database_id, true).await?;
     let started = Instant::now();
     let timeout = Duration::from_secs(ctx.app.config.engine.connect_timeout_secs);
@@ -406,6 +463,7 @@ async fn cred_save(ctx: ToolCtx, a: CredSaveArgs) -> Result<CredSaved, ToolError
     if a.username.trim().is_empty() || a.username.len() > 128 {
         return Err(ToolError::field("username", "must be 1 to 128 characters"));
     }
+    in_scope(&ctx, &a.database_id)?;
     let sealed = ctx.app.master.seal(
         &a.password,
         &registry::credential_aad(&a.database_id, &a.username),
@@ -441,12 +499,22 @@ pub struct CredDeleteArgs {
 }
 
 async fn cred_delete(ctx: ToolCtx, a: CredDeleteArgs) -> Result<Done, ToolError> {
-    if !ctx
+    let scopes = ctx.call.principal.scopes.clone();
+    let deleted = ctx
         .app
         .store
-        .run(move |c| databases::delete_credential(c, &a.credential_id))
-        .await?
-    {
+        .run(move |c| {
+            let Some(db) = databases::credential_database(c, &a.credential_id)? else {
+                return Ok(false);
+            };
+            // outside the key's scope it is not there for this key
+            if scopes.as_ref().is_some_and(|s| !s.allows_endpoint(&db)) {
+                return Ok(false);
+            }
+            databases::delete_credential(c, &a.credential_id)
+        })
+        .await?;
+    if !deleted {
         return Err(ToolError::Failed("Credential not found".into()));
     }
     Ok(Done {
@@ -461,6 +529,7 @@ pub struct CredList {
 }
 
 async fn cred_list(ctx: ToolCtx, a: DatabaseIdArgs) -> Result<CredList, ToolError> {
+    in_scope(&ctx, &a.database_id)?;
     let app: Arc<App> = ctx.app.clone();
     let creds = app
         .store

@@ -11,7 +11,9 @@ use crate::engine::{Class, QueryResult, paths, sqlite};
 use crate::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
 use crate::store::databases;
 
-/// Registered databases attached at most (SQLite allows 10 attachments; one is kept free).
+/// Registered databases attached at most (SQLite attaches 10 databases per connection; one
+/// place is kept free). Databases past it are named in the result's `warnings`; reach them
+/// through their endpoint server.
 const MAX_ATTACHED: usize = 9;
 
 /// The tools of this group.
@@ -66,25 +68,46 @@ pub fn tools() -> Vec<Tool> {
     ]
 }
 
-/// The engine target: main file plus attached registered sqlite databases.
-async fn target(ctx: &ToolCtx, writable: bool) -> Result<sqlite::Target, ToolError> {
+/// The engine target: main file plus attached registered sqlite databases, and what could not
+/// be attached, in words. A registered file that became unusable (a directory, not SQLite, gone
+/// outside the allowed directories) is skipped and named, never fails the call for everyone.
+async fn target(ctx: &ToolCtx, writable: bool) -> Result<(sqlite::Target, Vec<String>), ToolError> {
     let dbs = ctx.app.store.run(|c| databases::enabled_sqlite(c)).await?;
     let scopes = ctx.call.principal.scopes.as_ref();
     let mut attach = Vec::new();
+    let mut warnings = Vec::new();
     // a key's `endpoints` scope also limits which registered databases it sees here
     let allowed = dbs
         .into_iter()
         .filter(|d| scopes.is_none_or(|s| s.allows_endpoint(&d.id)));
-    for d in allowed.take(MAX_ATTACHED) {
-        if let Ok(p) = paths::resolve_sqlite(&ctx.app.config, &d.database_name, "databaseName") {
-            attach.push((d.id, p));
+    let mut over = Vec::new();
+    for d in allowed {
+        let usable = paths::resolve_sqlite(&ctx.app.config, &d.database_name, "databaseName")
+            .and_then(|p| paths::check_sqlite_file(&p, "databaseName").map(|_| p));
+        match usable {
+            Err(e) => warnings.push(format!("database '{}' is not attached: {e}", d.id)),
+            Ok(p) if !p.exists() => {
+                warnings.push(format!("database '{}' is not attached: its file does not exist yet", d.id))
+            }
+            Ok(_) if attach.len() == MAX_ATTACHED => over.push(d.id),
+            Ok(p) => attach.push((d.id, p)),
         }
     }
-    Ok(sqlite::Target {
-        path: paths::main_file(&ctx.app.config),
-        attach,
-        writable,
-    })
+    if !over.is_empty() {
+        warnings.push(format!(
+            "{} database(s) not attached, SQLite attaches at most {MAX_ATTACHED} here: {}; query them through /api/v1/endpoints/<id>/mcp/sqlite",
+            over.len(),
+            over.join(", ")
+        ));
+    }
+    Ok((
+        sqlite::Target {
+            path: paths::main_file(&ctx.app.config),
+            attach,
+            writable,
+        },
+        warnings,
+    ))
 }
 
 async fn query(
@@ -92,12 +115,12 @@ async fn query(
     sql: &'static str,
     params: Vec<Value>,
 ) -> Result<QueryResult, ToolError> {
-    let t = target(ctx, false).await?;
+    let (t, warnings) = target(ctx, false).await?;
     let limits = crate::engine::Limits {
         row_limit: 100_000,
         ..registry::limits(&ctx.app)
     };
-    let r = ctx
+    let mut r = ctx
         .app
         .engine
         .run(move || {
@@ -105,6 +128,7 @@ async fn query(
             sqlite::run(&conn, sql, &params, Class::Safe, limits)
         })
         .await?;
+    r.warnings = warnings;
     Ok(r)
 }
 
@@ -129,6 +153,9 @@ pub struct EngineDatabase {
 #[derive(Serialize, JsonSchema)]
 pub struct Databases {
     pub databases: Vec<EngineDatabase>,
+    /// Registered databases that are not attached, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 async fn list_databases(ctx: ToolCtx, _a: NoArgs) -> Result<Databases, ToolError> {
@@ -139,6 +166,7 @@ async fn list_databases(ctx: ToolCtx, _a: NoArgs) -> Result<Databases, ToolError
     )
     .await?;
     Ok(Databases {
+        warnings: r.warnings,
         databases: r
             .rows
             .into_iter()
@@ -252,7 +280,7 @@ async fn list_tables(ctx: ToolCtx, a: TablesArgs) -> Result<Tables, ToolError> {
             .ok_or_else(|| ToolError::field("cursor", "is not a cursor returned by this tool"))?,
     };
     let filter = a.database.or(a.schema);
-    let t = target(&ctx, false).await?;
+    let (t, _) = target(&ctx, false).await?;
     let limits = registry::limits(&ctx.app);
     let tables = ctx.app.engine.run(move || -> Result<Vec<Table>, crate::engine::EngineError> {
         let conn = sqlite::open(&t, limits)?;
@@ -376,9 +404,9 @@ async fn execute_sql(ctx: ToolCtx, a: ExecuteArgs) -> Result<QueryResult, ToolEr
     if a.sql.trim().is_empty() {
         return Err(ToolError::field("sql", "must not be empty"));
     }
-    let t = target(&ctx, a.allow_write).await?;
+    let (t, warnings) = target(&ctx, a.allow_write).await?;
     let limits = registry::limits(&ctx.app);
-    Ok(registry::run_sqlite(
+    let mut r = registry::run_sqlite(
         &ctx.app.engine,
         t,
         a.sql,
@@ -387,5 +415,7 @@ async fn execute_sql(ctx: ToolCtx, a: ExecuteArgs) -> Result<QueryResult, ToolEr
         ctx.call.principal.scopes.as_ref(),
         limits,
     )
-    .await?)
+    .await?;
+    r.warnings = warnings;
+    Ok(r)
 }

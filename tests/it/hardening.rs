@@ -431,3 +431,125 @@ async fn postgres_results_by_position_exact_numerics_whole_call_limit_and_bounde
     assert_eq!(r["truncated"], true);
     assert_eq!(r["rowCount"], 0);
 }
+
+/// A small SQLite file with one table `t(v)` in `<data_dir>/databases/`.
+fn sqlite_file(s: &TestServer, name: &str, value: &str) {
+    let dir = s.data_dir().join("databases");
+    std::fs::create_dir_all(&dir).unwrap();
+    let c = rusqlite::Connection::open(dir.join(name)).unwrap();
+    c.execute_batch(&format!("CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('{value}');"))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_endpoints_scope_covers_every_database_tool() {
+    let s = TestServer::start().await;
+    let mut c = s.client();
+    c.initialize().await;
+    sqlite_file(&s, "a.db", "mine");
+    sqlite_file(&s, "b.db", "theirs");
+    for (id, file) in [("a", "a.db"), ("b", "b.db")] {
+        c.call_ok(
+            "database-create",
+            json!({"id": id, "dialect": "sqlite", "databaseName": file}),
+        )
+        .await;
+    }
+    let b_cred = c
+        .call_ok(
+            "database-credential-save",
+            json!({"databaseId": "b", "username": "u", "password": "p-secret"}),
+        )
+        .await["credential"]["id"]
+        .clone();
+    let k = c
+        .call_ok(
+            "api-key-create",
+            json!({"userId": s.admin_id, "name": "only-a", "scopes": {"endpoints": ["a"]}}),
+        )
+        .await;
+    let mut a = Client::new(&s.url(), Some(k["key"].as_str().unwrap()));
+    a.initialize().await;
+    let refused = "This API key's scopes do not allow database 'b'";
+    for (tool, args) in [
+        ("database-update", json!({"id": "b", "description": "x"})),
+        ("database-delete", json!({"id": "b"})),
+        ("database-test-connection", json!({"databaseId": "b"})),
+        ("database-credential-list", json!({"databaseId": "b"})),
+        (
+            "database-credential-save",
+            json!({"databaseId": "b", "username": "v", "password": "w"}),
+        ),
+    ] {
+        assert_eq!(a.call_err(tool, args).await, refused, "{tool}");
+    }
+    assert_eq!(
+        a.call_err("database-credential-delete", json!({"credentialId": b_cred}))
+            .await,
+        "Credential not found"
+    );
+    assert!(
+        a.call_err(
+            "database-create",
+            json!({"id": "c", "dialect": "sqlite", "databaseName": "c.db"})
+        )
+        .await
+        .contains("do not allow database 'c'")
+    );
+    // re-pointing a at b's file is refused, so b cannot be read through a
+    let e = a
+        .call_err("database-update", json!({"id": "a", "databaseName": "b.db"}))
+        .await;
+    assert!(e.contains("outside this API key's scopes"), "{e}");
+    let list = a.call_ok("database-list", json!({})).await;
+    let ids: Vec<&str> = list["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a"]);
+    // everything of b is as it was
+    let b = c
+        .call_ok("database-credential-list", json!({"databaseId": "b"}))
+        .await;
+    assert_eq!(b["credentials"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_bad_registered_database_cannot_break_trexdb() {
+    let s = TestServer::start().await;
+    let mut c = s.client();
+    c.initialize().await;
+    let dir = s.data_dir().join("databases");
+    std::fs::create_dir_all(dir.join("adir")).unwrap();
+    std::fs::write(dir.join("notes.txt"), "plain text, not a database").unwrap();
+    for name in [".", "adir", "adir/", "notes.txt"] {
+        let e = c
+            .call_err(
+                "database-create",
+                json!({"id": "bad", "dialect": "sqlite", "databaseName": name}),
+            )
+            .await;
+        assert!(e.contains("`databaseName`"), "{name}: {e}");
+    }
+    // eleven good databases and one that goes bad after it was registered
+    for i in 0..11 {
+        sqlite_file(&s, &format!("d{i:02}.db"), "v");
+        c.call_ok(
+            "database-create",
+            json!({"id": format!("d{i:02}"), "dialect": "sqlite", "databaseName": format!("d{i:02}.db")}),
+        )
+        .await;
+    }
+    std::fs::write(dir.join("d00.db"), "overwritten with text").unwrap();
+    let r = c
+        .call_ok("trexdb-execute-sql", json!({"sql": "SELECT v FROM d01.t"}))
+        .await;
+    assert_eq!(r["rows"], json!([["v"]]));
+    let w = r["warnings"].to_string();
+    assert!(w.contains("'d00' is not attached"), "{w}");
+    assert!(w.contains("d10"), "the attach limit is not reported: {w}");
+    let l = c.call_ok("trexdb-list-databases", json!({})).await;
+    assert!(l["warnings"].to_string().contains("d00"), "{l}");
+}
