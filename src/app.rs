@@ -100,7 +100,7 @@ impl App {
             config.mcp.max_sessions,
             config.mcp.max_sessions_per_user,
             config.mcp.session_idle_timeout_secs,
-            config.mcp.replay_events,
+            (config.mcp.replay_events, config.mcp.replay_bytes),
         );
         let engine = crate::engine::pool::EnginePool::new(
             config.engine.max_concurrent_queries,

@@ -44,7 +44,8 @@ pub struct Session {
 }
 
 impl Session {
-    fn from_row(r: rows::SessionRow, replay: usize) -> Session {
+    /// `replay`: events kept per stream and bytes kept per session for `Last-Event-ID`.
+    fn from_row(r: rows::SessionRow, replay: (usize, usize)) -> Session {
         let seen = rfc3339_ms(&r.last_seen_at).unwrap_or(0);
         Session {
             id: r.id,
@@ -60,7 +61,7 @@ impl Session {
             initialized: AtomicBool::new(r.initialized),
             last_seen: AtomicI64::new(seen),
             persisted_seen: AtomicI64::new(seen),
-            streams: StreamHub::new(replay),
+            streams: StreamHub::new(replay.0, replay.1),
             inflight: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
@@ -189,7 +190,7 @@ pub struct Sessions {
     max: usize,
     max_per_user: usize,
     idle_ms: i64,
-    replay: usize,
+    replay: (usize, usize),
 }
 
 impl Sessions {
@@ -199,7 +200,7 @@ impl Sessions {
         max: usize,
         max_per_user: usize,
         idle_secs: u64,
-        replay: usize,
+        replay: (usize, usize),
     ) -> Self {
         Sessions {
             store,
