@@ -1,13 +1,20 @@
 //! Running the HTTP server: bind (with `TCP_NODELAY`, so a priming event and a result written
-//! apart never meet the 40 ms Nagle/delayed-ACK stall), serve the routes, and stop cleanly: on
-//! shutdown every SSE stream ends, warp drains connections, a hard deadline bounds the wait, and
-//! batched activity is flushed.
+//! apart never meet the 40 ms Nagle/delayed-ACK stall), accept connections and serve the warp
+//! routes on them with hyper, and stop cleanly: on shutdown every SSE stream ends, connections
+//! drain, a hard deadline bounds the wait, and batched activity is flushed.
+//!
+//! The accept loop is trex's own (not `warp::serve`) so that slow and idle clients cannot hold
+//! the server: a request head must arrive within `server.header_read_timeout_secs` (which also
+//! ends idle keep-alive connections), a body within `server.body_read_timeout_secs`, and at
+//! `server.max_connections` (kept below the open-file limit) the oldest connection that has not
+//! yet sent a complete request head is closed to make room for the new one.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::error::{Error, Result};
@@ -71,26 +78,158 @@ pub async fn start(app: Arc<App>, mounts: Vec<Mount>) -> Result<Running> {
     let stop = app.shutdown.clone();
     let app2 = app.clone();
     let task = tokio::spawn(async move {
-        let on_stop = {
-            let (stop, app) = (stop.clone(), app2.clone());
-            async move {
-                stop.cancelled().await;
-                app.sessions.close_streams();
-            }
-        };
-        let server = warp::serve(routes)
-            .incoming(listener)
-            .graceful(on_stop)
-            .run();
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        accept_loop(&app2, listener, routes, &graceful).await;
+        app2.sessions.close_streams();
         tokio::select! {
-            _ = server => {}
-            _ = async { stop.cancelled().await; tokio::time::sleep(grace).await } => {
+            _ = graceful.shutdown() => {}
+            _ = tokio::time::sleep(grace) => {
                 tracing::warn!("connections still open after {grace:?}; stopping anyway");
             }
         }
+        let _ = &stop;
         app2.flush().await;
     });
     Ok(Running { addr, app, task })
+}
+
+/// The soft open-file limit of this process (Linux), if it can be read.
+fn open_file_limit() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// The connection cap: `server.max_connections`, lowered to leave 64 descriptors for the store,
+/// the engine and logs under the open-file limit.
+pub fn connection_cap(configured: usize) -> usize {
+    match open_file_limit() {
+        Some(n) => configured.min(n.saturating_sub(64)).max(8),
+        None => configured,
+    }
+}
+
+/// One open connection, as the cap sees it.
+struct Conn {
+    /// Set once a complete request head arrived on it.
+    served: Arc<std::sync::atomic::AtomicBool>,
+    /// Cancelled to close it.
+    kill: CancellationToken,
+}
+
+/// The open connections, oldest first.
+#[derive(Default)]
+struct Conns {
+    next: std::sync::atomic::AtomicU64,
+    map: std::sync::Mutex<std::collections::BTreeMap<u64, Conn>>,
+}
+
+impl Conns {
+    /// Makes room for one more connection under `cap`: closes the oldest one that has not sent a
+    /// request head yet. False when every connection is serving requests (the new one is refused).
+    fn make_room(&self, cap: usize) -> bool {
+        let mut m = self.map.lock().unwrap();
+        if m.len() < cap {
+            return true;
+        }
+        let victim = m
+            .iter()
+            .find(|(_, c)| !c.served.load(std::sync::atomic::Ordering::Acquire))
+            .map(|(k, _)| *k);
+        match victim {
+            Some(k) => {
+                if let Some(c) = m.remove(&k) {
+                    c.kill.cancel();
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn add(&self) -> (u64, Arc<std::sync::atomic::AtomicBool>, CancellationToken) {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let served = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let kill = CancellationToken::new();
+        self.map.lock().unwrap().insert(
+            id,
+            Conn {
+                served: served.clone(),
+                kill: kill.clone(),
+            },
+        );
+        (id, served, kill)
+    }
+
+    fn remove(&self, id: u64) {
+        self.map.lock().unwrap().remove(&id);
+    }
+}
+
+/// Accepts connections until shutdown and serves each in its own task.
+async fn accept_loop(
+    app: &Arc<App>,
+    listener: tokio::net::TcpListener,
+    routes: warp::filters::BoxedFilter<(http::Response,)>,
+    graceful: &hyper_util::server::graceful::GracefulShutdown,
+) {
+    let cap = connection_cap(app.config.server.max_connections);
+    let header_timeout = Duration::from_secs(app.config.server.header_read_timeout_secs);
+    let conns = Arc::new(Conns::default());
+    let stop = app.shutdown.clone();
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // out of descriptors and the like: wait a little instead of spinning
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => return,
+        };
+        if !conns.make_room(cap) {
+            tracing::warn!(%peer, "connection refused: {cap} connections are open and serving");
+            drop(stream);
+            continue;
+        }
+        let (id, served, kill) = conns.add();
+        let svc = warp::service(routes.clone());
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            served.store(true, std::sync::atomic::Ordering::Release);
+            req.extensions_mut().insert(http::ClientAddr(peer));
+            let mut svc = svc.clone();
+            tower_service::Service::call(&mut svc, req)
+        });
+        let watcher = graceful.watcher();
+        let conns = conns.clone();
+        tokio::spawn(async move {
+            let mut builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            let conn = builder.serve_connection_with_upgrades(
+                hyper_util::rt::TokioIo::new(stream),
+                service,
+            );
+            let conn = watcher.watch(conn);
+            tokio::select! {
+                r = conn => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, "connection ended: {e}");
+                    }
+                }
+                _ = kill.cancelled() => {
+                    tracing::debug!(%peer, "connection closed to make room (no request yet)");
+                }
+            }
+            conns.remove(id);
+        });
+    }
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.

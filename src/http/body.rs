@@ -8,15 +8,30 @@ use warp::{Filter, Rejection};
 
 use super::rejection::ApiError;
 
-/// The body as bytes, refused with 413 past `max` bytes, whether declared or streamed.
-pub fn limited(max: usize) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+/// The body as bytes, refused with 413 past `max` bytes, whether declared or streamed, and with
+/// 408 when it does not arrive whole within `server.body_read_timeout_secs` (a slow trickle
+/// cannot hold a connection).
+pub fn limited(
+    max: usize,
+    timeout: std::time::Duration,
+) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
     warp::header::optional::<u64>("content-length")
         .and(warp::body::stream())
         .and_then(move |len: Option<u64>, s| async move {
             if len.is_some_and(|l| l > max as u64) {
                 return Err(too_large(max));
             }
-            collect(s, max).await
+            match tokio::time::timeout(timeout, collect(s, max)).await {
+                Ok(r) => r,
+                Err(_) => Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "Request Timeout: the body did not arrive within {} s",
+                        timeout.as_secs()
+                    ),
+                )
+                .reject()),
+            }
         })
 }
 

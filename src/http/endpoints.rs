@@ -14,7 +14,7 @@ use warp::{Filter, Rejection};
 
 use super::guard::{self, HostPolicy};
 use super::rejection::{ApiError, json_response};
-use super::{Response, body, transport};
+use super::{Response, transport};
 use crate::app::App;
 use crate::auth::Principal;
 use crate::mcp::server::McpServer;
@@ -42,7 +42,7 @@ pub fn routes(app: Arc<App>, policy: Arc<HostPolicy>) -> BoxedFilter<(Response,)
         .and(warp::post())
         .and(with.clone())
         .and(auth.clone())
-        .and(body::limited(app.config.server.body_limit))
+        .and(crate::http::body_of(&app, app.config.server.body_limit))
         .and_then(post);
     let get = server
         .and(warp::get())

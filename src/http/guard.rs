@@ -113,7 +113,7 @@ pub fn authenticated(
     policy: Arc<HostPolicy>,
 ) -> impl Filter<Extract = (Arc<Principal>, HeaderMap), Error = Rejection> + Clone {
     warp::header::headers_cloned()
-        .and(warp::addr::remote())
+        .and(crate::http::client_addr())
         .and_then(move |h: HeaderMap, remote: Option<std::net::SocketAddr>| {
             let app = app.clone();
             let policy = policy.clone();

@@ -24,6 +24,29 @@ use rejection::json_response;
 /// The response type every route yields.
 pub type Response = warp::reply::Response;
 
+/// The peer address of the connection a request came on (set by [`crate::server`]'s
+/// connection loop as a request extension).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
+/// Extracts the client's address, when known.
+pub fn client_addr()
+-> impl Filter<Extract = (Option<std::net::SocketAddr>,), Error = std::convert::Infallible> + Clone
+{
+    warp::ext::optional::<ClientAddr>().map(|c: Option<ClientAddr>| c.map(|c| c.0))
+}
+
+/// The body limit and read timeout from config.
+pub fn body_of(
+    app: &App,
+    max: usize,
+) -> impl Filter<Extract = (bytes::Bytes,), Error = warp::Rejection> + Clone + use<> {
+    body::limited(
+        max,
+        std::time::Duration::from_secs(app.config.server.body_read_timeout_secs),
+    )
+}
+
 /// An MCP server mounted at a path (`["trex", "mcp"]` → `/trex/mcp`).
 #[derive(Clone)]
 pub struct Mount {
@@ -94,7 +117,7 @@ pub fn mcp(app: Arc<App>, policy: Arc<HostPolicy>, mount: &Mount) -> BoxedFilter
         .and(warp::post())
         .and(with.clone())
         .and(guard.clone())
-        .and(body::limited(limit))
+        .and(body_of(&app, limit))
         .and_then(transport::post);
     let get = path
         .clone()

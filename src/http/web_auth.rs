@@ -18,7 +18,7 @@ use warp::{Filter, Rejection};
 
 use super::guard::{HostPolicy, check_origin};
 use super::rejection::json_response;
-use super::{Response, body};
+use super::Response;
 use crate::app::App;
 use crate::auth::password;
 use crate::store::{users, web_sessions};
@@ -97,8 +97,8 @@ pub fn routes(app: Arc<App>, policy: Arc<HostPolicy>, base: &[String]) -> BoxedF
         .and(warp::post())
         .and(with.clone())
         .and(warp::header::headers_cloned())
-        .and(warp::addr::remote())
-        .and(body::limited(64 * 1024))
+        .and(crate::http::client_addr())
+        .and(crate::http::body_of(&app, 64 * 1024))
         .and_then(login);
     let logout = root
         .clone()
