@@ -45,7 +45,10 @@ pub fn is_secret_name(name: &str) -> bool {
     ];
     PARTS.iter().any(|p| n.contains(p))
         || n.ends_with("key")
-        || matches!(n.as_str(), "pwd" | "pass" | "pw" | "pin" | "otp" | "dsn" | "auth")
+        || matches!(
+            n.as_str(),
+            "pwd" | "pass" | "pw" | "pin" | "otp" | "dsn" | "auth"
+        )
 }
 
 /// A copy of `v` fit for the audit log: secret-named members replaced by `"[redacted]"`, SQL
@@ -152,7 +155,10 @@ pub fn blank_literals(sql: &str) -> String {
             return out;
         }
     }
-    format!("[SQL of {} bytes not shown: it does not tokenize]", sql.len())
+    format!(
+        "[SQL of {} bytes not shown: it does not tokenize]",
+        sql.len()
+    )
 }
 
 /// Who did something, and through which front door.
@@ -166,33 +172,61 @@ pub struct Actor {
     pub remote: Option<String>,
 }
 
-/// Writes one audit row (failures are logged, never fail the operation). `arguments` are
-/// redacted here; `detail` is cut.
-pub async fn record(
-    store: &Store,
-    actor: &Actor,
-    server: &str,
-    action: &str,
-    arguments: &Value,
-    outcome: &'static str,
-    detail_text: Option<&str>,
-    retention: crate::config::AuditConfig,
-) {
-    let entry = rows::AuditEntry {
+/// One audited action.
+#[derive(Debug, Clone)]
+pub struct Event<'a> {
+    /// The MCP server id, or `cli` / `web`.
+    pub server: &'a str,
+    /// The tool or command (`user-ban`, `cli:user ban`, `web:login`).
+    pub action: &'a str,
+    /// Its arguments, unredacted (redacted here).
+    pub arguments: &'a Value,
+    /// `ok`, `error` or `refused`.
+    pub outcome: &'static str,
+    /// The error text, if any (cut here).
+    pub detail: Option<&'a str>,
+}
+
+/// The row of `event`: arguments redacted, detail cut.
+fn row(actor: &Actor, event: &Event<'_>) -> rows::AuditEntry {
+    rows::AuditEntry {
         user_id: actor.user_id.clone(),
         key_id: actor.key_id.clone(),
         via: actor.via,
         remote: actor.remote.clone(),
-        server: server.to_string(),
-        tool: action.to_string(),
-        arguments: redact(arguments).to_string(),
-        outcome,
-        detail: detail_text.map(detail),
-    };
+        server: event.server.to_string(),
+        tool: event.action.to_string(),
+        arguments: redact(event.arguments).to_string(),
+        outcome: event.outcome,
+        detail: event.detail.map(detail),
+    }
+}
+
+/// Writes one audit row (failures are logged, never fail the operation).
+pub async fn record(
+    store: &Store,
+    retention: crate::config::AuditConfig,
+    actor: &Actor,
+    event: Event<'_>,
+) {
+    let entry = row(actor, &event);
     if let Err(e) = store
         .run(move |c| rows::insert(c, &entry, retention.max_rows))
         .await
     {
+        tracing::error!("cannot write audit row: {e}");
+    }
+}
+
+/// [`record`] for synchronous callers (the CLI) on a connection they hold.
+pub fn record_sync(
+    conn: &rusqlite::Connection,
+    retention: crate::config::AuditConfig,
+    actor: &Actor,
+    event: Event<'_>,
+) {
+    let entry = row(actor, &event);
+    if let Err(e) = rows::insert(conn, &entry, retention.max_rows) {
         tracing::error!("cannot write audit row: {e}");
     }
 }
@@ -207,10 +241,7 @@ mod tests {
             blank_literals("ALTER ROLE x PASSWORD 'hunter''2' VALID UNTIL 'now'"),
             "ALTER ROLE x PASSWORD '***' VALID UNTIL '***'"
         );
-        assert_eq!(
-            blank_literals("SELECT $1, $$secret$$"),
-            "SELECT $1, '***'"
-        );
+        assert_eq!(blank_literals("SELECT $1, $$secret$$"), "SELECT $1, '***'");
         // the review's cases: a quote in an identifier, in a comment, in an escape string
         let b = blank_literals(r#"ALTER ROLE "o'neil" PASSWORD 'x1secret'"#);
         assert!(!b.contains("x1secret") && b.contains(r#""o'neil""#), "{b}");
@@ -244,7 +275,8 @@ mod tests {
         for n in ["keyId", "keyName", "name", "email", "userId", "description"] {
             assert!(!is_secret_name(n), "{n}");
         }
-        let v = json!({"name": "a", "password": 1234, "nested": [{"clientSecret": "s", "keyId": "k"}]});
+        let v =
+            json!({"name": "a", "password": 1234, "nested": [{"clientSecret": "s", "keyId": "k"}]});
         let r = redact(&v);
         assert_eq!(r["password"], "[redacted]");
         assert_eq!(r["nested"][0]["clientSecret"], "[redacted]");
@@ -257,7 +289,9 @@ mod tests {
         let big = "x".repeat(4 * 1024 * 1024);
         let r = redact(&json!({"name": big}));
         assert!(r.to_string().len() < 1024, "{}", r.to_string().len());
-        let many: Map<String, Value> = (0..500).map(|i| (format!("f{i}"), json!("y".repeat(400)))).collect();
+        let many: Map<String, Value> = (0..500)
+            .map(|i| (format!("f{i}"), json!("y".repeat(400))))
+            .collect();
         let r = redact(&Value::Object(many));
         assert!(r.to_string().len() <= MAX_ARGUMENTS_BYTES + 8 * 1024);
     }

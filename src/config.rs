@@ -351,7 +351,10 @@ impl Config {
             );
         }
         if self.engine.max_query_memory < 1024 * 1024 {
-            return bad("engine.max_query_memory", "must be at least 1048576 (1 MiB)");
+            return bad(
+                "engine.max_query_memory",
+                "must be at least 1048576 (1 MiB)",
+            );
         }
         if self.engine.max_concurrent_queries == 0 || self.engine.max_concurrent_queries > 256 {
             return bad("engine.max_concurrent_queries", "must be between 1 and 256");

@@ -197,12 +197,13 @@ async fn accept_loop(
         }
         let (id, served, kill) = conns.add();
         let svc = warp::service(routes.clone());
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            served.store(true, std::sync::atomic::Ordering::Release);
-            req.extensions_mut().insert(http::ClientAddr(peer));
-            let mut svc = svc.clone();
-            tower_service::Service::call(&mut svc, req)
-        });
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                served.store(true, std::sync::atomic::Ordering::Release);
+                req.extensions_mut().insert(http::ClientAddr(peer));
+                let mut svc = svc.clone();
+                tower_service::Service::call(&mut svc, req)
+            });
         let watcher = graceful.watcher();
         let conns = conns.clone();
         tokio::spawn(async move {
@@ -212,10 +213,8 @@ async fn accept_loop(
                 .http1()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(header_timeout);
-            let conn = builder.serve_connection_with_upgrades(
-                hyper_util::rt::TokioIo::new(stream),
-                service,
-            );
+            let conn = builder
+                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
             let conn = watcher.watch(conn);
             tokio::select! {
                 r = conn => {

@@ -86,7 +86,9 @@ pub enum EngineError {
     #[error("{0}")]
     Connect(String),
     /// Every query slot stayed taken for `engine.queue_timeout_secs`.
-    #[error("The engine is busy: {0} queries are running and none finished within {1} s; try again shortly")]
+    #[error(
+        "The engine is busy: {0} queries are running and none finished within {1} s; try again shortly"
+    )]
     Busy(usize, u64),
     /// The server itself failed (logged; the client sees a correlation id).
     #[error("{0}")]
@@ -112,7 +114,9 @@ impl From<EngineError> for crate::mcp::tool::ToolError {
             EngineError::Refused(m) if m.starts_with("Invalid arguments") => ToolError::Invalid(m),
             EngineError::Refused(m) | EngineError::Connect(m) => ToolError::Failed(m),
             EngineError::Database(m) => ToolError::Failed(format!("Error: {m}")),
-            t @ (EngineError::Timeout(_) | EngineError::Busy(..)) => ToolError::Failed(t.to_string()),
+            t @ (EngineError::Timeout(_) | EngineError::Busy(..)) => {
+                ToolError::Failed(t.to_string())
+            }
             EngineError::Internal(m) => ToolError::Internal(crate::Error::Other(m)),
         }
     }

@@ -136,7 +136,11 @@ pub async fn run(
 ) -> Result<QueryResult, EngineError> {
     check_params(params)?;
     let cancel = client.cancel_token();
-    match tokio::time::timeout(limits.timeout, run_inner(client, sql, params, verdict, limits)).await
+    match tokio::time::timeout(
+        limits.timeout,
+        run_inner(client, sql, params, verdict, limits),
+    )
+    .await
     {
         Ok(r) => r,
         Err(_) => {

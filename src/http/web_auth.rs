@@ -16,9 +16,9 @@ use warp::filters::BoxedFilter;
 use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
 use warp::{Filter, Rejection};
 
+use super::Response;
 use super::guard::{HostPolicy, check_origin};
 use super::rejection::json_response;
-use super::Response;
 use crate::app::App;
 use crate::auth::password;
 use crate::store::{users, web_sessions};

@@ -186,16 +186,7 @@ async fn tools_call(
         let out = ToolOutput::Err(format!(
             "This API key's scopes do not allow the tool '{name}'"
         ));
-        write_audit(
-            app,
-            server,
-            &principal,
-            &name,
-            &args,
-            "refused",
-            &out,
-        )
-        .await;
+        write_audit(app, server, &principal, &name, &args, "refused", &out).await;
         return Ok(out.into_result());
     }
     let audited = (!tool.annotations.read_only).then(|| args.clone());
@@ -231,17 +222,14 @@ async fn write_audit(
         ToolOutput::Err(m) => Some(m.as_str()),
         _ => None,
     };
-    crate::audit::record(
-        &app.store,
-        &actor,
-        &server.id,
-        tool,
+    let event = crate::audit::Event {
+        server: &server.id,
+        action: tool,
         arguments,
         outcome,
         detail,
-        app.config.audit,
-    )
-    .await;
+    };
+    crate::audit::record(&app.store, app.config.audit, &actor, event).await;
 }
 
 fn prompts_get(server: &McpServer, params: &Value) -> Result<Value, RpcError> {

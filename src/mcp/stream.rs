@@ -300,7 +300,13 @@ impl StreamHub {
             }
         }
         let s = self.open();
-        let old = self.shared.inner.lock().unwrap().standalone.replace(s.clone());
+        let old = self
+            .shared
+            .inner
+            .lock()
+            .unwrap()
+            .standalone
+            .replace(s.clone());
         if let Some(old) = old {
             old.finish();
         }
@@ -326,8 +332,15 @@ impl StreamHub {
 
     /// Ends every stream (session closed or server stopping).
     pub fn close_all(&self) {
-        let streams: Vec<Arc<EventStream>> =
-            self.shared.inner.lock().unwrap().streams.values().cloned().collect();
+        let streams: Vec<Arc<EventStream>> = self
+            .shared
+            .inner
+            .lock()
+            .unwrap()
+            .streams
+            .values()
+            .cloned()
+            .collect();
         for s in streams {
             s.finish();
         }

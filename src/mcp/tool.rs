@@ -390,7 +390,10 @@ mod tests {
             panic!()
         };
         assert!(!m.contains("123456"), "{m}");
-        assert!(m.contains("`email`") && m.contains("expected a string"), "{m}");
+        assert!(
+            m.contains("`email`") && m.contains("expected a string"),
+            "{m}"
+        );
         assert_eq!(
             without_values("unknown variant `hunter2`, expected `admin` or `user`"),
             "unknown variant, expected `admin` or `user`"
@@ -399,7 +402,10 @@ mod tests {
             without_values("invalid value: string \"s3\"cr\"et\", expected a date"),
             "invalid value: string, expected a date"
         );
-        assert_eq!(without_values("unknown field `bogus`"), "unknown field `bogus`");
+        assert_eq!(
+            without_values("unknown field `bogus`"),
+            "unknown field `bogus`"
+        );
     }
 
     #[test]

@@ -54,10 +54,14 @@ pub fn change_standing(
     change: &Standing,
 ) -> Result<User> {
     if actor == Some(target) {
-        return Err(Error::Conflict(format!("You cannot {} yourself", change.verb())));
+        return Err(Error::Conflict(format!(
+            "You cannot {} yourself",
+            change.verb()
+        )));
     }
     let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
-    let before = users::get(&tx, target)?.ok_or_else(|| Error::NotFound("User not found".into()))?;
+    let before =
+        users::get(&tx, target)?.ok_or_else(|| Error::NotFound("User not found".into()))?;
     let after = match change {
         Standing::Role(role) => users::set_role(&tx, target, role)?,
         Standing::Ban {

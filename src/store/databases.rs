@@ -71,7 +71,13 @@ pub fn list(
              ORDER BY created_at DESC, id DESC LIMIT ?4"
         ))?
         .query_map(
-            params![search.map(like_contains), ac, ai, (page.limit + 1) as i64, only],
+            params![
+                search.map(like_contains),
+                ac,
+                ai,
+                (page.limit + 1) as i64,
+                only
+            ],
             from_row,
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;

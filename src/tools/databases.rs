@@ -410,26 +410,28 @@ async fn db_test(ctx: ToolCtx, a: DatabaseIdArgs) -> Result<Tested, ToolError> {
         Resolved::Postgres(t) => postgres::ping(&t, timeout).await?,
         Resolved::Sqlite(path) => {
             let limits = registry::limits(&ctx.app);
-            ctx.app.engine.run(move || -> Result<String, EngineError> {
-                let conn = sqlite::open(
-                    &sqlite::Target {
-                        path,
-                        attach: vec![],
-                        writable: false,
-                    },
-                    limits,
-                )
-                .map_err(|e| EngineError::Connect(format!("Connection failed: {e}")))?;
-                let r = sqlite::run(
-                    &conn,
-                    "SELECT 1, sqlite_version()",
-                    &[],
-                    crate::engine::Class::Safe,
-                    limits,
-                )?;
-                Ok(r.rows[0][1].as_str().unwrap_or("").to_string())
-            })
-            .await?
+            ctx.app
+                .engine
+                .run(move || -> Result<String, EngineError> {
+                    let conn = sqlite::open(
+                        &sqlite::Target {
+                            path,
+                            attach: vec![],
+                            writable: false,
+                        },
+                        limits,
+                    )
+                    .map_err(|e| EngineError::Connect(format!("Connection failed: {e}")))?;
+                    let r = sqlite::run(
+                        &conn,
+                        "SELECT 1, sqlite_version()",
+                        &[],
+                        crate::engine::Class::Safe,
+                        limits,
+                    )?;
+                    Ok(r.rows[0][1].as_str().unwrap_or("").to_string())
+                })
+                .await?
         }
     };
     Ok(Tested {

@@ -86,9 +86,10 @@ async fn target(ctx: &ToolCtx, writable: bool) -> Result<(sqlite::Target, Vec<St
             .and_then(|p| paths::check_sqlite_file(&p, "databaseName").map(|_| p));
         match usable {
             Err(e) => warnings.push(format!("database '{}' is not attached: {e}", d.id)),
-            Ok(p) if !p.exists() => {
-                warnings.push(format!("database '{}' is not attached: its file does not exist yet", d.id))
-            }
+            Ok(p) if !p.exists() => warnings.push(format!(
+                "database '{}' is not attached: its file does not exist yet",
+                d.id
+            )),
             Ok(_) if attach.len() == MAX_ATTACHED => over.push(d.id),
             Ok(p) => attach.push((d.id, p)),
         }

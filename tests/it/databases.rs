@@ -627,7 +627,8 @@ async fn postgres_for_real() {
     pg.batch_execute(&format!(
         "CREATE SCHEMA {schema}; CREATE TABLE {schema}.items (id serial PRIMARY KEY, name text, price numeric(8,2), tags jsonb);
          INSERT INTO {schema}.items (name, price, tags) VALUES ('a', 1.50, '[\"x\"]'), ('b', 2.25, null);
-         CREATE SEQUENCE {schema}.seq; CREATE VIEW {schema}.cheap AS SELECT * FROM {schema}.items WHERE price < 2;"
+         CREATE SEQUENCE {schema}.seq; CREATE VIEW {schema}.cheap AS SELECT * FROM {schema}.items WHERE price < 2;
+         CREATE VIEW {schema}.bump AS SELECT nextval('{schema}.seq');"
     ))
     .await
     .unwrap();
@@ -716,11 +717,20 @@ async fn postgres_for_real() {
         )
         .await;
     assert_eq!(r["rowsAffected"], 1);
-    // reads run in a read-only transaction: a "read" that writes fails in the engine
+    // a function off the allow-list is Dangerous before it reaches the server
     let err = e
         .call_err(
             "execute_postgres_query",
             q(format!("SELECT nextval('{schema}.seq')"), json!([])),
+        )
+        .await;
+    assert!(err.contains("Dangerous"), "{err}");
+    // and reads run in a read-only transaction: a "read" that writes out of the parser's sight
+    // (through a view) fails in the engine
+    let err = e
+        .call_err(
+            "execute_postgres_query",
+            q(format!("SELECT * FROM {schema}.bump"), json!([])),
         )
         .await;
     assert!(err.contains("read-only"), "{err}");

@@ -73,7 +73,10 @@ async fn a_batch_stops_at_the_item_after_its_key_is_revoked() {
     let mut admin = admin;
     admin.initialize().await;
     let users = admin
-        .call_ok("user-list", json!({"search": "@example.com", "limit": 1000}))
+        .call_ok(
+            "user-list",
+            json!({"search": "@example.com", "limit": 1000}),
+        )
         .await;
     let created = users["users"]
         .as_array()
@@ -156,13 +159,25 @@ async fn two_admins_removing_each_other_leave_one_active_admin() {
     let mut cb = Client::new(&s.url(), Some(&kb));
     ca.initialize_version("2025-03-26").await;
     cb.initialize_version("2025-03-26").await;
-    let ia = vec![call(1, "user-update-role", json!({"userId": b, "role": "user"}))];
-    let ib = vec![call(1, "user-update-role", json!({"userId": a, "role": "user"}))];
+    let ia = vec![call(
+        1,
+        "user-update-role",
+        json!({"userId": b, "role": "user"}),
+    )];
+    let ib = vec![call(
+        1,
+        "user-update-role",
+        json!({"userId": a, "role": "user"}),
+    )];
     // a demoted admin's session ends and key stops: the slower batch may get 404 or 401
     let send = |c: &Client, items: Vec<Value>| c.post().json(&Value::Array(items)).send();
     let (ra, rb) = tokio::join!(send(&ca, ia), send(&cb, ib));
     for r in [ra.unwrap(), rb.unwrap()] {
-        assert!([200, 401, 404].contains(&r.status().as_u16()), "{}", r.status());
+        assert!(
+            [200, 401, 404].contains(&r.status().as_u16()),
+            "{}",
+            r.status()
+        );
     }
     let active = s
         .app()
@@ -198,21 +213,32 @@ async fn audit_rows_hold_no_secrets_and_are_bounded() {
     // 4 MB arguments, refused or not, are not stored whole
     let big = "y".repeat(4 * 1024 * 1024 - 4096);
     for _ in 0..3 {
-        c.call("user-create", json!({"name": big, "email": "x@example.com"}))
-            .await;
+        c.call(
+            "user-create",
+            json!({"name": big, "email": "x@example.com"}),
+        )
+        .await;
     }
     let rows = c.call_ok("audit-list", json!({"limit": 1000})).await;
     let text = rows.to_string();
     for secret in ["sekrit-one", "sekrit-two", "sekrit-three", "987654321"] {
-        assert!(!text.contains(secret), "{secret} in the audit log: {text:.2000}");
+        assert!(
+            !text.contains(secret),
+            "{secret} in the audit log: {text:.2000}"
+        );
     }
     for e in rows["entries"].as_array().unwrap() {
-        assert!(e.to_string().len() < 16 * 1024, "an audit row of {} bytes", e.to_string().len());
+        assert!(
+            e.to_string().len() < 16 * 1024,
+            "an audit row of {} bytes",
+            e.to_string().len()
+        );
         assert_eq!(e["via"], "mcp");
     }
     // retention by row count
     for i in 0..60 {
-        c.call("role-create", json!({"name": format!("r{i}")})).await;
+        c.call("role-create", json!({"name": format!("r{i}")}))
+            .await;
     }
     let n = s
         .app()
@@ -300,7 +326,10 @@ async fn sqlite_calls_are_bounded_in_time_and_memory() {
     }
     // one value over the byte budget is cut before it is converted
     let r = c
-        .call_ok("trexdb-execute-sql", json!({"sql": "SELECT 1, randomblob(5000000)"}))
+        .call_ok(
+            "trexdb-execute-sql",
+            json!({"sql": "SELECT 1, randomblob(5000000)"}),
+        )
         .await;
     assert_eq!(r["truncated"], true);
     // forty 4 MB values SQLite must build before the first row: past engine.max_query_memory
@@ -313,7 +342,8 @@ async fn sqlite_calls_are_bounded_in_time_and_memory() {
         .await;
     assert!(e.contains("engine.max_query_memory"), "{e}");
     // and the server is fine
-    c.call_ok("trexdb-execute-sql", json!({"sql": "SELECT 1"})).await;
+    c.call_ok("trexdb-execute-sql", json!({"sql": "SELECT 1"}))
+        .await;
 }
 
 #[tokio::test]
@@ -340,7 +370,10 @@ async fn engine_queries_have_their_own_slots_and_do_not_starve_the_store() {
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     // administration answers while every engine slot is taken
     c.call_ok("user-list", json!({})).await;
-    assert!(long.iter().any(|h| !h.is_finished()), "the engine queries ended first");
+    assert!(
+        long.iter().any(|h| !h.is_finished()),
+        "the engine queries ended first"
+    );
     let mut busy = 0;
     for h in long {
         let r = h.await.unwrap();
@@ -379,7 +412,10 @@ async fn postgres_results_by_position_exact_numerics_whole_call_limit_and_bounde
         json!({"databaseId": "pg", "username": "postgres", "password": "unused"}),
     )
     .await;
-    let mut e = Client::new(&format!("{}/api/v1/endpoints/pg/mcp/postgres", s.base()), Some(&s.key));
+    let mut e = Client::new(
+        &format!("{}/api/v1/endpoints/pg/mcp/postgres", s.base()),
+        Some(&s.key),
+    );
     e.initialize().await;
     let q = |sql: &str| json!({"query": sql});
     let r = e
@@ -426,7 +462,10 @@ async fn postgres_results_by_position_exact_numerics_whole_call_limit_and_bounde
     assert_eq!(left, 0, "the timed-out query still runs on the server");
     // a 20 MB row (over the 4 MB budget) is never sent to trex
     let r = e
-        .call_ok("execute_postgres_query", q("SELECT repeat('x', 20000000) AS big"))
+        .call_ok(
+            "execute_postgres_query",
+            q("SELECT repeat('x', 20000000) AS big"),
+        )
         .await;
     assert_eq!(r["truncated"], true);
     assert_eq!(r["rowCount"], 0);
@@ -437,8 +476,10 @@ fn sqlite_file(s: &TestServer, name: &str, value: &str) {
     let dir = s.data_dir().join("databases");
     std::fs::create_dir_all(&dir).unwrap();
     let c = rusqlite::Connection::open(dir.join(name)).unwrap();
-    c.execute_batch(&format!("CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('{value}');"))
-        .unwrap();
+    c.execute_batch(&format!(
+        "CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('{value}');"
+    ))
+    .unwrap();
 }
 
 #[tokio::test]
@@ -484,8 +525,11 @@ async fn the_endpoints_scope_covers_every_database_tool() {
         assert_eq!(a.call_err(tool, args).await, refused, "{tool}");
     }
     assert_eq!(
-        a.call_err("database-credential-delete", json!({"credentialId": b_cred}))
-            .await,
+        a.call_err(
+            "database-credential-delete",
+            json!({"credentialId": b_cred})
+        )
+        .await,
         "Credential not found"
     );
     assert!(
@@ -498,7 +542,10 @@ async fn the_endpoints_scope_covers_every_database_tool() {
     );
     // re-pointing a at b's file is refused, so b cannot be read through a
     let e = a
-        .call_err("database-update", json!({"id": "a", "databaseName": "b.db"}))
+        .call_err(
+            "database-update",
+            json!({"id": "a", "databaseName": "b.db"}),
+        )
         .await;
     assert!(e.contains("outside this API key's scopes"), "{e}");
     let list = a.call_ok("database-list", json!({})).await;

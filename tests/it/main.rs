@@ -3,6 +3,7 @@
 mod auth;
 mod cli;
 mod common;
+mod connections;
 mod databases;
 mod hardening;
 mod identity;
