@@ -183,6 +183,7 @@ impl Common {
 pub fn main() -> Result<()> {
     // before any SQLite connection: the per-query memory budget needs its allocator first
     crate::engine::memory::install();
+    crate::engine::memory::release_large_blocks();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { common, listen } => {

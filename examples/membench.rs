@@ -1,0 +1,269 @@
+//! Memory benchmark: runs the call shapes that once took gigabytes against a real `trex serve`
+//! process at its default limits and prints the server's peak RSS for each (Linux: `VmHWM` from
+//! `/proc/<pid>/status`, reset before each shape through `/proc/<pid>/clear_refs`), and its RSS
+//! after every shape is done. The goal is < 128 MiB peak for any single call. Not a test: it
+//! prints figures.
+//!
+//! ```sh
+//! cargo build --release --bin trex --example membench
+//! target/release/examples/membench            # PostgreSQL shapes too when 127.0.0.1:5432 answers
+//! ```
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Resets the peak RSS counter of `pid` (Linux ≥ 4.0).
+fn reset_peak(pid: u32) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
+struct Mcp {
+    http: reqwest::Client,
+    url: String,
+    key: String,
+    session: String,
+    next: i64,
+}
+
+impl Mcp {
+    async fn open(http: &reqwest::Client, url: String, key: &str) -> Result<Mcp> {
+        let r = http
+            .post(&url)
+            .bearer_auth(key)
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+                "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"membench","version":"1"}}}))
+            .send()
+            .await?;
+        let session = r.headers()["mcp-session-id"].to_str()?.to_string();
+        Ok(Mcp {
+            http: http.clone(),
+            url,
+            key: key.to_string(),
+            session,
+            next: 1,
+        })
+    }
+
+    /// Calls a tool; `sse` asks for an SSE answer (a progress token). Returns the body's size.
+    async fn call(&mut self, tool: &str, args: Value, sse: bool) -> Result<(usize, String)> {
+        self.next += 1;
+        let mut params = json!({"name": tool, "arguments": args});
+        if sse {
+            params["_meta"] = json!({"progressToken": self.next});
+        }
+        let r = self
+            .http
+            .post(&self.url)
+            .bearer_auth(&self.key)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &self.session)
+            .header("mcp-protocol-version", "2025-11-25")
+            .json(&json!({"jsonrpc":"2.0","id":self.next,"method":"tools/call","params":params}))
+            .send()
+            .await?;
+        let body = r.text().await?;
+        let head: String = body.chars().take(160).collect();
+        Ok((body.len(), head))
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let me = std::env::current_exe()?;
+    let trex_bin: PathBuf = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| me.parent().unwrap().parent().unwrap().join("trex"));
+    if !trex_bin.exists() {
+        bail!(
+            "{} not found: cargo build --release --bin trex",
+            trex_bin.display()
+        );
+    }
+    let dir = tempfile::tempdir()?;
+    let d = dir.path().to_str().unwrap().to_string();
+    let init = Command::new(&trex_bin)
+        .args([
+            "init",
+            "--data-dir",
+            &d,
+            "--admin-email",
+            "bench@example.com",
+        ])
+        .output()?;
+    let key = String::from_utf8(init.stdout)?
+        .lines()
+        .last()
+        .context("no key from trex init")?
+        .to_string();
+    let mut child = Command::new(&trex_bin)
+        .args(["serve", "--data-dir", &d, "--listen", "127.0.0.1:0"])
+        .env("TREX_LOG", "warn,trex=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(10))
+        .context("trex did not start")?;
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut admin = Mcp::open(&http, format!("{base}/trex/mcp"), &key).await?;
+    println!("trex pid {pid}, idle RSS {} KiB", status_kib(pid, "VmRSS:"));
+    let mut worst = 0u64;
+    let mut shape = |name: &str, peak: u64, note: &str| {
+        worst = worst.max(peak);
+        println!("{name:<58} peak {:>7.1} MiB   {note}", peak as f64 / 1024.0);
+    };
+
+    // SQLite shapes through trexdb-execute-sql
+    let cols = |n: usize, expr: &str| vec![expr; n].join(", ");
+    let sqlite_shapes = [
+        ("200 x zeroblob(16000000)", format!("SELECT {}", cols(200, "zeroblob(16000000)"))),
+        ("200 x zeroblob(8000000)", format!("SELECT {}", cols(200, "zeroblob(8000000)"))),
+        ("40 x randomblob(16000000)", format!("SELECT {}", cols(40, "randomblob(16000000)"))),
+        ("40 x printf('%.*c', 8000000, 'x')", format!("SELECT {}", cols(40, "printf('%.*c', 8000000, 'x')"))),
+        ("1 x randomblob(8000000) (one value at the limit)", "SELECT randomblob(8000000)".to_string()),
+        ("1000 rows x 8 KB text", "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) SELECT printf('%.*c', 8000, 'x') FROM n".to_string()),
+    ];
+    for (name, sql) in sqlite_shapes {
+        reset_peak(pid);
+        let (bytes, head) = admin
+            .call("trexdb-execute-sql", json!({"sql": sql}), false)
+            .await?;
+        let note = if head.contains("\"isError\":true") {
+            "refused: ".to_string() + &head.chars().skip(30).take(90).collect::<String>()
+        } else {
+            format!("answered {:.1} MiB", bytes as f64 / 1048576.0)
+        };
+        shape(&format!("sqlite {name}"), status_kib(pid, "VmHWM:"), &note);
+    }
+
+    // PostgreSQL rows of 50-100 MB, when a server is here
+    let pg = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect("127.0.0.1:5432"),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    if pg {
+        admin
+            .call(
+                "database-create",
+                json!({"id": "pg", "host": "127.0.0.1", "port": 5432, "databaseName": "test"}),
+                false,
+            )
+            .await?;
+        admin
+            .call(
+                "database-credential-save",
+                json!({"databaseId": "pg", "username": "postgres", "password": "unused"}),
+                false,
+            )
+            .await?;
+        let mut e = Mcp::open(
+            &http,
+            format!("{base}/api/v1/endpoints/pg/mcp/postgres"),
+            &key,
+        )
+        .await?;
+        for (name, sql) in [
+            ("1 row of 50 MB", "SELECT repeat('x', 50000000)"),
+            ("1 row of 100 MB", "SELECT repeat('x', 100000000)"),
+            (
+                "3 rows of 5 MB",
+                "SELECT repeat('x', 5000000) FROM generate_series(1, 3)",
+            ),
+        ] {
+            reset_peak(pid);
+            let (bytes, _) = e
+                .call("execute_postgres_query", json!({"query": sql}), false)
+                .await?;
+            shape(
+                &format!("postgres {name}"),
+                status_kib(pid, "VmHWM:"),
+                &format!("answered {:.1} MiB", bytes as f64 / 1048576.0),
+            );
+        }
+    } else {
+        println!("(PostgreSQL shapes skipped: nothing on 127.0.0.1:5432)");
+    }
+
+    // SSE replay: 30 calls of ~8 MB each in one session, then in three sessions
+    let big = "SELECT printf('%.*c', 7000000, 'x')";
+    let mut call_peak = 0;
+    for _ in 0..30 {
+        reset_peak(pid);
+        admin
+            .call("trexdb-execute-sql", json!({"sql": big}), true)
+            .await?;
+        call_peak = call_peak.max(status_kib(pid, "VmHWM:"));
+    }
+    shape(
+        "SSE: 30 calls x 7 MB in one session (worst call)",
+        call_peak,
+        &format!(
+            "RSS after {:.1} MiB",
+            status_kib(pid, "VmRSS:") as f64 / 1024.0
+        ),
+    );
+    reset_peak(pid);
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        sessions.push(Mcp::open(&http, format!("{base}/trex/mcp"), &key).await?);
+    }
+    for s in &mut sessions {
+        for _ in 0..10 {
+            s.call("trexdb-execute-sql", json!({"sql": big}), true)
+                .await?;
+        }
+    }
+    shape(
+        "SSE: 3 sessions x 10 calls x 7 MB",
+        status_kib(pid, "VmHWM:"),
+        &format!(
+            "RSS after {:.1} MiB",
+            status_kib(pid, "VmRSS:") as f64 / 1024.0
+        ),
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    println!(
+        "\nworst single-shape peak {:.1} MiB (goal < 128 MiB); RSS at the end {:.1} MiB",
+        worst as f64 / 1024.0,
+        status_kib(pid, "VmRSS:") as f64 / 1024.0
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(())
+}
