@@ -48,6 +48,10 @@ struct Args {
     /// The trex binary (default: next to this example, ../trex).
     #[arg(long)]
     trex_bin: Option<PathBuf>,
+    /// A second trex binary (e.g. a build of the previous commit) measured in the same
+    /// interleaved rounds, for before/after figures.
+    #[arg(long)]
+    baseline_bin: Option<PathBuf>,
     /// Internal: run the bare warp server and print its address.
     #[arg(long, hide = true)]
     bare_server: bool,
@@ -258,10 +262,179 @@ async fn main() -> Result<()> {
         );
     }
 
+    let t = start_trex(&args, &trex_bin).await?;
+    let base = match &args.baseline_bin {
+        Some(bin) => Some(start_trex(&args, bin).await?),
+        None => None,
+    };
+    let (addr, trex_pid, per_session, call) = (t.addr, t.pid, t.per_session.clone(), t.call.clone());
+    let (idle_rss, sessions_rss, hundred_rss, ready_ms) =
+        (t.idle_rss, t.sessions_rss, t.hundred_rss, t.ready_ms);
+    let mut trex = t.child;
+    let _dir = t._dir;
+
+    // bare warp
+    let mut bare = spawn(&args, &me, &["--bare-server"])?;
+    let bare_addr: SocketAddr = scan(bare.stdout.take().unwrap(), |l| {
+        l.strip_prefix("BARE=").map(|a| a.trim().to_string())
+    })
+    .context("bare server did not start")?
+    .parse()?;
+    let hello = Bytes::from(
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"x","arguments":{}}})
+            .to_string(),
+    );
+
+    println!(
+        "trex {} | {} connections over {} sessions | tool {} | {} s × {} rounds | servers pinned: {}",
+        env!("CARGO_PKG_VERSION"),
+        args.connections,
+        per_session.len(),
+        args.tool,
+        args.seconds,
+        args.rounds,
+        args.pin
+            .map(|c| format!("cpu {c}"))
+            .unwrap_or_else(|| "no".into())
+    );
+    let per_session = Arc::new(per_session);
+    let no_headers: Arc<Vec<Vec<(&'static str, String)>>> = Arc::new(vec![vec![]]);
+    let (mut t_rates, mut b_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut t_p50, mut t_p99) = (Vec::new(), Vec::new());
+    let mut o_ratios: Vec<f64> = Vec::new();
+    let mut peak_rss = 0;
+    for r in 0..args.rounds {
+        let b = round(
+            bare_addr,
+            "/hello",
+            args.connections,
+            args.seconds,
+            no_headers.clone(),
+            hello.clone(),
+            |_| true,
+        )
+        .await?;
+        let t = round(
+            addr,
+            "/trex/mcp",
+            args.connections,
+            args.seconds,
+            per_session.clone(),
+            call.clone(),
+            |b| {
+                const OK: &[u8] = b"\"isError\":false";
+                b.windows(OK.len()).any(|w| w == OK)
+            },
+        )
+        .await?;
+        peak_rss = peak_rss.max(rss_kib(trex_pid).unwrap_or(0));
+        if let Some(old) = &base {
+            let o = round(
+                old.addr,
+                "/trex/mcp",
+                args.connections,
+                args.seconds,
+                Arc::new(old.per_session.clone()),
+                old.call.clone(),
+                |b| {
+                    const OK: &[u8] = b"\"isError\":false";
+                    b.windows(OK.len()).any(|w| w == OK)
+                },
+            )
+            .await?;
+            println!(
+                "         baseline trex {:>8.0}/s p50 {:>5} µs p99 {:>6} µs err {} | ratio {:.2} | this / baseline {:.2}",
+                o.rate(),
+                o.p50_us,
+                o.p99_us,
+                o.errors,
+                o.rate() / b.rate(),
+                t.rate() / o.rate()
+            );
+            o_ratios.push(o.rate() / b.rate());
+        }
+        println!(
+            "round {}: bare warp {:>8.0}/s p50 {:>5} µs p99 {:>6} µs err {} | trex tools/call {:>8.0}/s p50 {:>5} µs p99 {:>6} µs err {} | ratio {:.2}",
+            r + 1,
+            b.rate(),
+            b.p50_us,
+            b.p99_us,
+            b.errors,
+            t.rate(),
+            t.p50_us,
+            t.p99_us,
+            t.errors,
+            t.rate() / b.rate()
+        );
+        b_rates.push(b.rate());
+        t_rates.push(t.rate());
+        ratios.push(t.rate() / b.rate());
+        t_p50.push(t.p50_us as f64);
+        t_p99.push(t.p99_us as f64);
+    }
+    println!(
+        "median: trex {:.0} calls/s (p50 {:.0} µs, p99 {:.0} µs), bare warp {:.0}/s, ratio {:.2}",
+        median(&mut t_rates),
+        median(&mut t_p50),
+        median(&mut t_p99),
+        median(&mut b_rates),
+        median(&mut ratios)
+    );
+    if !o_ratios.is_empty() {
+        println!(
+            "median baseline ratio {:.2} (this build {:.2})",
+            median(&mut o_ratios),
+            median(&mut ratios.clone())
+        );
+    }
+    let mib = |k: Option<u64>| {
+        k.map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
+            .unwrap_or_else(|| "n/a".into())
+    };
+    println!(
+        "trex memory: idle {} | {} sessions {} | 100 sessions {} | peak under load {} ; start to ready {:.0} ms",
+        mib(idle_rss),
+        args.sessions,
+        mib(sessions_rss),
+        mib(hundred_rss.or(sessions_rss)),
+        mib(Some(peak_rss)),
+        ready_ms
+    );
+    // SIGTERM, so trex shuts down as in production (and profilers get to write their output)
+    let mut others: Vec<Child> = base.into_iter().map(|b| b.child).collect();
+    for c in std::iter::once(&mut trex)
+        .chain(std::iter::once(&mut bare))
+        .chain(others.iter_mut())
+    {
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let _ = c.wait();
+    }
+    Ok(())
+}
+
+/// One trex under test: its process, address, sessions and the call to send.
+struct Trex {
+    child: Child,
+    /// The scratch data dir, removed when the run ends.
+    _dir: tempfile::TempDir,
+    addr: SocketAddr,
+    pid: u32,
+    per_session: Vec<Vec<(&'static str, String)>>,
+    call: Bytes,
+    idle_rss: Option<u64>,
+    sessions_rss: Option<u64>,
+    hundred_rss: Option<u64>,
+    ready_ms: f64,
+}
+
+/// Starts `trex_bin` on a scratch store, times start → ready, opens the sessions.
+async fn start_trex(args: &Args, trex_bin: &std::path::Path) -> Result<Trex> {
     // trex: init a scratch store, then time start → ready
     let dir = tempfile::tempdir()?;
     let d = dir.path().to_str().unwrap();
-    let init = Command::new(&trex_bin)
+    let init = Command::new(trex_bin)
         .args([
             "init",
             "--data-dir",
@@ -276,12 +449,13 @@ async fn main() -> Result<()> {
         .context("no key from trex init")?
         .to_string();
     let t0 = Instant::now();
-    let mut trex = spawn(
-        &args,
-        &trex_bin,
+    let trex = spawn(
+        args,
+        trex_bin,
         &["serve", "--data-dir", d, "--listen", "127.0.0.1:0"],
     )?;
     let trex_pid = trex.id();
+    let mut trex = trex;
     let addr: SocketAddr = scan(trex.stderr.take().unwrap(), |l| {
         l.split("listening on ")
             .nth(1)
@@ -357,106 +531,16 @@ async fn main() -> Result<()> {
     };
     let call = Bytes::from(json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name": args.tool, "arguments": call_args}}).to_string());
 
-    // bare warp
-    let mut bare = spawn(&args, &me, &["--bare-server"])?;
-    let bare_addr: SocketAddr = scan(bare.stdout.take().unwrap(), |l| {
-        l.strip_prefix("BARE=").map(|a| a.trim().to_string())
+    Ok(Trex {
+        child: trex,
+        _dir: dir,
+        addr,
+        pid: trex_pid,
+        per_session,
+        call,
+        idle_rss,
+        sessions_rss,
+        hundred_rss,
+        ready_ms,
     })
-    .context("bare server did not start")?
-    .parse()?;
-    let hello = Bytes::from(
-        json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"x","arguments":{}}})
-            .to_string(),
-    );
-
-    println!(
-        "trex {} | {} connections over {} sessions | tool {} | {} s × {} rounds | servers pinned: {}",
-        env!("CARGO_PKG_VERSION"),
-        args.connections,
-        per_session.len(),
-        args.tool,
-        args.seconds,
-        args.rounds,
-        args.pin
-            .map(|c| format!("cpu {c}"))
-            .unwrap_or_else(|| "no".into())
-    );
-    let per_session = Arc::new(per_session);
-    let no_headers: Arc<Vec<Vec<(&'static str, String)>>> = Arc::new(vec![vec![]]);
-    let (mut t_rates, mut b_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut t_p50, mut t_p99) = (Vec::new(), Vec::new());
-    let mut peak_rss = 0;
-    for r in 0..args.rounds {
-        let b = round(
-            bare_addr,
-            "/hello",
-            args.connections,
-            args.seconds,
-            no_headers.clone(),
-            hello.clone(),
-            |_| true,
-        )
-        .await?;
-        let t = round(
-            addr,
-            "/trex/mcp",
-            args.connections,
-            args.seconds,
-            per_session.clone(),
-            call.clone(),
-            |b| {
-                const OK: &[u8] = b"\"isError\":false";
-                b.windows(OK.len()).any(|w| w == OK)
-            },
-        )
-        .await?;
-        peak_rss = peak_rss.max(rss_kib(trex_pid).unwrap_or(0));
-        println!(
-            "round {}: bare warp {:>8.0}/s p50 {:>5} µs p99 {:>6} µs err {} | trex tools/call {:>8.0}/s p50 {:>5} µs p99 {:>6} µs err {} | ratio {:.2}",
-            r + 1,
-            b.rate(),
-            b.p50_us,
-            b.p99_us,
-            b.errors,
-            t.rate(),
-            t.p50_us,
-            t.p99_us,
-            t.errors,
-            t.rate() / b.rate()
-        );
-        b_rates.push(b.rate());
-        t_rates.push(t.rate());
-        ratios.push(t.rate() / b.rate());
-        t_p50.push(t.p50_us as f64);
-        t_p99.push(t.p99_us as f64);
-    }
-    println!(
-        "median: trex {:.0} calls/s (p50 {:.0} µs, p99 {:.0} µs), bare warp {:.0}/s, ratio {:.2}",
-        median(&mut t_rates),
-        median(&mut t_p50),
-        median(&mut t_p99),
-        median(&mut b_rates),
-        median(&mut ratios)
-    );
-    let mib = |k: Option<u64>| {
-        k.map(|k| format!("{:.1} MiB", k as f64 / 1024.0))
-            .unwrap_or_else(|| "n/a".into())
-    };
-    println!(
-        "trex memory: idle {} | {} sessions {} | 100 sessions {} | peak under load {} ; start to ready {:.0} ms",
-        mib(idle_rss),
-        args.sessions,
-        mib(sessions_rss),
-        mib(hundred_rss.or(sessions_rss)),
-        mib(Some(peak_rss)),
-        ready_ms
-    );
-    // SIGTERM, so trex shuts down as in production (and profilers get to write their output)
-    for c in [&mut trex, &mut bare] {
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
-        let _ = c.wait();
-    }
-    Ok(())
 }
