@@ -43,6 +43,17 @@ pub enum Class {
     Dangerous,
 }
 
+impl Class {
+    /// The class as a word (`Safe`, `Moderate`, `Dangerous`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Safe => "Safe",
+            Class::Moderate => "Moderate",
+            Class::Dangerous => "Dangerous",
+        }
+    }
+}
+
 /// The verdict on one piece of SQL.
 #[derive(Debug, Clone)]
 pub struct Verdict {
@@ -53,6 +64,18 @@ pub struct Verdict {
     pub returning: bool,
     /// A query (SELECT / WITH / VALUES / TABLE), as opposed to DML or a utility statement.
     pub query: bool,
+    /// Why the text could not be classed as one statement, if it could not.
+    pub problem: Option<Problem>,
+}
+
+/// Text the classifier could not read as exactly one statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The parser did not understand it (its message). The engine then asks the database itself:
+    /// a real syntax error is reported as one; SQL the database accepts stays Dangerous.
+    Unparsed(String),
+    /// More than one statement (how many).
+    Several(usize),
 }
 
 /// SQL dialects the engine speaks.
@@ -123,6 +146,7 @@ fn statement(s: &Statement) -> Verdict {
         reason: reason.to_string(),
         returning,
         query: false,
+        problem: None,
     };
     match s {
         Statement::Query(q) => {
@@ -1102,18 +1126,25 @@ fn parse(sql: &str, flavor: Flavor) -> Result<Vec<Statement>, String> {
 
 /// Classifies `sql` (exactly one statement expected).
 pub fn classify(sql: &str, flavor: Flavor) -> Verdict {
-    let dangerous = |reason: String| Verdict {
+    let dangerous = |reason: String, problem| Verdict {
         class: Class::Dangerous,
         reason,
         returning: false,
         query: false,
+        problem: Some(problem),
     };
     match parse(sql, flavor) {
-        Err(e) => dangerous(format!("the statement could not be classified ({e})")),
-        Ok(stmts) if stmts.len() != 1 => dangerous(format!(
-            "exactly one statement per call is allowed (found {})",
-            stmts.len()
-        )),
+        Err(e) => dangerous(
+            format!("the statement could not be classified ({e})"),
+            Problem::Unparsed(e.to_string()),
+        ),
+        Ok(stmts) if stmts.len() != 1 => dangerous(
+            format!(
+                "exactly one statement per call is allowed (found {})",
+                stmts.len()
+            ),
+            Problem::Several(stmts.len()),
+        ),
         Ok(stmts) => {
             let v = statement(&stmts[0]);
             if v.class == Class::Dangerous {

@@ -98,6 +98,26 @@ pub async fn ping(t: &Target, timeout: Duration) -> Result<String, EngineError> 
     Ok(row.get::<_, String>(1))
 }
 
+/// The server's verdict on text the classifier could not read: its syntax error (class 42601,
+/// with the character position), or `None` when the server accepts it. Preparing runs nothing.
+pub async fn syntax_check(client: &Client, sql: &str) -> Option<String> {
+    match client.prepare(sql).await {
+        Ok(_) => None,
+        Err(e) => {
+            let d = e.as_db_error()?;
+            if d.code().code() != "42601" {
+                return None;
+            }
+            Some(match d.position() {
+                Some(tokio_postgres::error::ErrorPosition::Original(p)) => {
+                    format!("{} (at character {p})", d.message())
+                }
+                _ => d.message().to_string(),
+            })
+        }
+    }
+}
+
 /// Converts a JSON parameter to the type PostgreSQL inferred for it.
 fn param(ty: &Type, v: &Value, i: usize) -> Result<Box<dyn ToSql + Sync + Send>, EngineError> {
     let bad = || {

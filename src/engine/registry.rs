@@ -10,7 +10,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::pool::EnginePool;
-use super::{Class, EngineError, Flavor, Limits, QueryResult, classify, paths, postgres, sqlite};
+use super::classify::Problem;
+use super::{
+    Class, EngineError, Flavor, Limits, QueryResult, Verdict, classify, paths, postgres, sqlite,
+};
 use crate::app::App;
 use crate::auth::scopes::Scopes;
 use crate::store::databases::{self, Database};
@@ -87,17 +90,36 @@ pub async fn lookup(
     Ok((db, resolved))
 }
 
-/// Refuses a statement class the call may not run.
-pub fn permit(
-    class: Class,
-    reason: &str,
-    allow_write: bool,
-    scopes: Option<&Scopes>,
-) -> Result<(), EngineError> {
-    match class {
+/// How to mint a key with `dangerousSql`, for refusals that need one.
+const DANGEROUS_KEY_HINT: &str = "mint one with `trex api-key create --user <admin email> --name <name> --dangerous-sql` \
+     or the tool api-key-create with {\"scopes\": {\"dangerousSql\": true}}";
+
+/// Refuses what the call may not run, saying why and what would allow it: more than one
+/// statement, a read-only key and a statement that is not Safe, Dangerous SQL without the
+/// `dangerousSql` scope, a data change without `allowWrite`.
+pub fn permit(v: &Verdict, allow_write: bool, scopes: Option<&Scopes>) -> Result<(), EngineError> {
+    if let Some(Problem::Several(n)) = v.problem {
+        return Err(EngineError::Refused(format!(
+            "Refused: one statement per call (this text holds {n}); send them one at a time"
+        )));
+    }
+    if scopes.is_some_and(|s| s.read_only) && v.class != Class::Safe {
+        return Err(EngineError::Refused(format!(
+            "Refused: this API key is read-only (scope readOnly), so only Safe statements (reads) run with it; \
+             this one is classed {}{}",
+            v.class.as_str(),
+            if v.class == Class::Dangerous {
+                format!(" ({})", v.reason)
+            } else {
+                String::new()
+            }
+        )));
+    }
+    match v.class {
         Class::Dangerous if !Scopes::dangerous_sql_allowed(scopes) => {
             Err(EngineError::Refused(format!(
-                "Refused: this statement is classed Dangerous ({reason}); it needs an API key whose scopes include \"dangerousSql\": true"
+                "Refused: this statement is classed Dangerous ({}); it needs an API key with the scope \"dangerousSql\": true — {DANGEROUS_KEY_HINT}",
+                v.reason
             )))
         }
         Class::Moderate | Class::Dangerous if !allow_write => Err(EngineError::Refused(
@@ -107,7 +129,14 @@ pub fn permit(
     }
 }
 
+/// A syntax error as the caller should see it.
+fn syntax_error(msg: &str) -> EngineError {
+    EngineError::Refused(format!("Syntax error: {msg}"))
+}
+
 /// Classifies and runs one statement on a sqlite file (blocking work on the engine's threads).
+/// Text the classifier cannot read is shown to SQLite first: a syntax error is reported as
+/// one (with SQLite's message and offset), not as a Dangerous statement.
 pub async fn run_sqlite(
     pool: &EnginePool,
     target: sqlite::Target,
@@ -118,8 +147,22 @@ pub async fn run_sqlite(
     limits: Limits,
 ) -> Result<QueryResult, EngineError> {
     let v = classify(&sql, Flavor::Sqlite);
-    permit(v.class, &v.reason, allow_write, scopes)?;
-    let writable = target.writable && v.class != Class::Safe;
+    let read_only_key = scopes.is_some_and(|s| s.read_only);
+    let checked = if matches!(v.problem, Some(Problem::Unparsed(_))) {
+        let (t, q) = (target.clone(), sql.clone());
+        pool.run(move || {
+            let conn = sqlite::open(&sqlite::Target { writable: false, ..t }, limits)?;
+            Ok(sqlite::syntax_check(&conn, &q))
+        })
+        .await?
+    } else {
+        None
+    };
+    if let Some(msg) = checked {
+        return Err(syntax_error(&msg));
+    }
+    permit(&v, allow_write, scopes)?;
+    let writable = target.writable && v.class != Class::Safe && !read_only_key;
     pool.run(move || {
         let t = sqlite::Target { writable, ..target };
         let conn = sqlite::open(&t, limits)?;
@@ -128,7 +171,9 @@ pub async fn run_sqlite(
     .await
 }
 
-/// Classifies and runs one statement on a PostgreSQL server (holding an engine slot).
+/// Classifies and runs one statement on a PostgreSQL server (holding an engine slot). Text the
+/// classifier cannot read is prepared on the server first: a syntax error is reported with the
+/// server's message and position.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_postgres(
     pool: &EnginePool,
@@ -141,8 +186,14 @@ pub async fn run_postgres(
     connect_timeout: Duration,
 ) -> Result<QueryResult, EngineError> {
     let v = classify(sql, Flavor::Postgres);
-    permit(v.class, &v.reason, allow_write, scopes)?;
     let _slot = pool.admit().await?;
+    if matches!(v.problem, Some(Problem::Unparsed(_))) {
+        let client = postgres::connect(target, connect_timeout).await?;
+        if let Some(msg) = postgres::syntax_check(&client, sql).await {
+            return Err(syntax_error(&msg));
+        }
+    }
+    permit(&v, allow_write, scopes)?;
     let mut client = postgres::connect(target, connect_timeout).await?;
     postgres::run(&mut client, sql, params, &v, limits).await
 }

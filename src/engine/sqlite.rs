@@ -171,6 +171,22 @@ fn to_json(v: ValueRef<'_>) -> Value {
     }
 }
 
+/// SQLite's own verdict on text the classifier could not read: its syntax error (with the
+/// offset where it stopped), or `None` when SQLite accepts it.
+pub fn syntax_check(conn: &Connection, sql: &str) -> Option<String> {
+    let syntax = |m: &str| {
+        m.contains("syntax error") || m.contains("incomplete input") || m.contains("unrecognized token")
+    };
+    match conn.prepare(sql) {
+        Ok(_) => None,
+        Err(rusqlite::Error::SqlInputError { msg, offset, .. }) if syntax(&msg) => {
+            Some(format!("{msg} (at offset {offset})"))
+        }
+        Err(rusqlite::Error::SqliteFailure(_, Some(msg))) if syntax(&msg) => Some(msg),
+        Err(_) => None,
+    }
+}
+
 /// Runs one statement with positional parameters.
 pub fn run(
     conn: &Connection,

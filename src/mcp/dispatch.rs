@@ -126,10 +126,7 @@ fn page_guard(params: &Value) -> Result<(), RpcError> {
 
 /// True when the caller's key scopes allow `tool`.
 fn in_scope(ctx: &CallContext, tool: &Tool) -> bool {
-    ctx.principal
-        .scopes
-        .as_ref()
-        .is_none_or(|s| s.allows_tool(&tool.name, tool.annotations.read_only))
+    tool.allowed_by(ctx.principal.scopes.as_ref())
 }
 
 fn tools_list(

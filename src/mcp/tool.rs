@@ -197,6 +197,9 @@ pub struct Tool {
     /// True when the tool may emit progress, logs or server→client requests: its calls are
     /// answered over SSE.
     pub streaming: bool,
+    /// True when a read-only key may call it although it is not read-only: the tool itself then
+    /// does only what reads (the SQL tools run Safe statements only, engine-enforced).
+    pub read_only_capable: bool,
     handler: Handler,
 }
 
@@ -295,6 +298,7 @@ impl Tool {
             output_schema: Some(schema_of::<O>()),
             annotations,
             streaming: false,
+            read_only_capable: false,
             handler,
         }
     }
@@ -320,6 +324,7 @@ impl Tool {
             output_schema: None,
             annotations,
             streaming: false,
+            read_only_capable: false,
             handler: Arc::new(move |ctx, args| Box::pin(f(ctx, args))),
         }
     }
@@ -328,6 +333,19 @@ impl Tool {
     pub fn streaming(mut self) -> Tool {
         self.streaming = true;
         self
+    }
+
+    /// Marks the tool as one a read-only key may call (it restricts itself to reads then).
+    pub fn read_only_capable(mut self) -> Tool {
+        self.read_only_capable = true;
+        self
+    }
+
+    /// True when a key with these scopes may list and call the tool.
+    pub fn allowed_by(&self, scopes: Option<&crate::auth::scopes::Scopes>) -> bool {
+        scopes.is_none_or(|s| {
+            s.allows_tool(&self.name, self.annotations.read_only || self.read_only_capable)
+        })
     }
 
     /// Runs the tool.

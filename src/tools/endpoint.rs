@@ -168,7 +168,8 @@ pub fn server(db_id: &str, name: &str) -> McpServer {
                 run(&ctx, &id, a.query, a.parameters).await
             }
         },
-    );
+    )
+    .read_only_capable();
     let meta = Tool::typed(
         &meta_name,
         &format!("Read {dialect_title} metadata"),

@@ -100,37 +100,43 @@ pub fn admin_server() -> McpServer {
     s
 }
 
-/// Names of every tool a key scope can refer to: the admin server's and the endpoint servers'.
-pub fn known_tool_names() -> &'static [String] {
-    static NAMES: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
-        let mut v: Vec<String> = admin_server()
-            .tools
-            .iter()
-            .map(|t| t.name.clone())
-            .collect();
-        for s in ["sqlite", "postgres"] {
-            v.push(format!("execute_{s}_query"));
-            v.push(format!("get_{s}_metadata"));
-        }
-        v
-    });
-    &NAMES
+/// Every tool a key scope can refer to: the admin server's and the endpoint servers'.
+pub fn known_tools() -> &'static [crate::mcp::tool::Tool] {
+    static TOOLS: std::sync::LazyLock<Vec<crate::mcp::tool::Tool>> =
+        std::sync::LazyLock::new(|| {
+            let mut v = admin_server().tools.iter().map(|t| (**t).clone()).collect::<Vec<_>>();
+            for s in ["sqlite", "postgres"] {
+                v.extend(endpoint::server("x", s).tools.iter().map(|t| (**t).clone()));
+            }
+            v
+        });
+    &TOOLS
 }
 
-/// Refuses a `scopes.tools` pattern that matches no tool (a key that could do nothing).
+/// Refuses scopes that name no tool: a `scopes.tools` pattern that matches no tool, or a
+/// combination (readOnly, tools, endpoints) that leaves the key no tool to call.
 pub fn check_tool_globs(scopes: Option<&crate::auth::scopes::Scopes>) -> crate::Result<()> {
-    let Some(globs) = scopes.and_then(|s| s.tools.as_ref()) else {
+    let Some(s) = scopes else {
         return Ok(());
     };
-    for g in globs {
-        if !known_tool_names()
-            .iter()
-            .any(|n| crate::auth::scopes::glob(g, n))
-        {
-            return Err(crate::Error::Invalid(format!(
-                "`scopes.tools` pattern {g:?} matches no tool"
-            )));
+    if let Some(globs) = &s.tools {
+        for g in globs {
+            if !known_tools()
+                .iter()
+                .any(|t| crate::auth::scopes::glob(g, &t.name))
+            {
+                return Err(crate::Error::Invalid(format!(
+                    "`scopes.tools` pattern {g:?} matches no tool"
+                )));
+            }
         }
+    }
+    if !known_tools().iter().any(|t| t.allowed_by(Some(s))) {
+        return Err(crate::Error::Invalid(
+            "`scopes` allow no tool at all (with readOnly, only read-only tools and the SQL tools remain; \
+             check the `tools` list)"
+                .into(),
+        ));
     }
     Ok(())
 }

@@ -64,7 +64,8 @@ pub fn tools() -> Vec<Tool> {
                 open_world: false,
             },
             execute_sql,
-        ),
+        )
+        .read_only_capable(),
     ]
 }
 
@@ -407,6 +408,8 @@ async fn execute_sql(ctx: ToolCtx, a: ExecuteArgs) -> Result<QueryResult, ToolEr
     }
     let (t, warnings) = target(&ctx, a.allow_write).await?;
     let limits = registry::limits(&ctx.app);
+    let attached: Vec<String> = t.attach.iter().map(|(alias, _)| alias.clone()).collect();
+    let sql = a.sql.clone();
     let mut r = registry::run_sqlite(
         &ctx.app.engine,
         t,
@@ -416,7 +419,32 @@ async fn execute_sql(ctx: ToolCtx, a: ExecuteArgs) -> Result<QueryResult, ToolEr
         ctx.call.principal.scopes.as_ref(),
         limits,
     )
-    .await?;
+    .await
+    .map_err(|e| match e {
+        // a write that reached an attached registered database: say where writes go
+        crate::engine::EngineError::Refused(m) if a.allow_write && m.contains("read-only") => {
+            match written_alias(&sql, &attached) {
+                Some(db) => crate::engine::EngineError::Refused(format!(
+                    "Refused: registered databases are attached read-only in trexdb; write to '{db}' \
+                     through its endpoint server, /api/v1/endpoints/{db}/mcp/sqlite (tool execute_sqlite_query)"
+                )),
+                None => crate::engine::EngineError::Refused(m),
+            }
+        }
+        other => other,
+    })?;
     r.warnings = warnings;
     Ok(r)
+}
+
+/// The attached database a statement names (`alias.table`), if any.
+fn written_alias(sql: &str, attached: &[String]) -> Option<String> {
+    let lower = sql.to_ascii_lowercase();
+    attached
+        .iter()
+        .find(|a| {
+            let a = a.to_ascii_lowercase();
+            lower.contains(&format!("{a}.")) || lower.contains(&format!("\"{a}\"."))
+        })
+        .cloned()
 }

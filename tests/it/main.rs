@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod connections;
 mod databases;
+mod first_contact;
 mod hardening;
 mod identity;
 mod python_sdk;
