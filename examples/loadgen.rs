@@ -328,6 +328,19 @@ async fn main() -> Result<()> {
         )
         .await?;
         peak_rss = peak_rss.max(rss_kib(trex_pid).unwrap_or(0));
+        println!(
+            "round {}: bare warp {:>8.0}/s p50 {:>5} µs p99 {:>6} µs err {} | trex tools/call {:>8.0}/s p50 {:>5} µs p99 {:>6} µs err {} | ratio {:.2}",
+            r + 1,
+            b.rate(),
+            b.p50_us,
+            b.p99_us,
+            b.errors,
+            t.rate(),
+            t.p50_us,
+            t.p99_us,
+            t.errors,
+            t.rate() / b.rate()
+        );
         if let Some(old) = &base {
             let o = round(
                 old.addr,
@@ -353,19 +366,6 @@ async fn main() -> Result<()> {
             );
             o_ratios.push(o.rate() / b.rate());
         }
-        println!(
-            "round {}: bare warp {:>8.0}/s p50 {:>5} µs p99 {:>6} µs err {} | trex tools/call {:>8.0}/s p50 {:>5} µs p99 {:>6} µs err {} | ratio {:.2}",
-            r + 1,
-            b.rate(),
-            b.p50_us,
-            b.p99_us,
-            b.errors,
-            t.rate(),
-            t.p50_us,
-            t.p99_us,
-            t.errors,
-            t.rate() / b.rate()
-        );
         b_rates.push(b.rate());
         t_rates.push(t.rate());
         ratios.push(t.rate() / b.rate());
