@@ -267,7 +267,8 @@ async fn main() -> Result<()> {
         Some(bin) => Some(start_trex(&args, bin).await?),
         None => None,
     };
-    let (addr, trex_pid, per_session, call) = (t.addr, t.pid, t.per_session.clone(), t.call.clone());
+    let (addr, trex_pid, per_session, call) =
+        (t.addr, t.pid, t.per_session.clone(), t.call.clone());
     let (idle_rss, sessions_rss, hundred_rss, ready_ms) =
         (t.idle_rss, t.sessions_rss, t.hundred_rss, t.ready_ms);
     let mut trex = t.child;

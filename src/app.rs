@@ -35,12 +35,28 @@ pub struct App {
     pub shutdown: CancellationToken,
 }
 
+/// Associated data of the master key's check value.
+pub const MASTER_CHECK_AAD: &str = "settings:master_key_check";
+
 /// Checks that `master` is the key this store's secrets were sealed with (a sealed check value
-/// in `settings`), so a wrong `TREX_MASTER_KEY` stops start-up instead of failing later.
+/// in `settings`), so a wrong `TREX_MASTER_KEY` stops start-up instead of failing later. A key
+/// file that was just made because the old one was lost, on a store that holds no sealed
+/// secret, replaces the check value: nothing is lost, and later starts work.
 async fn verify_master_key(store: &Store, master: &MasterKey) -> Result<()> {
     use crate::store::settings::{self, MASTER_KEY_CHECK};
-    const AAD: &str = "settings:master_key_check";
-    match store.run(|c| settings::get(c, MASTER_KEY_CHECK)).await? {
+    const AAD: &str = MASTER_CHECK_AAD;
+    let existing = store.run(|c| settings::get(c, MASTER_KEY_CHECK)).await?;
+    let existing = match existing {
+        Some(_) if master.created => {
+            tracing::warn!(
+                "{} was missing; the store holds no sealed secrets, so a new master key was made (back it up)",
+                master.source
+            );
+            None
+        }
+        other => other,
+    };
+    match existing {
         Some(sealed) => {
             let sealed: String = serde_json::from_str(&sealed).unwrap_or_default();
             master.open(&sealed, AAD).map(|_| ()).map_err(|_| {

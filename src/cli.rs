@@ -54,6 +54,24 @@ pub enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// The master key that seals secrets at rest.
+    #[command(subcommand)]
+    MasterKey(MasterKeyCommand),
+}
+
+/// `trex master-key …`
+#[derive(Debug, Subcommand)]
+pub enum MasterKeyCommand {
+    /// Make a new master key when the old one is lost: drops every secret sealed with the old
+    /// key (SSO and app client secrets, which are disabled; database credentials, which are
+    /// deleted), after confirmation. Stop the server first.
+    Reset {
+        #[command(flatten)]
+        common: Common,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// `trex user …`
@@ -106,7 +124,7 @@ pub enum UserCommand {
         /// Why.
         #[arg(long)]
         reason: Option<String>,
-        /// When the ban ends (RFC 3339).
+        /// When the ban ends: a date (2027-01-31) or an RFC 3339 time.
         #[arg(long)]
         until: Option<String>,
         /// Lift the ban instead.
@@ -128,7 +146,7 @@ pub enum ApiKeyCommand {
         /// A name to recognise the key by.
         #[arg(long)]
         name: String,
-        /// Expiry, RFC 3339 (e.g. 2027-01-01T00:00:00Z).
+        /// Expiry: a date (2027-01-31) or an RFC 3339 time (2027-01-01T00:00:00Z).
         #[arg(long)]
         expires: Option<String>,
         /// Only read-only tools (scope `readOnly`).
@@ -149,11 +167,11 @@ pub enum ApiKeyCommand {
         #[command(flatten)]
         common: Common,
     },
-    /// Revoke a key by id.
+    /// Revoke a key by id, or by the prefix `trex api-key list` shows when it is unique.
     Revoke {
         #[command(flatten)]
         common: Common,
-        /// The key's id (from `trex api-key list`).
+        /// The key's id or prefix (from `trex api-key list`).
         id: String,
     },
 }
@@ -181,6 +199,16 @@ impl Common {
 
 /// Entry point used by `main`.
 pub fn main() -> Result<()> {
+    // every file trex creates (trex.db and its -wal/-shm, master.key, backups) is its owner's only
+    #[cfg(unix)]
+    {
+        unsafe extern "C" {
+            fn umask(mask: u32) -> u32;
+        }
+        unsafe {
+            umask(0o077);
+        }
+    }
     // before any SQLite connection: the per-query memory budget needs its allocator first
     crate::engine::memory::install();
     crate::engine::memory::release_large_blocks();
@@ -208,7 +236,61 @@ pub fn main() -> Result<()> {
         ),
         Command::ApiKey(cmd) => api_key(cmd),
         Command::User(cmd) => user(cmd),
+        Command::MasterKey(MasterKeyCommand::Reset { common, yes }) => {
+            master_key_reset(&common, yes)
+        }
     }
+}
+
+/// `trex master-key reset`.
+fn master_key_reset(common: &Common, yes: bool) -> Result<()> {
+    use crate::auth::secrets::{KEY_ENV, MasterKey, key_path};
+    if std::env::var_os(KEY_ENV).is_some() {
+        bail!(
+            "{KEY_ENV} is set: the key comes from the environment; unset it to reset the key file"
+        );
+    }
+    let config = common.load(None)?;
+    let store = existing_store(&config)?;
+    let sealed = store.run_sync(|c| crate::store::sso::count_sealed(c))?;
+    let path = key_path(&config.store.data_dir);
+    if !yes {
+        eprint!(
+            "This drops {sealed} sealed secret(s) in {} (SSO and app client secrets are disabled, database \
+             credentials deleted) and writes a new {}. Type `reset` to go on: ",
+            store.path().display(),
+            path.display()
+        );
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        if line.trim() != "reset" {
+            bail!("not confirmed; nothing was changed");
+        }
+    }
+    let (key, hex_key) = MasterKey::generate();
+    let check = serde_json::to_string(&key.seal("trex", crate::app::MASTER_CHECK_AAD))?;
+    let fresh = path.with_extension("key.new");
+    std::fs::write(&fresh, format!("{hex_key}\n"))
+        .with_context(|| format!("cannot write {}", fresh.display()))?;
+    let args = serde_json::json!({"sealedSecrets": sealed});
+    let dropped = audited(&store, &config, "master-key reset", args, |c| {
+        let tx = c.transaction()?;
+        let n = crate::store::sso::drop_sealed(&tx)?;
+        crate::store::settings::set(&tx, crate::store::settings::MASTER_KEY_CHECK, &check)?;
+        tx.commit()?;
+        Ok(n)
+    })?;
+    std::fs::rename(&fresh, &path).with_context(|| format!("cannot replace {}", path.display()))?;
+    println!(
+        "New master key written to {}. Dropped: {} SSO client secret(s) (providers disabled), {} app \
+         secret(s) (apps disabled), {} database credential(s). Save them again with sso-save, \
+         app-update/app-create and database-credential-save.",
+        path.display(),
+        dropped.0,
+        dropped.1,
+        dropped.2
+    );
+    Ok(())
 }
 
 fn init_tracing(level: &str) {
@@ -227,6 +309,54 @@ fn open_store(c: &Config) -> Result<Store> {
         .with_context(|| format!("cannot open the store in {}", c.store.data_dir.display()))
 }
 
+/// The store of an existing data dir: every command but `init` and `serve` refuses to create one.
+fn existing_store(c: &Config) -> Result<Store> {
+    let file = c.store.data_dir.join(crate::store::STORE_FILE);
+    if !file.exists() {
+        bail!(
+            "no trex store in {} (looked for {}); run `trex serve` or `trex init` there first, or pass --data-dir",
+            c.store.data_dir.display(),
+            file.display()
+        );
+    }
+    open_store(c)
+}
+
+/// Who acts from the command line, for the audit log.
+fn cli_actor() -> crate::audit::Actor {
+    crate::audit::Actor {
+        user_id: None,
+        key_id: None,
+        via: "cli",
+        remote: std::env::var("USER")
+            .ok()
+            .map(|u| format!("local user {u}")),
+    }
+}
+
+/// Runs a change from the command line and writes its audit row (`via: cli`), success or not.
+fn audited<T>(
+    store: &Store,
+    config: &Config,
+    action: &str,
+    arguments: serde_json::Value,
+    f: impl FnOnce(&mut rusqlite::Connection) -> crate::Result<T>,
+) -> crate::Result<T> {
+    store.run_sync(|c| {
+        let r = f(c);
+        let detail = r.as_ref().err().map(|e| e.to_string());
+        let event = crate::audit::Event {
+            server: "cli",
+            action,
+            arguments: &arguments,
+            outcome: if r.is_ok() { "ok" } else { "error" },
+            detail: detail.as_deref(),
+        };
+        crate::audit::record_sync(c, config.audit, &cli_actor(), event);
+        r
+    })
+}
+
 /// `trex serve`.
 pub async fn serve(config: Config) -> Result<()> {
     let started = std::time::Instant::now();
@@ -243,6 +373,14 @@ pub async fn serve(config: Config) -> Result<()> {
         app.config.store.data_dir.display(),
         started.elapsed().as_millis()
     );
+    let keys = app.store.run(|c| api_keys::count_active(c)).await?;
+    if first.is_none() && keys == 0 {
+        println!(
+            "\nNo API key exists yet, so no client can connect. Mint one for an admin:\n\n  \
+             trex api-key create --data-dir {} --user <admin email> --name <name>\n",
+            app.config.store.data_dir.display()
+        );
+    }
     if let Some((user, key)) = first {
         println!(
             "\nFirst start: created admin user {} and an API key for it.\n\
@@ -265,8 +403,8 @@ pub async fn serve(config: Config) -> Result<()> {
 
 fn init(c: &Config, email: &str, pw: Option<&str>, name: &str) -> Result<()> {
     // check the input before anything is created on disk
-    ops::validate_email(email)?;
-    ops::validate_name("admin-name", name)?;
+    ops::validate_email_as("--admin-email", email)?;
+    ops::validate_name("--admin-name", name)?;
     let hash = match pw {
         Some(p) => {
             password::validate(p)?;
@@ -318,8 +456,11 @@ fn api_key(cmd: ApiKeyCommand) -> Result<()> {
             };
             let scopes = (scopes != Default::default()).then_some(scopes);
             crate::tools::check_tool_globs(scopes.as_ref())?;
-            let store = open_store(&common.load(None)?)?;
-            let key = store.run_sync(|c| {
+            let expires = ops::parse_expiry_as("--expires", expires.as_deref())?;
+            let config = common.load(None)?;
+            let store = existing_store(&config)?;
+            let args = serde_json::json!({"user": user, "name": name, "expires": expires, "scopes": scopes});
+            let key = audited(&store, &config, "api-key create", args, |c| {
                 let u = users::get_by_email(c, &user)?
                     .ok_or_else(|| crate::Error::NotFound(format!("no user with email {user}")))?;
                 ops::create_api_key(c, &u.id, &name, expires.as_deref(), scopes.as_ref())
@@ -328,11 +469,11 @@ fn api_key(cmd: ApiKeyCommand) -> Result<()> {
             println!("{}", key.key);
         }
         ApiKeyCommand::List { common } => {
-            let store = open_store(&common.load(None)?)?;
+            let store = existing_store(&common.load(None)?)?;
             let mut after = None;
             println!(
-                "{:<36}  {:<13}  {:<20}  {:<28}  STATUS",
-                "ID", "PREFIX", "NAME", "USER"
+                "{:<36}  {:<13}  {:<20}  {:<28}  {:<32}  SCOPES",
+                "ID", "PREFIX", "NAME", "USER", "STATUS"
             );
             loop {
                 let page = Page { limit: 500, after };
@@ -345,8 +486,12 @@ fn api_key(cmd: ApiKeyCommand) -> Result<()> {
                     } else {
                         "active".to_string()
                     };
+                    let scopes = match &k.scopes {
+                        None => "unrestricted".to_string(),
+                        Some(sc) => serde_json::to_string(sc).unwrap_or_default(),
+                    };
                     println!(
-                        "{:<36}  {:<13}  {:<20}  {:<28}  {status}",
+                        "{:<36}  {:<13}  {:<20}  {:<28}  {status:<32}  {scopes}",
                         k.id, k.key_prefix, k.name, k.user_email
                     );
                 }
@@ -357,11 +502,33 @@ fn api_key(cmd: ApiKeyCommand) -> Result<()> {
             }
         }
         ApiKeyCommand::Revoke { common, id } => {
-            let store = open_store(&common.load(None)?)?;
-            match store.run_sync(|c| api_keys::revoke(c, &id))? {
-                Some(k) => println!("API key '{}' ({}...) revoked", k.name, k.key_prefix),
-                None => bail!("API key not found or already revoked: {id}"),
-            }
+            let config = common.load(None)?;
+            let store = existing_store(&config)?;
+            let args = serde_json::json!({"key": id});
+            let revoked = audited(&store, &config, "api-key revoke", args, |c| {
+                // the id, or the prefix `trex api-key list` shows when only one live key has it
+                let id = if id.starts_with(crate::auth::keys::KEY_PREFIX) {
+                    match api_keys::ids_by_prefix(c, &id)?.as_slice() {
+                        [one] => one.clone(),
+                        [] => id.clone(),
+                        many => {
+                            return Err(crate::Error::Conflict(format!(
+                                "{} live keys share the prefix {id}; revoke by id (trex api-key list)",
+                                many.len()
+                            )));
+                        }
+                    }
+                } else {
+                    id.clone()
+                };
+                api_keys::revoke(c, &id)?.ok_or_else(|| {
+                    crate::Error::NotFound(format!("API key not found or already revoked: {id}"))
+                })
+            })?;
+            println!(
+                "API key '{}' ({}...) revoked",
+                revoked.name, revoked.key_prefix
+            );
         }
     }
     Ok(())
@@ -388,8 +555,12 @@ fn user(cmd: UserCommand) -> Result<()> {
                 }
                 None => None,
             };
-            let store = open_store(&common.load(None)?)?;
-            let u = store.run_sync(|c| ops::create_user(c, &name, &email, &role, hash))?;
+            let config = common.load(None)?;
+            let store = existing_store(&config)?;
+            let args = serde_json::json!({"email": email, "name": name, "role": role, "password": hash.is_some()});
+            let u = audited(&store, &config, "user create", args, |c| {
+                ops::create_user(c, &name, &email, &role, hash)
+            })?;
             eprintln!("Created user {} ({}, {})", u.email, u.role, u.id);
             println!("{}", u.id);
         }
@@ -397,7 +568,7 @@ fn user(cmd: UserCommand) -> Result<()> {
             common,
             include_deleted,
         } => {
-            let store = open_store(&common.load(None)?)?;
+            let store = existing_store(&common.load(None)?)?;
             println!("{:<36}  {:<30}  {:<6}  STATUS", "ID", "EMAIL", "ROLE");
             let mut after = None;
             loop {
@@ -426,8 +597,10 @@ fn user(cmd: UserCommand) -> Result<()> {
         } => {
             password::validate(&pw)?;
             let hash = password::hash(&pw)?;
-            let store = open_store(&common.load(None)?)?;
-            store.run_sync(|c| {
+            let config = common.load(None)?;
+            let store = existing_store(&config)?;
+            let args = serde_json::json!({"email": email});
+            audited(&store, &config, "user set-password", args, |c| {
                 let u = find_user(c, &email)?;
                 users::set_password_hash(c, &u.id, &hash)?;
                 crate::store::web_sessions::delete_user(c, &u.id)?;
@@ -445,10 +618,12 @@ fn user(cmd: UserCommand) -> Result<()> {
             let until = if unban {
                 None
             } else {
-                ops::parse_expiry(until.as_deref())?
+                ops::parse_expiry_as("--until", until.as_deref())?
             };
-            let store = open_store(&common.load(None)?)?;
-            store.run_sync(|c| {
+            let config = common.load(None)?;
+            let store = existing_store(&config)?;
+            let args = serde_json::json!({"email": email, "banned": !unban, "reason": reason, "until": until});
+            audited(&store, &config, "user ban", args, |c| {
                 let u = find_user(c, &email)?;
                 let change = ops::users::Standing::Ban {
                     banned: !unban,

@@ -89,6 +89,10 @@ pub async fn start(app: Arc<App>, mounts: Vec<Mount>) -> Result<Running> {
         }
         let _ = &stop;
         app2.flush().await;
+        // a clean stop leaves everything in trex.db itself: a copy of a stopped data dir is whole
+        if let Err(e) = app2.store.run(|c| crate::store::checkpoint(c)).await {
+            tracing::warn!("WAL checkpoint at shutdown: {e}");
+        }
     });
     Ok(Running { addr, app, task })
 }

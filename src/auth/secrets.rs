@@ -24,6 +24,8 @@ pub struct MasterKey {
     cipher: Aes256Gcm,
     /// Where it came from, for messages (`TREX_MASTER_KEY` or the file path).
     pub source: String,
+    /// True when this load wrote a new key file (there was none).
+    pub created: bool,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -46,6 +48,7 @@ fn from_hex(hex_key: &str, source: &str) -> Result<MasterKey> {
     Ok(MasterKey {
         cipher,
         source: source.to_string(),
+        created: false,
     })
 }
 
@@ -79,11 +82,16 @@ impl MasterKey {
                 tracing::info!(
                     "created master key file {shown} (mode 0600); back it up with the data dir"
                 );
-                from_hex(&hex_key, &shown)
+                let mut k = from_hex(&hex_key, &shown)?;
+                k.created = true;
+                Ok(k)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Config(format!(
                 "the master key is missing: {shown} does not exist and {KEY_ENV} is not set, but the \
-                 store holds sealed secrets; restore the key file or set {KEY_ENV}"
+                 store holds sealed secrets (SSO and app client secrets, database passwords). Restore \
+                 the key file (or set {KEY_ENV}); or, to give those secrets up, run \
+                 `trex master-key reset --data-dir {}`, which drops them and makes a new key",
+                data_dir.display()
             ))),
             Err(e) => Err(Error::io(format!("cannot read {shown}"), e)),
         }
@@ -92,6 +100,12 @@ impl MasterKey {
     /// A key from raw hex (tests).
     pub fn from_hex(hex_key: &str) -> Result<MasterKey> {
         from_hex(hex_key, "key")
+    }
+
+    /// A new random key that is not written anywhere yet, and its hex.
+    pub fn generate() -> (MasterKey, String) {
+        let hex_key = random_hex(32);
+        (from_hex(&hex_key, "new key").expect("64 hex"), hex_key)
     }
 
     /// Seals `plain`, bound to `aad` (where the value is stored).

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::pool::EnginePool;
 use super::classify::Problem;
+use super::pool::EnginePool;
 use super::{
     Class, EngineError, Flavor, Limits, QueryResult, Verdict, classify, paths, postgres, sqlite,
 };
@@ -151,7 +151,13 @@ pub async fn run_sqlite(
     let checked = if matches!(v.problem, Some(Problem::Unparsed(_))) {
         let (t, q) = (target.clone(), sql.clone());
         pool.run(move || {
-            let conn = sqlite::open(&sqlite::Target { writable: false, ..t }, limits)?;
+            let conn = sqlite::open(
+                &sqlite::Target {
+                    writable: false,
+                    ..t
+                },
+                limits,
+            )?;
             Ok(sqlite::syntax_check(&conn, &q))
         })
         .await?

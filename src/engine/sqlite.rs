@@ -175,7 +175,9 @@ fn to_json(v: ValueRef<'_>) -> Value {
 /// offset where it stopped), or `None` when SQLite accepts it.
 pub fn syntax_check(conn: &Connection, sql: &str) -> Option<String> {
     let syntax = |m: &str| {
-        m.contains("syntax error") || m.contains("incomplete input") || m.contains("unrecognized token")
+        m.contains("syntax error")
+            || m.contains("incomplete input")
+            || m.contains("unrecognized token")
     };
     match conn.prepare(sql) {
         Ok(_) => None,

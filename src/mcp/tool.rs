@@ -344,7 +344,10 @@ impl Tool {
     /// True when a key with these scopes may list and call the tool.
     pub fn allowed_by(&self, scopes: Option<&crate::auth::scopes::Scopes>) -> bool {
         scopes.is_none_or(|s| {
-            s.allows_tool(&self.name, self.annotations.read_only || self.read_only_capable)
+            s.allows_tool(
+                &self.name,
+                self.annotations.read_only || self.read_only_capable,
+            )
         })
     }
 

@@ -26,6 +26,11 @@ pub struct MintedKey {
 
 /// Checks an email address well enough to catch typos; the message names the field.
 pub fn validate_email(email: &str) -> Result<()> {
+    validate_email_as("`email`", email)
+}
+
+/// [`validate_email`] with the field named as the caller knows it (`--admin-email` on the CLI).
+pub fn validate_email_as(field: &str, email: &str) -> Result<()> {
     let ok = email.len() <= 254
         && !email.chars().any(char::is_whitespace)
         && email.split_once('@').is_some_and(|(l, d)| {
@@ -39,7 +44,7 @@ pub fn validate_email(email: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::Invalid(format!(
-            "`email` is not a valid address: {email:?}"
+            "{field} is not a valid address: {email:?}"
         )))
     }
 }
@@ -60,11 +65,27 @@ pub fn validate_name(field: &str, name: &str) -> Result<()> {
 
 /// Parses an optional expiry; it must be RFC 3339 and in the future.
 pub fn parse_expiry(expires: Option<&str>) -> Result<Option<String>> {
+    parse_expiry_as("`expiresAt`", expires)
+}
+
+/// [`parse_expiry`] for a field named `field` (`--until` on the CLI), also accepting a date
+/// (`2027-01-31`, meaning its start, UTC).
+pub fn parse_expiry_as(field: &str, expires: Option<&str>) -> Result<Option<String>> {
     let Some(s) = expires else { return Ok(None) };
     let t = parse_rfc3339(s)
-        .ok_or_else(|| Error::Invalid(format!("`expiresAt` is not an RFC 3339 time: {s:?}")))?;
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|d| d.and_utc())
+        })
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "{field} is neither a date (2027-01-31) nor an RFC 3339 time (2027-01-31T12:00:00Z): {s:?}"
+            ))
+        })?;
     if t <= chrono::Utc::now() {
-        return Err(Error::Invalid("`expiresAt` must be in the future".into()));
+        return Err(Error::Invalid(format!("{field} must be in the future")));
     }
     Ok(Some(rfc3339(t)))
 }

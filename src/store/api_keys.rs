@@ -95,6 +95,26 @@ pub fn list(conn: &Connection, user_id: Option<&str>, page: &Page) -> Result<Pag
     }))
 }
 
+/// Ids of the keys not revoked whose display prefix is `prefix` (a prefix is not unique).
+pub fn ids_by_prefix(conn: &Connection, prefix: &str) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id FROM api_keys WHERE key_prefix = ?1 AND revoked_at IS NULL ORDER BY created_at",
+    )?;
+    let rows = stmt
+        .query_map([prefix], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(rows)
+}
+
+/// Number of keys that can still be used (not revoked).
+pub fn count_active(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM api_keys WHERE revoked_at IS NULL",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
 /// Marks a key revoked; returns it as it was, or `None` when unknown or already revoked.
 pub fn revoke(conn: &Connection, id: &str) -> Result<Option<ApiKey>> {
     let Some(key) = get(conn, id)? else {

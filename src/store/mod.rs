@@ -125,6 +125,12 @@ impl Store {
     }
 }
 
+/// Moves everything in the write-ahead log into `trex.db` and empties the log (clean shutdown).
+pub fn checkpoint(conn: &Connection) -> Result<()> {
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    Ok(())
+}
+
 /// Keyset page request: at most `limit` rows strictly after `after` in `(created_at, id)` DESC order.
 #[derive(Debug, Clone)]
 pub struct Page {

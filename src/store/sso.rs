@@ -106,9 +106,25 @@ pub fn sealed_secret(conn: &Connection, id: &str) -> Result<Option<String>> {
 pub fn count_sealed(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row(
         "SELECT (SELECT count(*) FROM sso_providers WHERE client_secret <> '')
-              + (SELECT count(*) FROM oauth_apps)
+              + (SELECT count(*) FROM oauth_apps WHERE client_secret <> '')
               + (SELECT count(*) FROM database_credentials)",
         [],
         |r| r.get(0),
     )?)
+}
+
+/// Gives up every sealed secret (the master key that sealed them is lost): SSO providers lose
+/// their client secret and are disabled, OAuth apps lose theirs and are disabled, database
+/// credentials are deleted. Returns how many of each.
+pub fn drop_sealed(conn: &Connection) -> Result<(usize, usize, usize)> {
+    let sso = conn.execute(
+        "UPDATE sso_providers SET client_secret = '', enabled = 0 WHERE client_secret <> ''",
+        [],
+    )?;
+    let apps = conn.execute(
+        "UPDATE oauth_apps SET client_secret = '', disabled = 1 WHERE client_secret <> ''",
+        [],
+    )?;
+    let creds = conn.execute("DELETE FROM database_credentials", [])?;
+    Ok((sso, apps, creds))
 }

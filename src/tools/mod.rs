@@ -104,7 +104,11 @@ pub fn admin_server() -> McpServer {
 pub fn known_tools() -> &'static [crate::mcp::tool::Tool] {
     static TOOLS: std::sync::LazyLock<Vec<crate::mcp::tool::Tool>> =
         std::sync::LazyLock::new(|| {
-            let mut v = admin_server().tools.iter().map(|t| (**t).clone()).collect::<Vec<_>>();
+            let mut v = admin_server()
+                .tools
+                .iter()
+                .map(|t| (**t).clone())
+                .collect::<Vec<_>>();
             for s in ["sqlite", "postgres"] {
                 v.extend(endpoint::server("x", s).tools.iter().map(|t| (**t).clone()));
             }

@@ -89,7 +89,7 @@ fn init_and_api_key_commands() {
         "soon",
     ]);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("expiresAt"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--expires"));
 
     let o = trex(&["api-key", "list", "--data-dir", d]);
     let out = String::from_utf8_lossy(&o.stdout).to_string();
@@ -269,18 +269,24 @@ fn user_commands() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
     let o = trex(&[
+        "init",
+        "--data-dir",
+        d,
+        "--admin-email",
+        "ann@example.com",
+        "--admin-password",
+        "long-enough",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = trex(&[
         "user",
         "create",
         "--data-dir",
         d,
         "--email",
-        "ann@example.com",
+        "zed@example.com",
         "--name",
-        "Ann",
-        "--password",
-        "long-enough",
-        "--role",
-        "admin",
+        "Zed",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let id = last_line(&o);
@@ -449,5 +455,203 @@ fn init_makes_a_0600_master_key_file() {
         );
         let db = std::fs::metadata(dir.path().join("trex.db")).unwrap();
         assert_eq!(db.permissions().mode() & 0o777, 0o600);
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+#[test]
+fn the_cli_does_not_invent_stores_and_names_its_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("nothing-here");
+    let d = d.to_str().unwrap();
+    for args in [
+        vec!["user", "list", "--data-dir", d],
+        vec!["api-key", "list", "--data-dir", d],
+        vec!["user", "ban", "--data-dir", d, "--email", "a@example.com"],
+    ] {
+        let o = trex(&args);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(stderr(&o).contains("no trex store in"), "{}", stderr(&o));
+    }
+    assert!(
+        !dir.path().join("nothing-here").exists(),
+        "a store was invented"
+    );
+    let o = trex(&["init", "--data-dir", d, "--admin-email", "not-an-email"]);
+    assert!(stderr(&o).contains("--admin-email"), "{}", stderr(&o));
+    assert!(
+        trex(&["init", "--data-dir", d, "--admin-email", "root@example.com"])
+            .status
+            .success()
+    );
+    let o = trex(&[
+        "user",
+        "create",
+        "--data-dir",
+        d,
+        "--email",
+        "u@example.com",
+        "--name",
+        "U",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = trex(&[
+        "user",
+        "ban",
+        "--data-dir",
+        d,
+        "--email",
+        "u@example.com",
+        "--until",
+        "yesterday",
+    ]);
+    assert!(stderr(&o).contains("--until"), "{}", stderr(&o));
+    let o = trex(&[
+        "user",
+        "ban",
+        "--data-dir",
+        d,
+        "--email",
+        "u@example.com",
+        "--until",
+        "2099-01-31",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // the same rule, with the same words, as the user-ban tool: the last admin stays
+    let o = trex(&[
+        "user",
+        "ban",
+        "--data-dir",
+        d,
+        "--email",
+        "root@example.com",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("last active admin"), "{}", stderr(&o));
+}
+
+#[test]
+fn cli_changes_are_audited_and_keys_listed_with_scopes_revoked_by_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    assert!(
+        trex(&["init", "--data-dir", d, "--admin-email", "root@example.com"])
+            .status
+            .success()
+    );
+    let o = trex(&[
+        "api-key",
+        "create",
+        "--data-dir",
+        d,
+        "--user",
+        "root@example.com",
+        "--name",
+        "ro",
+        "--read-only",
+        "--expires",
+        "2099-01-01",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let key = last_line(&o);
+    let list =
+        String::from_utf8_lossy(&trex(&["api-key", "list", "--data-dir", d]).stdout).to_string();
+    assert!(
+        list.contains("\"readOnly\":true") && list.contains("expires 2099-01-01"),
+        "{list}"
+    );
+    let prefix = &key[..13];
+    let o = trex(&["api-key", "revoke", "--data-dir", d, prefix]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = trex(&[
+        "user",
+        "create",
+        "--data-dir",
+        d,
+        "--email",
+        "x@example.com",
+        "--name",
+        "X",
+    ]);
+    assert!(o.status.success());
+    let o = trex(&["user", "ban", "--data-dir", d, "--email", "x@example.com"]);
+    assert!(o.status.success());
+    let c = rusqlite::Connection::open(dir.path().join("trex.db")).unwrap();
+    let rows: Vec<(String, String, String)> = c
+        .prepare("SELECT tool, via, outcome FROM audit_log ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let tools: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    for t in [
+        "api-key create",
+        "api-key revoke",
+        "user create",
+        "user ban",
+    ] {
+        assert!(tools.contains(&t), "{t} not audited: {rows:?}");
+    }
+    assert!(rows.iter().all(|r| r.1 == "cli"));
+}
+
+#[test]
+fn a_lost_master_key_without_sealed_secrets_is_replaced_and_reset_drops_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    // first start makes the key; losing it on a store with no sealed secret is harmless
+    let mut first = serve(d);
+    sigterm(&first.child);
+    first.child.wait().unwrap();
+    std::fs::remove_file(dir.path().join("master.key")).unwrap();
+    for _ in 0..2 {
+        let mut again = serve(d);
+        sigterm(&again.child);
+        assert!(again.child.wait().unwrap().success());
+    }
+    // with a sealed secret, a lost key refuses to start and `master-key reset` recovers
+    let c = rusqlite::Connection::open(dir.path().join("trex.db")).unwrap();
+    c.execute_batch(
+        "INSERT INTO databases (id, host, port, database_name, dialect, created_at, updated_at)
+           VALUES ('pg', '127.0.0.1', 5432, 'test', 'postgresql', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');
+         INSERT INTO database_credentials (id, database_id, username, password, created_at, updated_at)
+           VALUES ('c1', 'pg', 'u', 'v1:sealed', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');",
+    )
+    .unwrap();
+    drop(c);
+    std::fs::remove_file(dir.path().join("master.key")).unwrap();
+    let o = trex(&["serve", "--data-dir", d, "--listen", "127.0.0.1:0"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("trex master-key reset"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !dir.path().join("master.key").exists(),
+        "a refused start wrote a key"
+    );
+    let o = trex(&["master-key", "reset", "--data-dir", d, "--yes"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut ok = serve(d);
+    sigterm(&ok.child);
+    assert!(ok.child.wait().unwrap().success());
+    // a clean stop leaves no WAL behind, and every file is the owner's only
+    let wal = dir.path().join("trex.db-wal");
+    assert!(!wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_file() {
+                let mode = e.metadata().unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode & 0o077, 0, "{:?} is {mode:o}", e.file_name());
+            }
+        }
     }
 }

@@ -41,10 +41,16 @@ async fn a_read_only_key_reads_data_and_nothing_else() {
         .iter()
         .map(|t| t["name"].as_str().unwrap().to_string())
         .collect();
-    assert!(names.contains(&"trexdb-execute-sql".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"trexdb-execute-sql".to_string()),
+        "{names:?}"
+    );
     assert!(!names.contains(&"user-create".to_string()));
     let r = ro
-        .call_ok("trexdb-execute-sql", json!({"sql": "SELECT sum(v) FROM sales.t"}))
+        .call_ok(
+            "trexdb-execute-sql",
+            json!({"sql": "SELECT sum(v) FROM sales.t"}),
+        )
         .await;
     assert_eq!(r["rows"], json!([[3]]));
     let e = ro
@@ -67,7 +73,10 @@ async fn a_read_only_key_reads_data_and_nothing_else() {
     );
     e.initialize().await;
     let r = e
-        .call_ok("execute_sqlite_query", json!({"query": "SELECT count(*) FROM t"}))
+        .call_ok(
+            "execute_sqlite_query",
+            json!({"query": "SELECT count(*) FROM t"}),
+        )
         .await;
     assert_eq!(r["rows"], json!([[2]]));
     let err = e
@@ -75,7 +84,10 @@ async fn a_read_only_key_reads_data_and_nothing_else() {
         .await;
     assert!(err.contains("read-only"), "{err}");
     let r = e
-        .call_ok("execute_sqlite_query", json!({"query": "SELECT count(*) FROM t"}))
+        .call_ok(
+            "execute_sqlite_query",
+            json!({"query": "SELECT count(*) FROM t"}),
+        )
         .await;
     assert_eq!(r["rows"], json!([[2]]), "the DELETE ran");
     // a combination that allows no tool is refused when the key is made
@@ -93,7 +105,9 @@ async fn sql_errors_say_what_is_wrong() {
     let s = TestServer::start().await;
     let mut c = s.client();
     c.initialize().await;
-    let e = c.call_err("trexdb-execute-sql", json!({"sql": "selec 1"})).await;
+    let e = c
+        .call_err("trexdb-execute-sql", json!({"sql": "selec 1"}))
+        .await;
     assert!(e.starts_with("Syntax error"), "{e}");
     assert!(!e.contains("dangerousSql"), "{e}");
     let e = c
@@ -106,7 +120,10 @@ async fn sql_errors_say_what_is_wrong() {
             json!({"sql": "CREATE TABLE x (a)", "allowWrite": true}),
         )
         .await;
-    assert!(e.contains("\"dangerousSql\": true") && e.contains("trex api-key create"), "{e}");
+    assert!(
+        e.contains("\"dangerousSql\": true") && e.contains("trex api-key create"),
+        "{e}"
+    );
     // a write into an attached registered database names the endpoint that writes there
     let dir = s.data_dir().join("databases");
     std::fs::create_dir_all(&dir).unwrap();
