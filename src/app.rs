@@ -30,7 +30,7 @@ pub struct App {
     pub endpoint_servers:
         std::sync::Mutex<std::collections::HashMap<String, Arc<crate::mcp::server::McpServer>>>,
     /// Rate limit of web sign-in attempts.
-    pub login_limiter: crate::http::web_auth::LoginLimiter,
+    pub login_limiter: crate::auth::limiter::LoginLimiter,
     /// Cancelled to stop the server and every background task.
     pub shutdown: CancellationToken,
 }

@@ -6,6 +6,7 @@
 //! expired, banned or demoted key is refused on its next request.
 
 pub mod keys;
+pub mod limiter;
 pub mod password;
 pub mod scopes;
 pub mod secrets;

@@ -1,13 +1,12 @@
 //! Web sign-in for the admin page: `POST {base}/api/auth/login` (email + password → an HttpOnly,
 //! SameSite=Strict session cookie valid 7 days), `POST {base}/api/auth/logout`, and
 //! `GET {base}/api/auth/session`. These are the `web` sessions the session tools list and revoke.
-//! Sign-in attempts are rate-limited per client address. Answers are JSON `{"error": ...}` on
-//! failure.
+//! Failed sign-ins are rate-limited per address, per account and per pair
+//! ([`crate::auth::limiter`]); every sign-in, failure and logout is audited (`via: web`, with
+//! the client address). Answers are JSON `{"error": ...}` on failure.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -28,37 +27,6 @@ use crate::util::{now_rfc3339, random_hex, rfc3339};
 pub const COOKIE: &str = "trex_session";
 /// Life of a web session.
 pub const SESSION_DAYS: i64 = 7;
-/// Sign-in attempts allowed per address per window.
-pub const MAX_ATTEMPTS: u32 = 10;
-/// The rate-limit window.
-pub const WINDOW: Duration = Duration::from_secs(60);
-
-/// Counts sign-in attempts per client address (fixed windows).
-#[derive(Default)]
-pub struct LoginLimiter {
-    seen: Mutex<HashMap<IpAddr, (Instant, u32)>>,
-}
-
-impl LoginLimiter {
-    /// Records an attempt; `Err(seconds)` to wait when over the limit.
-    pub fn attempt(&self, ip: IpAddr) -> Result<(), u64> {
-        let now = Instant::now();
-        let mut m = self.seen.lock().unwrap();
-        if m.len() > 10_000 {
-            m.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
-        }
-        let e = m.entry(ip).or_insert((now, 0));
-        if now.duration_since(e.0) >= WINDOW {
-            *e = (now, 0);
-        }
-        e.1 += 1;
-        if e.1 > MAX_ATTEMPTS {
-            return Err((WINDOW - now.duration_since(e.0)).as_secs().max(1));
-        }
-        Ok(())
-    }
-}
-
 fn error(status: StatusCode, msg: &str) -> Response {
     json_response(status, &json!({"error": msg}))
 }
@@ -107,6 +75,7 @@ pub fn routes(app: Arc<App>, policy: Arc<HostPolicy>, base: &[String]) -> BoxedF
         .and(warp::post())
         .and(with.clone())
         .and(warp::header::headers_cloned())
+        .and(crate::http::client_addr())
         .and_then(logout);
     let session = root
         .and(warp::path("session"))
@@ -135,15 +104,6 @@ async fn login(
 ) -> Result<Response, Rejection> {
     check_origin(&policy, &h)?;
     let ip = remote.map(|r| r.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    if let Err(wait) = app.login_limiter.attempt(ip) {
-        let mut r = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many sign-in attempts; try again later",
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
-        return Ok(r);
-    }
     let json_ct = h
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -169,6 +129,17 @@ async fn login(
             ));
         }
     };
+    if let Err(l) = app.login_limiter.check(ip, &creds.email) {
+        tracing::warn!(remote = %ip, "sign-in refused: too many failures for this {}", l.by);
+        web_audit(&app, None, ip, "login", &creds.email, "refused", Some("rate limited")).await;
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many failed sign-in attempts; try again later",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(l.wait_secs));
+        return Ok(r);
+    }
     let email = creds.email.clone();
     let found = app
         .store
@@ -199,12 +170,19 @@ async fn login(
     let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &phc))
         .await
         .unwrap_or(false);
+    let uid = user.as_ref().map(|u| u.id.clone());
     let Some(user) = user.filter(|u| ok && hash.is_some() && u.deleted_at.is_none()) else {
+        app.login_limiter.failed(ip, &creds.email);
+        tracing::warn!(remote = %ip, "sign-in failed: wrong email or password");
+        web_audit(&app, uid, ip, "login", &creds.email, "refused", Some("wrong email or password")).await;
         return Ok(error(StatusCode::UNAUTHORIZED, "Invalid email or password"));
     };
     if user.is_banned_now() {
+        tracing::warn!(remote = %ip, user = %user.email, "sign-in refused: banned");
+        web_audit(&app, uid, ip, "login", &creds.email, "refused", Some("banned")).await;
         return Ok(error(StatusCode::FORBIDDEN, "This user is banned"));
     }
+    app.login_limiter.succeeded(ip, &creds.email);
     let token = random_hex(32);
     let expires = rfc3339(chrono::Utc::now() + chrono::Duration::days(SESSION_DAYS));
     let ua = h
@@ -228,6 +206,7 @@ async fn login(
             "Internal server error",
         ));
     }
+    web_audit(&app, Some(user.id.clone()), ip, "login", &user.email, "ok", None).await;
     let mut r = json_response(
         StatusCode::OK,
         &json!({"user": {"id": user.id, "name": user.name, "email": user.email, "role": user.role}, "expiresAt": expires}),
@@ -243,11 +222,39 @@ async fn login(
     Ok(r)
 }
 
+/// Writes the audit row of a web sign-in or logout (`via: web`, with the client address).
+async fn web_audit(
+    app: &App,
+    user_id: Option<String>,
+    ip: IpAddr,
+    action: &str,
+    email: &str,
+    outcome: &'static str,
+    detail: Option<&str>,
+) {
+    let actor = crate::audit::Actor {
+        user_id,
+        key_id: None,
+        via: "web",
+        remote: Some(ip.to_string()),
+    };
+    let args = json!({"email": email});
+    let event = crate::audit::Event {
+        server: "web",
+        action,
+        arguments: &args,
+        outcome,
+        detail,
+    };
+    crate::audit::record(&app.store, app.config.audit, &actor, event).await;
+}
+
 /// POST {base}/api/auth/logout
 async fn logout(
     app: Arc<App>,
     policy: Arc<HostPolicy>,
     h: HeaderMap,
+    remote: Option<SocketAddr>,
 ) -> Result<Response, Rejection> {
     check_origin(&policy, &h)?;
     if let Some(t) = cookie_token(&h) {
@@ -255,10 +262,17 @@ async fn logout(
         let res = app
             .store
             .run(move |c| match web_sessions::find(c, &th)? {
-                Some((id, _, _)) => web_sessions::delete(c, &id),
-                None => Ok(false),
+                Some((id, uid, _)) => {
+                    web_sessions::delete(c, &id)?;
+                    Ok(users::get(c, &uid)?.map(|u| (u.id, u.email)))
+                }
+                None => Ok(None),
             })
             .await;
+        if let Ok(Some((uid, email))) = &res {
+            let ip = remote.map(|r| r.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+            web_audit(&app, Some(uid.clone()), ip, "logout", email, "ok", None).await;
+        }
         if let Err(e) = res {
             tracing::error!("logout failed: {e}");
             return Ok(error(

@@ -140,6 +140,17 @@ async fn sign_in_is_rate_limited_per_address() {
         "the limit holds even for the right password"
     );
     assert!(r.headers().contains_key("retry-after"));
+    // a colleague behind the same address signs in: the limit was on the other account
+    user(&c, "colleague@example.com", "user").await;
+    let r = login(&s, "colleague@example.com", "pass-word-1").await;
+    assert_eq!(r.status(), 200);
+    // every attempt is audited with the client address, and filtered by front door
+    let rows = c.call_ok("audit-list", json!({"via": "web", "limit": 100})).await;
+    let entries = rows["entries"].as_array().unwrap();
+    assert!(entries.iter().any(|e| e["tool"] == "login" && e["outcome"] == "ok" && e["remote"] == "127.0.0.1"));
+    assert!(entries.iter().any(|e| e["tool"] == "login" && e["outcome"] == "refused"));
+    assert!(entries.iter().all(|e| e["via"] == "web"));
+    assert!(!rows.to_string().contains("pass-word-1"));
 }
 
 #[tokio::test]
@@ -647,12 +658,13 @@ async fn key_scopes_hide_and_refuse_tools() {
     let mut r = Client::new(&s.url(), Some(ro["key"].as_str().unwrap()));
     r.initialize().await;
     let tools = r.rpc("tools/list", json!({})).await["result"]["tools"].clone();
+    // read-only tools, plus the SQL tool that runs reads only for such a key
     assert!(
         tools
             .as_array()
             .unwrap()
             .iter()
-            .all(|t| t["annotations"]["readOnlyHint"] == true)
+            .all(|t| t["annotations"]["readOnlyHint"] == true || t["name"] == "trexdb-execute-sql")
     );
     assert!(tools.to_string().contains("user-list"));
     r.call_ok("user-list", json!({})).await;

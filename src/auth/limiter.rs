@@ -1,0 +1,116 @@
+//! The sign-in rate limit: failed attempts are counted per client address, per account and per
+//! (address, account) pair in fixed windows. A pair that fails [`PAIR_FAILURES`] times waits; an
+//! address that fails [`ADDRESS_FAILURES`] times over any accounts waits (one attacker guessing
+//! many accounts); an account that fails [`ACCOUNT_FAILURES`] times from anywhere waits (many
+//! addresses guessing one account). Successful sign-ins are not counted and clear their pair, so
+//! one user's typos do not lock out a colleague behind the same office address.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Failures allowed per (address, account) per window.
+pub const PAIR_FAILURES: u32 = 5;
+/// Failures allowed per address (over all accounts) per window.
+pub const ADDRESS_FAILURES: u32 = 30;
+/// Failures allowed per account (from all addresses) per window.
+pub const ACCOUNT_FAILURES: u32 = 20;
+/// The window.
+pub const WINDOW: Duration = Duration::from_secs(60);
+
+#[derive(Hash, PartialEq, Eq, Clone)]
+enum Key {
+    Pair(IpAddr, String),
+    Address(IpAddr),
+    Account(String),
+}
+
+/// Counts failed sign-ins.
+#[derive(Default)]
+pub struct LoginLimiter {
+    seen: Mutex<HashMap<Key, (Instant, u32)>>,
+}
+
+/// Why an attempt must wait, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limited {
+    pub wait_secs: u64,
+    /// `address`, `account` or `address and account`.
+    pub by: &'static str,
+}
+
+fn keys(ip: IpAddr, account: &str) -> [(Key, u32, &'static str); 3] {
+    let account = account.trim().to_lowercase();
+    [
+        (Key::Pair(ip, account.clone()), PAIR_FAILURES, "address and account"),
+        (Key::Address(ip), ADDRESS_FAILURES, "address"),
+        (Key::Account(account), ACCOUNT_FAILURES, "account"),
+    ]
+}
+
+impl LoginLimiter {
+    /// `Err` when this address or account has failed too often in the current window.
+    pub fn check(&self, ip: IpAddr, account: &str) -> Result<(), Limited> {
+        let now = Instant::now();
+        let m = self.seen.lock().unwrap();
+        for (k, max, by) in keys(ip, account) {
+            if let Some((start, n)) = m.get(&k)
+                && now.duration_since(*start) < WINDOW
+                && *n >= max
+            {
+                return Err(Limited {
+                    wait_secs: (WINDOW - now.duration_since(*start)).as_secs().max(1),
+                    by,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a failed attempt.
+    pub fn failed(&self, ip: IpAddr, account: &str) {
+        let now = Instant::now();
+        let mut m = self.seen.lock().unwrap();
+        if m.len() > 50_000 {
+            m.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
+        }
+        for (k, _, _) in keys(ip, account) {
+            let e = m.entry(k).or_insert((now, 0));
+            if now.duration_since(e.0) >= WINDOW {
+                *e = (now, 0);
+            }
+            e.1 += 1;
+        }
+    }
+
+    /// A successful sign-in clears its pair.
+    pub fn succeeded(&self, ip: IpAddr, account: &str) {
+        let [(pair, _, _), _, _] = keys(ip, account);
+        self.seen.lock().unwrap().remove(&pair);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_users_typos_do_not_lock_out_a_colleague_but_an_attacker_is_limited() {
+        let l = LoginLimiter::default();
+        let office: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..PAIR_FAILURES {
+            assert!(l.check(office, "ann@example.com").is_ok());
+            l.failed(office, "ann@example.com");
+        }
+        assert!(l.check(office, "ann@example.com").is_err());
+        assert!(l.check(office, "bob@example.com").is_ok());
+        // one address guessing many accounts
+        let bad: IpAddr = "10.0.0.66".parse().unwrap();
+        for i in 0..ADDRESS_FAILURES {
+            l.failed(bad, &format!("u{i}@example.com"));
+        }
+        assert_eq!(l.check(bad, "new@example.com").unwrap_err().by, "address");
+        assert!(l.check(office, "bob@example.com").is_ok());
+    }
+}
