@@ -255,6 +255,22 @@ impl Config {
                     "environment variable {name}: `{section}.{key}` is not a configuration key (see trex.toml.example)"
                 )));
             }
+            let default = &known[&section][&key];
+            let parsed = env_value(&value);
+            let fits = match default {
+                toml::Value::Integer(_) => {
+                    matches!(parsed, toml::Value::Integer(n) if n >= 0)
+                }
+                toml::Value::Boolean(_) => matches!(parsed, toml::Value::Boolean(_)),
+                toml::Value::Array(_) => matches!(parsed, toml::Value::Array(_)),
+                _ => true,
+            };
+            if !fits {
+                return Err(Error::Config(format!(
+                    "environment variable {name}={value:?}: `{section}.{key}` must be {}",
+                    describe_kind(default)
+                )));
+            }
             let entry = table
                 .entry(section.clone())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -264,7 +280,7 @@ impl Config {
             t.insert(key, env_value(&value));
         }
         let mut config: Config = Config::deserialize(toml::Value::Table(table))
-            .map_err(|e| Error::Config(e.to_string().trim().to_string()))?;
+            .map_err(|e| Error::Config(plain_types(e.to_string().trim())))?;
         if let Some(d) = &overrides.data_dir {
             config.store.data_dir = d.clone();
         }
@@ -377,10 +393,13 @@ impl Config {
         if self.engine.connect_timeout_secs == 0 {
             return bad("engine.connect_timeout_secs", "must be at least 1");
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+        if !valid_log_filter(&self.log.level) {
             return bad(
                 "log.level",
-                "is not a valid log filter (try `info` or `debug`)",
+                &format!(
+                    "is not a log filter: {:?} (use a level — trace, debug, info, warn, error, off — or target=level pairs such as `info,trex=debug`; TREX_LOG sets it too)",
+                    self.log.level
+                ),
             );
         }
         Ok(())
@@ -395,6 +414,46 @@ impl Config {
             .map(str::to_string)
             .collect()
     }
+}
+
+/// What a value of the kind of `default` looks like, in words.
+fn describe_kind(default: &toml::Value) -> String {
+    match default {
+        toml::Value::Integer(n) => format!("a whole number, 0 or more (default {n})"),
+        toml::Value::Boolean(_) => "true or false".into(),
+        toml::Value::Array(_) => "a list in TOML syntax, e.g. '[\"a\", \"b\"]'".into(),
+        _ => "text".into(),
+    }
+}
+
+/// A deserializer message with Rust's type names put in words (`expected usize` → `expected a
+/// whole number, 0 or more`).
+fn plain_types(msg: &str) -> String {
+    let mut out = msg.to_string();
+    for (rust, words) in [
+        ("expected usize", "expected a whole number, 0 or more"),
+        ("expected u64", "expected a whole number, 0 or more"),
+        ("expected u32", "expected a whole number, 0 or more"),
+        ("expected u16", "expected a whole number, 0 or more"),
+        ("expected i64", "expected a whole number"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        out = out.replace(rust, words);
+    }
+    out
+}
+
+/// Checks a log filter: each comma-separated part is a level (`trace`, `debug`, `info`, `warn`,
+/// `error`, `off`) or `target=level`; anything else (`verbose`) would silently filter all out.
+fn valid_log_filter(filter: &str) -> bool {
+    const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+    let level = |l: &str| LEVELS.contains(&l.trim().to_ascii_lowercase().as_str());
+    !filter.trim().is_empty()
+        && filter.split(',').all(|part| match part.split_once('=') {
+            Some((target, l)) => !target.trim().is_empty() && level(l),
+            None => level(part),
+        })
+        && tracing_subscriber::EnvFilter::try_new(filter).is_ok()
 }
 
 /// Maps `TREX_MCP_MAX_SESSIONS` to `("mcp", "max_sessions")`; `None` for variables that are not
@@ -476,6 +535,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.server.listen.port(), 9);
+    }
+
+    #[test]
+    fn env_values_are_checked_in_words_naming_the_variable() {
+        let e = load("", &[("TREX_MCP_MAX_SESSIONS", "abc")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("TREX_MCP_MAX_SESSIONS") && e.contains("whole number"),
+            "{e}"
+        );
+        let e = load("", &[("TREX_LOG", "verbose")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("log.level") && e.contains("verbose"), "{e}");
+        assert!(load("", &[("TREX_LOG", "info,trex=debug")]).is_ok());
+        let e = load("[mcp]\nmax_sessions = \"many\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("whole number"), "{e}");
     }
 
     #[test]

@@ -43,7 +43,11 @@ pub struct Limited {
 fn keys(ip: IpAddr, account: &str) -> [(Key, u32, &'static str); 3] {
     let account = account.trim().to_lowercase();
     [
-        (Key::Pair(ip, account.clone()), PAIR_FAILURES, "address and account"),
+        (
+            Key::Pair(ip, account.clone()),
+            PAIR_FAILURES,
+            "address and account",
+        ),
         (Key::Address(ip), ADDRESS_FAILURES, "address"),
         (Key::Account(account), ACCOUNT_FAILURES, "account"),
     ]

@@ -97,6 +97,12 @@ async fn resolve(
     let Some(name) = name else {
         return Ok((offered.to_string(), None));
     };
+    // the dialect's name works as a path too: /mcp/postgresql is /mcp/postgres
+    let name = if name == "postgresql" {
+        "postgres"
+    } else {
+        name
+    };
     if name != offered {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,

@@ -64,7 +64,9 @@ impl Mount {
 /// Every route of the server, with rejections recovered as JSON.
 pub fn routes(app: Arc<App>, mounts: &[Mount]) -> BoxedFilter<(Response,)> {
     let policy = Arc::new(HostPolicy::from_config(&app.config));
-    let mut all = health(app.clone())
+    let mut all = root(app.clone())
+        .or(health(app.clone()))
+        .unify()
         .or(ready(app.clone()))
         .unify()
         .or(metrics(app.clone()))
@@ -131,6 +133,31 @@ pub fn mcp(app: Arc<App>, policy: Arc<HostPolicy>, mount: &Mount) -> BoxedFilter
         .and(guard)
         .and_then(transport::delete);
     post.or(get).unify().or(delete).unify().boxed()
+}
+
+/// GET / — what this server is and where its MCP endpoint is (no key needed, nothing secret).
+pub fn root(app: Arc<App>) -> BoxedFilter<(Response,)> {
+    let mcp_path = format!("{}/mcp", app.config.server.base_path.trim_end_matches('/'));
+    warp::path::end()
+        .and(warp::get())
+        .and(warp::header::optional::<String>("host"))
+        .map(move |host: Option<String>| {
+            let url = host
+                .filter(|h| h.len() < 256 && !h.contains(['/', ' ', '"']))
+                .map(|h| format!("http://{h}{mcp_path}"));
+            json_response(
+                StatusCode::OK,
+                &json!({
+                    "name": "trex",
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "mcp": {"path": mcp_path, "url": url, "auth": "Authorization: Bearer trex_… (an API key: trex api-key create, or the key printed at first start)"},
+                    "endpoints": "/api/v1/endpoints/{id}/mcp",
+                    "health": "/healthz",
+                    "docs": "README.md of the trex repository: connecting a client, tools, configuration"
+                }),
+            )
+        })
+        .boxed()
 }
 
 /// GET /healthz — liveness.

@@ -131,7 +131,16 @@ async fn login(
     };
     if let Err(l) = app.login_limiter.check(ip, &creds.email) {
         tracing::warn!(remote = %ip, "sign-in refused: too many failures for this {}", l.by);
-        web_audit(&app, None, ip, "login", &creds.email, "refused", Some("rate limited")).await;
+        web_audit(
+            &app,
+            None,
+            ip,
+            "login",
+            &creds.email,
+            "refused",
+            Some("rate limited"),
+        )
+        .await;
         let mut r = error(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many failed sign-in attempts; try again later",
@@ -174,12 +183,30 @@ async fn login(
     let Some(user) = user.filter(|u| ok && hash.is_some() && u.deleted_at.is_none()) else {
         app.login_limiter.failed(ip, &creds.email);
         tracing::warn!(remote = %ip, "sign-in failed: wrong email or password");
-        web_audit(&app, uid, ip, "login", &creds.email, "refused", Some("wrong email or password")).await;
+        web_audit(
+            &app,
+            uid,
+            ip,
+            "login",
+            &creds.email,
+            "refused",
+            Some("wrong email or password"),
+        )
+        .await;
         return Ok(error(StatusCode::UNAUTHORIZED, "Invalid email or password"));
     };
     if user.is_banned_now() {
         tracing::warn!(remote = %ip, user = %user.email, "sign-in refused: banned");
-        web_audit(&app, uid, ip, "login", &creds.email, "refused", Some("banned")).await;
+        web_audit(
+            &app,
+            uid,
+            ip,
+            "login",
+            &creds.email,
+            "refused",
+            Some("banned"),
+        )
+        .await;
         return Ok(error(StatusCode::FORBIDDEN, "This user is banned"));
     }
     app.login_limiter.succeeded(ip, &creds.email);
@@ -206,7 +233,16 @@ async fn login(
             "Internal server error",
         ));
     }
-    web_audit(&app, Some(user.id.clone()), ip, "login", &user.email, "ok", None).await;
+    web_audit(
+        &app,
+        Some(user.id.clone()),
+        ip,
+        "login",
+        &user.email,
+        "ok",
+        None,
+    )
+    .await;
     let mut r = json_response(
         StatusCode::OK,
         &json!({"user": {"id": user.id, "name": user.name, "email": user.email, "role": user.role}, "expiresAt": expires}),

@@ -182,7 +182,9 @@ async fn db_list(ctx: ToolCtx, a: ListArgs) -> Result<DatabasePage, ToolError> {
 #[derive(Deserialize, JsonSchema, Clone, Copy, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Dialect {
+    /// PostgreSQL (`postgres` is accepted too).
     #[default]
+    #[serde(alias = "postgres")]
     Postgresql,
     Sqlite,
 }

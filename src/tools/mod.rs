@@ -93,8 +93,13 @@ pub fn admin_server() -> McpServer {
             body: ResourceBody::Text(GUIDE.into()),
         });
     s.instructions = Some(
-        "trex administers a self-hosted data platform. Tools are grouped by prefix (user-*, role-*, session-*, sso-*, app-*, api-key-*, audit-*). \
-         List tools take `limit` and `cursor` and return `nextCursor` when more rows follow."
+        "trex administers a self-hosted data platform. Tools are grouped by prefix: user-* (users, their role, bans, \
+         application roles), role-* (application roles), session-* (web and MCP sessions), sso-* (SSO providers), \
+         app-* (OAuth apps), api-key-* (API keys and their scopes), database-* (registered PostgreSQL and SQLite \
+         databases and their credentials), trexdb-* (the built-in SQL engine: catalog and trexdb-execute-sql), \
+         audit-list (who changed what). Each registered database also has its own MCP server at \
+         /api/v1/endpoints/{id}/mcp/{sqlite|postgres}. List tools take `limit` and `cursor` and return \
+         `nextCursor` when more rows follow."
             .into(),
     );
     s

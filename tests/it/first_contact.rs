@@ -144,3 +144,51 @@ async fn sql_errors_say_what_is_wrong() {
         .await;
     assert!(e.contains("/api/v1/endpoints/shop/mcp/sqlite"), "{e}");
 }
+
+#[tokio::test]
+async fn names_line_up_and_the_root_says_where_to_go() {
+    let s = TestServer::start().await;
+    let mut c = s.client();
+    let init = c.initialize().await;
+    let instructions = init["instructions"].as_str().unwrap();
+    for group in [
+        "user-*",
+        "role-*",
+        "session-*",
+        "sso-*",
+        "app-*",
+        "api-key-*",
+        "database-*",
+        "trexdb-*",
+        "audit-list",
+    ] {
+        assert!(
+            instructions.contains(group),
+            "{group} missing: {instructions}"
+        );
+    }
+    // both spellings of the dialect
+    let d = c
+        .call_ok(
+            "database-create",
+            json!({"id": "pgx", "dialect": "postgres", "host": "127.0.0.1", "databaseName": "test"}),
+        )
+        .await;
+    assert_eq!(d["dialect"], "postgresql");
+    for server in ["postgres", "postgresql"] {
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/v1/endpoints/pgx/mcp/{server}", s.base()))
+            .bearer_auth(&s.key)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "/mcp/{server}");
+    }
+    let r = reqwest::get(format!("{}/", s.base())).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["mcp"]["url"], format!("http://{}/trex/mcp", s.addr));
+}

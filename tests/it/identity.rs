@@ -145,10 +145,20 @@ async fn sign_in_is_rate_limited_per_address() {
     let r = login(&s, "colleague@example.com", "pass-word-1").await;
     assert_eq!(r.status(), 200);
     // every attempt is audited with the client address, and filtered by front door
-    let rows = c.call_ok("audit-list", json!({"via": "web", "limit": 100})).await;
+    let rows = c
+        .call_ok("audit-list", json!({"via": "web", "limit": 100}))
+        .await;
     let entries = rows["entries"].as_array().unwrap();
-    assert!(entries.iter().any(|e| e["tool"] == "login" && e["outcome"] == "ok" && e["remote"] == "127.0.0.1"));
-    assert!(entries.iter().any(|e| e["tool"] == "login" && e["outcome"] == "refused"));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["tool"] == "login" && e["outcome"] == "ok" && e["remote"] == "127.0.0.1")
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["tool"] == "login" && e["outcome"] == "refused")
+    );
     assert!(entries.iter().all(|e| e["via"] == "web"));
     assert!(!rows.to_string().contains("pass-word-1"));
 }
