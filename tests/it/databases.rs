@@ -2,8 +2,6 @@
 //! input that must be refused. PostgreSQL tests use the server on 127.0.0.1:5432 when it is
 //! reachable and print a SKIP line when it is not (CI starts it).
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use crate::common::{Client, TestServer};
@@ -589,15 +587,6 @@ async fn sqlite_endpoint_server() {
     );
 }
 
-pub(crate) async fn pg_reachable() -> bool {
-    tokio::time::timeout(
-        Duration::from_secs(2),
-        tokio::net::TcpStream::connect("127.0.0.1:5432"),
-    )
-    .await
-    .is_ok_and(|r| r.is_ok())
-}
-
 /// A scratch schema in database `test`; dropped at the end by the caller.
 pub(crate) async fn pg_admin() -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(
@@ -612,14 +601,7 @@ pub(crate) async fn pg_admin() -> tokio_postgres::Client {
 
 #[tokio::test]
 async fn postgres_for_real() {
-    if !pg_reachable().await {
-        println!(
-            "SKIP postgres_for_real: no PostgreSQL on 127.0.0.1:5432 (start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start)"
-        );
-        assert!(
-            std::env::var_os("TREX_REQUIRE_POSTGRES").is_none(),
-            "TREX_REQUIRE_POSTGRES is set but PostgreSQL is not reachable"
-        );
+    if !crate::common::postgres_or_skip("postgres_for_real").await {
         return;
     }
     let schema = format!("trex_t_{}", trex::util::random_hex(4));

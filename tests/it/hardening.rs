@@ -277,18 +277,6 @@ async fn internal_errors_reach_the_client_without_their_detail() {
     assert!(e.contains("`search`"), "{e}");
 }
 
-async fn pg_or_skip(name: &str) -> bool {
-    if crate::databases::pg_reachable().await {
-        return true;
-    }
-    println!("SKIP {name}: no PostgreSQL on 127.0.0.1:5432");
-    assert!(
-        std::env::var_os("TREX_REQUIRE_POSTGRES").is_none(),
-        "TREX_REQUIRE_POSTGRES is set but PostgreSQL is not reachable"
-    );
-    false
-}
-
 #[tokio::test]
 async fn sqlite_calls_are_bounded_in_time_and_memory() {
     let s = TestServer::start_with(|c| c.engine.query_timeout_secs = 2, |srv| srv).await;
@@ -389,7 +377,7 @@ async fn engine_queries_have_their_own_slots_and_do_not_starve_the_store() {
 
 #[tokio::test]
 async fn postgres_results_by_position_exact_numerics_whole_call_limit_and_bounded_rows() {
-    if !pg_or_skip("postgres_results_by_position").await {
+    if !crate::common::postgres_or_skip("postgres_results_by_position").await {
         return;
     }
     let s = TestServer::start_with(

@@ -9,6 +9,7 @@ mod first_contact;
 mod hardening;
 mod identity;
 mod python_sdk;
+mod readme;
 mod sessions;
 mod sse;
 mod tools;

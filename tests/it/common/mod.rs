@@ -316,6 +316,41 @@ impl Client {
 }
 
 /// Path of the MCP verification kit, if installed (`MCPKIT` or `.mcpkit` in the repo).
+/// The MCP kit's directory; the tests that need it are `#[ignore]`d (run them with
+/// `cargo test -- --include-ignored`), so when one runs, a missing kit is a failure that says
+/// how to install it.
+pub fn require_mcpkit() -> PathBuf {
+    mcpkit().unwrap_or_else(|| {
+        panic!(
+            "the MCP kit is not installed: run `bash ../shared/mcpkit/setup.sh .mcpkit` (or set MCPKIT to its directory)"
+        )
+    })
+}
+
+/// True when PostgreSQL answers on 127.0.0.1:5432. When it does not, the test fails with a
+/// message saying how to start it — unless `TREX_SKIP_POSTGRES=1` asks to skip, which prints
+/// a SKIP line.
+pub async fn postgres_or_skip(test: &str) -> bool {
+    let up = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        tokio::net::TcpStream::connect("127.0.0.1:5432"),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    if up {
+        return true;
+    }
+    if std::env::var_os("TREX_SKIP_POSTGRES").is_some() {
+        println!("SKIP {test}: no PostgreSQL on 127.0.0.1:5432 (TREX_SKIP_POSTGRES is set)");
+        return false;
+    }
+    panic!(
+        "{test} needs PostgreSQL on 127.0.0.1:5432 (trust auth, database `test`): start it with \
+         `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`, or set \
+         TREX_SKIP_POSTGRES=1 to skip the PostgreSQL tests"
+    )
+}
+
 pub fn mcpkit() -> Option<PathBuf> {
     let p = std::env::var_os("MCPKIT")
         .map(PathBuf::from)
