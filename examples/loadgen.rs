@@ -322,10 +322,7 @@ async fn main() -> Result<()> {
             args.seconds,
             per_session.clone(),
             call.clone(),
-            |b| {
-                const OK: &[u8] = b"\"isError\":false";
-                b.windows(OK.len()).any(|w| w == OK)
-            },
+            tool_ok,
         )
         .await?;
         peak_rss = peak_rss.max(rss_kib(trex_pid).unwrap_or(0));
@@ -350,10 +347,7 @@ async fn main() -> Result<()> {
                 args.seconds,
                 Arc::new(old.per_session.clone()),
                 old.call.clone(),
-                |b| {
-                    const OK: &[u8] = b"\"isError\":false";
-                    b.windows(OK.len()).any(|w| w == OK)
-                },
+                tool_ok,
             )
             .await?;
             println!(
@@ -413,6 +407,12 @@ async fn main() -> Result<()> {
         let _ = c.wait();
     }
     Ok(())
+}
+
+/// True for a tools/call answer that is not an error.
+fn tool_ok(b: &[u8]) -> bool {
+    const OK: &[u8] = b"\"isError\":false";
+    b.windows(OK.len()).any(|w| w == OK)
 }
 
 /// One trex under test: its process, address, sessions and the call to send.

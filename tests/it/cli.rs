@@ -655,3 +655,21 @@ fn a_lost_master_key_without_sealed_secrets_is_replaced_and_reset_drops_the_rest
         }
     }
 }
+
+#[test]
+fn serve_says_how_to_mint_a_key_when_none_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let o = trex(&["init", "--data-dir", d, "--admin-email", "root@example.com"]);
+    let key = last_line(&o);
+    assert!(
+        trex(&["api-key", "revoke", "--data-dir", d, &key[..13]])
+            .status
+            .success()
+    );
+    let mut s = serve(d);
+    sigterm(&s.child);
+    s.child.wait().unwrap();
+    assert!(s.stdout.contains("No API key exists yet"), "{}", s.stdout);
+    assert!(s.stdout.contains("trex api-key create"), "{}", s.stdout);
+}
