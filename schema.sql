@@ -195,3 +195,33 @@ CREATE TABLE database_credentials (
 ALTER TABLE audit_log ADD COLUMN via TEXT NOT NULL DEFAULT 'mcp';
 ALTER TABLE audit_log ADD COLUMN remote TEXT;
 CREATE INDEX audit_log_via ON audit_log (via, id DESC);
+
+-- version: 5
+
+-- The durable job runtime: a job is a row, claimed by one worker at a time under a lease that the
+-- worker renews while it runs. A lease that runs out means the worker's process died: the job is
+-- recovered by the next runtime that looks (failed, or queued again when its kind allows).
+CREATE TABLE jobs (
+    id               TEXT PRIMARY KEY,
+    kind             TEXT NOT NULL,
+    payload          TEXT NOT NULL,           -- JSON
+    state            TEXT NOT NULL DEFAULT 'queued'
+                     CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    max_attempts     INTEGER NOT NULL DEFAULT 1,
+    progress         REAL,
+    progress_total   REAL,
+    progress_message TEXT,
+    result           TEXT,                    -- JSON, when succeeded
+    error            TEXT,                    -- when failed or cancelled
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    lease_owner      TEXT,                    -- the runtime holding it
+    lease_until      INTEGER,                 -- ms since the epoch
+    heartbeat_at     INTEGER,                 -- ms since the epoch
+    created_by       TEXT,                    -- user id
+    created_at       TEXT NOT NULL,
+    started_at       TEXT,
+    finished_at      TEXT,
+    updated_at       TEXT NOT NULL
+);
+CREATE INDEX jobs_queue ON jobs (state, created_at);

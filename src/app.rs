@@ -31,6 +31,10 @@ pub struct App {
         std::sync::Mutex<std::collections::HashMap<String, Arc<crate::mcp::server::McpServer>>>,
     /// Rate limit of web sign-in attempts.
     pub login_limiter: crate::auth::limiter::LoginLimiter,
+    /// The durable job runtime (migration runs, backups, pipeline snapshots).
+    pub jobs: Arc<crate::jobs::Jobs>,
+    /// Every background task of the server (reapers, flusher, SSE work), so shutdown can wait.
+    pub tasks: tokio_util::task::TaskTracker,
     /// Cancelled to stop the server and every background task.
     pub shutdown: CancellationToken,
 }
@@ -123,7 +127,11 @@ impl App {
             Duration::from_secs(config.engine.queue_timeout_secs),
             config.engine.max_query_memory,
         );
+        let jobs =
+            crate::jobs::Jobs::new(store.clone(), Duration::from_secs(config.jobs.lease_secs));
         let app = Arc::new(App {
+            jobs,
+            tasks: tokio_util::task::TaskTracker::new(),
             engine,
             config,
             store,
@@ -145,8 +153,9 @@ impl App {
     pub fn spawn_background(self: &Arc<Self>) -> Result<()> {
         self.auth
             .spawn_watcher(WATCH_EVERY, self.shutdown.clone())?;
+        self.jobs.start(self.config.jobs.workers);
         let app = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let mut tick =
                 tokio::time::interval(Duration::from_secs(app.config.store.flush_interval_secs));
             tick.tick().await;
@@ -158,7 +167,7 @@ impl App {
             }
         });
         let app = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let idle = app.config.mcp.session_idle_timeout_secs;
             let every = Duration::from_secs((idle / 2).clamp(1, 60));
             let mut tick = tokio::time::interval(every);

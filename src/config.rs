@@ -25,6 +25,28 @@ pub struct Config {
     pub log: LogConfig,
     /// Audit log retention.
     pub audit: AuditConfig,
+    /// The background job runtime.
+    pub jobs: JobsConfig,
+}
+
+/// `[jobs]`
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Jobs running at once in this process.
+    pub workers: usize,
+    /// Seconds a job's lease lasts; a running job renews it every third of that, and a job whose
+    /// lease ran out (its process died) is recovered.
+    pub lease_secs: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        JobsConfig {
+            workers: 2,
+            lease_secs: 30,
+        }
+    }
 }
 
 /// `[audit]`
@@ -209,7 +231,7 @@ impl Default for LogConfig {
 }
 
 /// Sections whose keys may be set through `TREX_<SECTION>_<KEY>`.
-const SECTIONS: &[&str] = &["server", "store", "mcp", "engine", "log", "audit"];
+const SECTIONS: &[&str] = &["server", "store", "mcp", "engine", "log", "audit", "jobs"];
 
 /// Short environment names kept for convenience (`TREX_LISTEN`, `TREX_DATA_DIR`).
 const ALIASES: &[(&str, &str, &str)] = &[
@@ -386,6 +408,12 @@ impl Config {
         }
         if self.server.max_connections < 8 {
             return bad("server.max_connections", "must be at least 8");
+        }
+        if self.jobs.workers == 0 || self.jobs.workers > 64 {
+            return bad("jobs.workers", "must be between 1 and 64");
+        }
+        if self.jobs.lease_secs < 3 {
+            return bad("jobs.lease_secs", "must be at least 3");
         }
         if self.mcp.replay_bytes < 64 * 1024 {
             return bad("mcp.replay_bytes", "must be at least 65536");

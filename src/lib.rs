@@ -29,6 +29,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod http;
+pub mod jobs;
 pub mod mcp;
 pub mod ops;
 pub mod server;

@@ -81,11 +81,22 @@ pub async fn start(app: Arc<App>, mounts: Vec<Mount>) -> Result<Running> {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         accept_loop(&app2, listener, routes, &graceful).await;
         app2.sessions.close_streams();
-        tokio::select! {
-            _ = graceful.shutdown() => {}
-            _ = tokio::time::sleep(grace) => {
-                tracing::warn!("connections still open after {grace:?}; stopping anyway");
+        // connections drain while running jobs get the same grace to finish
+        let connections = async {
+            tokio::select! {
+                _ = graceful.shutdown() => {}
+                _ = tokio::time::sleep(grace) => {
+                    tracing::warn!("connections still open after {grace:?}; stopping anyway");
+                }
             }
+        };
+        tokio::join!(connections, app2.jobs.shutdown(grace));
+        app2.tasks.close();
+        if tokio::time::timeout(grace, app2.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks still running after {grace:?}; stopping anyway");
         }
         let _ = &stop;
         app2.flush().await;

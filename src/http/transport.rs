@@ -387,7 +387,8 @@ async fn request(
     );
     let task_session = session.clone();
     let response = sse_response(&app, &session, rx, priming);
-    tokio::spawn(async move {
+    let tasks = app.tasks.clone();
+    tasks.spawn(async move {
         let outcome = tokio::select! {
             r = dispatch(&app, &server, ctx, &method, params) => Some(r),
             _ = cancel.cancelled() => None,

@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod apps;
 pub mod audit;
 pub mod databases;
+pub mod jobs;
 pub mod roles;
 pub mod schema;
 pub mod sessions;

@@ -8,6 +8,7 @@ mod databases;
 mod first_contact;
 mod hardening;
 mod identity;
+mod jobs;
 mod python_sdk;
 mod readme;
 mod sessions;
