@@ -66,11 +66,13 @@ async fn two_runtimes_on_one_store_never_run_a_job_twice() {
             .any(|(s, n)| s == "succeeded" && *n == 200)
     })
     .await;
-    let runs = runs.lock().unwrap();
-    assert_eq!(runs.len(), 200);
-    assert!(runs.values().all(|n| *n == 1), "a job ran twice");
-    for id in &ids {
-        assert_eq!(runs.get(id), Some(&1));
+    {
+        let runs = runs.lock().unwrap();
+        assert_eq!(runs.len(), 200);
+        assert!(runs.values().all(|n| *n == 1), "a job ran twice");
+        for id in &ids {
+            assert_eq!(runs.get(id), Some(&1));
+        }
     }
     for r in runtimes {
         r.shutdown(Duration::from_secs(1)).await;
