@@ -360,7 +360,8 @@ async fn main() -> anyhow::Result<()> {
         segments: vec!["mcp".into()],
         server: Arc::new(fixtures()),
     };
-    let running = server::start(app.clone(), vec![mount]).await?;
+    let catalogue = Arc::new(trex::servers::Catalogue::new());
+    let running = server::start(app.clone(), catalogue, vec![mount]).await?;
     println!("MCP_URL=http://{}/mcp", running.addr);
     println!("MCP_TOKEN={}", key.key);
     std::io::stdout().flush()?;

@@ -26,9 +26,9 @@ pub struct App {
     pub master: MasterKey,
     /// Where user SQL runs: the engine's own threads and query slots.
     pub engine: crate::engine::pool::EnginePool,
-    /// MCP servers of registered databases, built on first use (`endpoint:<id>:<server>`).
-    pub endpoint_servers:
-        std::sync::Mutex<std::collections::HashMap<String, Arc<crate::mcp::server::McpServer>>>,
+    /// Bumped by every change to the database registry, so caches built from it (the
+    /// catalogue's endpoint servers) are dropped.
+    pub databases_changed: std::sync::atomic::AtomicU64,
     /// Rate limit of web sign-in attempts.
     pub login_limiter: crate::auth::limiter::LoginLimiter,
     /// The durable job runtime (migration runs, backups, pipeline snapshots).
@@ -139,7 +139,7 @@ impl App {
             sessions,
             master,
             login_limiter: Default::default(),
-            endpoint_servers: Default::default(),
+            databases_changed: Default::default(),
             shutdown: CancellationToken::new(),
         });
         let n = app.sessions.load().await?;
@@ -208,6 +208,12 @@ impl App {
             Ok(n) => tracing::info!("pruned {n} audit row(s) older than {days} days"),
             Err(e) => tracing::warn!("audit pruning: {e}"),
         }
+    }
+
+    /// Records that the database registry changed (created, updated or deleted a database).
+    pub fn database_changed(&self) {
+        self.databases_changed
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Writes batched `lastUsedAt` and session activity.

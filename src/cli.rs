@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -362,9 +363,9 @@ pub async fn serve(config: Config) -> Result<()> {
     let started = std::time::Instant::now();
     let app = App::open(config).await?;
     let first = app.store.run(ops::first_start).await?;
-    let mount = server::admin_mount(&app);
-    let path = mount.path();
-    let running = server::start(app.clone(), vec![mount]).await?;
+    let catalogue = Arc::new(crate::servers::Catalogue::new());
+    let path = crate::http::admin_mount(&app, &catalogue).path();
+    let running = server::start(app.clone(), catalogue, vec![]).await?;
     let url = format!("http://{}{}", running.addr, path);
     tracing::info!(
         "trex {} listening on {} (MCP: {url}; data: {}; ready in {} ms)",
@@ -455,7 +456,7 @@ fn api_key(cmd: ApiKeyCommand) -> Result<()> {
                 dangerous_sql,
             };
             let scopes = (scopes != Default::default()).then_some(scopes);
-            crate::tools::check_tool_globs(scopes.as_ref())?;
+            crate::servers::check_tool_globs(scopes.as_ref())?;
             let expires = ops::parse_expiry_as("--expires", expires.as_deref())?;
             let config = common.load(None)?;
             let store = existing_store(&config)?;

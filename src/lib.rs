@@ -33,6 +33,7 @@ pub mod jobs;
 pub mod mcp;
 pub mod ops;
 pub mod server;
+pub mod servers;
 pub mod store;
 pub mod tools;
 pub mod util;

@@ -19,13 +19,14 @@ use tokio_util::sync::CancellationToken;
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::{self, Mount};
-use crate::tools;
 
 /// A server that is running.
 pub struct Running {
     /// The bound address (useful with port 0).
     pub addr: SocketAddr,
     pub app: Arc<App>,
+    /// The servers being served (tools may be added to the admin server while it runs).
+    pub catalogue: Arc<crate::servers::Catalogue>,
     task: JoinHandle<()>,
 }
 
@@ -39,16 +40,6 @@ impl Running {
     /// Waits until the server stops by itself (shutdown token cancelled elsewhere).
     pub async fn wait(self) {
         let _ = self.task.await;
-    }
-}
-
-/// The admin server's mount: `{base_path}/mcp`.
-pub fn admin_mount(app: &App) -> Mount {
-    let mut segments = app.config.base_segments();
-    segments.push("mcp".into());
-    Mount {
-        segments,
-        server: Arc::new(tools::admin_server()),
     }
 }
 
@@ -66,14 +57,19 @@ pub fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::from_std(sock.into()).map_err(ctx)
 }
 
-/// Starts serving `mounts` (plus health routes) on the configured address.
-pub async fn start(app: Arc<App>, mounts: Vec<Mount>) -> Result<Running> {
+/// Starts serving the catalogue's servers, `extra` mounts and the health routes on the
+/// configured address.
+pub async fn start(
+    app: Arc<App>,
+    catalogue: Arc<crate::servers::Catalogue>,
+    extra: Vec<Mount>,
+) -> Result<Running> {
     let listener = bind(app.config.server.listen)?;
     let addr = listener
         .local_addr()
         .map_err(|e| Error::io("cannot read the bound address", e))?;
     app.spawn_background()?;
-    let routes = http::routes(app.clone(), &mounts);
+    let routes = http::routes(app.clone(), catalogue.clone(), &extra);
     let grace = Duration::from_secs(app.config.server.shutdown_grace_secs);
     let stop = app.shutdown.clone();
     let app2 = app.clone();
@@ -105,7 +101,12 @@ pub async fn start(app: Arc<App>, mounts: Vec<Mount>) -> Result<Running> {
             tracing::warn!("WAL checkpoint at shutdown: {e}");
         }
     });
-    Ok(Running { addr, app, task })
+    Ok(Running {
+        addr,
+        app,
+        catalogue,
+        task,
+    })
 }
 
 /// The soft open-file limit of this process (Linux), if it can be read.

@@ -1,7 +1,9 @@
 //! API-key scopes: limits a key may carry. `readOnly` lets a key list and call only tools whose
-//! `readOnlyHint` is true; `tools` is an allow-list of tool-name globs (`*`, `?`); `endpoints` is
-//! an allow-list of database ids for the endpoint servers. A key without scopes is unrestricted.
-//! Scopes are enforced in `tools/list` (hidden) and `tools/call` (refused and audited).
+//! `readOnlyHint` is true (and the SQL tools, which then run reads only); `tools` is an
+//! allow-list of tool-name globs (`*`, `?`), each optionally qualified by the server it applies
+//! to (`trex:user-*`, `sqlite:*`; see [`crate::servers`]); `endpoints` is an allow-list of
+//! database ids. A key without scopes is unrestricted. Scopes are enforced in `tools/list`
+//! (hidden) and `tools/call` (refused and audited).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -61,13 +63,24 @@ impl Scopes {
                 && s.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "_-.*?".contains(c))
         };
+        // a tool glob may name its server: `server:glob`
+        let tool_ok = |s: &str| match s.split_once(':') {
+            Some((server, g)) => {
+                !server.is_empty()
+                    && server
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && ok(g)
+            }
+            None => ok(s),
+        };
         if let Some(t) = &self.tools {
             if t.is_empty() {
                 return Err(Error::Invalid(
                     "`scopes.tools` must not be empty (omit it to allow every tool)".into(),
                 ));
             }
-            if let Some(bad) = t.iter().find(|p| !ok(p)) {
+            if let Some(bad) = t.iter().find(|p| !tool_ok(p)) {
                 return Err(Error::Invalid(format!(
                     "`scopes.tools` has an invalid pattern: {bad:?}"
                 )));
@@ -88,13 +101,21 @@ impl Scopes {
         Ok(())
     }
 
-    /// True when a tool of this name (and read-only-ness) is within the scopes.
-    pub fn allows_tool(&self, name: &str, read_only: bool) -> bool {
+    /// True when `pattern` (`glob` or `server:glob`) matches tool `name` of server `server`.
+    pub fn glob_matches(pattern: &str, server: &str, name: &str) -> bool {
+        match pattern.split_once(':') {
+            Some((s, g)) => s == server && glob(g, name),
+            None => glob(pattern, name),
+        }
+    }
+
+    /// True when tool `name` of server `server` (with its read-only-ness) is within the scopes.
+    pub fn allows_tool(&self, server: &str, name: &str, read_only: bool) -> bool {
         (!self.read_only || read_only)
             && self
                 .tools
                 .as_ref()
-                .is_none_or(|t| t.iter().any(|p| glob(p, name)))
+                .is_none_or(|t| t.iter().any(|p| Scopes::glob_matches(p, server, name)))
     }
 
     /// Checks that a new key's scopes (`new`, `None` = unrestricted) grant nothing the creating
@@ -220,10 +241,19 @@ mod tests {
             tools: Some(vec!["user-*".into()]),
             ..Default::default()
         };
-        assert!(s.allows_tool("user-list", true));
-        assert!(!s.allows_tool("user-create", false));
-        assert!(!s.allows_tool("role-list", true));
-        assert!(Scopes::default().allows_tool("anything", false));
+        assert!(s.allows_tool("trex", "user-list", true));
+        assert!(!s.allows_tool("trex", "user-create", false));
+        assert!(!s.allows_tool("trex", "role-list", true));
+        assert!(Scopes::default().allows_tool("trex", "anything", false));
+        let q = Scopes {
+            tools: Some(vec!["sqlite:*".into(), "trex:user-list".into()]),
+            ..Default::default()
+        };
+        assert!(q.validate().is_ok());
+        assert!(q.allows_tool("sqlite", "execute_sqlite_query", false));
+        assert!(!q.allows_tool("postgres", "execute_postgres_query", false));
+        assert!(q.allows_tool("trex", "user-list", true));
+        assert!(!q.allows_tool("postgres", "user-list", true));
         assert!(
             Scopes {
                 tools: Some(vec![]),

@@ -18,15 +18,22 @@ use super::{Response, transport};
 use crate::app::App;
 use crate::auth::Principal;
 use crate::mcp::server::McpServer;
+use crate::servers::Catalogue;
 use crate::store::databases;
 use crate::tools::endpoint;
 
 /// The endpoint routes.
-pub fn routes(app: Arc<App>, policy: Arc<HostPolicy>) -> BoxedFilter<(Response,)> {
+pub fn routes(
+    app: Arc<App>,
+    policy: Arc<HostPolicy>,
+    catalogue: Arc<Catalogue>,
+) -> BoxedFilter<(Response,)> {
     let base = warp::path!("api" / "v1" / "endpoints" / String / "mcp" / ..);
     let with = {
         let app = app.clone();
-        warp::any().map(move || app.clone())
+        warp::any()
+            .map(move || (app.clone(), catalogue.clone()))
+            .untuple_one()
     };
     let auth = guard::authenticated(app.clone(), policy);
     let list = base
@@ -66,6 +73,7 @@ pub fn routes(app: Arc<App>, policy: Arc<HostPolicy>) -> BoxedFilter<(Response,)
 /// Finds the database, checks scopes, and returns its server `name` (if given and offered).
 async fn resolve(
     app: &Arc<App>,
+    catalogue: &Catalogue,
     principal: &Principal,
     id: &str,
     name: Option<&str>,
@@ -113,12 +121,10 @@ async fn resolve(
         )
         .reject());
     }
-    let cache_key = format!("{}:{name}", db.id);
-    let mut cache = app.endpoint_servers.lock().unwrap();
-    let s = cache
-        .entry(cache_key)
-        .or_insert_with(|| Arc::new(endpoint::server(&db.id, name)))
-        .clone();
+    let generation = app
+        .databases_changed
+        .load(std::sync::atomic::Ordering::Acquire);
+    let s = catalogue.endpoint(&db.id, name, generation);
     Ok((offered.to_string(), Some(s)))
 }
 
@@ -126,10 +132,11 @@ async fn resolve(
 async fn list(
     id: String,
     app: Arc<App>,
+    catalogue: Arc<Catalogue>,
     p: Arc<Principal>,
     _h: HeaderMap,
 ) -> Result<Response, Rejection> {
-    let (name, _) = resolve(&app, &p, &id, None).await?;
+    let (name, _) = resolve(&app, &catalogue, &p, &id, None).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({"servers": [{"name": name, "description": endpoint::describe(&name)}]}),
@@ -141,11 +148,12 @@ async fn post(
     id: String,
     name: String,
     app: Arc<App>,
+    catalogue: Arc<Catalogue>,
     p: Arc<Principal>,
     h: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Rejection> {
-    let (_, s) = resolve(&app, &p, &id, Some(&name)).await?;
+    let (_, s) = resolve(&app, &catalogue, &p, &id, Some(&name)).await?;
     transport::post(app, s.expect("named"), p, h, body).await
 }
 
@@ -154,10 +162,11 @@ async fn get(
     id: String,
     name: String,
     app: Arc<App>,
+    catalogue: Arc<Catalogue>,
     p: Arc<Principal>,
     h: HeaderMap,
 ) -> Result<Response, Rejection> {
-    let (_, s) = resolve(&app, &p, &id, Some(&name)).await?;
+    let (_, s) = resolve(&app, &catalogue, &p, &id, Some(&name)).await?;
     transport::get(app, s.expect("named"), p, h).await
 }
 
@@ -166,9 +175,10 @@ async fn delete(
     id: String,
     name: String,
     app: Arc<App>,
+    catalogue: Arc<Catalogue>,
     p: Arc<Principal>,
     h: HeaderMap,
 ) -> Result<Response, Rejection> {
-    let (_, s) = resolve(&app, &p, &id, Some(&name)).await?;
+    let (_, s) = resolve(&app, &catalogue, &p, &id, Some(&name)).await?;
     transport::delete(app, s.expect("named"), p, h).await
 }

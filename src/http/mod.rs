@@ -61,8 +61,25 @@ impl Mount {
     }
 }
 
-/// Every route of the server, with rejections recovered as JSON.
-pub fn routes(app: Arc<App>, mounts: &[Mount]) -> BoxedFilter<(Response,)> {
+/// The admin server's mount: `{base_path}/mcp`.
+pub fn admin_mount(app: &App, catalogue: &crate::servers::Catalogue) -> Mount {
+    let mut segments = app.config.base_segments();
+    segments.push("mcp".into());
+    Mount {
+        segments,
+        server: catalogue.admin(),
+    }
+}
+
+/// Every route of the server — the catalogue's servers (admin and endpoint servers), `extra`
+/// mounts (the conformance fixtures), health, web sign-in — with rejections recovered as JSON.
+pub fn routes(
+    app: Arc<App>,
+    catalogue: Arc<crate::servers::Catalogue>,
+    extra: &[Mount],
+) -> BoxedFilter<(Response,)> {
+    let mut mounts = vec![admin_mount(&app, &catalogue)];
+    mounts.extend(extra.iter().cloned());
     let policy = Arc::new(HostPolicy::from_config(&app.config));
     let mut all = root(app.clone())
         .or(health(app.clone()))
@@ -81,10 +98,10 @@ pub fn routes(app: Arc<App>, mounts: &[Mount]) -> BoxedFilter<(Response,)> {
         .unify()
         .boxed();
     all = all
-        .or(endpoints::routes(app.clone(), policy.clone()))
+        .or(endpoints::routes(app.clone(), policy.clone(), catalogue))
         .unify()
         .boxed();
-    for m in mounts {
+    for m in &mounts {
         all = all.or(mcp(app.clone(), policy.clone(), m)).unify().boxed();
     }
     all.recover(rejection::handle_rejection).unify().boxed()

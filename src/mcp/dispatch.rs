@@ -124,9 +124,12 @@ fn page_guard(params: &Value) -> Result<(), RpcError> {
     }
 }
 
-/// True when the caller's key scopes allow `tool`.
-fn in_scope(ctx: &CallContext, tool: &Tool) -> bool {
-    tool.allowed_by(ctx.principal.scopes.as_ref())
+/// True when the caller's key scopes allow `tool` of `server`.
+fn in_scope(server: &McpServer, ctx: &CallContext, tool: &Tool) -> bool {
+    tool.allowed_by(
+        crate::servers::scope_name(&server.id),
+        ctx.principal.scopes.as_ref(),
+    )
 }
 
 fn tools_list(
@@ -136,7 +139,12 @@ fn tools_list(
     params: &Value,
 ) -> Result<Value, RpcError> {
     let size = app.config.mcp.tools_page_size;
-    let visible: Vec<&Arc<Tool>> = server.tools.iter().filter(|t| in_scope(ctx, t)).collect();
+    let table = server.tool_table();
+    let visible: Vec<&Arc<Tool>> = table
+        .list
+        .iter()
+        .filter(|t| in_scope(server, ctx, t))
+        .collect();
     let start = match params.get("cursor") {
         None | Some(Value::Null) => 0,
         Some(Value::String(c)) => crate::util::decode_offset(c)
@@ -166,8 +174,7 @@ async fn tools_call(
     let name = str_param(&params, "name")?.to_string();
     let tool = server
         .find_tool(&name)
-        .ok_or_else(|| RpcError::invalid_params(format!("Unknown tool: {name}")))?
-        .clone();
+        .ok_or_else(|| RpcError::invalid_params(format!("Unknown tool: {name}")))?;
     let mut params = params;
     let args = match params.as_object_mut().and_then(|p| p.remove("arguments")) {
         None | Some(Value::Null) => json!({}),
@@ -179,7 +186,7 @@ async fn tools_call(
         }
     };
     let principal = ctx.principal.clone();
-    if !in_scope(&ctx, &tool) {
+    if !in_scope(server, &ctx, &tool) {
         let out = ToolOutput::Err(format!(
             "This API key's scopes do not allow the tool '{name}'"
         ));

@@ -1,9 +1,13 @@
 //! An MCP server definition: identity, tools, resources, resource templates, prompts and
-//! completion. The admin server, the conformance fixture server and (later) endpoint servers are
-//! all values of this type served by the same transport.
+//! completion. The admin server, the conformance fixture server and the endpoint servers are
+//! all values of this type served by the same transport. The tool table may change while the
+//! server runs (plugins add tools): [`McpServer::add_tool`] / [`McpServer::remove_tool`] swap in a
+//! new table, readers take the current one without copying it, and a server built with
+//! [`McpServer::dynamic`] declares `tools.listChanged: true` so clients expect
+//! `notifications/tools/list_changed` (sent by [`crate::mcp::session::Sessions::notify_server`]).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use serde_json::{Map, Value, json};
 
@@ -87,11 +91,69 @@ pub struct Prompt {
     pub render: PromptRenderer,
 }
 
+impl Clone for McpServer {
+    fn clone(&self) -> Self {
+        McpServer {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            title: self.title.clone(),
+            version: self.version.clone(),
+            instructions: self.instructions.clone(),
+            tools: RwLock::new(self.tool_table()),
+            dynamic_tools: self.dynamic_tools,
+            resources: self.resources.clone(),
+            templates: self.templates.clone(),
+            prompts: self.prompts.clone(),
+            completer: self.completer.clone(),
+            subscriptions: self.subscriptions,
+        }
+    }
+}
+
 /// Answers `completion/complete` params with a `completion` object.
 pub type Completer = Arc<dyn Fn(&Value) -> Result<Value, RpcError> + Send + Sync>;
 
+/// The tools of a server at one moment, with an index by name.
+#[derive(Default)]
+pub struct ToolTable {
+    pub list: Vec<Arc<Tool>>,
+    index: HashMap<String, usize>,
+}
+
+impl ToolTable {
+    /// A tool by name.
+    pub fn find(&self, name: &str) -> Option<&Arc<Tool>> {
+        self.index.get(name).map(|i| &self.list[*i])
+    }
+
+    fn with(&self, t: Tool) -> Result<ToolTable, String> {
+        let ok = !t.name.is_empty()
+            && t.name.len() <= 128
+            && t.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+        if !ok {
+            return Err(format!("bad tool name {:?}", t.name));
+        }
+        if self.index.contains_key(&t.name) {
+            return Err(format!("duplicate tool {}", t.name));
+        }
+        let mut list = self.list.clone();
+        list.push(Arc::new(t));
+        Ok(ToolTable::of(list))
+    }
+
+    fn of(list: Vec<Arc<Tool>>) -> ToolTable {
+        let index = list
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
+        ToolTable { list, index }
+    }
+}
+
 /// A server definition.
-#[derive(Clone)]
 pub struct McpServer {
     /// Short id, stored with each session and audit row (`trex`, `conformance`, ...).
     pub id: String,
@@ -99,8 +161,9 @@ pub struct McpServer {
     pub title: String,
     pub version: String,
     pub instructions: Option<String>,
-    pub tools: Vec<Arc<Tool>>,
-    tool_index: HashMap<String, usize>,
+    tools: RwLock<Arc<ToolTable>>,
+    /// The tool table may change while the server runs (`tools.listChanged: true`).
+    pub dynamic_tools: bool,
     pub resources: Vec<Resource>,
     pub templates: Vec<ResourceTemplate>,
     pub prompts: Vec<Prompt>,
@@ -118,8 +181,8 @@ impl McpServer {
             title: title.into(),
             version: env!("CARGO_PKG_VERSION").into(),
             instructions: None,
-            tools: Vec::new(),
-            tool_index: HashMap::new(),
+            tools: RwLock::new(Arc::new(ToolTable::default())),
+            dynamic_tools: false,
             resources: Vec::new(),
             templates: Vec::new(),
             prompts: Vec::new(),
@@ -129,24 +192,41 @@ impl McpServer {
     }
 
     /// Adds a tool; panics on a duplicate or invalid name (a programming error).
-    pub fn tool(mut self, t: Tool) -> Self {
-        assert!(
-            !t.name.is_empty()
-                && t.name.len() <= 128
-                && t.name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)),
-            "bad tool name {}",
-            t.name
-        );
-        assert!(
-            !self.tool_index.contains_key(&t.name),
-            "duplicate tool {}",
-            t.name
-        );
-        self.tool_index.insert(t.name.clone(), self.tools.len());
-        self.tools.push(Arc::new(t));
+    pub fn tool(self, t: Tool) -> Self {
+        let next = self.tool_table().with(t).unwrap_or_else(|e| panic!("{e}"));
+        *self.tools.write().unwrap() = Arc::new(next);
         self
+    }
+
+    /// Declares that the tool table may change while the server runs.
+    pub fn dynamic(mut self) -> Self {
+        self.dynamic_tools = true;
+        self
+    }
+
+    /// The current tool table (cheap: a shared pointer).
+    pub fn tool_table(&self) -> Arc<ToolTable> {
+        self.tools.read().unwrap().clone()
+    }
+
+    /// Adds a tool while the server runs (a plugin's); the caller then notifies the server's
+    /// sessions ([`crate::mcp::session::Sessions::notify_server`]).
+    pub fn add_tool(&self, t: Tool) -> Result<(), String> {
+        let mut g = self.tools.write().unwrap();
+        let next = g.with(t)?;
+        *g = Arc::new(next);
+        Ok(())
+    }
+
+    /// Removes a tool while the server runs; false when there was none of that name.
+    pub fn remove_tool(&self, name: &str) -> bool {
+        let mut g = self.tools.write().unwrap();
+        if g.find(name).is_none() {
+            return false;
+        }
+        let list = g.list.iter().filter(|t| t.name != name).cloned().collect();
+        *g = Arc::new(ToolTable::of(list));
+        true
     }
 
     /// Adds several tools.
@@ -173,15 +253,15 @@ impl McpServer {
     }
 
     /// A tool by name.
-    pub fn find_tool(&self, name: &str) -> Option<&Arc<Tool>> {
-        self.tool_index.get(name).map(|i| &self.tools[*i])
+    pub fn find_tool(&self, name: &str) -> Option<Arc<Tool>> {
+        self.tool_table().find(name).cloned()
     }
 
     /// The `capabilities` object of the initialize result: only what this server offers.
     pub fn capabilities(&self) -> Value {
         let mut c = json!({"logging": {}});
-        if !self.tools.is_empty() {
-            c["tools"] = json!({"listChanged": false});
+        if self.dynamic_tools || !self.tool_table().list.is_empty() {
+            c["tools"] = json!({"listChanged": self.dynamic_tools});
         }
         if !self.resources.is_empty() || !self.templates.is_empty() {
             c["resources"] = json!({"subscribe": self.subscriptions, "listChanged": false});

@@ -409,6 +409,24 @@ impl Sessions {
         self.store.run(move |c| rows::touch(c, &batch)).await
     }
 
+    /// Sends notification `method` (no params) on the standalone stream of every session of
+    /// server `server_id` that has one open; returns how many got it.
+    pub fn notify_server(&self, server_id: &str, method: &str) -> usize {
+        let msg = super::protocol::notification(method, serde_json::json!({}));
+        let sessions: Vec<Arc<Session>> = self
+            .map
+            .read()
+            .unwrap()
+            .values()
+            .filter(|s| s.server == server_id)
+            .cloned()
+            .collect();
+        sessions
+            .iter()
+            .filter(|s| s.streams.push_standalone(super::protocol::Json::of(&msg)))
+            .count()
+    }
+
     /// Ends the streams of every session (shutdown); rows stay, so sessions resume after restart.
     pub fn close_streams(&self) {
         for s in self.map.read().unwrap().values() {

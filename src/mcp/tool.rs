@@ -341,10 +341,12 @@ impl Tool {
         self
     }
 
-    /// True when a key with these scopes may list and call the tool.
-    pub fn allowed_by(&self, scopes: Option<&crate::auth::scopes::Scopes>) -> bool {
+    /// True when a key with these scopes may list and call the tool, which belongs to the
+    /// server whose scope name is `server` (`trex`, `sqlite`, …).
+    pub fn allowed_by(&self, server: &str, scopes: Option<&crate::auth::scopes::Scopes>) -> bool {
         scopes.is_none_or(|s| {
             s.allows_tool(
+                server,
                 &self.name,
                 self.annotations.read_only || self.read_only_capable,
             )

@@ -108,7 +108,7 @@ async fn key_create(ctx: ToolCtx, a: CreateArgs) -> Result<CreatedKey, ToolError
         s.validate()?;
     }
     Scopes::check_within(a.scopes.as_ref(), ctx.call.principal.scopes.as_ref())?;
-    super::check_tool_globs(a.scopes.as_ref())?;
+    crate::servers::check_tool_globs(a.scopes.as_ref())?;
     let (user_id, name, scopes) = (a.user_id.clone(), a.name.clone(), a.scopes.clone());
     let minted = ctx
         .app

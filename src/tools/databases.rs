@@ -276,7 +276,9 @@ async fn db_create(ctx: ToolCtx, a: CreateArgs) -> Result<Database, ToolError> {
     validate(&ctx.app, &d)?;
     in_scope(&ctx, &d.id)?;
     not_anothers_target(&ctx, &d).await?;
-    Ok(ctx.app.store.run(move |c| databases::insert(c, &d)).await?)
+    let created = ctx.app.store.run(move |c| databases::insert(c, &d)).await?;
+    ctx.app.database_changed();
+    Ok(created)
 }
 
 /// Arguments of `database-update`.
@@ -342,7 +344,8 @@ async fn db_update(ctx: ToolCtx, a: UpdateArgs) -> Result<Database, ToolError> {
     if moved {
         not_anothers_target(&ctx, &d).await?;
     }
-    ctx.app
+    let updated = ctx
+        .app
         .store
         .run(move |c| {
             let tx = c.transaction()?;
@@ -354,7 +357,9 @@ async fn db_update(ctx: ToolCtx, a: UpdateArgs) -> Result<Database, ToolError> {
             Ok(updated)
         })
         .await?
-        .ok_or_else(|| ToolError::Failed("Database not found".into()))
+        .ok_or_else(|| ToolError::Failed("Database not found".into()))?;
+    ctx.app.database_changed();
+    Ok(updated)
 }
 
 /// Arguments naming a database by `id`.
@@ -381,6 +386,7 @@ async fn db_delete(ctx: ToolCtx, a: IdArgs) -> Result<Done, ToolError> {
     {
         return Err(ToolError::Failed("Database not found".into()));
     }
+    ctx.app.database_changed();
     Ok(Done {
         message: format!("Database '{}' deleted", a.id),
     })

@@ -91,7 +91,7 @@ async fn tools_list_paginates() {
             None => break,
         }
     }
-    let all = trex::tools::admin_server().tools.len();
+    let all = trex::tools::admin_server().tool_table().list.len();
     assert!(all > 6);
     assert_eq!(seen.len(), all, "pages must cover every tool once");
     assert_eq!(seen.iter().collect::<HashSet<_>>().len(), all);

@@ -119,9 +119,10 @@ async fn boot(
     } else {
         (String::new(), String::new())
     };
-    let mut mount = server::admin_mount(&app);
-    mount.server = Arc::new(extend((*mount.server).clone()));
-    let running = server::start(app, vec![mount]).await.unwrap();
+    let catalogue = Arc::new(trex::servers::Catalogue::with_admin(extend(
+        trex::tools::admin_server(),
+    )));
+    let running = server::start(app, catalogue, vec![]).await.unwrap();
     (running, key, admin)
 }
 
