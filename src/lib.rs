@@ -1,25 +1,29 @@
 //! trex: one binary that carries its own SQLite control store and serves the Model Context
 //! Protocol so assistants and automation can run a self-hosted data platform.
 //!
-//! Module map:
+//! Module map, by layer (front doors call the domain layer; only `store` writes control-store SQL):
 //!
-//! - [`cli`] — clap definitions and the commands (`serve`, `init`, `api-key …`); `main.rs` only
-//!   dispatches.
-//! - [`config`] — `trex.toml` + `TREX_*` environment + flags, strict.
-//! - [`error`] — the error type and its HTTP / JSON-RPC mapping.
-//! - [`store`] — the control store `trex.db`: pool, pragmas, schema bootstrap, one file per table
-//!   group. All control-store SQL lives there.
-//! - [`auth`] — API keys (hash + prefix), passwords (argon2id), the cached per-request key check.
-//! - [`ops`] — the domain layer: administrative rules shared by tools and CLI ([`ops::users`]:
-//!   role, ban, delete with "an active admin always remains" inside the write's transaction).
-//! - [`audit`] — what the audit log keeps: redaction, SQL literal blanking, truncation, one
-//!   `record` for every front door.
-//! - [`mcp`] — protocol types, version negotiation, sessions, SSE streams with replay, the
-//!   era-neutral request context, tool registry and method dispatch.
-//! - [`http`] — warp filters: routes, guards (Host/Origin, auth) before bodies, limited bodies,
-//!   rejections as JSON, and the Streamable HTTP handlers.
-//! - [`tools`] — the admin server's tools, one file per group.
-//! - [`app`] — shared state and background tasks; [`server`] — bind, serve, shut down.
+//! - Front doors: [`cli`] (clap definitions and the commands; `main.rs` only dispatches),
+//!   [`http`] (warp filters: routes, guards before bodies, limited bodies, JSON rejections, the
+//!   Streamable HTTP handlers, web sign-in), [`tools`] (the admin server's tools, one file per
+//!   group, and the endpoint servers' tools).
+//! - Protocol: [`mcp`] — protocol types, version negotiation, sessions, SSE streams with replay,
+//!   the era-neutral request context, tools and method dispatch; [`servers`] — the one catalogue
+//!   of MCP servers (admin, per-database) that routes, scope validation, tests and CLI read.
+//! - Domain: [`ops`] — administrative rules shared by every front door ([`ops::users`]: role,
+//!   ban, delete with "an active admin always remains" inside the write's transaction);
+//!   [`audit`] — what the audit log keeps (redaction, SQL literal blanking, truncation) and the
+//!   one `record` for every front door; [`jobs`] — the durable job runtime (rows with leases,
+//!   workers, progress, cancellation, recovery, shutdown drain).
+//! - Services: [`auth`] (API keys, passwords, the cached per-request key check rechecked per
+//!   operation, scopes, sealing, the sign-in rate limit), [`engine`] (user SQL on trexdb and
+//!   registered databases: classification, read-only enforcement, time and memory bounds, its
+//!   own threads and query slots), [`store`] (the control store `trex.db`: pool, pragmas,
+//!   schema, one file per table group — all control-store SQL lives there).
+//! - Plumbing: [`config`] (`trex.toml` + `TREX_*` + flags, strict), [`error`] (the error type,
+//!   status mapping, internal errors with a correlation id), [`app`] (configuration plus
+//!   services, background tasks), [`server`] (bind, accept loop with connection limits, serve,
+//!   shut down), [`util`].
 
 pub mod app;
 pub mod audit;
