@@ -21,6 +21,25 @@ use crate::error::Result;
 use crate::store::{Store, api_keys};
 use crate::util::{ms_rfc3339, now_ms, rfc3339_ms};
 
+/// How a caller came in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// An API key (`Authorization: Bearer trex_…`), with its scopes.
+    Key,
+    /// A web session cookie (the admin page), same-origin only; this is its session id.
+    Web { session_id: String },
+}
+
+impl Via {
+    /// `mcp` or `web`, as audit rows say it.
+    pub fn audit_name(&self) -> &'static str {
+        match self {
+            Via::Key => "mcp",
+            Via::Web { .. } => "web",
+        }
+    }
+}
+
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
 pub struct Principal {
@@ -31,8 +50,11 @@ pub struct Principal {
     pub key_name: String,
     /// Key scopes; `None` = unrestricted.
     pub scopes: Option<scopes::Scopes>,
-    /// SHA-256 hex of the key, to look it up again ([`Authenticator::recheck`]).
+    /// SHA-256 hex of the key (or of the web session token), to look it up again
+    /// ([`Authenticator::recheck`]).
     pub key_hash: Arc<str>,
+    /// API key or web session.
+    pub via: Via,
 }
 
 /// Why a request was not authenticated. Every variant is a 401 with the same message, so a
@@ -95,6 +117,9 @@ impl Authenticator {
     /// user: free while nothing changed since the key was cached (one atomic load), a cache
     /// lookup — or a store read — after any revocation, ban, demotion or deletion.
     pub async fn recheck(&self, p: &Principal) -> std::result::Result<(), AuthFailure> {
+        if let Via::Web { .. } = p.via {
+            return self.web_by_hash(p.key_hash.to_string()).await.map(|_| ());
+        }
         let cached = self.cache.read().unwrap().get(&*p.key_hash).cloned();
         match cached {
             Some(e) if e.principal.key_id == p.key_id => {
@@ -108,6 +133,45 @@ impl Authenticator {
             }
             _ => self.by_hash(p.key_hash.to_string()).await.map(|_| ()),
         }
+    }
+
+    /// Checks a web session cookie's token: a live web session of an active admin (not banned,
+    /// not deleted). The admin page calls the admin MCP server this way.
+    pub async fn web(&self, token: &str) -> std::result::Result<Arc<Principal>, AuthFailure> {
+        self.web_by_hash(keys::hash(token)).await
+    }
+
+    async fn web_by_hash(&self, hash: String) -> std::result::Result<Arc<Principal>, AuthFailure> {
+        let h = hash.clone();
+        let found = self
+            .store
+            .run(move |c| {
+                let Some((sid, uid, _)) = crate::store::web_sessions::find(c, &h)? else {
+                    return Ok(None);
+                };
+                Ok(crate::store::users::get(c, &uid)?.map(|u| (sid, u)))
+            })
+            .await
+            .map_err(|e| {
+                tracing::error!("web session lookup failed: {e}");
+                AuthFailure::Rejected
+            })?;
+        let Some((sid, u)) = found else {
+            return Err(AuthFailure::Rejected);
+        };
+        if u.role != "admin" || u.deleted_at.is_some() || u.is_banned_now() {
+            return Err(AuthFailure::Rejected);
+        }
+        Ok(Arc::new(Principal {
+            user_id: u.id,
+            user_name: u.name,
+            user_email: u.email,
+            key_id: format!("web:{sid}"),
+            key_name: "web session".into(),
+            scopes: None,
+            key_hash: Arc::from(hash.as_str()),
+            via: Via::Web { session_id: sid },
+        }))
     }
 
     async fn by_hash(&self, hash: String) -> std::result::Result<Arc<Principal>, AuthFailure> {
@@ -227,6 +291,7 @@ fn admit(o: api_keys::KeyOwner, hash: &str) -> Option<CachedKey> {
                 Some(s) => Some(serde_json::from_str(s).ok()?),
             },
             key_hash: Arc::from(hash),
+            via: Via::Key,
         }),
         expires_ms,
         banned_until_ms,

@@ -107,7 +107,33 @@ pub fn check_origin(policy: &HostPolicy, h: &HeaderMap) -> Result<(), Rejection>
     Ok(())
 }
 
-/// Host/Origin check, then the API key: yields the caller and the request headers.
+/// True when the request comes from a page of this very origin: `Origin` equal to
+/// `http(s)://` + `Host`, or `Sec-Fetch-Site: same-origin`. Only such requests may authenticate
+/// with the web session cookie (loopback pages on other ports are other origins).
+fn same_origin(h: &HeaderMap) -> bool {
+    let get = |n| {
+        h.get(n)
+            .and_then(|v: &warp::http::HeaderValue| v.to_str().ok())
+    };
+    if get("sec-fetch-site").is_some_and(|v| v.eq_ignore_ascii_case("same-origin")) {
+        return true;
+    }
+    match (get(header::ORIGIN.as_str()), get(header::HOST.as_str())) {
+        (Some(origin), Some(host)) => {
+            origin
+                .trim_end_matches('/')
+                .split_once("://")
+                .is_some_and(|(scheme, rest)| {
+                    matches!(scheme, "http" | "https") && rest.eq_ignore_ascii_case(host)
+                })
+        }
+        _ => false,
+    }
+}
+
+/// Host/Origin check, then the caller: an API key, or — for a same-origin request without an
+/// `Authorization` header — the admin page's web session cookie. Yields the caller and the
+/// request headers.
 pub fn authenticated(
     app: Arc<App>,
     policy: Arc<HostPolicy>,
@@ -120,6 +146,21 @@ pub fn authenticated(
             async move {
                 check_origin(&policy, &h)?;
                 let auth = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+                if auth.is_none()
+                    && let Some(token) = crate::http::web_auth::cookie_token(&h)
+                {
+                    if !same_origin(&h) {
+                        return Err(ApiError::new(
+                            StatusCode::FORBIDDEN,
+                            "Forbidden: the session cookie works only from this server's own pages (same origin)",
+                        )
+                        .reject());
+                    }
+                    return match app.auth.web(&token).await {
+                        Ok(p) => Ok((p, h)),
+                        Err(_) => Err(ApiError::unauthorized().reject()),
+                    };
+                }
                 match app.auth.authenticate(auth).await {
                     Ok(p) => Ok((p, h)),
                     Err(why) => {

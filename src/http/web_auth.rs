@@ -31,7 +31,8 @@ fn error(status: StatusCode, msg: &str) -> Response {
     json_response(status, &json!({"error": msg}))
 }
 
-fn cookie_token(h: &HeaderMap) -> Option<String> {
+/// The web session token of the `trex_session` cookie, if the request carries one.
+pub fn cookie_token(h: &HeaderMap) -> Option<String> {
     h.get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())

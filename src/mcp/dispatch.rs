@@ -218,8 +218,8 @@ async fn write_audit(
 ) {
     let actor = crate::audit::Actor {
         user_id: Some(principal.user_id.clone()),
-        key_id: Some(principal.key_id.clone()),
-        via: "mcp",
+        key_id: (principal.via == crate::auth::Via::Key).then(|| principal.key_id.clone()),
+        via: principal.via.audit_name(),
         remote: None,
     };
     let detail = match out {

@@ -16,6 +16,7 @@ mod sessions;
 mod sse;
 mod tools;
 mod transport;
+mod web_session;
 
 /// The engine's per-query memory budget needs its SQLite allocator installed before any test
 /// opens a connection.
