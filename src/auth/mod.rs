@@ -55,6 +55,11 @@ pub struct Principal {
     pub key_hash: Arc<str>,
     /// API key or web session.
     pub via: Via,
+    /// The authenticator's invalidation count when this was read from the store: while it has
+    /// not moved, nothing that could refuse the key has changed.
+    pub generation: u64,
+    /// Key expiry (ms since the epoch), for the per-operation recheck.
+    pub expires_ms: Option<i64>,
 }
 
 /// Why a request was not authenticated. Every variant is a 401 with the same message, so a
@@ -120,6 +125,12 @@ impl Authenticator {
         if let Via::Web { .. } = p.via {
             return self.web_by_hash(p.key_hash.to_string()).await.map(|_| ());
         }
+        // nothing was invalidated since the key was read, and it has not expired: still valid
+        if self.generation.load(std::sync::atomic::Ordering::Acquire) == p.generation
+            && p.expires_ms.is_none_or(|e| e > now_ms())
+        {
+            return Ok(());
+        }
         let cached = self.cache.read().unwrap().get(&*p.key_hash).cloned();
         match cached {
             Some(e) if e.principal.key_id == p.key_id => {
@@ -171,6 +182,8 @@ impl Authenticator {
             scopes: None,
             key_hash: Arc::from(hash.as_str()),
             via: Via::Web { session_id: sid },
+            generation: 0,
+            expires_ms: None,
         }))
     }
 
@@ -191,7 +204,8 @@ impl Authenticator {
                         AuthFailure::Rejected
                     })?
                     .ok_or(AuthFailure::Rejected)?;
-                let entry = Arc::new(admit(owner, &hash).ok_or(AuthFailure::Rejected)?);
+                let entry =
+                    Arc::new(admit(owner, &hash, generation).ok_or(AuthFailure::Rejected)?);
                 let mut cache = self.cache.write().unwrap();
                 // an invalidation since the read may have changed what was read: use, don't keep
                 if self.generation.load(std::sync::atomic::Ordering::Acquire) == generation {
@@ -265,7 +279,7 @@ impl Authenticator {
 }
 
 /// Turns a stored key into a cache entry, or `None` when it can never be admitted as it stands.
-fn admit(o: api_keys::KeyOwner, hash: &str) -> Option<CachedKey> {
+fn admit(o: api_keys::KeyOwner, hash: &str, generation: u64) -> Option<CachedKey> {
     if o.revoked_at.is_some() || o.role != "admin" || o.deleted_at.is_some() {
         return None;
     }
@@ -292,6 +306,8 @@ fn admit(o: api_keys::KeyOwner, hash: &str) -> Option<CachedKey> {
             },
             key_hash: Arc::from(hash),
             via: Via::Key,
+            generation,
+            expires_ms,
         }),
         expires_ms,
         banned_until_ms,

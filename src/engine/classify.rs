@@ -23,6 +23,7 @@
 //! describes the rules for users.
 
 use serde::Serialize;
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
@@ -877,6 +878,52 @@ fn catalog_write(s: &Statement) -> Option<String> {
 /// FROM), operators named by schema, and (PostgreSQL) data changes on system catalogs.
 struct Check {
     flavor: Flavor,
+    /// Aliases of functions in FROM (`unnest(…) AS t`), with their declared column names. In
+    /// PostgreSQL `t.f` on such an alias, when `f` is not one of its columns, is the call
+    /// `f(t)` of the function's (scalar) value — `SELECT t.pg_read_file FROM unnest(…) t`.
+    fn_aliases: HashMap<String, Vec<String>>,
+}
+
+/// Collects the aliases of functions in FROM, for [`Check`].
+struct FnAliases(HashMap<String, Vec<String>>);
+
+impl Visitor for FnAliases {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, t: &TableFactor) -> ControlFlow<()> {
+        let (alias, default) = match t {
+            TableFactor::Table {
+                name,
+                args: Some(_),
+                alias,
+                ..
+            }
+            | TableFactor::Function { name, alias, .. } => (
+                alias,
+                name.0
+                    .last()
+                    .and_then(|p| p.as_ident())
+                    .map(|i| ident_name(i, Flavor::Postgres)),
+            ),
+            TableFactor::UNNEST { alias, .. } => (alias, Some("unnest".to_string())),
+            TableFactor::TableFunction { alias, .. } => (alias, None),
+            _ => return ControlFlow::Continue(()),
+        };
+        let (name, columns) = match alias {
+            Some(a) => (
+                Some(ident_name(&a.name, Flavor::Postgres)),
+                a.columns
+                    .iter()
+                    .map(|c| ident_name(&c.name, Flavor::Postgres))
+                    .collect(),
+            ),
+            None => (default, Vec::new()),
+        };
+        if let Some(n) = name {
+            self.0.insert(n, columns);
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 impl Check {
@@ -910,6 +957,25 @@ impl Visitor for Check {
     fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<String> {
         match e {
             Expr::Function(f) => self.call(&f.name),
+            // `t.f` where `t` names a function in FROM and `f` is none of its columns (nor the
+            // default column, named like `t`): PostgreSQL runs it as `f(t)`
+            Expr::CompoundIdentifier(ids) if self.flavor == Flavor::Postgres && ids.len() >= 2 => {
+                let q = ident_name(&ids[ids.len() - 2], Flavor::Postgres);
+                let f = ident_name(&ids[ids.len() - 1], Flavor::Postgres);
+                match self.fn_aliases.get(&q) {
+                    Some(cols)
+                        if f != q
+                            && !cols.contains(&f)
+                            && PG_ALLOWED_FUNCTIONS.binary_search(&f.as_str()).is_err() =>
+                    {
+                        ControlFlow::Break(format!(
+                            "it reads {q}.{f} from a function in FROM, which PostgreSQL runs as {f}({q}), \
+                             and {f}() is not on the list of functions a Safe statement may call"
+                        ))
+                    }
+                    _ => ControlFlow::Continue(()),
+                }
+            }
             // PostgreSQL reads `(v).f`, `$1.f` or `col[1].f` as the call `f(v)` when `v` has no
             // field `f` (attribute notation: `('/etc/passwd').pg_read_file` reads the file), so
             // a field selected from a value must be a name on the list. The leading parts of a
@@ -1150,7 +1216,14 @@ pub fn classify(sql: &str, flavor: Flavor) -> Verdict {
             if v.class == Class::Dangerous {
                 return v;
             }
-            match stmts[0].visit(&mut Check { flavor }) {
+            let mut aliases = FnAliases(HashMap::new());
+            if flavor == Flavor::Postgres {
+                let _ = stmts[0].visit(&mut aliases);
+            }
+            match stmts[0].visit(&mut Check {
+                flavor,
+                fn_aliases: aliases.0,
+            }) {
                 ControlFlow::Break(reason) => Verdict {
                     class: Class::Dangerous,
                     reason,
@@ -1168,6 +1241,31 @@ mod tests {
 
     fn c(sql: &str) -> Class {
         classify(sql, Flavor::Postgres).class
+    }
+
+    #[test]
+    fn a_field_of_a_function_in_from_is_a_call() {
+        for sql in [
+            "SELECT t.pg_read_file FROM unnest(ARRAY['/etc/passwd']) AS t",
+            "SELECT t.pg_ls_dir FROM unnest(ARRAY['/']) t",
+            "SELECT t.lo_import FROM unnest(ARRAY['/etc/hostname']) t",
+            "SELECT t.pg_terminate_backend FROM unnest(ARRAY[1]) AS t",
+            "SELECT g.pg_read_file FROM generate_series(1, 2) AS g(n)",
+            "SELECT unnest.pg_read_file FROM unnest(ARRAY['x'])",
+            "INSERT INTO rv_t SELECT t.nextval::text FROM unnest(ARRAY['rv_seq'::regclass]) AS t RETURNING a",
+        ] {
+            assert_eq!(c(sql), Class::Dangerous, "{sql}");
+        }
+        for sql in [
+            "SELECT t.x FROM unnest(ARRAY[1]) AS t(x)",
+            "SELECT t.t FROM unnest(ARRAY[1]) t",
+            "SELECT g.g FROM generate_series(1, 3) g",
+            "SELECT t.a, u.b FROM items t JOIN other u ON t.id = u.id",
+            "SELECT t.upper FROM unnest(ARRAY['a']) t",
+        ] {
+            let v = classify(sql, Flavor::Postgres);
+            assert!(v.class != Class::Dangerous, "{sql}: {}", v.reason);
+        }
     }
 
     #[test]
