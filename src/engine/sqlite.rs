@@ -6,7 +6,9 @@
 //! The time limit can only act between SQLite's VM steps, so no single function call may run
 //! long: the built-ins whose cost grows with the product of their inputs' lengths are replaced
 //! on every user connection by linear-time versions (`instr`, `replace`, two-argument
-//! `trim`/`ltrim`/`rtrim`), and LIKE/GLOB patterns are capped at [`LIKE_PATTERN_MAX`] bytes.
+//! `trim`/`ltrim`/`rtrim`), `json_patch`/`jsonb_patch` (quadratic in the keys) take at most 64 KiB,
+//! LIKE/GLOB patterns are capped at [`LIKE_PATTERN_MAX`] bytes and a call takes at most
+//! [`FUNCTION_ARGS_MAX`] arguments.
 //! Memory: each value's size is checked against the result byte budget before it is
 //! converted, and SQLite's own allocations for the query are bounded by
 //! `engine.max_query_memory` ([`super::memory`]).
@@ -23,6 +25,8 @@ use super::{Class, EngineError, Limits, QueryResult, check_params};
 
 /// Longest LIKE / GLOB pattern on a user connection (SQLite's default is 50,000).
 pub const LIKE_PATTERN_MAX: i32 = 256;
+/// Most arguments of one function call on a user connection.
+pub const FUNCTION_ARGS_MAX: i32 = 100;
 
 /// What to open.
 #[derive(Debug, Clone)]
@@ -81,6 +85,12 @@ pub fn open(t: &Target, limits: Limits) -> Result<Connection, EngineError> {
     conn.set_limit(
         rusqlite::limits::Limit::SQLITE_LIMIT_LIKE_PATTERN_LENGTH,
         LIKE_PATTERN_MAX,
+    )
+    .map_err(db)?;
+    // json_set/json_remove & co. walk the document once per path argument
+    conn.set_limit(
+        rusqlite::limits::Limit::SQLITE_LIMIT_FUNCTION_ARG,
+        FUNCTION_ARGS_MAX,
     )
     .map_err(db)?;
     linear::install(&conn, limits.max_bytes).map_err(db)?;
@@ -465,8 +475,57 @@ mod linear {
         Ok(Value::Text(s.to_string()))
     }
 
+    /// Largest input (both arguments together) of `json_patch` / `jsonb_patch`, whose cost
+    /// grows with the product of the two objects' key counts.
+    pub const JSON_PATCH_MAX: usize = 64 * 1024;
+
+    thread_local! {
+        /// A private in-memory connection that evaluates SQLite's own `json_patch` for inputs
+        /// small enough to be cheap.
+        static PLAIN: std::cell::RefCell<Option<Connection>> = const { std::cell::RefCell::new(None) };
+    }
+
+    /// `json_patch(T, P)` / `jsonb_patch(T, P)`: SQLite's own, for inputs up to
+    /// [`JSON_PATCH_MAX`] bytes; larger ones are refused.
+    fn json_patch(ctx: &Context<'_>, function: &'static str) -> Result<Value> {
+        let (t, p) = (ctx.get_raw(0), ctx.get_raw(1));
+        let len = |v: &ValueRef<'_>| match v {
+            ValueRef::Text(b) | ValueRef::Blob(b) => b.len(),
+            _ => 8,
+        };
+        if len(&t) + len(&p) > JSON_PATCH_MAX {
+            return Err(Error::UserFunctionError(
+                format!(
+                    "{function}() of more than {} KiB is refused here: its cost grows with the square of the keys",
+                    JSON_PATCH_MAX / 1024
+                )
+                .into(),
+            ));
+        }
+        let owned = |v: ValueRef<'_>| -> Value {
+            match v {
+                ValueRef::Null => Value::Null,
+                ValueRef::Integer(i) => Value::Integer(i),
+                ValueRef::Real(f) => Value::Real(f),
+                ValueRef::Text(b) => Value::Text(String::from_utf8_lossy(b).into_owned()),
+                ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+            }
+        };
+        let (t, p) = (owned(t), owned(p));
+        PLAIN.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(Connection::open_in_memory()?);
+            }
+            let c = slot.as_ref().expect("opened");
+            c.query_row(&format!("SELECT {function}(?1, ?2)"), [t, p], |r| r.get(0))
+        })
+    }
+
     /// Registers the replacements on `conn`; `max` is the largest value it may build.
     pub fn install(conn: &Connection, max: usize) -> Result<()> {
+        conn.create_scalar_function("json_patch", 2, flags(), |c| json_patch(c, "json_patch"))?;
+        conn.create_scalar_function("jsonb_patch", 2, flags(), |c| json_patch(c, "jsonb_patch"))?;
         conn.create_scalar_function("instr", 2, flags(), instr)?;
         conn.create_scalar_function("replace", 3, flags(), move |c| replace(c, max))?;
         conn.create_scalar_function("trim", 2, flags(), |c| trim(c, true, true))?;

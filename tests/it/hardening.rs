@@ -296,6 +296,24 @@ async fn sqlite_calls_are_bounded_in_time_and_memory() {
     assert_eq!(r["rows"][0][1], "xxx");
     assert_eq!(r["rows"][0][2], 0);
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    // json_patch compares every key with every key: small inputs run, large ones are refused
+    let r = c
+        .call_ok(
+            "trexdb-execute-sql",
+            json!({"sql": "SELECT json_patch('{\"a\":1}', '{\"b\":2}')"}),
+        )
+        .await;
+    assert_eq!(r["rows"][0][0], "{\"a\":1,\"b\":2}");
+    let started = std::time::Instant::now();
+    let e = c
+        .call_err(
+            "trexdb-execute-sql",
+            json!({"sql": "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i<60000) \
+                           SELECT length(json_patch((SELECT json_group_object('a'||i,i) FROM c),(SELECT json_group_object('b'||i,i) FROM c)))"}),
+        )
+        .await;
+    assert!(e.contains("json_patch") && e.contains("refused"), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
     // two hundred large zero blobs (the review's crash): cut at the byte budget, or stopped by
     // the memory budget when SQLite expands them first — never the process's memory
     let cols: Vec<String> = (0..200).map(|_| "zeroblob(8000000)".to_string()).collect();
