@@ -6,8 +6,9 @@
 //! The accept loop is trex's own (not `warp::serve`) so that slow and idle clients cannot hold
 //! the server: a request head must arrive within `server.header_read_timeout_secs` (which also
 //! ends idle keep-alive connections), a body within `server.body_read_timeout_secs`, and at
-//! `server.max_connections` (kept below the open-file limit) the oldest connection that has not
-//! yet sent a complete request head is closed to make room for the new one.
+//! `server.max_connections` (kept below the open-file limit) the oldest connection whose current
+//! request has not authenticated — none yet, a head or body trickling in, or idle after an
+//! unauthenticated answer — is closed to make room for the new one.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -127,8 +128,8 @@ pub fn connection_cap(configured: usize) -> usize {
 
 /// One open connection, as the cap sees it.
 struct Conn {
-    /// Set once a complete request head arrived on it.
-    served: Arc<std::sync::atomic::AtomicBool>,
+    /// [`http::ConnMark`]: no request yet, an unauthenticated request in progress, or trusted.
+    mark: Arc<std::sync::atomic::AtomicU8>,
     /// Cancelled to close it.
     kill: CancellationToken,
 }
@@ -141,8 +142,10 @@ struct Conns {
 }
 
 impl Conns {
-    /// Makes room for one more connection under `cap`: closes the oldest one that has not sent a
-    /// request head yet. False when every connection is serving requests (the new one is refused).
+    /// Makes room for one more connection under `cap`: closes the oldest connection whose current
+    /// request has not authenticated (no request yet, a head or body trickling in, idle after an
+    /// unauthenticated answer). False when every connection is authenticated (the new one is
+    /// refused).
     fn make_room(&self, cap: usize) -> bool {
         let mut m = self.map.lock().unwrap();
         if m.len() < cap {
@@ -150,7 +153,7 @@ impl Conns {
         }
         let victim = m
             .iter()
-            .find(|(_, c)| !c.served.load(std::sync::atomic::Ordering::Acquire))
+            .find(|(_, c)| c.mark.load(std::sync::atomic::Ordering::Acquire) < http::ConnMark::TRUSTED)
             .map(|(k, _)| *k);
         match victim {
             Some(k) => {
@@ -163,18 +166,18 @@ impl Conns {
         }
     }
 
-    fn add(&self) -> (u64, Arc<std::sync::atomic::AtomicBool>, CancellationToken) {
+    fn add(&self) -> (u64, Arc<std::sync::atomic::AtomicU8>, CancellationToken) {
         let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let served = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mark = Arc::new(std::sync::atomic::AtomicU8::new(http::ConnMark::NEW));
         let kill = CancellationToken::new();
         self.map.lock().unwrap().insert(
             id,
             Conn {
-                served: served.clone(),
+                mark: mark.clone(),
                 kill: kill.clone(),
             },
         );
-        (id, served, kill)
+        (id, mark, kill)
     }
 
     fn remove(&self, id: u64) {
@@ -211,14 +214,28 @@ async fn accept_loop(
             drop(stream);
             continue;
         }
-        let (id, served, kill) = conns.add();
+        let (id, mark, kill) = conns.add();
         let svc = warp::service(routes.clone());
         let service =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                served.store(true, std::sync::atomic::Ordering::Release);
+                // a request in progress is trusted once it authenticates (the guard marks it);
+                // an unauthenticated one that was answered leaves the connection idle (evictable)
+                mark.store(http::ConnMark::PENDING, std::sync::atomic::Ordering::Release);
                 req.extensions_mut().insert(http::ClientAddr(peer));
+                req.extensions_mut().insert(http::ConnMark(mark.clone()));
                 let mut svc = svc.clone();
-                tower_service::Service::call(&mut svc, req)
+                let answered = mark.clone();
+                let fut = tower_service::Service::call(&mut svc, req);
+                async move {
+                    let r = fut.await;
+                    let _ = answered.compare_exchange(
+                        http::ConnMark::PENDING,
+                        http::ConnMark::NEW,
+                        std::sync::atomic::Ordering::AcqRel,
+                        std::sync::atomic::Ordering::Acquire,
+                    );
+                    r
+                }
             });
         let watcher = graceful.watcher();
         let conns = conns.clone();

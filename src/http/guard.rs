@@ -140,10 +140,17 @@ pub fn authenticated(
 ) -> impl Filter<Extract = (Arc<Principal>, HeaderMap), Error = Rejection> + Clone {
     warp::header::headers_cloned()
         .and(crate::http::client_addr())
-        .and_then(move |h: HeaderMap, remote: Option<std::net::SocketAddr>| {
+        .and(warp::ext::optional::<crate::http::ConnMark>())
+        .and_then(move |h: HeaderMap, remote: Option<std::net::SocketAddr>, mark: Option<crate::http::ConnMark>| {
             let app = app.clone();
             let policy = policy.clone();
             async move {
+                let trust = |p: Arc<Principal>| {
+                    if let Some(m) = &mark {
+                        m.trust();
+                    }
+                    p
+                };
                 check_origin(&policy, &h)?;
                 let auth = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
                 if auth.is_none()
@@ -157,12 +164,12 @@ pub fn authenticated(
                         .reject());
                     }
                     return match app.auth.web(&token).await {
-                        Ok(p) => Ok((p, h)),
+                        Ok(p) => Ok((trust(p), h)),
                         Err(_) => Err(ApiError::unauthorized().reject()),
                     };
                 }
                 match app.auth.authenticate(auth).await {
-                    Ok(p) => Ok((p, h)),
+                    Ok(p) => Ok((trust(p), h)),
                     Err(why) => {
                         // never the key itself: the 13-character display prefix of a trex key at
                         // most (nothing of any other token)

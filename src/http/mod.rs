@@ -29,6 +29,26 @@ pub type Response = warp::reply::Response;
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub std::net::SocketAddr);
 
+/// How far the connection a request came on has got, for the connection cap: set by the
+/// connection loop and the auth guard, read when the server must close a connection to make
+/// room.
+#[derive(Debug, Clone)]
+pub struct ConnMark(pub Arc<std::sync::atomic::AtomicU8>);
+
+impl ConnMark {
+    /// No request yet.
+    pub const NEW: u8 = 0;
+    /// A request is in progress that has not authenticated yet.
+    pub const PENDING: u8 = 1;
+    /// Its request authenticated (an API key or the web session).
+    pub const TRUSTED: u8 = 2;
+
+    /// Marks the connection trusted (its request authenticated).
+    pub fn trust(&self) {
+        self.0.store(Self::TRUSTED, std::sync::atomic::Ordering::Release);
+    }
+}
+
 /// Extracts the client's address, when known.
 pub fn client_addr()
 -> impl Filter<Extract = (Option<std::net::SocketAddr>,), Error = std::convert::Infallible> + Clone

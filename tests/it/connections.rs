@@ -82,3 +82,24 @@ async fn a_trickled_body_times_out_and_an_idle_connection_is_closed() {
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(closed, "an idle keep-alive connection stayed open");
 }
+
+#[tokio::test]
+async fn trickled_unauthenticated_bodies_cannot_lock_others_out() {
+    let s = slow_server().await;
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        let mut c = TcpStream::connect(s.addr).await.unwrap();
+        c.write_all(
+            b"POST /trex/api/auth/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+        held.push(c);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // the cap is 16: new connections push out the oldest unauthenticated ones
+    for _ in 0..3 {
+        let r = reqwest::get(format!("{}/healthz", s.base())).await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}
