@@ -12,9 +12,9 @@ use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
 use crate::store::{Store, audit as rows};
 
 /// Longest string value kept in stored arguments (longer ones are cut, their length noted).
-pub const MAX_VALUE_CHARS: usize = 512;
+pub const MAX_VALUE_CHARS: usize = 256;
 /// Largest stored `arguments` JSON; past it only the names of the arguments are kept.
-pub const MAX_ARGUMENTS_BYTES: usize = 8 * 1024;
+pub const MAX_ARGUMENTS_BYTES: usize = 4 * 1024;
 /// Longest stored `detail`.
 pub const MAX_DETAIL_CHARS: usize = 1024;
 
@@ -66,6 +66,16 @@ pub fn redact(v: &Value) -> Value {
     json!({"[truncated]": format!("arguments of {} bytes", v.to_string().len()), "names": names})
 }
 
+/// What the audit log keeps of a refused call's arguments: their names only (at most 50), so
+/// calls a key may not make cannot fill the log with their payloads.
+pub fn names_only(v: &Value) -> Value {
+    let names: Vec<Value> = match v {
+        Value::Object(m) => m.keys().take(50).map(|k| json!(cut_to(k, 64))).collect(),
+        _ => vec![],
+    };
+    json!({"[refused: values not kept]": names})
+}
+
 fn redact_value(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
@@ -106,15 +116,38 @@ fn cut_to(s: &str, max: usize) -> String {
     }
 }
 
-/// A tool's error text as the audit log keeps it: cut to [`MAX_DETAIL_CHARS`].
+/// A tool's error text as the audit log keeps it: every quoted part blanked (`'…'`, `"…"`,
+/// `` `…` `` — database errors quote the value they could not use, and that value may be a
+/// secret: `invalid input syntax for type integer: "hunter2"`), then cut to
+/// [`MAX_DETAIL_CHARS`]. The client saw the whole message; the log keeps its shape.
 pub fn detail(msg: &str) -> String {
-    cut_to(msg, MAX_DETAIL_CHARS)
+    let mut out = String::with_capacity(msg.len().min(MAX_DETAIL_CHARS * 2));
+    let mut chars = msg.chars().peekable();
+    while let Some(c) = chars.next() {
+        if matches!(c, '\'' | '"' | '`') && chars.clone().any(|d| d == c) {
+            out.push(c);
+            out.push_str("***");
+            for d in chars.by_ref() {
+                if d == c {
+                    break;
+                }
+            }
+            out.push(c);
+        } else {
+            out.push(c);
+        }
+        if out.len() > MAX_DETAIL_CHARS * 4 {
+            break;
+        }
+    }
+    cut_to(&out, MAX_DETAIL_CHARS)
 }
 
 /// SQL text with every string literal (`'…'`, `E'…'`, `$tag$…$tag$`, `U&'…'`, `X'…'`, …)
 /// replaced by `'***'` and every comment emptied, decided by sqlparser's tokenizer, so quotes
 /// inside comments, quoted identifiers (`"o'neil"`) and escape strings cannot shift what is
-/// blanked. Text that does not tokenize is not kept at all.
+/// blanked. Double-quoted words are blanked too (SQLite reads `"…"` as a string when no column
+/// has that name). Text that does not tokenize is not kept at all.
 pub fn blank_literals(sql: &str) -> String {
     let pg = PostgreSqlDialect {};
     let lite = SQLiteDialect {};
@@ -149,6 +182,8 @@ pub fn blank_literals(sql: &str) -> String {
                         out.push('\n');
                     }
                     Token::Whitespace(Whitespace::MultiLineComment(_)) => out.push_str("/**/"),
+                    // in SQLite a double-quoted word can be a string literal: blank it too
+                    Token::Word(w) if w.quote_style == Some('"') => out.push_str("\"***\""),
                     other => out.push_str(&other.to_string()),
                 }
             }
@@ -244,7 +279,14 @@ mod tests {
         assert_eq!(blank_literals("SELECT $1, $$secret$$"), "SELECT $1, '***'");
         // the review's cases: a quote in an identifier, in a comment, in an escape string
         let b = blank_literals(r#"ALTER ROLE "o'neil" PASSWORD 'x1secret'"#);
-        assert!(!b.contains("x1secret") && b.contains(r#""o'neil""#), "{b}");
+        assert!(!b.contains("x1secret") && b.contains("PASSWORD '***'"), "{b}");
+        let b = blank_literals(r#"SELECT "sq1secret" FROM sqlite_master"#);
+        assert!(!b.contains("sq1secret"), "{b}");
+        assert_eq!(
+            detail(r#"invalid input syntax for type integer: "pg1secret""#),
+            r#"invalid input syntax for type integer: "***""#
+        );
+        assert!(!detail("syntax error at or near \"'pg2secret'\"").contains("pg2secret"));
         let b = blank_literals("SELECT 1 /* it's */, 'p4ss' -- don't\n, E'a\\'b s3cr3t'");
         assert!(!b.contains("p4ss") && !b.contains("s3cr3t"), "{b}");
         let b = blank_literals("SELECT 'unterminated s3cret");

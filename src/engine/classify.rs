@@ -77,6 +77,43 @@ pub enum Problem {
     Unparsed(String),
     /// More than one statement (how many).
     Several(usize),
+    /// An EXPLAIN of a statement that builds large values from small ones (`repeat()`, …):
+    /// PostgreSQL folds them into the plan text, which cannot be bounded the way rows are.
+    Amplifies(String),
+}
+
+/// Functions whose result can be far larger than their arguments; the plan of an EXPLAIN
+/// carries their folded results.
+const AMPLIFIERS: &[&str] = &[
+    "array_fill",
+    "format",
+    "lpad",
+    "overlay",
+    "regexp_replace",
+    "repeat",
+    "replace",
+    "rpad",
+];
+
+/// The first size-amplifying function an EXPLAIN calls.
+fn explain_amplifier(s: &Statement) -> Option<String> {
+    let Statement::Explain { statement, .. } = s else {
+        return None;
+    };
+    let mut found = None;
+    let _ = sqlparser::ast::visit_expressions(statement.as_ref(), |e| {
+        if let Expr::Function(f) = e
+            && let Some(last) = f.name.0.last().and_then(|p| p.as_ident())
+        {
+            let n = ident_name(last, Flavor::Postgres);
+            if AMPLIFIERS.contains(&n.as_str()) {
+                found = Some(n);
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    found
 }
 
 /// SQL dialects the engine speaks.
@@ -1214,6 +1251,13 @@ pub fn classify(sql: &str, flavor: Flavor) -> Verdict {
         Ok(stmts) => {
             let v = statement(&stmts[0]);
             if v.class == Class::Dangerous {
+                return v;
+            }
+            if flavor == Flavor::Postgres
+                && let Some(f) = explain_amplifier(&stmts[0])
+            {
+                let mut v = statement(&stmts[0]);
+                v.problem = Some(Problem::Amplifies(f));
                 return v;
             }
             let mut aliases = FnAliases(HashMap::new());

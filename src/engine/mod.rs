@@ -32,13 +32,26 @@ pub struct Limits {
     pub max_memory: usize,
 }
 
-/// Approximate size of a JSON value as returned.
+/// Bytes `s` takes as a JSON string (quotes and escapes included): control characters take six,
+/// so a value of control characters is counted as what it becomes, not what it was.
+pub fn json_str_bytes(s: &[u8]) -> usize {
+    2 + s
+        .iter()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
+}
+
+/// Size of a JSON value as returned (strings with their escapes).
 pub fn value_bytes(v: &Value) -> usize {
     match v {
-        Value::String(s) => s.len() + 2,
+        Value::String(s) => json_str_bytes(s.as_bytes()),
         Value::Object(m) => {
             m.iter()
-                .map(|(k, v)| k.len() + value_bytes(v))
+                .map(|(k, v)| json_str_bytes(k.as_bytes()) + value_bytes(v))
                 .sum::<usize>()
                 + 2
         }
@@ -68,6 +81,12 @@ pub struct QueryResult {
     /// What the call could not include (e.g. a registered database that was not attached).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The engine slot the query ran in, held until the result has been serialized and
+    /// dropped, so the number of large results in memory at once is bounded by
+    /// `engine.max_concurrent_queries` too.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub slot: Option<std::sync::Arc<tokio::sync::OwnedSemaphorePermit>>,
 }
 
 /// Why a query failed; the message is for the caller.

@@ -69,13 +69,22 @@ impl EnginePool {
         T: Send + 'static,
         F: FnOnce() -> Result<T, EngineError> + Send + 'static,
     {
+        self.run_holding(f).await.map(|(t, _)| t)
+    }
+
+    /// [`run`](Self::run), and the slot it ran in, for the caller to keep while it still holds
+    /// the (large) result.
+    pub async fn run_holding<T, F>(&self, f: F) -> Result<(T, OwnedSemaphorePermit), EngineError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T, EngineError> + Send + 'static,
+    {
         let permit = self.admit().await?;
         let (tx, rx) = oneshot::channel();
         let budget = self.memory_budget;
         let job: Job = Box::new(move || {
             let r = memory::with_budget(budget, f);
-            let _ = tx.send(r);
-            drop(permit);
+            let _ = tx.send(r.map(|t| (t, permit)));
         });
         self.jobs
             .lock()

@@ -265,6 +265,7 @@ async fn run_inner(
         statement_class: verdict.class,
         elapsed_ms: 0,
         warnings: Vec::new(),
+        slot: None,
     };
     if columns.is_empty() {
         let n = tx

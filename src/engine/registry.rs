@@ -98,10 +98,19 @@ const DANGEROUS_KEY_HINT: &str = "mint one with `trex api-key create --user <adm
 /// statement, a read-only key and a statement that is not Safe, Dangerous SQL without the
 /// `dangerousSql` scope, a data change without `allowWrite`.
 pub fn permit(v: &Verdict, allow_write: bool, scopes: Option<&Scopes>) -> Result<(), EngineError> {
-    if let Some(Problem::Several(n)) = v.problem {
-        return Err(EngineError::Refused(format!(
-            "Refused: one statement per call (this text holds {n}); send them one at a time"
-        )));
+    match &v.problem {
+        Some(Problem::Several(n)) => {
+            return Err(EngineError::Refused(format!(
+                "Refused: one statement per call (this text holds {n}); send them one at a time"
+            )));
+        }
+        Some(Problem::Amplifies(f)) => {
+            return Err(EngineError::Refused(format!(
+                "Refused: EXPLAIN of a statement that calls {f}() — the plan would carry the value it builds, \
+                 which cannot be bounded like rows; run the statement itself, or EXPLAIN it without {f}()"
+            )));
+        }
+        _ => {}
     }
     if scopes.is_some_and(|s| s.read_only) && v.class != Class::Safe {
         return Err(EngineError::Refused(format!(
@@ -169,12 +178,18 @@ pub async fn run_sqlite(
     }
     permit(&v, allow_write, scopes)?;
     let writable = target.writable && v.class != Class::Safe && !read_only_key;
-    pool.run(move || {
-        let t = sqlite::Target { writable, ..target };
-        let conn = sqlite::open(&t, limits)?;
-        sqlite::run(&conn, &sql, &params, v.class, limits)
-    })
-    .await
+    let (mut r, slot) = pool
+        .run_holding(move || {
+            let t = sqlite::Target { writable, ..target };
+            let mut skipped = Vec::new();
+            let conn = sqlite::open_reporting(&t, limits, &mut skipped)?;
+            let mut r = sqlite::run(&conn, &sql, &params, v.class, limits)?;
+            r.warnings = skipped;
+            Ok(r)
+        })
+        .await?;
+    r.slot = Some(std::sync::Arc::new(slot));
+    Ok(r)
 }
 
 /// Classifies and runs one statement on a PostgreSQL server (holding an engine slot). Text the
@@ -192,7 +207,7 @@ pub async fn run_postgres(
     connect_timeout: Duration,
 ) -> Result<QueryResult, EngineError> {
     let v = classify(sql, Flavor::Postgres);
-    let _slot = pool.admit().await?;
+    let slot = pool.admit().await?;
     if matches!(v.problem, Some(Problem::Unparsed(_))) {
         let client = postgres::connect(target, connect_timeout).await?;
         if let Some(msg) = postgres::syntax_check(&client, sql).await {
@@ -201,5 +216,7 @@ pub async fn run_postgres(
     }
     permit(&v, allow_write, scopes)?;
     let mut client = postgres::connect(target, connect_timeout).await?;
-    postgres::run(&mut client, sql, params, &v, limits).await
+    let mut r = postgres::run(&mut client, sql, params, &v, limits).await?;
+    r.slot = Some(std::sync::Arc::new(slot));
+    Ok(r)
 }

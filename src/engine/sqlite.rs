@@ -48,6 +48,16 @@ fn uri_ro(p: &Path) -> String {
 
 /// Opens a connection for user SQL with every guard installed.
 pub fn open(t: &Target, limits: Limits) -> Result<Connection, EngineError> {
+    open_reporting(t, limits, &mut Vec::new())
+}
+
+/// [`open`], skipping a database to attach that SQLite cannot open (a corrupt file behind a
+/// valid header, say) and saying so in `skipped` instead of failing the call.
+pub fn open_reporting(
+    t: &Target,
+    limits: Limits,
+    skipped: &mut Vec<String>,
+) -> Result<Connection, EngineError> {
     let mut flags = OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     flags |= if t.writable {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
@@ -65,12 +75,25 @@ pub fn open(t: &Target, limits: Limits) -> Result<Connection, EngineError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(db)?;
     for (alias, file) in &t.attach {
-        if file.exists() {
-            conn.execute(
+        if !file.exists() {
+            continue;
+        }
+        let attached = conn
+            .execute(
                 "ATTACH DATABASE ?1 AS ?2",
                 rusqlite::params![uri_ro(file), alias],
             )
-            .map_err(|e| EngineError::Database(format!("cannot attach {alias}: {e}")))?;
+            .and_then(|_| {
+                // ATTACH opens lazily: read the schema now, so a corrupt file shows here
+                conn.query_row(
+                    &format!("SELECT count(*) FROM \"{}\".sqlite_schema", alias.replace('"', "\"\"")),
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+            });
+        if let Err(e) = attached {
+            let _ = conn.execute("DETACH DATABASE ?1", [alias]);
+            skipped.push(format!("database '{alias}' is not attached: {e}"));
         }
     }
     if !t.writable {
@@ -165,7 +188,7 @@ fn explain(e: rusqlite::Error, limits: Limits) -> EngineError {
 /// Bytes a value takes in the result (blobs are sent as hex), known before it is converted.
 fn size_of(v: &ValueRef<'_>) -> usize {
     match v {
-        ValueRef::Text(t) => t.len() + 2,
+        ValueRef::Text(t) => super::json_str_bytes(t),
         ValueRef::Blob(b) => b.len() * 2 + 14,
         _ => 8,
     }
@@ -276,6 +299,7 @@ pub fn run(
         statement_class: class,
         elapsed_ms: started.elapsed().as_millis() as u64,
         warnings: Vec::new(),
+        slot: None,
     })
 }
 

@@ -120,18 +120,73 @@ fn in_scope(ctx: &ToolCtx, id: &str) -> Result<(), ToolError> {
     }
 }
 
-/// What a database points at, comparable across registrations.
-fn target_of(app: &App, d: &Database) -> Option<(String, i64, String)> {
+/// Where a database points, comparable across registrations: a SQLite file by its real path;
+/// a PostgreSQL server by the addresses its host name resolves to (every loopback address is
+/// one place: `localhost`, `127.0.0.1`, `127.1`, `::1`), its port and database name.
+#[derive(PartialEq)]
+enum Place {
+    File(std::path::PathBuf),
+    Server {
+        addrs: Vec<String>,
+        port: i64,
+        database: String,
+    },
+}
+
+async fn place_of(app: &App, d: &Database) -> Option<Place> {
     if d.dialect == "sqlite" {
         let p = paths::resolve_sqlite(&app.config, &d.database_name, "databaseName").ok()?;
-        let p = std::fs::canonicalize(&p).unwrap_or(p);
-        Some(("sqlite".into(), 0, p.display().to_string()))
-    } else {
-        Some((
-            d.host.clone().unwrap_or_default().to_ascii_lowercase(),
-            d.port.unwrap_or(5432),
-            d.database_name.clone(),
-        ))
+        return Some(Place::File(std::fs::canonicalize(&p).unwrap_or(p)));
+    }
+    let host = d
+        .host
+        .clone()
+        .unwrap_or_default()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let port = d.port.unwrap_or(5432);
+    let resolved = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::lookup_host((host.as_str(), port as u16)),
+    )
+    .await;
+    let mut addrs: Vec<String> = match resolved {
+        Ok(Ok(it)) => it
+            .map(|a| {
+                if a.ip().is_loopback() {
+                    "loopback".to_string()
+                } else {
+                    a.ip().to_string()
+                }
+            })
+            .collect(),
+        _ => vec![host.clone()],
+    };
+    addrs.sort();
+    addrs.dedup();
+    Some(Place::Server {
+        addrs,
+        port,
+        database: d.database_name.clone(),
+    })
+}
+
+fn same_place(a: &Place, b: &Place) -> bool {
+    match (a, b) {
+        (Place::File(x), Place::File(y)) => x == y,
+        (
+            Place::Server {
+                addrs: a1,
+                port: p1,
+                database: d1,
+            },
+            Place::Server {
+                addrs: a2,
+                port: p2,
+                database: d2,
+            },
+        ) => p1 == p2 && d1 == d2 && a1.iter().any(|x| a2.contains(x)),
+        _ => false,
     }
 }
 
@@ -145,16 +200,21 @@ async fn not_anothers_target(ctx: &ToolCtx, d: &Database) -> Result<(), ToolErro
         return Ok(());
     }
     let all = ctx.app.store.run(|c| databases::all(c)).await?;
-    let mine = target_of(&ctx.app, d);
-    if all
+    let Some(mine) = place_of(&ctx.app, d).await else {
+        return Ok(());
+    };
+    for o in all
         .iter()
         .filter(|o| o.id != d.id && !scopes.allows_endpoint(&o.id))
-        .any(|o| target_of(&ctx.app, o) == mine)
     {
-        return Err(ToolError::Failed(
-            "Refused: this database would point at the same database as one outside this API key's scopes"
-                .into(),
-        ));
+        if let Some(theirs) = place_of(&ctx.app, o).await
+            && same_place(&mine, &theirs)
+        {
+            return Err(ToolError::Failed(
+                "Refused: this database would point at the same database as one outside this API key's scopes"
+                    .into(),
+            ));
+        }
     }
     Ok(())
 }

@@ -126,11 +126,14 @@ async fn query(
         .app
         .engine
         .run(move || {
-            let conn = sqlite::open(&t, limits)?;
-            sqlite::run(&conn, sql, &params, Class::Safe, limits)
+            let mut skipped = Vec::new();
+            let conn = sqlite::open_reporting(&t, limits, &mut skipped)?;
+            let mut r = sqlite::run(&conn, sql, &params, Class::Safe, limits)?;
+            r.warnings = skipped;
+            Ok(r)
         })
         .await?;
-    r.warnings = warnings;
+    r.warnings.splice(0..0, warnings);
     Ok(r)
 }
 
@@ -433,7 +436,7 @@ async fn execute_sql(ctx: ToolCtx, a: ExecuteArgs) -> Result<QueryResult, ToolEr
         }
         other => other,
     })?;
-    r.warnings = warnings;
+    r.warnings.splice(0..0, warnings);
     Ok(r)
 }
 

@@ -546,6 +546,34 @@ async fn the_endpoints_scope_covers_every_database_tool() {
         .await
         .contains("do not allow database 'c'")
     );
+    // a server registered out of scope cannot be reached by naming it another way either
+    c.call_ok(
+        "database-create",
+        json!({"id": "pgb", "host": "127.0.0.1", "port": 5432, "databaseName": "postgres"}),
+    )
+    .await;
+    c.call_ok(
+        "database-create",
+        json!({"id": "a_pg", "host": "127.0.0.1", "port": 5432, "databaseName": "test"}),
+    )
+    .await;
+    let k2 = c
+        .call_ok(
+            "api-key-create",
+            json!({"userId": s.admin_id, "name": "only-a-pg", "scopes": {"endpoints": ["a_pg"]}}),
+        )
+        .await;
+    let mut ap = Client::new(&s.url(), Some(k2["key"].as_str().unwrap()));
+    ap.initialize().await;
+    for host in ["localhost", "127.1", "LOCALHOST.", "127.0.0.1"] {
+        let e = ap
+            .call_err(
+                "database-update",
+                json!({"id": "a_pg", "host": host, "databaseName": "postgres"}),
+            )
+            .await;
+        assert!(e.contains("outside this API key's scopes"), "{host}: {e}");
+    }
     // re-pointing a at b's file is refused, so b cannot be read through a
     let e = a
         .call_err(
@@ -605,4 +633,13 @@ async fn a_bad_registered_database_cannot_break_trexdb() {
     assert!(w.contains("d10"), "the attach limit is not reported: {w}");
     let l = c.call_ok("trexdb-list-databases", json!({})).await;
     assert!(l["warnings"].to_string().contains("d00"), "{l}");
+    // a corrupt file behind a valid header is skipped too, not fatal for every call
+    let mut junk = b"SQLite format 3\0".to_vec();
+    junk.extend(std::iter::repeat_n(0xffu8, 2000));
+    std::fs::write(dir.join("d02.db"), junk).unwrap();
+    let r = c
+        .call_ok("trexdb-execute-sql", json!({"sql": "SELECT v FROM d01.t"}))
+        .await;
+    assert_eq!(r["rows"], json!([["v"]]));
+    assert!(r["warnings"].to_string().contains("'d02' is not attached"), "{r}");
 }
