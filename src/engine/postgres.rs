@@ -172,6 +172,59 @@ pub async fn run(
     }
 }
 
+/// A column's JSON as a value — or, when it holds a number JSON cannot carry exactly (more than
+/// 15 significant digits with a fraction or exponent, beyond f64, an integer beyond 64 bits;
+/// e.g. a `numeric` inside a row, array or `jsonb`), as its JSON text, so nothing is rounded and
+/// nothing fails.
+fn exact_value(raw: &str) -> Value {
+    if lossy_numbers(raw) {
+        return Value::String(raw.to_string());
+    }
+    serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string()))
+}
+
+/// True when a number in the JSON text `raw` would not survive parsing exactly.
+fn lossy_numbers(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < b.len() && matches!(b[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                    i += 1;
+                }
+                let tok = &raw[start..i];
+                let integer = !tok.contains(['.', 'e', 'E']);
+                if integer {
+                    if tok.parse::<i64>().is_err() && tok.parse::<u64>().is_err() {
+                        return true;
+                    }
+                } else {
+                    let mantissa = tok.split(['e', 'E']).next().unwrap_or("");
+                    let digits = mantissa
+                        .chars()
+                        .filter(char::is_ascii_digit)
+                        .collect::<String>();
+                    let significant = digits.trim_start_matches('0').trim_end_matches('0').len();
+                    if significant > 15 || !tok.parse::<f64>().is_ok_and(f64::is_finite) {
+                        return true;
+                    }
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    false
+}
+
 /// A quoted positional column name: `"1"`, `"2"`, …
 fn pos(i: usize) -> String {
     format!("\"{}\"", i + 1)
@@ -192,8 +245,9 @@ fn wrap(sql: &str, columns: &[tokio_postgres::Column], query: bool, max_bytes: u
             }
         })
         .collect();
+    // the user's text ends on its own line, so a trailing `-- comment` cannot swallow the wrapper
     let source = if query {
-        format!("({sql}) AS q({})", names.join(", "))
+        format!("({sql}\n) AS q({})", names.join(", "))
     } else {
         "q".to_string()
     };
@@ -207,7 +261,7 @@ fn wrap(sql: &str, columns: &[tokio_postgres::Column], query: bool, max_bytes: u
     if query {
         body
     } else {
-        format!("WITH q({}) AS ({sql}) {body}", names.join(", "))
+        format!("WITH q({}) AS ({sql}\n) {body}", names.join(", "))
     }
 }
 
@@ -324,16 +378,19 @@ async fn run_inner(
                         result.truncated = true;
                         break 'fetch;
                     }
-                    match serde_json::from_str::<Map<String, Value>>(&text) {
-                        Ok(mut obj) => (0..columns.len())
-                            .map(|i| obj.remove(&(i + 1).to_string()).unwrap_or(Value::Null))
-                            .collect(),
-                        Err(e) => {
-                            return Err(EngineError::Internal(format!(
-                                "a PostgreSQL row did not decode as JSON: {e}"
-                            )));
-                        }
-                    }
+                    let mut obj = serde_json::from_str::<
+                        std::collections::HashMap<String, Box<serde_json::value::RawValue>>,
+                    >(&text)
+                    .map_err(|e| {
+                        EngineError::Internal(format!("a PostgreSQL row did not decode as JSON: {e}"))
+                    })?;
+                    (0..columns.len())
+                        .map(|i| {
+                            obj.remove(&(i + 1).to_string())
+                                .map(|raw| exact_value(raw.get()))
+                                .unwrap_or(Value::Null)
+                        })
+                        .collect()
                 };
                 bytes += values.iter().map(super::value_bytes).sum::<usize>();
                 if bytes > limits.max_bytes {
@@ -354,4 +411,21 @@ async fn run_inner(
     result.row_count = result.rows.len();
     result.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_json_cannot_carry_stay_text() {
+        assert!(!lossy_numbers(
+            r#"{"a":1,"b":9223372036854775807,"c":1.5,"s":"123456789012345678901.5"}"#
+        ));
+        assert!(lossy_numbers("[12345678901234567890.123456789]"));
+        assert!(lossy_numbers("[1e400]"));
+        assert!(lossy_numbers("123456789012345678901234"));
+        assert_eq!(exact_value("[1e400]"), Value::String("[1e400]".into()));
+        assert_eq!(exact_value("[1,2]"), serde_json::json!([1, 2]));
+    }
 }

@@ -438,6 +438,24 @@ async fn postgres_results_by_position_exact_numerics_whole_call_limit_and_bounde
     assert_eq!(r["rows"][0][0], "12345678901234567890.123456789");
     assert!(r["rows"][0][1].as_str().unwrap().starts_with("1000000000"));
     assert_eq!(r["rows"][0][2], 7);
+    // inside rows, arrays and jsonb too: kept exact (as JSON text), and 1e400 does not fail
+    let r = e
+        .call_ok(
+            "execute_postgres_query",
+            q("SELECT ROW(12345678901234567890.123456789::numeric, 1) AS r, '[1e400]'::jsonb AS j, 9223372036854775807 AS big -- trailing comment"),
+        )
+        .await;
+    assert!(r["rows"][0][0].as_str().unwrap().contains("12345678901234567890.123456789"), "{r}");
+    assert!(r["rows"][0][1].as_str().unwrap().starts_with("[1000000000"), "{r}");
+    assert_eq!(r["rows"][0][2], 9223372036854775807i64);
+    // EXPLAIN cannot be used to build a huge plan text
+    let err = e
+        .call_err(
+            "execute_postgres_query",
+            q("EXPLAIN VERBOSE SELECT repeat('x', 400000000)"),
+        )
+        .await;
+    assert!(err.contains("repeat()"), "{err}");
     // the limit covers the whole call, not each fetch: 300 × 50 ms > 2 s
     let started = std::time::Instant::now();
     let err = e
