@@ -279,7 +279,10 @@ mod tests {
         assert_eq!(blank_literals("SELECT $1, $$secret$$"), "SELECT $1, '***'");
         // the review's cases: a quote in an identifier, in a comment, in an escape string
         let b = blank_literals(r#"ALTER ROLE "o'neil" PASSWORD 'x1secret'"#);
-        assert!(!b.contains("x1secret") && b.contains("PASSWORD '***'"), "{b}");
+        assert!(
+            !b.contains("x1secret") && b.contains("PASSWORD '***'"),
+            "{b}"
+        );
         let b = blank_literals(r#"SELECT "sq1secret" FROM sqlite_master"#);
         assert!(!b.contains("sq1secret"), "{b}");
         assert_eq!(

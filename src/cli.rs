@@ -253,6 +253,8 @@ fn master_key_reset(common: &Common, yes: bool) -> Result<()> {
     }
     let config = common.load(None)?;
     let store = existing_store(&config)?;
+    // the running server keeps sealing with the key it loaded: refuse while one holds the dir
+    let _lock = lock_data_dir(&config.store.data_dir)?;
     let sealed = store.run_sync(|c| crate::store::sso::count_sealed(c))?;
     let path = key_path(&config.store.data_dir);
     if !yes {
@@ -313,7 +315,15 @@ fn open_store(c: &Config) -> Result<Store> {
 /// The store of an existing data dir: every command but `init` and `serve` refuses to create one.
 fn existing_store(c: &Config) -> Result<Store> {
     let file = c.store.data_dir.join(crate::store::STORE_FILE);
-    if !file.exists() {
+    // a store is a non-empty SQLite file (an empty file would be made into one)
+    let is_store = std::fs::File::open(&file)
+        .and_then(|mut f| {
+            let mut head = [0u8; 16];
+            std::io::Read::read_exact(&mut f, &mut head)?;
+            Ok(&head == b"SQLite format 3\0")
+        })
+        .unwrap_or(false);
+    if !is_store {
         bail!(
             "no trex store in {} (looked for {}); run `trex serve` or `trex init` there first, or pass --data-dir",
             c.store.data_dir.display(),
@@ -358,9 +368,34 @@ fn audited<T>(
     })
 }
 
+/// The lock a running `trex serve` holds on its data dir (`trex.lock`, released when the process
+/// ends, even by `kill -9`): a second `serve` and `trex master-key reset` refuse while it is held.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("trex.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another trex server is running on {} (it holds {}); stop it first",
+            dir.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
 /// `trex serve`.
 pub async fn serve(config: Config) -> Result<()> {
     let started = std::time::Instant::now();
+    let _lock = lock_data_dir(&config.store.data_dir)?;
     let app = App::open(config).await?;
     let first = app.store.run(ops::first_start).await?;
     let catalogue = Arc::new(crate::servers::Catalogue::new());

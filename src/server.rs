@@ -153,7 +153,9 @@ impl Conns {
         }
         let victim = m
             .iter()
-            .find(|(_, c)| c.mark.load(std::sync::atomic::Ordering::Acquire) < http::ConnMark::TRUSTED)
+            .find(|(_, c)| {
+                c.mark.load(std::sync::atomic::Ordering::Acquire) < http::ConnMark::TRUSTED
+            })
             .map(|(k, _)| *k);
         match victim {
             Some(k) => {
@@ -220,7 +222,10 @@ async fn accept_loop(
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 // a request in progress is trusted once it authenticates (the guard marks it);
                 // an unauthenticated one that was answered leaves the connection idle (evictable)
-                mark.store(http::ConnMark::PENDING, std::sync::atomic::Ordering::Release);
+                mark.store(
+                    http::ConnMark::PENDING,
+                    std::sync::atomic::Ordering::Release,
+                );
                 req.extensions_mut().insert(http::ClientAddr(peer));
                 req.extensions_mut().insert(http::ConnMark(mark.clone()));
                 let mut svc = svc.clone();

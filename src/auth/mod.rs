@@ -204,8 +204,7 @@ impl Authenticator {
                         AuthFailure::Rejected
                     })?
                     .ok_or(AuthFailure::Rejected)?;
-                let entry =
-                    Arc::new(admit(owner, &hash, generation).ok_or(AuthFailure::Rejected)?);
+                let entry = Arc::new(admit(owner, &hash, generation).ok_or(AuthFailure::Rejected)?);
                 let mut cache = self.cache.write().unwrap();
                 // an invalidation since the read may have changed what was read: use, don't keep
                 if self.generation.load(std::sync::atomic::Ordering::Acquire) == generation {

@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls};
 
@@ -198,7 +198,8 @@ fn lossy_numbers(raw: &str) -> bool {
             }
             b'-' | b'0'..=b'9' => {
                 let start = i;
-                while i < b.len() && matches!(b[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+                while i < b.len() && matches!(b[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
                     i += 1;
                 }
                 let tok = &raw[start..i];
@@ -382,7 +383,9 @@ async fn run_inner(
                         std::collections::HashMap<String, Box<serde_json::value::RawValue>>,
                     >(&text)
                     .map_err(|e| {
-                        EngineError::Internal(format!("a PostgreSQL row did not decode as JSON: {e}"))
+                        EngineError::Internal(format!(
+                            "a PostgreSQL row did not decode as JSON: {e}"
+                        ))
                     })?;
                     (0..columns.len())
                         .map(|i| {

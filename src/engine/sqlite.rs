@@ -86,7 +86,10 @@ pub fn open_reporting(
             .and_then(|_| {
                 // ATTACH opens lazily: read the schema now, so a corrupt file shows here
                 conn.query_row(
-                    &format!("SELECT count(*) FROM \"{}\".sqlite_schema", alias.replace('"', "\"\"")),
+                    &format!(
+                        "SELECT count(*) FROM \"{}\".sqlite_schema",
+                        alias.replace('"', "\"\"")
+                    ),
                     [],
                     |r| r.get::<_, i64>(0),
                 )

@@ -45,7 +45,8 @@ impl ConnMark {
 
     /// Marks the connection trusted (its request authenticated).
     pub fn trust(&self) {
-        self.0.store(Self::TRUSTED, std::sync::atomic::Ordering::Release);
+        self.0
+            .store(Self::TRUSTED, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -173,14 +174,16 @@ pub fn mcp(app: Arc<App>, policy: Arc<HostPolicy>, mount: &Mount) -> BoxedFilter
 }
 
 /// GET / — what this server is and where its MCP endpoint is (no key needed, nothing secret).
+/// The URL is built only from a `Host` the server accepts (DNS-rebinding policy), else left out.
 pub fn root(app: Arc<App>) -> BoxedFilter<(Response,)> {
     let mcp_path = format!("{}/mcp", app.config.server.base_path.trim_end_matches('/'));
+    let policy = HostPolicy::from_config(&app.config);
     warp::path::end()
         .and(warp::get())
         .and(warp::header::optional::<String>("host"))
         .map(move |host: Option<String>| {
             let url = host
-                .filter(|h| h.len() < 256 && !h.contains(['/', ' ', '"']))
+                .filter(|h| h.len() < 256 && !h.contains(['/', ' ', '"']) && policy.host_ok(h))
                 .map(|h| format!("http://{h}{mcp_path}"));
             json_response(
                 StatusCode::OK,

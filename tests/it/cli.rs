@@ -673,3 +673,36 @@ fn serve_says_how_to_mint_a_key_when_none_exists() {
     assert!(s.stdout.contains("No API key exists yet"), "{}", s.stdout);
     assert!(s.stdout.contains("trex api-key create"), "{}", s.stdout);
 }
+
+#[test]
+fn one_server_per_data_dir_and_no_key_reset_under_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let mut first = serve(d);
+    let o = trex(&["serve", "--data-dir", d, "--listen", "127.0.0.1:0"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("another trex server is running"),
+        "{}",
+        stderr(&o)
+    );
+    let o = trex(&["master-key", "reset", "--data-dir", d, "--yes"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("another trex server is running"),
+        "{}",
+        stderr(&o)
+    );
+    sigterm(&first.child);
+    first.child.wait().unwrap();
+    // an empty trex.db is not a store
+    let e = tempfile::tempdir().unwrap();
+    std::fs::write(e.path().join("trex.db"), b"").unwrap();
+    let o = trex(&["api-key", "list", "--data-dir", e.path().to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no trex store"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::metadata(e.path().join("trex.db")).unwrap().len(),
+        0
+    );
+}

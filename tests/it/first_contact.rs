@@ -191,4 +191,15 @@ async fn names_line_up_and_the_root_says_where_to_go() {
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["mcp"]["url"], format!("http://{}/trex/mcp", s.addr));
+    // a Host the server does not accept is not echoed back
+    let v: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/", s.base()))
+        .header("host", "evil.example.com")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["mcp"]["url"], serde_json::Value::Null);
 }

@@ -445,8 +445,17 @@ async fn postgres_results_by_position_exact_numerics_whole_call_limit_and_bounde
             q("SELECT ROW(12345678901234567890.123456789::numeric, 1) AS r, '[1e400]'::jsonb AS j, 9223372036854775807 AS big -- trailing comment"),
         )
         .await;
-    assert!(r["rows"][0][0].as_str().unwrap().contains("12345678901234567890.123456789"), "{r}");
-    assert!(r["rows"][0][1].as_str().unwrap().starts_with("[1000000000"), "{r}");
+    assert!(
+        r["rows"][0][0]
+            .as_str()
+            .unwrap()
+            .contains("12345678901234567890.123456789"),
+        "{r}"
+    );
+    assert!(
+        r["rows"][0][1].as_str().unwrap().starts_with("[1000000000"),
+        "{r}"
+    );
     assert_eq!(r["rows"][0][2], 9223372036854775807i64);
     // EXPLAIN cannot be used to build a huge plan text
     let err = e
@@ -659,5 +668,8 @@ async fn a_bad_registered_database_cannot_break_trexdb() {
         .call_ok("trexdb-execute-sql", json!({"sql": "SELECT v FROM d01.t"}))
         .await;
     assert_eq!(r["rows"], json!([["v"]]));
-    assert!(r["warnings"].to_string().contains("'d02' is not attached"), "{r}");
+    assert!(
+        r["warnings"].to_string().contains("'d02' is not attached"),
+        "{r}"
+    );
 }
