@@ -155,6 +155,7 @@ async fn main() -> Result<()> {
         ("40 x randomblob(16000000)", format!("SELECT {}", cols(40, "randomblob(16000000)"))),
         ("40 x printf('%.*c', 8000000, 'x')", format!("SELECT {}", cols(40, "printf('%.*c', 8000000, 'x')"))),
         ("1 x randomblob(8000000) (one value at the limit)", "SELECT randomblob(8000000)".to_string()),
+        ("1 x 8 MB of control characters (6 bytes each in JSON)", "SELECT printf('%.*c', 7999000, char(1))".to_string()),
         ("1000 rows x 8 KB text", "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) SELECT printf('%.*c', 8000, 'x') FROM n".to_string()),
     ];
     for (name, sql) in sqlite_shapes {
