@@ -121,23 +121,14 @@ fn cut_to(s: &str, max: usize) -> String {
 /// secret: `invalid input syntax for type integer: "hunter2"`), then cut to
 /// [`MAX_DETAIL_CHARS`]. The client saw the whole message; the log keeps its shape.
 pub fn detail(msg: &str) -> String {
-    let mut out = String::with_capacity(msg.len().min(MAX_DETAIL_CHARS * 2));
-    let mut chars = msg.chars().peekable();
-    while let Some(c) = chars.next() {
-        if matches!(c, '\'' | '"' | '`') && chars.clone().any(|d| d == c) {
-            out.push(c);
-            out.push_str("***");
-            for d in chars.by_ref() {
-                if d == c {
-                    break;
-                }
-            }
-            out.push(c);
-        } else {
-            out.push(c);
-        }
-        if out.len() > MAX_DETAIL_CHARS * 4 {
-            break;
+    // from the first quote of a kind to the last one of that kind: a quoted value may itself
+    // contain the quote (PostgreSQL does not escape it), so nothing between them is kept
+    let mut out = msg.to_string();
+    for q in ['\'', '"', '`'] {
+        if let (Some(first), Some(last)) = (out.find(q), out.rfind(q))
+            && first < last
+        {
+            out = format!("{}{q}***{q}{}", &out[..first], &out[last + 1..]);
         }
     }
     cut_to(&out, MAX_DETAIL_CHARS)
@@ -290,6 +281,10 @@ mod tests {
             r#"invalid input syntax for type integer: "***""#
         );
         assert!(!detail("syntax error at or near \"'pg2secret'\"").contains("pg2secret"));
+        assert!(
+            !detail(r#"invalid input syntax for type integer: "x"hunter2secret""#)
+                .contains("hunter2")
+        );
         let b = blank_literals("SELECT 1 /* it's */, 'p4ss' -- don't\n, E'a\\'b s3cr3t'");
         assert!(!b.contains("p4ss") && !b.contains("s3cr3t"), "{b}");
         let b = blank_literals("SELECT 'unterminated s3cret");

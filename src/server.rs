@@ -151,12 +151,14 @@ impl Conns {
         if m.len() < cap {
             return true;
         }
-        let victim = m
-            .iter()
-            .find(|(_, c)| {
-                c.mark.load(std::sync::atomic::Ordering::Acquire) < http::ConnMark::TRUSTED
-            })
-            .map(|(k, _)| *k);
+        // connections that have sent nothing go first (a flood of bare connects), then ones
+        // whose request has not authenticated yet
+        let oldest_in = |state: u8| {
+            m.iter()
+                .find(|(_, c)| c.mark.load(std::sync::atomic::Ordering::Acquire) == state)
+                .map(|(k, _)| *k)
+        };
+        let victim = oldest_in(http::ConnMark::NEW).or_else(|| oldest_in(http::ConnMark::PENDING));
         match victim {
             Some(k) => {
                 if let Some(c) = m.remove(&k) {

@@ -47,15 +47,21 @@ fn keys(ip: IpAddr, account: &str) -> [(Key, u32, &'static str); 2] {
 }
 
 impl LoginLimiter {
-    /// `Err` when this address, or this address for this account, failed too often in the
-    /// current window.
-    pub fn check(&self, ip: IpAddr, account: &str) -> Result<(), Limited> {
+    /// Takes an attempt: `Err` when this address, or this address for this account, failed too
+    /// often in the current window; otherwise the attempt is counted as a failure at once (in
+    /// the same lock), so a burst of parallel guesses cannot all pass the check before any of
+    /// them is counted. [`succeeded`](Self::succeeded) gives it back.
+    pub fn begin(&self, ip: IpAddr, account: &str) -> Result<(), Limited> {
         let now = Instant::now();
-        let m = self.seen.lock().unwrap();
-        for (k, max, by) in keys(ip, account) {
-            if let Some((start, n)) = m.get(&k)
+        let mut m = self.seen.lock().unwrap();
+        if m.len() > 50_000 {
+            m.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
+        }
+        let ks = keys(ip, account);
+        for (k, max, by) in &ks {
+            if let Some((start, n)) = m.get(k)
                 && now.duration_since(*start) < WINDOW
-                && *n >= max
+                && *n >= *max
             {
                 return Err(Limited {
                     wait_secs: (WINDOW - now.duration_since(*start)).as_secs().max(1),
@@ -63,29 +69,24 @@ impl LoginLimiter {
                 });
             }
         }
-        Ok(())
-    }
-
-    /// Records a failed attempt.
-    pub fn failed(&self, ip: IpAddr, account: &str) {
-        let now = Instant::now();
-        let mut m = self.seen.lock().unwrap();
-        if m.len() > 50_000 {
-            m.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
-        }
-        for (k, _, _) in keys(ip, account) {
+        for (k, _, _) in ks {
             let e = m.entry(k).or_insert((now, 0));
             if now.duration_since(e.0) >= WINDOW {
                 *e = (now, 0);
             }
             e.1 += 1;
         }
+        Ok(())
     }
 
-    /// A successful sign-in clears its pair.
+    /// A successful sign-in: its pair is cleared and its address given its attempt back.
     pub fn succeeded(&self, ip: IpAddr, account: &str) {
-        let [(pair, _, _), _] = keys(ip, account);
-        self.seen.lock().unwrap().remove(&pair);
+        let [(pair, _, _), (address, _, _)] = keys(ip, account);
+        let mut m = self.seen.lock().unwrap();
+        m.remove(&pair);
+        if let Some(e) = m.get_mut(&address) {
+            e.1 = e.1.saturating_sub(1);
+        }
     }
 }
 
@@ -98,28 +99,48 @@ mod tests {
         let l = LoginLimiter::default();
         let office: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..PAIR_FAILURES {
-            assert!(l.check(office, "ann@example.com").is_ok());
-            l.failed(office, "ann@example.com");
+            assert!(l.begin(office, "ann@example.com").is_ok());
         }
-        assert!(l.check(office, "ann@example.com").is_err());
-        assert!(l.check(office, "bob@example.com").is_ok());
+        assert!(l.begin(office, "ann@example.com").is_err());
+        assert!(l.begin(office, "bob@example.com").is_ok());
+        l.succeeded(office, "bob@example.com");
         // one address guessing many accounts
         let bad: IpAddr = "10.0.0.66".parse().unwrap();
         for i in 0..ADDRESS_FAILURES {
-            l.failed(bad, &format!("u{i}@example.com"));
+            assert!(l.begin(bad, &format!("u{i}@example.com")).is_ok());
         }
-        assert_eq!(l.check(bad, "new@example.com").unwrap_err().by, "address");
-        assert!(l.check(office, "bob@example.com").is_ok());
+        assert_eq!(l.begin(bad, "new@example.com").unwrap_err().by, "address");
+        assert!(l.begin(office, "bob@example.com").is_ok());
         // many addresses failing for one account do not lock its owner out
         for i in 0..50u8 {
             let a: IpAddr = format!("10.1.0.{i}").parse().unwrap();
             for _ in 0..PAIR_FAILURES - 1 {
-                l.failed(a, "admin@example.com");
+                let _ = l.begin(a, "admin@example.com");
             }
         }
         assert!(
-            l.check("10.2.0.1".parse().unwrap(), "admin@example.com")
+            l.begin("10.2.0.1".parse().unwrap(), "admin@example.com")
                 .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_parallel_burst_cannot_pass_the_check_before_being_counted() {
+        let l = std::sync::Arc::new(LoginLimiter::default());
+        let ip: IpAddr = "10.9.9.9".parse().unwrap();
+        let passed = std::sync::atomic::AtomicU32::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..100 {
+                s.spawn(|| {
+                    if l.begin(ip, "admin@example.com").is_ok() {
+                        passed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        assert_eq!(
+            passed.load(std::sync::atomic::Ordering::Relaxed),
+            PAIR_FAILURES
         );
     }
 }

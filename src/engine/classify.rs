@@ -95,21 +95,40 @@ const AMPLIFIERS: &[&str] = &[
     "rpad",
 ];
 
-/// The first size-amplifying function an EXPLAIN calls.
+/// Longest type length (`char(n)`, `varchar(n)`, `bit(n)`) an EXPLAIN may cast to: the cast is
+/// folded into the plan, padded to `n`.
+const EXPLAIN_TYPE_LENGTH_MAX: u64 = 4096;
+
+/// The first size-amplifying function or cast an EXPLAIN carries.
 fn explain_amplifier(s: &Statement) -> Option<String> {
     let Statement::Explain { statement, .. } = s else {
         return None;
     };
     let mut found = None;
     let _ = sqlparser::ast::visit_expressions(statement.as_ref(), |e| {
-        if let Expr::Function(f) = e
-            && let Some(last) = f.name.0.last().and_then(|p| p.as_ident())
-        {
-            let n = ident_name(last, Flavor::Postgres);
-            if AMPLIFIERS.contains(&n.as_str()) {
-                found = Some(n);
-                return ControlFlow::Break(());
+        match e {
+            Expr::Function(f) => {
+                if let Some(last) = f.name.0.last().and_then(|p| p.as_ident()) {
+                    let n = ident_name(last, Flavor::Postgres);
+                    if AMPLIFIERS.contains(&n.as_str()) {
+                        found = Some(n);
+                        return ControlFlow::Break(());
+                    }
+                }
             }
+            Expr::Cast { data_type, .. } => {
+                // any length in the type's text: char(10485760), varchar(…), bit(…), arrays of them
+                let t = data_type.to_string();
+                let big = t
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|d| d.parse::<u64>().ok())
+                    .any(|n| n > EXPLAIN_TYPE_LENGTH_MAX);
+                if big {
+                    found = Some(format!("a cast to {t}"));
+                    return ControlFlow::Break(());
+                }
+            }
+            _ => {}
         }
         ControlFlow::Continue(())
     });
@@ -915,14 +934,17 @@ fn catalog_write(s: &Statement) -> Option<String> {
 /// FROM), operators named by schema, and (PostgreSQL) data changes on system catalogs.
 struct Check {
     flavor: Flavor,
-    /// Aliases of functions in FROM (`unnest(…) AS t`), with their declared column names. In
-    /// PostgreSQL `t.f` on such an alias, when `f` is not one of its columns, is the call
-    /// `f(t)` of the function's (scalar) value — `SELECT t.pg_read_file FROM unnest(…) t`.
-    fn_aliases: HashMap<String, Vec<String>>,
+    /// Aliases of functions in FROM (`unnest(…) AS t`), each occurrence with its declared column
+    /// names (`None`: no column list, so the one column is named like the alias). In PostgreSQL
+    /// `t.f` on such an alias, when `f` is not one of its columns, is the call `f(t)` of the
+    /// function's (scalar) value — `SELECT t.pg_read_file FROM unnest(…) t`. Aliases are not
+    /// resolved by scope: every occurrence of a name counts, so a second `t` elsewhere cannot
+    /// lend its columns.
+    fn_aliases: HashMap<String, Vec<Option<Vec<String>>>>,
 }
 
 /// Collects the aliases of functions in FROM, for [`Check`].
-struct FnAliases(HashMap<String, Vec<String>>);
+struct FnAliases(HashMap<String, Vec<Option<Vec<String>>>>);
 
 impl Visitor for FnAliases {
     type Break = ();
@@ -947,17 +969,20 @@ impl Visitor for FnAliases {
             _ => return ControlFlow::Continue(()),
         };
         let (name, columns) = match alias {
-            Some(a) => (
+            Some(a) if !a.columns.is_empty() => (
                 Some(ident_name(&a.name, Flavor::Postgres)),
-                a.columns
-                    .iter()
-                    .map(|c| ident_name(&c.name, Flavor::Postgres))
-                    .collect(),
+                Some(
+                    a.columns
+                        .iter()
+                        .map(|c| ident_name(&c.name, Flavor::Postgres))
+                        .collect(),
+                ),
             ),
-            None => (default, Vec::new()),
+            Some(a) => (Some(ident_name(&a.name, Flavor::Postgres)), None),
+            None => (default, None),
         };
         if let Some(n) = name {
-            self.0.insert(n, columns);
+            self.0.entry(n).or_default().push(columns);
         }
         ControlFlow::Continue(())
     }
@@ -999,10 +1024,14 @@ impl Visitor for Check {
             Expr::CompoundIdentifier(ids) if self.flavor == Flavor::Postgres && ids.len() >= 2 => {
                 let q = ident_name(&ids[ids.len() - 2], Flavor::Postgres);
                 let f = ident_name(&ids[ids.len() - 1], Flavor::Postgres);
+                // a column of that function only when every function of that name has it
+                let a_call = |cols: &Option<Vec<String>>| match cols {
+                    Some(c) => !c.contains(&f),
+                    None => f != q,
+                };
                 match self.fn_aliases.get(&q) {
-                    Some(cols)
-                        if f != q
-                            && !cols.contains(&f)
+                    Some(all)
+                        if all.iter().any(a_call)
                             && PG_ALLOWED_FUNCTIONS.binary_search(&f.as_str()).is_err() =>
                     {
                         ControlFlow::Break(format!(
@@ -1288,6 +1317,28 @@ mod tests {
     }
 
     #[test]
+    fn explain_of_values_that_grow_in_the_plan_is_flagged() {
+        for sql in [
+            "EXPLAIN VERBOSE SELECT repeat('x', 400000000)",
+            "EXPLAIN VERBOSE SELECT 'x'::char(10485760)",
+            "EXPLAIN SELECT * FROM t WHERE a = CAST('x' AS varchar(9999999))",
+        ] {
+            assert!(
+                matches!(
+                    classify(sql, Flavor::Postgres).problem,
+                    Some(Problem::Amplifies(_))
+                ),
+                "{sql}"
+            );
+        }
+        assert!(
+            classify("EXPLAIN SELECT a::varchar(20) FROM t", Flavor::Postgres)
+                .problem
+                .is_none()
+        );
+    }
+
+    #[test]
     fn a_field_of_a_function_in_from_is_a_call() {
         for sql in [
             "SELECT t.pg_read_file FROM unnest(ARRAY['/etc/passwd']) AS t",
@@ -1296,6 +1347,9 @@ mod tests {
             "SELECT t.pg_terminate_backend FROM unnest(ARRAY[1]) AS t",
             "SELECT g.pg_read_file FROM generate_series(1, 2) AS g(n)",
             "SELECT unnest.pg_read_file FROM unnest(ARRAY['x'])",
+            "SELECT t.pg_read_file FROM unnest(ARRAY['/etc/hostname']) t UNION ALL SELECT 'x' FROM unnest(ARRAY['a']) t(pg_read_file)",
+            "SELECT pg_read_file.pg_read_file FROM unnest(ARRAY['/etc/hostname']) AS pg_read_file(x)",
+            "SELECT lo_import.lo_import FROM unnest(ARRAY['/etc/hostname']) AS lo_import(x)",
             "INSERT INTO rv_t SELECT t.nextval::text FROM unnest(ARRAY['rv_seq'::regclass]) AS t RETURNING a",
         ] {
             assert_eq!(c(sql), Class::Dangerous, "{sql}");
@@ -1306,6 +1360,7 @@ mod tests {
             "SELECT g.g FROM generate_series(1, 3) g",
             "SELECT t.a, u.b FROM items t JOIN other u ON t.id = u.id",
             "SELECT t.upper FROM unnest(ARRAY['a']) t",
+            "SELECT t.x FROM unnest(ARRAY[1]) t(x) UNION ALL SELECT u.x FROM unnest(ARRAY[2]) u(x)",
         ] {
             let v = classify(sql, Flavor::Postgres);
             assert!(v.class != Class::Dangerous, "{sql}: {}", v.reason);

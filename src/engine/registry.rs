@@ -106,8 +106,13 @@ pub fn permit(v: &Verdict, allow_write: bool, scopes: Option<&Scopes>) -> Result
         }
         Some(Problem::Amplifies(f)) => {
             return Err(EngineError::Refused(format!(
-                "Refused: EXPLAIN of a statement that calls {f}() — the plan would carry the value it builds, \
-                 which cannot be bounded like rows; run the statement itself, or EXPLAIN it without {f}()"
+                "Refused: EXPLAIN of a statement with {} — the plan would carry the value it builds, \
+                 which cannot be bounded like rows; run the statement itself, or EXPLAIN it without that",
+                if f.starts_with("a cast") {
+                    f.clone()
+                } else {
+                    format!("{f}()")
+                }
             )));
         }
         _ => {}

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use super::{Class, EngineError, Limits, QueryResult, check_params};
 
 /// Longest LIKE / GLOB pattern on a user connection (SQLite's default is 50,000).
-pub const LIKE_PATTERN_MAX: i32 = 256;
+pub const LIKE_PATTERN_MAX: i32 = 128;
 /// Most arguments of one function call on a user connection.
 pub const FUNCTION_ARGS_MAX: i32 = 100;
 

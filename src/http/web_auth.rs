@@ -130,7 +130,7 @@ async fn login(
             ));
         }
     };
-    if let Err(l) = app.login_limiter.check(ip, &creds.email) {
+    if let Err(l) = app.login_limiter.begin(ip, &creds.email) {
         tracing::warn!(remote = %ip, "sign-in refused: too many failures for this {}", l.by);
         web_audit(
             &app,
@@ -182,7 +182,6 @@ async fn login(
         .unwrap_or(false);
     let uid = user.as_ref().map(|u| u.id.clone());
     let Some(user) = user.filter(|u| ok && hash.is_some() && u.deleted_at.is_none()) else {
-        app.login_limiter.failed(ip, &creds.email);
         tracing::warn!(remote = %ip, "sign-in failed: wrong email or password");
         web_audit(
             &app,

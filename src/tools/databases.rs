@@ -151,15 +151,7 @@ async fn place_of(app: &App, d: &Database) -> Option<Place> {
     )
     .await;
     let mut addrs: Vec<String> = match resolved {
-        Ok(Ok(it)) => it
-            .map(|a| {
-                if a.ip().is_loopback() {
-                    "loopback".to_string()
-                } else {
-                    a.ip().to_string()
-                }
-            })
-            .collect(),
+        Ok(Ok(it)) => it.map(|a| place_of_ip(a.ip())).collect(),
         _ => vec![host.clone()],
     };
     addrs.sort();
@@ -169,6 +161,23 @@ async fn place_of(app: &App, d: &Database) -> Option<Place> {
         port,
         database: d.database_name.clone(),
     })
+}
+
+/// An address as a place: IPv4-mapped IPv6 as IPv4; every loopback address, and the unspecified
+/// one (which connects to this host), as one place `loopback`.
+fn place_of_ip(ip: std::net::IpAddr) -> String {
+    let ip = match ip {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(std::net::IpAddr::V4)
+            .unwrap_or(std::net::IpAddr::V6(v6)),
+        v4 => v4,
+    };
+    if ip.is_loopback() || ip.is_unspecified() {
+        "loopback".to_string()
+    } else {
+        ip.to_string()
+    }
 }
 
 fn same_place(a: &Place, b: &Place) -> bool {

@@ -592,7 +592,15 @@ async fn the_endpoints_scope_covers_every_database_tool() {
         .await;
     let mut ap = Client::new(&s.url(), Some(k2["key"].as_str().unwrap()));
     ap.initialize().await;
-    for host in ["localhost", "127.1", "LOCALHOST.", "127.0.0.1"] {
+    for host in [
+        "localhost",
+        "127.1",
+        "LOCALHOST.",
+        "127.0.0.1",
+        "::ffff:127.0.0.1",
+        "0.0.0.0",
+        "0",
+    ] {
         let e = ap
             .call_err(
                 "database-update",
