@@ -1256,6 +1256,35 @@ fn parse(sql: &str, flavor: Flavor) -> Result<Vec<Statement>, String> {
     }
 }
 
+/// `OPERATOR(schema.op)` anywhere in the text (`ORDER BY … USING OPERATOR(public.<)` as well as
+/// in expressions) with a schema other than `pg_catalog`: a user-defined operator runs whatever
+/// function it is bound to. Found on the tokens, so no place in the grammar is missed.
+fn foreign_operator(tokens: &[TokenWithSpan]) -> Option<String> {
+    let words: Vec<&Token> = tokens
+        .iter()
+        .map(|t| &t.token)
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    for (i, t) in words.iter().enumerate() {
+        if let Token::Word(w) = t
+            && w.keyword == Keyword::OPERATOR
+            && matches!(words.get(i + 1), Some(Token::LParen))
+            && let (Some(Token::Word(schema)), Some(Token::Period)) =
+                (words.get(i + 2), words.get(i + 3))
+        {
+            let name = if schema.quote_style.is_some() {
+                schema.value.clone()
+            } else {
+                schema.value.to_ascii_lowercase()
+            };
+            if name != "pg_catalog" {
+                return Some(format!("{name}.…"));
+            }
+        }
+    }
+    None
+}
+
 /// Classifies `sql` (exactly one statement expected).
 pub fn classify(sql: &str, flavor: Flavor) -> Verdict {
     let dangerous = |reason: String, problem| Verdict {
@@ -1281,6 +1310,17 @@ pub fn classify(sql: &str, flavor: Flavor) -> Verdict {
             let v = statement(&stmts[0]);
             if v.class == Class::Dangerous {
                 return v;
+            }
+            if flavor == Flavor::Postgres
+                && let Ok(tokens) =
+                    Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize_with_location()
+                && let Some(op) = foreign_operator(&tokens)
+            {
+                return Verdict {
+                    class: Class::Dangerous,
+                    reason: format!("it names OPERATOR({op}), which is not a built-in operator"),
+                    ..statement(&stmts[0])
+                };
             }
             if flavor == Flavor::Postgres
                 && let Some(f) = explain_amplifier(&stmts[0])
@@ -1314,6 +1354,16 @@ mod tests {
 
     fn c(sql: &str) -> Class {
         classify(sql, Flavor::Postgres).class
+    }
+
+    #[test]
+    fn user_operators_are_dangerous_wherever_they_are_named() {
+        assert_eq!(
+            c("SELECT a FROM t ORDER BY 1 USING OPERATOR(public.<)"),
+            Class::Dangerous
+        );
+        assert_eq!(c("SELECT 1 OPERATOR(myschema.+) 2"), Class::Dangerous);
+        assert_ne!(c("SELECT 1 OPERATOR(pg_catalog.+) 2"), Class::Dangerous);
     }
 
     #[test]
