@@ -30,6 +30,15 @@ pub struct Scopes {
     pub dangerous_sql: bool,
 }
 
+/// The refusal for a database outside a key's `endpoints` scope, with the way to a key that has it.
+pub fn database_refusal(id: &str) -> String {
+    format!(
+        "This API key's scopes do not allow database '{id}' (scope `endpoints`); a key that may: \
+         `trex api-key create --user <admin email> --name <name> --endpoint {id}` or api-key-create with \
+         {{\"scopes\": {{\"endpoints\": [\"{id}\"]}}}}"
+    )
+}
+
 /// Matches `name` against a glob of `*` (any run) and `?` (one character), in time linear in the
 /// product of the lengths (no exponential backtracking on patterns like `*?*?*?…`).
 pub fn glob(pattern: &str, name: &str) -> bool {

@@ -97,7 +97,7 @@ async fn resolve(
     {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            format!("This API key's scopes do not allow database '{}'", db.id),
+            crate::auth::scopes::database_refusal(&db.id),
         )
         .reject());
     }

@@ -188,7 +188,9 @@ async fn tools_call(
     let principal = ctx.principal.clone();
     if !in_scope(server, &ctx, &tool) {
         let out = ToolOutput::Err(format!(
-            "This API key's scopes do not allow the tool '{name}'"
+            "This API key's scopes do not allow the tool '{name}' (scopes `tools`/`readOnly`); a key that may: \
+             `trex api-key create --user <admin email> --name <name> --tools '{name}'` or api-key-create with \
+             {{\"scopes\": {{\"tools\": [\"{name}\"]}}}}"
         ));
         write_audit(app, server, &principal, &name, &args, "refused", &out).await;
         return Ok(out.into_result());

@@ -113,9 +113,9 @@ pub struct DatabasePage {
 /// changes or tests a registered database, or its credentials, goes through this.
 fn in_scope(ctx: &ToolCtx, id: &str) -> Result<(), ToolError> {
     match &ctx.call.principal.scopes {
-        Some(s) if !s.allows_endpoint(id) => Err(ToolError::Failed(format!(
-            "This API key's scopes do not allow database '{id}'"
-        ))),
+        Some(s) if !s.allows_endpoint(id) => {
+            Err(ToolError::Failed(crate::auth::scopes::database_refusal(id)))
+        }
         _ => Ok(()),
     }
 }
