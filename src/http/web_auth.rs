@@ -132,16 +132,7 @@ async fn login(
     };
     if let Err(l) = app.login_limiter.begin(ip, &creds.email) {
         tracing::warn!(remote = %ip, "sign-in refused: too many failures for this {}", l.by);
-        web_audit(
-            &app,
-            None,
-            ip,
-            "login",
-            &creds.email,
-            "refused",
-            Some("rate limited"),
-        )
-        .await;
+        login_refused(&app, None, ip, &creds.email, "rate limited").await;
         let mut r = error(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many failed sign-in attempts; try again later",
@@ -183,30 +174,12 @@ async fn login(
     let uid = user.as_ref().map(|u| u.id.clone());
     let Some(user) = user.filter(|u| ok && hash.is_some() && u.deleted_at.is_none()) else {
         tracing::warn!(remote = %ip, "sign-in failed: wrong email or password");
-        web_audit(
-            &app,
-            uid,
-            ip,
-            "login",
-            &creds.email,
-            "refused",
-            Some("wrong email or password"),
-        )
-        .await;
+        login_refused(&app, uid, ip, &creds.email, "wrong email or password").await;
         return Ok(error(StatusCode::UNAUTHORIZED, "Invalid email or password"));
     };
     if user.is_banned_now() {
         tracing::warn!(remote = %ip, user = %user.email, "sign-in refused: banned");
-        web_audit(
-            &app,
-            uid,
-            ip,
-            "login",
-            &creds.email,
-            "refused",
-            Some("banned"),
-        )
-        .await;
+        login_refused(&app, uid, ip, &creds.email, "banned").await;
         return Ok(error(StatusCode::FORBIDDEN, "This user is banned"));
     }
     app.login_limiter.succeeded(ip, &creds.email);
@@ -283,6 +256,11 @@ async fn web_audit(
         detail,
     };
     crate::audit::record(&app.store, app.config.audit, &actor, event).await;
+}
+
+/// The audit row of a refused sign-in.
+async fn login_refused(app: &App, uid: Option<String>, ip: IpAddr, email: &str, why: &str) {
+    web_audit(app, uid, ip, "login", email, "refused", Some(why)).await;
 }
 
 /// POST {base}/api/auth/logout

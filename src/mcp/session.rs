@@ -412,7 +412,10 @@ impl Sessions {
     /// Sends notification `method` (no params) on the standalone stream of every session of
     /// server `server_id` that has one open; returns how many got it.
     pub fn notify_server(&self, server_id: &str, method: &str) -> usize {
-        let msg = super::protocol::notification(method, serde_json::json!({}));
+        let msg = super::protocol::Json::of(&super::protocol::notification(
+            method,
+            serde_json::json!({}),
+        ));
         let sessions: Vec<Arc<Session>> = self
             .map
             .read()
@@ -423,7 +426,7 @@ impl Sessions {
             .collect();
         sessions
             .iter()
-            .filter(|s| s.streams.push_standalone(super::protocol::Json::of(&msg)))
+            .filter(|s| s.streams.push_standalone(msg.clone()))
             .count()
     }
 
