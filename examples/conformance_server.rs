@@ -344,18 +344,17 @@ async fn main() -> anyhow::Result<()> {
     config.mcp.max_sessions = 1000;
     config.mcp.max_sessions_per_user = 1000;
     let app = App::open(config).await?;
-    let key = app
-        .store
-        .run(|c| {
-            let user = match trex::store::users::get_by_email(c, "conformance@trex.local")? {
-                Some(u) => u,
-                None => {
-                    ops::create_user(c, "Conformance", "conformance@trex.local", "admin", None)?
-                }
-            };
-            ops::create_api_key(c, &user.id, "conformance", None, None)
-        })
-        .await?;
+    const EMAIL: &str = "conformance@trex.local";
+    let key =
+        match ops::users::bootstrap_admin(&app.store, "Conformance", EMAIL, None, "conformance")
+            .await?
+        {
+            Some((_, k)) => k,
+            None => {
+                let cli = ops::Actor::cli();
+                ops::keys::create(&app, &cli, EMAIL, "conformance", None, "expiresAt", None).await?
+            }
+        };
     let mount = Mount {
         segments: vec!["mcp".into()],
         server: Arc::new(fixtures()),

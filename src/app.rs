@@ -95,7 +95,7 @@ impl App {
         };
         let master = {
             let (store, dir) = (store.clone(), config.store.data_dir.clone());
-            let sealed = store.run(|c| crate::store::sso::count_sealed(c)).await?;
+            let sealed = store.run(crate::store::sso::count_sealed).await?;
             let env = std::env::var(crate::auth::secrets::KEY_ENV).ok();
             tokio::task::spawn_blocking(move || MasterKey::load(&dir, env, sealed == 0)).await??
         };
@@ -180,7 +180,7 @@ impl App {
                             Ok(n) => tracing::info!("expired {n} idle MCP session(s)"),
                             Err(e) => tracing::warn!("session reaper: {e}"),
                         }
-                        if let Err(e) = app.store.run(|c| crate::store::web_sessions::delete_expired(c)).await {
+                        if let Err(e) = app.store.run(crate::store::web_sessions::delete_expired).await {
                             tracing::warn!("web session reaper: {e}");
                         }
                         app.prune_audit().await;

@@ -5,10 +5,15 @@
 //! (`audit.retain_days`, `audit.max_rows`) is applied by the store on each write and by the
 //! reaper.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use serde_json::{Map, Value, json};
 use sqlparser::dialect::{Dialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
 
+use crate::auth::scopes::Scopes;
+use crate::auth::{Principal, Via};
 use crate::store::{Store, audit as rows};
 
 /// Longest string value kept in stored arguments (longer ones are cut, their length noted).
@@ -187,23 +192,90 @@ pub fn blank_literals(sql: &str) -> String {
     )
 }
 
-/// Who did something, and through which front door.
+/// Who acts, and through which front door: the caller every domain operation takes
+/// ([`crate::ops`]). Built by the MCP dispatcher from the request's principal
+/// ([`Actor::of`]), by the CLI ([`Actor::cli`]) and by the web sign-in routes ([`Actor::web`]).
 #[derive(Debug, Clone)]
 pub struct Actor {
+    /// The acting user; `None` for the machine's owner at the console.
     pub user_id: Option<String>,
+    /// The API key the call came through.
     pub key_id: Option<String>,
+    /// The web session the call came through.
+    pub web_session: Option<String>,
+    /// The key's scopes; `None` = unrestricted (also the CLI and web sessions).
+    pub scopes: Option<Scopes>,
     /// `mcp`, `cli` or `web`.
     pub via: &'static str,
+    /// The MCP server id the call came to (`trex`, `sqlite`, …), or `cli` / `web`.
+    pub server: String,
     /// The client address, when known.
     pub remote: Option<String>,
+    /// Set once an audit row has been written for this actor's call, so the dispatcher's
+    /// fallback row (for calls that fail before reaching the domain) is never a second one.
+    recorded: Arc<AtomicBool>,
+}
+
+impl Actor {
+    /// The caller of an MCP request to server `server`.
+    pub fn of(p: &Principal, server: &str) -> Actor {
+        let (key_id, web_session) = match &p.via {
+            Via::Key => (Some(p.key_id.clone()), None),
+            Via::Web { session_id } => (None, Some(session_id.clone())),
+        };
+        Actor {
+            user_id: Some(p.user_id.clone()),
+            key_id,
+            web_session,
+            scopes: p.scopes.clone(),
+            via: p.via.audit_name(),
+            server: server.to_string(),
+            remote: None,
+            recorded: Default::default(),
+        }
+    }
+
+    /// The person at the console (`trex user ban …`): the machine's owner, unrestricted.
+    pub fn cli() -> Actor {
+        Actor {
+            user_id: None,
+            key_id: None,
+            web_session: None,
+            scopes: None,
+            via: "cli",
+            server: "cli".into(),
+            remote: std::env::var("USER")
+                .ok()
+                .map(|u| format!("local user {u}")),
+            recorded: Default::default(),
+        }
+    }
+
+    /// A browser at the web sign-in routes (`user` once known), from address `remote`.
+    pub fn web(user_id: Option<String>, remote: Option<String>) -> Actor {
+        Actor {
+            user_id,
+            key_id: None,
+            web_session: None,
+            scopes: None,
+            via: "web",
+            server: "web".into(),
+            remote,
+            recorded: Default::default(),
+        }
+    }
+
+    /// True once an audit row was written through this actor (or a clone of it).
+    pub fn recorded(&self) -> bool {
+        self.recorded.load(Ordering::Acquire)
+    }
 }
 
 /// One audited action.
 #[derive(Debug, Clone)]
 pub struct Event<'a> {
-    /// The MCP server id, or `cli` / `web`.
-    pub server: &'a str,
-    /// The tool or command (`user-ban`, `cli:user ban`, `web:login`).
+    /// The operation: the MCP tool name whichever front door called it (`user-ban` from the
+    /// CLI too), or the web route (`login`, `logout`).
     pub action: &'a str,
     /// Its arguments, unredacted (redacted here).
     pub arguments: &'a Value,
@@ -220,7 +292,7 @@ fn row(actor: &Actor, event: &Event<'_>) -> rows::AuditEntry {
         key_id: actor.key_id.clone(),
         via: actor.via,
         remote: actor.remote.clone(),
-        server: event.server.to_string(),
+        server: actor.server.clone(),
         tool: event.action.to_string(),
         arguments: redact(event.arguments).to_string(),
         outcome: event.outcome,
@@ -235,24 +307,12 @@ pub async fn record(
     actor: &Actor,
     event: Event<'_>,
 ) {
+    actor.recorded.store(true, Ordering::Release);
     let entry = row(actor, &event);
     if let Err(e) = store
         .run(move |c| rows::insert(c, &entry, retention.max_rows))
         .await
     {
-        tracing::error!("cannot write audit row: {e}");
-    }
-}
-
-/// [`record`] for synchronous callers (the CLI) on a connection they hold.
-pub fn record_sync(
-    conn: &rusqlite::Connection,
-    retention: crate::config::AuditConfig,
-    actor: &Actor,
-    event: Event<'_>,
-) {
-    let entry = row(actor, &event);
-    if let Err(e) = rows::insert(conn, &entry, retention.max_rows) {
         tracing::error!("cannot write audit row: {e}");
     }
 }

@@ -1,5 +1,7 @@
-//! The command line: clap definitions and what each command does. This is the edge where
-//! library errors become `anyhow` errors with a message for the person at the console.
+//! The command line: clap definitions and what each command does. Commands translate flags into
+//! calls of the domain layer ([`crate::ops`], as [`Actor::cli`]) and results into lines on the
+//! console; this is the edge where library errors become `anyhow` errors with a message for the
+//! person at the console.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,9 +11,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::app::App;
-use crate::auth::password;
 use crate::config::{Config, Overrides};
-use crate::store::{Page, Store, api_keys, users};
+use crate::ops::Actor;
+use crate::store::{Page, Store};
 use crate::{ops, server};
 
 /// trex — a self-hosted data platform in one binary, administered over MCP.
@@ -255,7 +257,8 @@ fn master_key_reset(common: &Common, yes: bool) -> Result<()> {
     let store = existing_store(&config)?;
     // the running server keeps sealing with the key it loaded: refuse while one holds the dir
     let _lock = lock_data_dir(&config.store.data_dir)?;
-    let sealed = store.run_sync(|c| crate::store::sso::count_sealed(c))?;
+    let rt = runtime()?;
+    let sealed = rt.block_on(ops::secrets::sealed_count(&store))?;
     let path = key_path(&config.store.data_dir);
     if !yes {
         eprint!(
@@ -275,14 +278,13 @@ fn master_key_reset(common: &Common, yes: bool) -> Result<()> {
     let fresh = path.with_extension("key.new");
     std::fs::write(&fresh, format!("{hex_key}\n"))
         .with_context(|| format!("cannot write {}", fresh.display()))?;
-    let args = serde_json::json!({"sealedSecrets": sealed});
-    let dropped = audited(&store, &config, "master-key reset", args, |c| {
-        let tx = c.transaction()?;
-        let n = crate::store::sso::drop_sealed(&tx)?;
-        crate::store::settings::set(&tx, crate::store::settings::MASTER_KEY_CHECK, &check)?;
-        tx.commit()?;
-        Ok(n)
-    })?;
+    let dropped = rt.block_on(ops::secrets::drop_sealed(
+        &store,
+        config.audit,
+        &Actor::cli(),
+        sealed,
+        check,
+    ))?;
     std::fs::rename(&fresh, &path).with_context(|| format!("cannot replace {}", path.display()))?;
     println!(
         "New master key written to {}. Dropped: {} SSO client secret(s) (providers disabled), {} app \
@@ -333,39 +335,35 @@ fn existing_store(c: &Config) -> Result<Store> {
     open_store(c)
 }
 
-/// Who acts from the command line, for the audit log.
-fn cli_actor() -> crate::audit::Actor {
-    crate::audit::Actor {
-        user_id: None,
-        key_id: None,
-        via: "cli",
-        remote: std::env::var("USER")
-            .ok()
-            .map(|u| format!("local user {u}")),
-    }
+/// A runtime for one command of the console.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
-/// Runs a change from the command line and writes its audit row (`via: cli`), success or not.
-fn audited<T>(
-    store: &Store,
-    config: &Config,
-    action: &str,
-    arguments: serde_json::Value,
-    f: impl FnOnce(&mut rusqlite::Connection) -> crate::Result<T>,
-) -> crate::Result<T> {
-    store.run_sync(|c| {
-        let r = f(c);
-        let detail = r.as_ref().err().map(|e| e.to_string());
-        let event = crate::audit::Event {
-            server: "cli",
-            action,
-            arguments: &arguments,
-            outcome: if r.is_ok() { "ok" } else { "error" },
-            detail: detail.as_deref(),
-        };
-        crate::audit::record_sync(c, config.audit, &cli_actor(), event);
-        r
-    })
+/// A console command's session with the domain layer: the application opened on an existing
+/// store (a running server on the same data dir sees its changes at once), and a runtime.
+struct Console {
+    rt: tokio::runtime::Runtime,
+    app: Arc<App>,
+}
+
+impl Console {
+    /// Opens the existing store of `common`'s data dir (never creates one).
+    fn open(common: &Common) -> Result<Console> {
+        let config = common.load(None)?;
+        existing_store(&config)?;
+        let rt = runtime()?;
+        let app = rt.block_on(App::open(config))?;
+        Ok(Console { rt, app })
+    }
+
+    /// Runs one domain call to its end.
+    fn run<T>(&self, f: impl std::future::Future<Output = crate::Result<T>>) -> Result<T> {
+        Ok(self.rt.block_on(f)?)
+    }
 }
 
 /// The lock a running `trex serve` holds on its data dir (`trex.lock`, released when the process
@@ -397,7 +395,7 @@ pub async fn serve(config: Config) -> Result<()> {
     let started = std::time::Instant::now();
     let _lock = lock_data_dir(&config.store.data_dir)?;
     let app = App::open(config).await?;
-    let first = app.store.run(ops::first_start).await?;
+    let first = ops::users::first_start(&app.store).await?;
     let catalogue = Arc::new(crate::servers::Catalogue::new());
     let path = crate::http::admin_mount(&app, &catalogue).path();
     let running = server::start(app.clone(), catalogue, vec![]).await?;
@@ -409,7 +407,7 @@ pub async fn serve(config: Config) -> Result<()> {
         app.config.store.data_dir.display(),
         started.elapsed().as_millis()
     );
-    let keys = app.store.run(|c| api_keys::count_active(c)).await?;
+    let keys = ops::keys::count_active(&app).await?;
     if first.is_none() && keys == 0 {
         println!(
             "\nNo API key exists yet, so no client can connect. Mint one for an admin:\n\n  \
@@ -441,16 +439,18 @@ fn init(c: &Config, email: &str, pw: Option<&str>, name: &str) -> Result<()> {
     // check the input before anything is created on disk
     ops::validate_email_as("--admin-email", email)?;
     ops::validate_name("--admin-name", name)?;
-    let hash = match pw {
-        Some(p) => {
-            password::validate(p)?;
-            Some(password::hash(p)?)
-        }
-        None => None,
-    };
+    if let Some(p) = pw {
+        crate::auth::password::validate(p)?;
+    }
     let store = open_store(c)?;
-    let (user, key) = store
-        .run_sync(|conn| ops::bootstrap_admin(conn, name, email, hash, "init"))?
+    let (user, key) = runtime()?
+        .block_on(ops::users::bootstrap_admin(
+            &store,
+            name,
+            email,
+            pw.map(str::to_string),
+            "init",
+        ))?
         .ok_or_else(|| {
             crate::Error::Conflict(format!(
                 "the store in {} is already initialized; use `trex api-key create`",
@@ -491,21 +491,21 @@ fn api_key(cmd: ApiKeyCommand) -> Result<()> {
                 dangerous_sql,
             };
             let scopes = (scopes != Default::default()).then_some(scopes);
-            crate::servers::check_tool_globs(scopes.as_ref())?;
-            let expires = ops::parse_expiry_as("--expires", expires.as_deref())?;
-            let config = common.load(None)?;
-            let store = existing_store(&config)?;
-            let args = serde_json::json!({"user": user, "name": name, "expires": expires, "scopes": scopes});
-            let key = audited(&store, &config, "api-key create", args, |c| {
-                let u = users::get_by_email(c, &user)?
-                    .ok_or_else(|| crate::Error::NotFound(format!("no user with email {user}")))?;
-                ops::create_api_key(c, &u.id, &name, expires.as_deref(), scopes.as_ref())
-            })?;
+            let con = Console::open(&common)?;
+            let key = con.run(ops::keys::create(
+                &con.app,
+                &Actor::cli(),
+                &user,
+                &name,
+                expires.as_deref(),
+                "--expires",
+                scopes,
+            ))?;
             eprintln!("Created API key {} ({name}). It is shown once:", key.id);
             println!("{}", key.key);
         }
         ApiKeyCommand::List { common } => {
-            let store = existing_store(&common.load(None)?)?;
+            let con = Console::open(&common)?;
             let mut after = None;
             println!(
                 "{:<36}  {:<13}  {:<20}  {:<28}  {:<32}  SCOPES",
@@ -513,7 +513,7 @@ fn api_key(cmd: ApiKeyCommand) -> Result<()> {
             );
             loop {
                 let page = Page { limit: 500, after };
-                let p = store.run_sync(|c| api_keys::list(c, None, &page))?;
+                let p = con.run(ops::keys::list(&con.app, None, page))?;
                 for k in &p.items {
                     let status = if k.revoked_at.is_some() {
                         "revoked".to_string()
@@ -538,29 +538,8 @@ fn api_key(cmd: ApiKeyCommand) -> Result<()> {
             }
         }
         ApiKeyCommand::Revoke { common, id } => {
-            let config = common.load(None)?;
-            let store = existing_store(&config)?;
-            let args = serde_json::json!({"key": id});
-            let revoked = audited(&store, &config, "api-key revoke", args, |c| {
-                // the id, or the prefix `trex api-key list` shows when only one live key has it
-                let id = if id.starts_with(crate::auth::keys::KEY_PREFIX) {
-                    match api_keys::ids_by_prefix(c, &id)?.as_slice() {
-                        [one] => one.clone(),
-                        [] => id.clone(),
-                        many => {
-                            return Err(crate::Error::Conflict(format!(
-                                "{} live keys share the prefix {id}; revoke by id (trex api-key list)",
-                                many.len()
-                            )));
-                        }
-                    }
-                } else {
-                    id.clone()
-                };
-                api_keys::revoke(c, &id)?.ok_or_else(|| {
-                    crate::Error::NotFound(format!("API key not found or already revoked: {id}"))
-                })
-            })?;
+            let con = Console::open(&common)?;
+            let revoked = con.run(ops::keys::revoke(&con.app, &Actor::cli(), &id))?;
             println!(
                 "API key '{}' ({}...) revoked",
                 revoked.name, revoked.key_prefix
@@ -570,33 +549,24 @@ fn api_key(cmd: ApiKeyCommand) -> Result<()> {
     Ok(())
 }
 
-fn find_user(c: &rusqlite::Connection, email: &str) -> crate::Result<users::User> {
-    users::get_by_email(c, email)?
-        .ok_or_else(|| crate::Error::NotFound(format!("no user with email {email}")))
-}
-
 fn user(cmd: UserCommand) -> Result<()> {
     match cmd {
         UserCommand::Create {
             common,
             email,
             name,
-            password: pw,
+            password,
             role,
         } => {
-            let hash = match pw {
-                Some(p) => {
-                    password::validate(&p)?;
-                    Some(password::hash(&p)?)
-                }
-                None => None,
-            };
-            let config = common.load(None)?;
-            let store = existing_store(&config)?;
-            let args = serde_json::json!({"email": email, "name": name, "role": role, "password": hash.is_some()});
-            let u = audited(&store, &config, "user create", args, |c| {
-                ops::create_user(c, &name, &email, &role, hash)
-            })?;
+            let con = Console::open(&common)?;
+            let u = con.run(ops::users::create(
+                &con.app,
+                &Actor::cli(),
+                &name,
+                &email,
+                password,
+                &role,
+            ))?;
             eprintln!("Created user {} ({}, {})", u.email, u.role, u.id);
             println!("{}", u.id);
         }
@@ -604,12 +574,12 @@ fn user(cmd: UserCommand) -> Result<()> {
             common,
             include_deleted,
         } => {
-            let store = existing_store(&common.load(None)?)?;
+            let con = Console::open(&common)?;
             println!("{:<36}  {:<30}  {:<6}  STATUS", "ID", "EMAIL", "ROLE");
             let mut after = None;
             loop {
                 let page = Page { limit: 500, after };
-                let p = store.run_sync(|c| users::list(c, include_deleted, None, &page))?;
+                let p = con.run(ops::users::list(&con.app, include_deleted, None, page))?;
                 for u in &p.items {
                     let status = if u.deleted_at.is_some() {
                         "deleted"
@@ -629,19 +599,15 @@ fn user(cmd: UserCommand) -> Result<()> {
         UserCommand::SetPassword {
             common,
             email,
-            password: pw,
+            password,
         } => {
-            password::validate(&pw)?;
-            let hash = password::hash(&pw)?;
-            let config = common.load(None)?;
-            let store = existing_store(&config)?;
-            let args = serde_json::json!({"email": email});
-            audited(&store, &config, "user set-password", args, |c| {
-                let u = find_user(c, &email)?;
-                users::set_password_hash(c, &u.id, &hash)?;
-                crate::store::web_sessions::delete_user(c, &u.id)?;
-                Ok(())
-            })?;
+            let con = Console::open(&common)?;
+            con.run(ops::users::set_password(
+                &con.app,
+                &Actor::cli(),
+                &email,
+                password,
+            ))?;
             println!("Password set for {email}");
         }
         UserCommand::Ban {
@@ -651,27 +617,16 @@ fn user(cmd: UserCommand) -> Result<()> {
             until,
             unban,
         } => {
-            let until = if unban {
-                None
-            } else {
-                ops::parse_expiry_as("--until", until.as_deref())?
-            };
-            let config = common.load(None)?;
-            let store = existing_store(&config)?;
-            let args = serde_json::json!({"email": email, "banned": !unban, "reason": reason, "until": until});
-            audited(&store, &config, "user ban", args, |c| {
-                let u = find_user(c, &email)?;
-                let change = ops::users::Standing::Ban {
-                    banned: !unban,
-                    reason: reason.clone(),
-                    expires: until.clone(),
-                };
-                ops::users::change_standing(c, None, &u.id, &change)?;
-                if !unban {
-                    crate::store::web_sessions::delete_user(c, &u.id)?;
-                }
-                Ok(())
-            })?;
+            let con = Console::open(&common)?;
+            con.run(ops::users::ban(
+                &con.app,
+                &Actor::cli(),
+                &email,
+                !unban,
+                reason,
+                until.as_deref(),
+                "--until",
+            ))?;
             println!("{email} {}", if unban { "unbanned" } else { "banned" });
         }
     }

@@ -9,12 +9,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Every failure the library reports. The message (`Display`) is what clients see.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The control store or one of its connections failed.
+    /// The control store, one of its connections or its pool failed.
     #[error("database error: {0}")]
-    Db(#[from] rusqlite::Error),
-    /// No pooled connection could be had in time.
-    #[error("database pool error: {0}")]
-    Pool(#[from] r2d2::Error),
+    Db(#[from] crate::store::StoreError),
     /// A blocking task panicked or was cancelled.
     #[error("background task failed: {0}")]
     Join(#[from] tokio::task::JoinError),

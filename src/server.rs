@@ -98,7 +98,7 @@ pub async fn start(
         let _ = &stop;
         app2.flush().await;
         // a clean stop leaves everything in trex.db itself: a copy of a stopped data dir is whole
-        if let Err(e) = app2.store.run(|c| crate::store::checkpoint(c)).await {
+        if let Err(e) = app2.store.run(crate::store::checkpoint).await {
             tracing::warn!("WAL checkpoint at shutdown: {e}");
         }
     });

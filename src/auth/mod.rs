@@ -250,19 +250,15 @@ impl Authenticator {
     /// Polls `PRAGMA data_version` every `every` on a dedicated thread and empties the cache when
     /// another connection or process has committed. Stops when `stop` is cancelled.
     pub fn spawn_watcher(self: &Arc<Self>, every: Duration, stop: CancellationToken) -> Result<()> {
-        let conn = self.store.dedicated_connection()?;
+        let watch = self.store.data_version()?;
         let me = Arc::downgrade(self);
         std::thread::Builder::new()
             .name("trex-auth-watch".into())
             .spawn(move || {
-                let read = |c: &rusqlite::Connection| -> i64 {
-                    c.query_row("PRAGMA data_version", [], |r| r.get(0))
-                        .unwrap_or(-1)
-                };
-                let mut seen = read(&conn);
+                let mut seen = watch.current();
                 while !stop.is_cancelled() {
                     std::thread::sleep(every);
-                    let v = read(&conn);
+                    let v = watch.current();
                     if v != seen {
                         seen = v;
                         match me.upgrade() {

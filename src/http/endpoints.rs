@@ -19,7 +19,6 @@ use crate::app::App;
 use crate::auth::Principal;
 use crate::mcp::server::McpServer;
 use crate::servers::Catalogue;
-use crate::store::databases;
 use crate::tools::endpoint;
 
 /// The endpoint routes.
@@ -78,10 +77,7 @@ async fn resolve(
     id: &str,
     name: Option<&str>,
 ) -> Result<(String, Option<Arc<McpServer>>), Rejection> {
-    let key = id.to_string();
-    let db = app
-        .store
-        .run(move |c| databases::get(c, &key))
+    let db = crate::ops::databases::find(app, id)
         .await
         .map_err(|e| {
             tracing::error!("endpoint lookup failed: {e}");

@@ -217,7 +217,7 @@ pub fn ready(app: Arc<App>) -> BoxedFilter<(Response,)> {
         .and_then(move || {
             let app = app.clone();
             async move {
-                let v = app.store.run(|c| crate::store::schema::version(c)).await;
+                let v = app.store.schema_version().await;
                 let want = crate::store::schema::current_version();
                 let resp = match v {
                     Ok(v) if v == want => json_response(StatusCode::OK, &json!({"status": "ready", "schemaVersion": v})),

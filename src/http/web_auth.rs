@@ -1,12 +1,11 @@
 //! Web sign-in for the admin page: `POST {base}/api/auth/login` (email + password → an HttpOnly,
 //! SameSite=Strict session cookie valid 7 days), `POST {base}/api/auth/logout`, and
 //! `GET {base}/api/auth/session`. These are the `web` sessions the session tools list and revoke.
-//! Failed sign-ins are rate-limited per address, per account and per pair
-//! ([`crate::auth::limiter`]); every sign-in, failure and logout is audited (`via: web`, with
-//! the client address). Answers are JSON `{"error": ...}` on failure.
+//! The rules (rate limit, refusals, audit rows) are [`crate::ops::web`]'s; these routes parse
+//! the request, set the cookie and answer JSON, `{"error": ...}` on failure.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -19,14 +18,11 @@ use super::Response;
 use super::guard::{HostPolicy, check_origin};
 use super::rejection::json_response;
 use crate::app::App;
-use crate::auth::password;
-use crate::store::{users, web_sessions};
-use crate::util::{now_rfc3339, random_hex, rfc3339};
+use crate::ops::web::{Refused, SESSION_DAYS};
+use crate::util::now_rfc3339;
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "trex_session";
-/// Life of a web session.
-pub const SESSION_DAYS: i64 = 7;
 fn error(status: StatusCode, msg: &str) -> Response {
     json_response(status, &json!({"error": msg}))
 }
@@ -42,10 +38,6 @@ pub fn cookie_token(h: &HeaderMap) -> Option<String> {
                 (k == COOKIE && !val.is_empty()).then(|| val.to_string())
             })
         })
-}
-
-fn token_hash(t: &str) -> String {
-    crate::auth::keys::hash(t)
 }
 
 /// The `{base}/api/auth/...` routes.
@@ -130,98 +122,37 @@ async fn login(
             ));
         }
     };
-    if let Err(l) = app.login_limiter.begin(ip, &creds.email) {
-        tracing::warn!(remote = %ip, "sign-in refused: too many failures for this {}", l.by);
-        login_refused(&app, None, ip, &creds.email, "rate limited").await;
-        let mut r = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many failed sign-in attempts; try again later",
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(l.wait_secs));
-        return Ok(r);
-    }
-    let email = creds.email.clone();
-    let found = app
-        .store
-        .run(move |c| {
-            let u = users::get_by_email(c, &email)?;
-            let hash = match &u {
-                Some(u) => users::password_hash(c, &u.id)?,
-                None => None,
-            };
-            Ok((u, hash))
-        })
-        .await;
-    let (user, hash) = match found {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::error!("login lookup failed: {e}");
-            return Ok(error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal server error",
-            ));
-        }
-    };
-    // verify even for unknown users, so timing does not tell which emails exist
-    static DUMMY: LazyLock<String> =
-        LazyLock::new(|| password::hash("no such user").unwrap_or_default());
-    let pw = creds.password;
-    let phc = hash.clone().unwrap_or_else(|| DUMMY.clone());
-    let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &phc))
-        .await
-        .unwrap_or(false);
-    let uid = user.as_ref().map(|u| u.id.clone());
-    let Some(user) = user.filter(|u| ok && hash.is_some() && u.deleted_at.is_none()) else {
-        tracing::warn!(remote = %ip, "sign-in failed: wrong email or password");
-        login_refused(&app, uid, ip, &creds.email, "wrong email or password").await;
-        return Ok(error(StatusCode::UNAUTHORIZED, "Invalid email or password"));
-    };
-    if user.is_banned_now() {
-        tracing::warn!(remote = %ip, user = %user.email, "sign-in refused: banned");
-        login_refused(&app, uid, ip, &creds.email, "banned").await;
-        return Ok(error(StatusCode::FORBIDDEN, "This user is banned"));
-    }
-    app.login_limiter.succeeded(ip, &creds.email);
-    let token = random_hex(32);
-    let expires = rfc3339(chrono::Utc::now() + chrono::Duration::days(SESSION_DAYS));
     let ua = h
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().take(512).collect::<String>());
-    let (uid, th, exp, ipstr) = (
-        user.id.clone(),
-        token_hash(&token),
-        expires.clone(),
-        ip.to_string(),
-    );
-    if let Err(e) = app
-        .store
-        .run(move |c| web_sessions::insert(c, &uid, &th, Some(&ipstr), ua.as_deref(), &exp))
-        .await
-    {
-        tracing::error!("cannot store web session: {e}");
-        return Ok(error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Internal server error",
-        ));
-    }
-    web_audit(
-        &app,
-        Some(user.id.clone()),
-        ip,
-        "login",
-        &user.email,
-        "ok",
-        None,
-    )
-    .await;
+    let done = match crate::ops::web::sign_in(&app, &creds.email, creds.password, ip, ua).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(Refused::RateLimited { wait_secs })) => {
+            let mut r = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many failed sign-in attempts; try again later",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(wait_secs));
+            return Ok(r);
+        }
+        Ok(Err(Refused::BadCredentials)) => {
+            return Ok(error(StatusCode::UNAUTHORIZED, "Invalid email or password"));
+        }
+        Ok(Err(Refused::Banned)) => {
+            return Ok(error(StatusCode::FORBIDDEN, "This user is banned"));
+        }
+        Err(e) => return Ok(internal("sign-in", &e)),
+    };
+    let user = &done.user;
     let mut r = json_response(
         StatusCode::OK,
-        &json!({"user": {"id": user.id, "name": user.name, "email": user.email, "role": user.role}, "expiresAt": expires}),
+        &json!({"user": {"id": user.id, "name": user.name, "email": user.email, "role": user.role}, "expiresAt": done.expires_at}),
     );
     let cookie = format!(
-        "{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+        done.token,
         SESSION_DAYS * 86_400
     );
     r.headers_mut().insert(
@@ -231,36 +162,12 @@ async fn login(
     Ok(r)
 }
 
-/// Writes the audit row of a web sign-in or logout (`via: web`, with the client address).
-async fn web_audit(
-    app: &App,
-    user_id: Option<String>,
-    ip: IpAddr,
-    action: &str,
-    email: &str,
-    outcome: &'static str,
-    detail: Option<&str>,
-) {
-    let actor = crate::audit::Actor {
-        user_id,
-        key_id: None,
-        via: "web",
-        remote: Some(ip.to_string()),
-    };
-    let args = json!({"email": email});
-    let event = crate::audit::Event {
-        server: "web",
-        action,
-        arguments: &args,
-        outcome,
-        detail,
-    };
-    crate::audit::record(&app.store, app.config.audit, &actor, event).await;
-}
-
-/// The audit row of a refused sign-in.
-async fn login_refused(app: &App, uid: Option<String>, ip: IpAddr, email: &str, why: &str) {
-    web_audit(app, uid, ip, "login", email, "refused", Some(why)).await;
+/// A 500 whose detail goes to the log with a correlation id, never to the client.
+fn internal(what: &str, e: &crate::Error) -> Response {
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &crate::error::internal(what, e),
+    )
 }
 
 /// POST {base}/api/auth/logout
@@ -272,27 +179,9 @@ async fn logout(
 ) -> Result<Response, Rejection> {
     check_origin(&policy, &h)?;
     if let Some(t) = cookie_token(&h) {
-        let th = token_hash(&t);
-        let res = app
-            .store
-            .run(move |c| match web_sessions::find(c, &th)? {
-                Some((id, uid, _)) => {
-                    web_sessions::delete(c, &id)?;
-                    Ok(users::get(c, &uid)?.map(|u| (u.id, u.email)))
-                }
-                None => Ok(None),
-            })
-            .await;
-        if let Ok(Some((uid, email))) = &res {
-            let ip = remote.map(|r| r.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
-            web_audit(&app, Some(uid.clone()), ip, "logout", email, "ok", None).await;
-        }
-        if let Err(e) = res {
-            tracing::error!("logout failed: {e}");
-            return Ok(error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal server error",
-            ));
+        let ip = remote.map(|r| r.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        if let Err(e) = crate::ops::web::sign_out(&app, &t, ip).await {
+            return Ok(internal("sign-out", &e));
         }
     }
     let mut r = json_response(StatusCode::OK, &json!({"ok": true}));
@@ -314,30 +203,12 @@ async fn current(
     let Some(t) = cookie_token(&h) else {
         return Ok(error(StatusCode::UNAUTHORIZED, "Not signed in"));
     };
-    let th = token_hash(&t);
-    let found = app
-        .store
-        .run(move |c| {
-            let Some((id, uid, exp)) = web_sessions::find(c, &th)? else {
-                return Ok(None);
-            };
-            Ok(users::get(c, &uid)?.map(|u| (id, u, exp)))
-        })
-        .await;
-    match found {
-        Ok(Some((id, u, exp))) if u.deleted_at.is_none() && !u.is_banned_now() => {
-            Ok(json_response(
-                StatusCode::OK,
-                &json!({"sessionId": id, "user": {"id": u.id, "name": u.name, "email": u.email, "role": u.role}, "expiresAt": exp, "now": now_rfc3339()}),
-            ))
-        }
-        Ok(_) => Ok(error(StatusCode::UNAUTHORIZED, "Not signed in")),
-        Err(e) => {
-            tracing::error!("session lookup failed: {e}");
-            Ok(error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal server error",
-            ))
-        }
+    match crate::ops::web::current(&app, &t).await {
+        Ok(Some((id, u, exp))) => Ok(json_response(
+            StatusCode::OK,
+            &json!({"sessionId": id, "user": {"id": u.id, "name": u.name, "email": u.email, "role": u.role}, "expiresAt": exp, "now": now_rfc3339()}),
+        )),
+        Ok(None) => Ok(error(StatusCode::UNAUTHORIZED, "Not signed in")),
+        Err(e) => Ok(internal("session lookup", &e)),
     }
 }

@@ -185,57 +185,56 @@ async fn tools_call(
             ));
         }
     };
-    let principal = ctx.principal.clone();
+    let actor = crate::audit::Actor::of(&ctx.principal, &server.id);
     if !in_scope(server, &ctx, &tool) {
         let out = ToolOutput::Err(format!(
             "This API key's scopes do not allow the tool '{name}' (scopes `tools`/`readOnly`); a key that may: \
              `trex api-key create --user <admin email> --name <name> --tools '{name}'` or api-key-create with \
              {{\"scopes\": {{\"tools\": [\"{name}\"]}}}}"
         ));
-        write_audit(app, server, &principal, &name, &args, "refused", &out).await;
+        let kept = crate::audit::names_only(&args);
+        fallback_audit(app, &actor, &name, &kept, "refused", &out).await;
         return Ok(out.into_result());
     }
     let audited = (!tool.annotations.read_only).then(|| args.clone());
     let call = ToolCtx {
         app: app.clone(),
         call: ctx,
+        actor: actor.clone(),
     };
     let out = tool.call(call, args).await;
-    if let Some(arguments) = audited {
+    // the domain layer audits every operation it runs; a call that failed before reaching it
+    // (bad arguments) or a tool outside it (SQL execution) is audited here, never twice
+    if let Some(arguments) = audited
+        && !actor.recorded()
+    {
         let outcome = if out.is_error() { "error" } else { "ok" };
-        write_audit(app, server, &principal, &name, &arguments, outcome, &out).await;
+        fallback_audit(app, &actor, &name, &arguments, outcome, &out).await;
     }
     Ok(out.into_result())
 }
 
-/// Writes one audit row for a tool call (failures are logged, never fail the call).
-async fn write_audit(
+/// Writes the audit row of a tool call the domain layer did not record (failures are logged,
+/// never fail the call).
+async fn fallback_audit(
     app: &Arc<App>,
-    server: &McpServer,
-    principal: &crate::auth::Principal,
+    actor: &crate::audit::Actor,
     tool: &str,
     arguments: &Value,
     outcome: &'static str,
     out: &ToolOutput,
 ) {
-    let actor = crate::audit::Actor {
-        user_id: Some(principal.user_id.clone()),
-        key_id: (principal.via == crate::auth::Via::Key).then(|| principal.key_id.clone()),
-        via: principal.via.audit_name(),
-        remote: None,
-    };
     let detail = match out {
         ToolOutput::Err(m) => Some(m.as_str()),
         _ => None,
     };
     let event = crate::audit::Event {
-        server: &server.id,
         action: tool,
         arguments,
         outcome,
         detail,
     };
-    crate::audit::record(&app.store, app.config.audit, &actor, event).await;
+    crate::audit::record(&app.store, app.config.audit, actor, event).await;
 }
 
 fn prompts_get(server: &McpServer, params: &Value) -> Result<Value, RpcError> {

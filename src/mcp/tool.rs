@@ -19,11 +19,13 @@ use crate::error::Error;
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// What a tool hands to its handler: the application and the request's context.
+/// What a tool hands to its handler: the application, the request's context, and the caller
+/// as the domain layer takes it.
 #[derive(Clone)]
 pub struct ToolCtx {
     pub app: Arc<App>,
     pub call: Arc<CallContext>,
+    pub actor: crate::audit::Actor,
 }
 
 /// The behaviour hints of a tool (MCP `annotations`); they must tell the truth.

@@ -1,17 +1,121 @@
-//! Administrative operations shared by the MCP tools and the CLI: creating users and API keys
-//! with every rule checked in one place. Synchronous, over a `&Connection`; async callers run them
-//! through `Store::run`. One file per area as the domain layer grows ([`users`]).
+//! The domain layer: every administrative rule, once, for every front door. One file per area
+//! ([`users`], [`roles`], [`keys`], [`sessions`], [`sso`], [`apps`], [`databases`], [`audit`],
+//! [`secrets`] for the master key, [`web`] for sign-in). Each operation is an async function that takes the [`App`], the caller
+//! ([`Actor`]: user, key or web session, scopes, front door) and typed input, and does
+//! everything the operation implies: validation with the field named, the rule checks, the
+//! store writes in one transaction ([`Store::write`](crate::store::Store::write)), the audit
+//! row ([`audited`]), cache invalidation and ending sessions. MCP tools, the CLI and the web
+//! routes only translate arguments and results, so the same bad input gets the same error
+//! through each of them.
 
+pub mod apps;
+pub mod audit;
+pub mod databases;
+pub mod keys;
+pub mod roles;
+pub mod secrets;
+pub mod sessions;
+pub mod sso;
 pub mod users;
+pub mod web;
 
-use rusqlite::Connection;
+use std::future::Future;
 
-use crate::auth::keys;
-use crate::auth::scopes::Scopes;
+use serde_json::Value;
+
+use crate::app::App;
+pub use crate::audit::Actor;
+use crate::config::AuditConfig;
 use crate::error::{Error, Result};
-use crate::store::api_keys;
-use crate::store::users as user_rows;
-use crate::util::{parse_rfc3339, rfc3339};
+use crate::store::{Page, Paged, Store};
+use crate::util::{decode_cursor, encode_cursor, parse_rfc3339, rfc3339};
+
+/// Default page size of list operations.
+pub const DEFAULT_LIMIT: u32 = 100;
+/// Largest page size of list operations.
+pub const MAX_LIMIT: u32 = 1000;
+
+/// Bad input for `field`: "`field` why" (the MCP tools prefix "Invalid arguments: ").
+pub fn invalid(field: &str, why: impl std::fmt::Display) -> Error {
+    Error::Invalid(format!("`{field}` {why}"))
+}
+
+/// Runs one operation of `actor` and writes its audit row (`action`, the arguments, `ok` or
+/// `error` with the error's text), whatever the outcome. Every mutating operation of the
+/// domain layer goes through here, so every front door's changes are audited alike.
+pub async fn audited<T>(
+    app: &App,
+    actor: &Actor,
+    action: &str,
+    arguments: Value,
+    op: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    audited_in(&app.store, app.config.audit, actor, action, arguments, op).await
+}
+
+/// [`audited`] on a bare store, for the operations that run before an [`App`] can be opened
+/// (`trex master-key reset`, when the old key is lost).
+pub async fn audited_in<T>(
+    store: &Store,
+    retention: AuditConfig,
+    actor: &Actor,
+    action: &str,
+    arguments: Value,
+    op: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    let r = op.await;
+    let detail = r.as_ref().err().map(|e| {
+        if e.is_internal() {
+            "internal error".to_string()
+        } else {
+            e.to_string()
+        }
+    });
+    let event = crate::audit::Event {
+        action,
+        arguments: &arguments,
+        outcome: if r.is_ok() { "ok" } else { "error" },
+        detail: detail.as_deref(),
+    };
+    crate::audit::record(store, retention, actor, event).await;
+    r
+}
+
+/// Checks the pagination input every list operation takes (`limit` 1–1000, default 100; an
+/// opaque `cursor` from a previous page); messages name the field.
+pub fn page(limit: Option<u32>, cursor: Option<&str>) -> Result<Page> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(invalid(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let after = match cursor {
+        None => None,
+        Some(c) => Some(
+            decode_cursor(c)
+                .ok_or_else(|| invalid("cursor", "is not a cursor returned by this tool"))?,
+        ),
+    };
+    Ok(Page {
+        limit: limit as usize,
+        after,
+    })
+}
+
+/// The opaque `nextCursor` of a store page (absent on the last page).
+pub fn next_cursor<T>(p: &Paged<T>) -> Option<String> {
+    p.next.as_ref().map(|(c, i)| encode_cursor(c, i))
+}
+
+/// Checks an optional text argument's length (`search`, ...).
+pub fn at_most(field: &str, v: Option<&str>, max: usize) -> Result<()> {
+    if v.is_some_and(|s| s.chars().count() > max) {
+        return Err(invalid(field, format!("must be at most {max} characters")));
+    }
+    Ok(())
+}
 
 /// Email of the admin created on first start.
 pub const FIRST_ADMIN_EMAIL: &str = "admin@trex.local";
@@ -88,111 +192,6 @@ pub fn parse_expiry_as(field: &str, expires: Option<&str>) -> Result<Option<Stri
         return Err(Error::Invalid(format!("{field} must be in the future")));
     }
     Ok(Some(rfc3339(t)))
-}
-
-/// Creates a user (password already hashed, or none for SSO-only users).
-pub fn create_user(
-    conn: &Connection,
-    name: &str,
-    email: &str,
-    role: &str,
-    password_hash: Option<String>,
-) -> Result<user_rows::User> {
-    validate_name("name", name)?;
-    validate_email(email)?;
-    if role != "admin" && role != "user" {
-        return Err(Error::Invalid(format!(
-            "`role` must be admin or user, not {role:?}"
-        )));
-    }
-    user_rows::insert(
-        conn,
-        &user_rows::NewUser {
-            name: name.trim().to_string(),
-            email: email.trim().to_string(),
-            role: role.to_string(),
-            password_hash,
-        },
-    )
-}
-
-/// Mints a key for an active admin user.
-pub fn create_api_key(
-    conn: &Connection,
-    user_id: &str,
-    name: &str,
-    expires_at: Option<&str>,
-    scopes: Option<&Scopes>,
-) -> Result<MintedKey> {
-    validate_name("name", name)?;
-    if let Some(s) = scopes {
-        s.validate()?;
-    }
-    let expires_at = parse_expiry(expires_at)?;
-    let user =
-        user_rows::get(conn, user_id)?.ok_or_else(|| Error::NotFound("User not found".into()))?;
-    if user.role != "admin" {
-        return Err(Error::Conflict(
-            "API keys can only be created for admin users".into(),
-        ));
-    }
-    if user.deleted_at.is_some() {
-        return Err(Error::Conflict(
-            "API keys cannot be created for a deleted user".into(),
-        ));
-    }
-    if user.is_banned_now() {
-        return Err(Error::Conflict(
-            "API keys cannot be created for a banned user".into(),
-        ));
-    }
-    let key = keys::generate();
-    let id = api_keys::insert(
-        conn,
-        &user.id,
-        name.trim(),
-        &keys::hash(&key),
-        &keys::prefix(&key),
-        expires_at.as_deref(),
-        scopes
-            .map(|s| serde_json::to_string(s).expect("json"))
-            .as_deref(),
-    )?;
-    Ok(MintedKey {
-        id,
-        key,
-        expires_at,
-    })
-}
-
-/// On an empty store, in one transaction: creates an admin and a key named `key_name` for it.
-/// `None` when the store already has users.
-pub fn bootstrap_admin(
-    conn: &mut Connection,
-    name: &str,
-    email: &str,
-    password_hash: Option<String>,
-    key_name: &str,
-) -> Result<Option<(user_rows::User, MintedKey)>> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    if user_rows::count(&tx)? > 0 {
-        return Ok(None);
-    }
-    let user = create_user(&tx, name, email, "admin", password_hash)?;
-    let key = create_api_key(&tx, &user.id, key_name, None, None)?;
-    tx.commit()?;
-    Ok(Some((user, key)))
-}
-
-/// The first start of `trex serve` on an empty store: the default admin and its key.
-pub fn first_start(conn: &mut Connection) -> Result<Option<(user_rows::User, MintedKey)>> {
-    bootstrap_admin(
-        conn,
-        "Administrator",
-        FIRST_ADMIN_EMAIL,
-        None,
-        "first-start",
-    )
 }
 
 /// A ready-to-paste Claude Desktop / Claude Code client configuration (seed 000's block).

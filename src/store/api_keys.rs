@@ -1,10 +1,10 @@
 //! API keys: only the SHA-256 hash and a 13-character prefix of a key are stored.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, Row, params};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::{Page, Paged};
+use super::{Conn, Page, Paged};
 use crate::error::Result;
 use crate::util::now_rfc3339;
 
@@ -52,7 +52,7 @@ const SELECT: &str =
 
 /// Stores a new key by hash and prefix; returns its id.
 pub fn insert(
-    conn: &Connection,
+    conn: &Conn<'_>,
     user_id: &str,
     name: &str,
     key_hash: &str,
@@ -61,7 +61,7 @@ pub fn insert(
     scopes: Option<&str>,
 ) -> Result<String> {
     let id = uuid::Uuid::new_v4().to_string();
-    conn.execute(
+    conn.db().execute(
         "INSERT INTO api_keys (id, name, key_hash, key_prefix, user_id, expires_at, scopes, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![id, name, key_hash, key_prefix, user_id, expires_at, scopes, now_rfc3339()],
@@ -70,23 +70,24 @@ pub fn insert(
 }
 
 /// One key by id.
-pub fn get(conn: &Connection, id: &str) -> Result<Option<ApiKey>> {
+pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<ApiKey>> {
     let sql = format!("{SELECT} WHERE k.id = ?1");
     Ok(conn
+        .db()
         .prepare_cached(&sql)?
         .query_row([id], from_row)
         .optional()?)
 }
 
 /// Keys of every user, newest first.
-pub fn list(conn: &Connection, user_id: Option<&str>, page: &Page) -> Result<Paged<ApiKey>> {
+pub fn list(conn: &Conn<'_>, user_id: Option<&str>, page: &Page) -> Result<Paged<ApiKey>> {
     let sql = format!(
         "{SELECT} WHERE (?1 IS NULL OR k.user_id = ?1)
            AND (?2 IS NULL OR (k.created_at, k.id) < (?2, ?3))
          ORDER BY k.created_at DESC, k.id DESC LIMIT ?4"
     );
     let (ac, ai) = page.after.clone().unzip();
-    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut stmt = conn.db().prepare_cached(&sql)?;
     let rows = stmt
         .query_map(params![user_id, ac, ai, (page.limit + 1) as i64], from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -96,8 +97,8 @@ pub fn list(conn: &Connection, user_id: Option<&str>, page: &Page) -> Result<Pag
 }
 
 /// Ids of the keys not revoked whose display prefix is `prefix` (a prefix is not unique).
-pub fn ids_by_prefix(conn: &Connection, prefix: &str) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare_cached(
+pub fn ids_by_prefix(conn: &Conn<'_>, prefix: &str) -> Result<Vec<String>> {
+    let mut stmt = conn.db().prepare_cached(
         "SELECT id FROM api_keys WHERE key_prefix = ?1 AND revoked_at IS NULL ORDER BY created_at",
     )?;
     let rows = stmt
@@ -107,8 +108,8 @@ pub fn ids_by_prefix(conn: &Connection, prefix: &str) -> Result<Vec<String>> {
 }
 
 /// Number of keys that can still be used (not revoked).
-pub fn count_active(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row(
+pub fn count_active(conn: &Conn<'_>) -> Result<i64> {
+    Ok(conn.db().query_row(
         "SELECT count(*) FROM api_keys WHERE revoked_at IS NULL",
         [],
         |r| r.get(0),
@@ -116,11 +117,11 @@ pub fn count_active(conn: &Connection) -> Result<i64> {
 }
 
 /// Marks a key revoked; returns it as it was, or `None` when unknown or already revoked.
-pub fn revoke(conn: &Connection, id: &str) -> Result<Option<ApiKey>> {
+pub fn revoke(conn: &Conn<'_>, id: &str) -> Result<Option<ApiKey>> {
     let Some(key) = get(conn, id)? else {
         return Ok(None);
     };
-    let n = conn.execute(
+    let n = conn.db().execute(
         "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
         params![id, now_rfc3339()],
     )?;
@@ -145,8 +146,8 @@ pub struct KeyOwner {
 }
 
 /// Looks a key up by hash (one indexed read; no write).
-pub fn lookup(conn: &Connection, key_hash: &str) -> Result<Option<KeyOwner>> {
-    let mut stmt = conn.prepare_cached(
+pub fn lookup(conn: &Conn<'_>, key_hash: &str) -> Result<Option<KeyOwner>> {
+    let mut stmt = conn.db().prepare_cached(
         "SELECT k.id, k.name, u.id, u.name, u.email, u.role, u.banned, u.ban_expires, u.deleted_at,
                 k.expires_at, k.revoked_at, k.scopes
          FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = ?1",
@@ -171,11 +172,10 @@ pub fn lookup(conn: &Connection, key_hash: &str) -> Result<Option<KeyOwner>> {
         .optional()?)
 }
 
-/// Writes batched `last_used_at` values in one transaction.
-pub fn touch(conn: &mut Connection, used: &[(String, String)]) -> Result<()> {
-    let tx = conn.transaction()?;
+/// Writes batched `last_used_at` values (callers run it in one [`Store::write`](super::Store::write)).
+pub fn touch(conn: &Conn<'_>, used: &[(String, String)]) -> Result<()> {
     {
-        let mut stmt = tx.prepare_cached(
+        let mut stmt = conn.db().prepare_cached(
             "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1
                AND (last_used_at IS NULL OR last_used_at < ?2)",
         )?;
@@ -183,6 +183,5 @@ pub fn touch(conn: &mut Connection, used: &[(String, String)]) -> Result<()> {
             stmt.execute(params![id, at])?;
         }
     }
-    tx.commit()?;
     Ok(())
 }

@@ -1,10 +1,10 @@
 //! OAuth/OIDC client applications. The client secret column holds a sealed value.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, Row, params};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::{Page, Paged};
+use super::{Conn, Page, Paged};
 use crate::error::{Error, Result};
 use crate::util::now_rfc3339;
 
@@ -53,17 +53,19 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<OauthApp> {
 const COLUMNS: &str = "id, name, icon, metadata, client_id, redirect_urls, type, disabled, user_id, created_at, updated_at";
 
 /// One application.
-pub fn get(conn: &Connection, id: &str) -> Result<Option<OauthApp>> {
+pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<OauthApp>> {
     Ok(conn
+        .db()
         .prepare_cached(&format!("SELECT {COLUMNS} FROM oauth_apps WHERE id = ?1"))?
         .query_row([id], from_row)
         .optional()?)
 }
 
 /// Applications, newest first.
-pub fn list(conn: &Connection, page: &Page) -> Result<Paged<OauthApp>> {
+pub fn list(conn: &Conn<'_>, page: &Page) -> Result<Paged<OauthApp>> {
     let (ac, ai) = page.after.clone().unzip();
     let rows = conn
+        .db()
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM oauth_apps WHERE (?1 IS NULL OR (created_at, id) < (?1, ?2))
              ORDER BY created_at DESC, id DESC LIMIT ?3"
@@ -89,9 +91,9 @@ pub struct NewApp<'a> {
 }
 
 /// Creates an application.
-pub fn insert(conn: &Connection, a: &NewApp<'_>) -> Result<OauthApp> {
+pub fn insert(conn: &Conn<'_>, a: &NewApp<'_>) -> Result<OauthApp> {
     let now = now_rfc3339();
-    conn.execute(
+    conn.db().execute(
         "INSERT INTO oauth_apps (id, name, icon, metadata, client_id, client_secret, redirect_urls, type,
                                  disabled, user_id, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?10)",
@@ -123,11 +125,11 @@ pub struct AppChanges<'a> {
 }
 
 /// Updates an application; `None` when it does not exist.
-pub fn update(conn: &Connection, id: &str, c: &AppChanges<'_>) -> Result<Option<OauthApp>> {
+pub fn update(conn: &Conn<'_>, id: &str, c: &AppChanges<'_>) -> Result<Option<OauthApp>> {
     let urls = c
         .redirect_urls
         .map(|u| serde_json::to_string(u).expect("json"));
-    conn.execute(
+    conn.db().execute(
         "UPDATE oauth_apps SET name = COALESCE(?2, name), icon = COALESCE(?3, icon),
                 metadata = COALESCE(?4, metadata), redirect_urls = COALESCE(?5, redirect_urls),
                 type = COALESCE(?6, type), disabled = COALESCE(?7, disabled), updated_at = ?8
@@ -148,20 +150,21 @@ pub fn update(conn: &Connection, id: &str, c: &AppChanges<'_>) -> Result<Option<
 
 /// Deletes an application with its tokens and consents (FK cascade); returns it as it was and
 /// how many tokens and consents went with it.
-pub fn delete(conn: &Connection, id: &str) -> Result<Option<(OauthApp, i64, i64)>> {
+pub fn delete(conn: &Conn<'_>, id: &str) -> Result<Option<(OauthApp, i64, i64)>> {
     let Some(app) = get(conn, id)? else {
         return Ok(None);
     };
-    let tokens: i64 = conn.query_row(
+    let tokens: i64 = conn.db().query_row(
         "SELECT count(*) FROM oauth_tokens WHERE app_id = ?1",
         [id],
         |r| r.get(0),
     )?;
-    let consents: i64 = conn.query_row(
+    let consents: i64 = conn.db().query_row(
         "SELECT count(*) FROM oauth_consents WHERE app_id = ?1",
         [id],
         |r| r.get(0),
     )?;
-    conn.execute("DELETE FROM oauth_apps WHERE id = ?1", [id])?;
+    conn.db()
+        .execute("DELETE FROM oauth_apps WHERE id = ?1", [id])?;
     Ok(Some((app, tokens, consents)))
 }

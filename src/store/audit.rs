@@ -1,7 +1,8 @@
 //! The audit log: one row per mutating call (tool, CLI command or web sign-in), allowed or
 //! refused, with retention by row count on each write and by age in [`prune`].
 
-use rusqlite::{Connection, params};
+use super::Conn;
+use rusqlite::params;
 
 use crate::error::Result;
 use crate::util::now_rfc3339;
@@ -25,8 +26,8 @@ pub struct AuditEntry {
 }
 
 /// Appends an entry, then drops the oldest rows past `max_rows` (0 = no cap).
-pub fn insert(conn: &Connection, e: &AuditEntry, max_rows: u64) -> Result<()> {
-    conn.prepare_cached(
+pub fn insert(conn: &Conn<'_>, e: &AuditEntry, max_rows: u64) -> Result<()> {
+    conn.db().prepare_cached(
         "INSERT INTO audit_log (at, user_id, key_id, via, remote, server, tool, arguments, outcome, detail)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
@@ -43,26 +44,31 @@ pub fn insert(conn: &Connection, e: &AuditEntry, max_rows: u64) -> Result<()> {
         e.detail
     ])?;
     if max_rows > 0 {
-        let last = conn.last_insert_rowid();
-        conn.prepare_cached("DELETE FROM audit_log WHERE id <= ?1")?
+        let last = conn.db().last_insert_rowid();
+        conn.db()
+            .prepare_cached("DELETE FROM audit_log WHERE id <= ?1")?
             .execute([last - max_rows as i64])?;
     }
     Ok(())
 }
 
 /// Drops rows older than `before` (RFC 3339); returns how many.
-pub fn prune(conn: &Connection, before: &str) -> Result<usize> {
-    Ok(conn.execute("DELETE FROM audit_log WHERE at < ?1", [before])?)
+pub fn prune(conn: &Conn<'_>, before: &str) -> Result<usize> {
+    Ok(conn
+        .db()
+        .execute("DELETE FROM audit_log WHERE at < ?1", [before])?)
 }
 
 /// Number of rows.
-pub fn count(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))?)
+pub fn count(conn: &Conn<'_>) -> Result<i64> {
+    Ok(conn
+        .db()
+        .query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))?)
 }
 
 /// Number of entries for a tool (used by tests and status).
-pub fn count_for_tool(conn: &Connection, tool: &str) -> Result<i64> {
-    Ok(conn.query_row(
+pub fn count_for_tool(conn: &Conn<'_>, tool: &str) -> Result<i64> {
+    Ok(conn.db().query_row(
         "SELECT count(*) FROM audit_log WHERE tool = ?1",
         [tool],
         |r| r.get(0),
@@ -100,12 +106,12 @@ pub struct AuditFilter<'a> {
 
 /// Audit rows newest first, optionally filtered; paged by id (`before` = last id seen).
 pub fn list(
-    conn: &Connection,
+    conn: &Conn<'_>,
     filter: &AuditFilter<'_>,
     before: Option<i64>,
     limit: usize,
 ) -> Result<(Vec<AuditRow>, Option<i64>)> {
-    let mut rows = conn
+    let mut rows = conn.db()
         .prepare_cached(
             "SELECT id, at, user_id, key_id, via, remote, server, tool, arguments, outcome, detail FROM audit_log
              WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR tool = ?2) AND (?3 IS NULL OR at >= ?3)

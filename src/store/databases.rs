@@ -1,12 +1,12 @@
 //! External databases and their credentials. Passwords are stored sealed; this module never sees
 //! clear text, and listings never include a password.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, Row, params};
 use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::users::like_contains;
-use super::{Page, Paged};
+use super::{Conn, Page, Paged};
 use crate::error::{Error, Result};
 use crate::util::now_rfc3339;
 
@@ -45,8 +45,9 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Database> {
 }
 
 /// One database.
-pub fn get(conn: &Connection, id: &str) -> Result<Option<Database>> {
+pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<Database>> {
     Ok(conn
+        .db()
         .prepare_cached(&format!("SELECT {COLUMNS} FROM databases WHERE id = ?1"))?
         .query_row([id], from_row)
         .optional()?)
@@ -54,7 +55,7 @@ pub fn get(conn: &Connection, id: &str) -> Result<Option<Database>> {
 
 /// Databases newest first; `search` matches id, host, name or description literally.
 pub fn list(
-    conn: &Connection,
+    conn: &Conn<'_>,
     search: Option<&str>,
     only: Option<&[String]>,
     page: &Page,
@@ -62,6 +63,7 @@ pub fn list(
     let (ac, ai) = page.after.clone().unzip();
     let only = only.map(|ids| serde_json::to_string(ids).expect("json"));
     let rows = conn
+        .db()
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM databases
              WHERE (?1 IS NULL OR id LIKE ?1 ESCAPE '\\' OR host LIKE ?1 ESCAPE '\\'
@@ -87,8 +89,9 @@ pub fn list(
 }
 
 /// Every registered database, by id.
-pub fn all(conn: &Connection) -> Result<Vec<Database>> {
+pub fn all(conn: &Conn<'_>) -> Result<Vec<Database>> {
     let rows = conn
+        .db()
         .prepare_cached(&format!("SELECT {COLUMNS} FROM databases ORDER BY id"))?
         .query_map([], from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -96,8 +99,9 @@ pub fn all(conn: &Connection) -> Result<Vec<Database>> {
 }
 
 /// The database a credential belongs to.
-pub fn credential_database(conn: &Connection, credential_id: &str) -> Result<Option<String>> {
+pub fn credential_database(conn: &Conn<'_>, credential_id: &str) -> Result<Option<String>> {
     Ok(conn
+        .db()
         .query_row(
             "SELECT database_id FROM database_credentials WHERE id = ?1",
             [credential_id],
@@ -107,8 +111,9 @@ pub fn credential_database(conn: &Connection, credential_id: &str) -> Result<Opt
 }
 
 /// Enabled sqlite databases (for attaching to the trexdb engine).
-pub fn enabled_sqlite(conn: &Connection) -> Result<Vec<Database>> {
+pub fn enabled_sqlite(conn: &Conn<'_>) -> Result<Vec<Database>> {
     let rows = conn
+        .db()
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM databases WHERE dialect = 'sqlite' AND enabled = 1 ORDER BY id"
         ))?
@@ -118,9 +123,9 @@ pub fn enabled_sqlite(conn: &Connection) -> Result<Vec<Database>> {
 }
 
 /// Inserts a database; a taken id is a conflict.
-pub fn insert(conn: &Connection, d: &Database) -> Result<Database> {
+pub fn insert(conn: &Conn<'_>, d: &Database) -> Result<Database> {
     let now = now_rfc3339();
-    let res = conn.execute(
+    let res = conn.db().execute(
         "INSERT INTO databases (id, host, port, database_name, dialect, description, enabled, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
         params![d.id, d.host, d.port, d.database_name, d.dialect, d.description, d.enabled, now],
@@ -142,8 +147,8 @@ pub fn insert(conn: &Connection, d: &Database) -> Result<Database> {
 }
 
 /// Replaces the editable fields of a database.
-pub fn update(conn: &Connection, d: &Database) -> Result<Option<Database>> {
-    conn.execute(
+pub fn update(conn: &Conn<'_>, d: &Database) -> Result<Option<Database>> {
+    conn.db().execute(
         "UPDATE databases SET host = ?2, port = ?3, database_name = ?4, dialect = ?5, description = ?6,
                 enabled = ?7, updated_at = ?8 WHERE id = ?1",
         params![d.id, d.host, d.port, d.database_name, d.dialect, d.description, d.enabled, now_rfc3339()],
@@ -152,8 +157,11 @@ pub fn update(conn: &Connection, d: &Database) -> Result<Option<Database>> {
 }
 
 /// Deletes a database (its credentials go with it); true when it existed.
-pub fn delete(conn: &Connection, id: &str) -> Result<bool> {
-    Ok(conn.execute("DELETE FROM databases WHERE id = ?1", [id])? == 1)
+pub fn delete(conn: &Conn<'_>, id: &str) -> Result<bool> {
+    Ok(conn
+        .db()
+        .execute("DELETE FROM databases WHERE id = ?1", [id])?
+        == 1)
 }
 
 /// A credential as listed: never the password.
@@ -172,7 +180,7 @@ pub struct Credential {
 /// Saves (upserts on database + username) a credential with a sealed password; returns it and
 /// whether it was created.
 pub fn save_credential(
-    conn: &Connection,
+    conn: &Conn<'_>,
     database_id: &str,
     username: &str,
     sealed_password: &str,
@@ -181,6 +189,7 @@ pub fn save_credential(
 ) -> Result<(Credential, bool)> {
     let now = now_rfc3339();
     let existing: Option<String> = conn
+        .db()
         .query_row(
             "SELECT id FROM database_credentials WHERE database_id = ?1 AND username = ?2",
             params![database_id, username],
@@ -190,7 +199,7 @@ pub fn save_credential(
     let id = existing
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    conn.execute(
+    conn.db().execute(
         "INSERT INTO database_credentials (id, database_id, username, password, user_scope, service_scope, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
          ON CONFLICT (database_id, username) DO UPDATE SET password = excluded.password,
@@ -205,8 +214,9 @@ pub fn save_credential(
 }
 
 /// Credentials of a database, oldest first.
-pub fn credentials(conn: &Connection, database_id: &str) -> Result<Vec<Credential>> {
+pub fn credentials(conn: &Conn<'_>, database_id: &str) -> Result<Vec<Credential>> {
     let rows = conn
+        .db()
         .prepare_cached(
             "SELECT id, database_id, username, user_scope, service_scope, created_at, updated_at
              FROM database_credentials WHERE database_id = ?1 ORDER BY created_at, id",
@@ -228,10 +238,11 @@ pub fn credentials(conn: &Connection, database_id: &str) -> Result<Vec<Credentia
 
 /// The first credential of a database with its sealed password: `(id, username, sealed)`.
 pub fn first_secret(
-    conn: &Connection,
+    conn: &Conn<'_>,
     database_id: &str,
 ) -> Result<Option<(String, String, String)>> {
     Ok(conn
+        .db()
         .prepare_cached(
             "SELECT id, username, password FROM database_credentials WHERE database_id = ?1
              ORDER BY created_at, id LIMIT 1",
@@ -241,14 +252,17 @@ pub fn first_secret(
 }
 
 /// Deletes every credential of a database; returns how many.
-pub fn delete_credentials(conn: &Connection, database_id: &str) -> Result<usize> {
-    Ok(conn.execute(
+pub fn delete_credentials(conn: &Conn<'_>, database_id: &str) -> Result<usize> {
+    Ok(conn.db().execute(
         "DELETE FROM database_credentials WHERE database_id = ?1",
         [database_id],
     )?)
 }
 
 /// Deletes a credential; true when it existed.
-pub fn delete_credential(conn: &Connection, id: &str) -> Result<bool> {
-    Ok(conn.execute("DELETE FROM database_credentials WHERE id = ?1", [id])? == 1)
+pub fn delete_credential(conn: &Conn<'_>, id: &str) -> Result<bool> {
+    Ok(conn
+        .db()
+        .execute("DELETE FROM database_credentials WHERE id = ?1", [id])?
+        == 1)
 }

@@ -2,7 +2,8 @@
 //! progress, finish, cancel, and recover jobs whose lease ran out. Times of leases are ms since
 //! the epoch, so comparisons are plain integers.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use super::Conn;
+use rusqlite::{OptionalExtension, Row, params};
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -65,7 +66,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
 
 /// Adds a queued job; returns its id.
 pub fn enqueue(
-    conn: &Connection,
+    conn: &Conn<'_>,
     kind: &str,
     payload: &str,
     max_attempts: u32,
@@ -73,18 +74,19 @@ pub fn enqueue(
 ) -> Result<String> {
     let id = uuid::Uuid::new_v4().to_string();
     let now = now_rfc3339();
-    conn.prepare_cached(
-        "INSERT INTO jobs (id, kind, payload, max_attempts, created_by, created_at, updated_at)
+    conn.db()
+        .prepare_cached(
+            "INSERT INTO jobs (id, kind, payload, max_attempts, created_by, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-    )?
-    .execute(params![
-        id,
-        kind,
-        payload,
-        max_attempts.max(1),
-        created_by,
-        now
-    ])?;
+        )?
+        .execute(params![
+            id,
+            kind,
+            payload,
+            max_attempts.max(1),
+            created_by,
+            now
+        ])?;
     Ok(id)
 }
 
@@ -100,14 +102,14 @@ pub struct Claimed {
 /// Claims the oldest queued job of one of `kinds` for `owner` until `lease_until` (ms), in one
 /// statement, so two runtimes on one store can never claim the same job.
 pub fn claim(
-    conn: &Connection,
+    conn: &Conn<'_>,
     owner: &str,
     kinds: &[String],
     now_ms: i64,
     lease_until: i64,
 ) -> Result<Option<Claimed>> {
     let kinds = serde_json::to_string(kinds).expect("json");
-    Ok(conn
+    Ok(conn.db()
         .prepare_cached(
             "UPDATE jobs SET state = 'running', lease_owner = ?1, lease_until = ?2, heartbeat_at = ?3,
                     attempts = attempts + 1, started_at = coalesce(started_at, ?4), updated_at = ?4
@@ -134,13 +136,14 @@ pub fn claim(
 /// Renews the lease of a running job held by `owner`; returns whether cancellation was asked
 /// for, or `None` when the job is no longer this owner's (recovered by someone else).
 pub fn renew(
-    conn: &Connection,
+    conn: &Conn<'_>,
     id: &str,
     owner: &str,
     now_ms: i64,
     lease_until: i64,
 ) -> Result<Option<bool>> {
     Ok(conn
+        .db()
         .prepare_cached(
             "UPDATE jobs SET lease_until = ?3, heartbeat_at = ?4
              WHERE id = ?1 AND lease_owner = ?2 AND state = 'running'
@@ -152,13 +155,13 @@ pub fn renew(
 
 /// Records progress of a running job.
 pub fn set_progress(
-    conn: &Connection,
+    conn: &Conn<'_>,
     id: &str,
     progress: f64,
     total: Option<f64>,
     message: Option<&str>,
 ) -> Result<()> {
-    conn.prepare_cached(
+    conn.db().prepare_cached(
         "UPDATE jobs SET progress = ?2, progress_total = ?3, progress_message = ?4, updated_at = ?5
          WHERE id = ?1 AND state = 'running'",
     )?
@@ -169,7 +172,7 @@ pub fn set_progress(
 /// Ends a running job held by `owner` in `state` (`succeeded`, `failed`, `cancelled`, or
 /// `queued` to run it again); false when it was no longer this owner's.
 pub fn finish(
-    conn: &Connection,
+    conn: &Conn<'_>,
     id: &str,
     owner: &str,
     state: &str,
@@ -178,7 +181,7 @@ pub fn finish(
 ) -> Result<bool> {
     let now = now_rfc3339();
     let finished = (state != "queued").then_some(now.as_str());
-    Ok(conn
+    Ok(conn.db()
         .prepare_cached(
             "UPDATE jobs SET state = ?3, result = ?4, error = ?5, lease_owner = NULL, lease_until = NULL,
                     finished_at = ?6, updated_at = ?7
@@ -190,19 +193,20 @@ pub fn finish(
 
 /// Asks a job to stop: a queued one is cancelled at once, a running one at its next safe point.
 /// Returns the job's state after the request, or `None` for an unknown job.
-pub fn request_cancel(conn: &Connection, id: &str) -> Result<Option<String>> {
+pub fn request_cancel(conn: &Conn<'_>, id: &str) -> Result<Option<String>> {
     let now = now_rfc3339();
-    conn.prepare_cached(
+    conn.db().prepare_cached(
         "UPDATE jobs SET state = 'cancelled', error = 'cancelled before it started', finished_at = ?2,
                 updated_at = ?2
          WHERE id = ?1 AND state = 'queued'",
     )?
     .execute(params![id, now])?;
-    conn.prepare_cached(
+    conn.db().prepare_cached(
         "UPDATE jobs SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1 AND state = 'running'",
     )?
     .execute(params![id, now])?;
     Ok(conn
+        .db()
         .query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
         .optional()?)
 }
@@ -210,10 +214,10 @@ pub fn request_cancel(conn: &Connection, id: &str) -> Result<Option<String>> {
 /// Recovers running jobs whose lease ran out before `now_ms` (their worker's process died):
 /// queued again while attempts remain and the kind may be retried, else failed with a reason
 /// that says so. Returns how many.
-pub fn recover(conn: &Connection, now_ms: i64, retryable: &[String]) -> Result<usize> {
+pub fn recover(conn: &Conn<'_>, now_ms: i64, retryable: &[String]) -> Result<usize> {
     let retryable = serde_json::to_string(retryable).expect("json");
     let now = now_rfc3339();
-    Ok(conn
+    Ok(conn.db()
         .prepare_cached(
             "UPDATE jobs SET
                 state = CASE WHEN attempts < max_attempts
@@ -228,17 +232,20 @@ pub fn recover(conn: &Connection, now_ms: i64, retryable: &[String]) -> Result<u
 }
 
 /// One job by id.
-pub fn get(conn: &Connection, id: &str) -> Result<Option<Job>> {
+pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<Job>> {
     let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1");
     Ok(conn
+        .db()
         .prepare_cached(&sql)?
         .query_row([id], from_row)
         .optional()?)
 }
 
 /// Jobs per state (for status and metrics).
-pub fn counts(conn: &Connection) -> Result<Vec<(String, i64)>> {
-    let mut stmt = conn.prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state")?;
+pub fn counts(conn: &Conn<'_>) -> Result<Vec<(String, i64)>> {
+    let mut stmt = conn
+        .db()
+        .prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state")?;
     let rows = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -1,8 +1,12 @@
 //! The control store `trex.db`: an r2d2 pool of SQLite connections with the pragmas every
 //! connection needs, the schema bootstrap, and one file per table group. All control-store SQL
-//! lives under this module, behind typed functions taking a `&Connection`; nothing else in the
-//! crate writes SQL for `trex.db`. Async callers go through [`Store::run`], which moves the work
-//! to the blocking pool so no pooled connection is ever held across an `.await`.
+//! lives under this module, behind typed functions taking a [`Conn`]; nothing else in the crate
+//! writes SQL for `trex.db`, and nothing this module exposes names a `rusqlite` type ([`Conn`],
+//! [`StoreError`] and [`DataVersion`] are opaque), so a PostgreSQL control store can later sit
+//! behind the same functions (DESIGN.md §10). Async callers go through [`Store::run`] (one
+//! statement or a few reads) and [`Store::write`] (several writes in one `BEGIN IMMEDIATE`
+//! transaction), which move the work to the blocking pool so no pooled connection is ever held
+//! across an `.await`.
 
 pub mod api_keys;
 pub mod apps;
@@ -22,9 +26,39 @@ use std::time::Duration;
 
 use r2d2::Pool;
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 use crate::error::{Error, Result};
+
+/// A connection of the control store, as every store function takes it: inside
+/// [`Store::write`] it is the open transaction. Opaque outside this module.
+pub struct Conn<'a>(&'a Connection);
+
+impl<'a> Conn<'a> {
+    /// The SQLite connection underneath (store functions only).
+    pub(in crate::store) fn db(&self) -> &'a Connection {
+        self.0
+    }
+}
+
+/// A failure of the control store itself (its file, a statement, the pool), as opposed to the
+/// caller's input. The message is for the log; clients are told only that an internal error
+/// happened.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(Box<dyn std::error::Error + Send + Sync>);
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Db(StoreError(Box::new(e)))
+    }
+}
+
+impl From<r2d2::Error> for Error {
+    fn from(e: r2d2::Error) -> Self {
+        Error::Db(StoreError(Box::new(e)))
+    }
+}
 
 /// File name of the control store inside the data dir.
 pub const STORE_FILE: &str = "trex.db";
@@ -84,16 +118,33 @@ impl Store {
         &self.path
     }
 
-    /// Runs `f` with a pooled connection on the blocking thread pool.
+    /// Runs `f` with a pooled connection on the blocking thread pool (autocommit: each
+    /// statement commits on its own; use [`write`](Self::write) for several writes).
     pub async fn run<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&Conn<'_>) -> Result<T> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.get()?;
+            f(&Conn(&conn))
+        })
+        .await?
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the blocking pool: committed when `f`
+    /// returns `Ok`, rolled back otherwise. Rules checked inside `f` ("an active admin always
+    /// remains") see every other writer's commits, so two racing changes cannot both pass.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Conn<'_>) -> Result<T> + Send + 'static,
     {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get()?;
-            f(&mut conn)
+            transaction(&mut conn, f)
         })
         .await?
     }
@@ -104,31 +155,60 @@ impl Store {
     pub async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&Conn<'_>) -> Result<T> + Send + 'static,
     {
         match self.pool.try_get() {
-            Some(conn) => f(&conn),
-            None => self.run(move |c| f(c)).await,
+            Some(conn) => f(&Conn(&conn)),
+            None => self.run(f).await,
         }
     }
 
-    /// Runs `f` with a pooled connection on the current thread (CLI and start-up only).
-    pub fn run_sync<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+    /// [`write`](Self::write) on the current thread (start-up and tests only; never on the
+    /// runtime's threads while serving).
+    pub fn write_sync<T>(&self, f: impl FnOnce(&Conn<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.pool.get()?;
-        f(&mut conn)
+        transaction(&mut conn, f)
     }
 
-    /// A connection outside the pool, for a long-lived watcher.
-    pub fn dedicated_connection(&self) -> Result<Connection> {
+    /// The schema version the store is at (`/readyz`).
+    pub async fn schema_version(&self) -> Result<i64> {
+        self.run(schema::version).await
+    }
+
+    /// A watcher of commits by other connections and processes, on a connection of its own.
+    pub fn data_version(&self) -> Result<DataVersion> {
         let c = Connection::open(&self.path)?;
         c.execute_batch(PRAGMAS)?;
-        Ok(c)
+        Ok(DataVersion(c))
+    }
+}
+
+/// Runs `f` inside `BEGIN IMMEDIATE … COMMIT` on `conn`.
+fn transaction<T>(conn: &mut Connection, f: impl FnOnce(&Conn<'_>) -> Result<T>) -> Result<T> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let out = f(&Conn(&tx))?;
+    tx.commit()?;
+    Ok(out)
+}
+
+/// Tells whether anyone else has committed to the store since the last look (SQLite's
+/// `PRAGMA data_version` on a dedicated connection). SQLite-only: a shared PostgreSQL store
+/// will use LISTEN/NOTIFY instead.
+pub struct DataVersion(Connection);
+
+impl DataVersion {
+    /// The current version; it changes when another connection commits (-1 when unreadable).
+    pub fn current(&self) -> i64 {
+        self.0
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .unwrap_or(-1)
     }
 }
 
 /// Moves everything in the write-ahead log into `trex.db` and empties the log (clean shutdown).
-pub fn checkpoint(conn: &Connection) -> Result<()> {
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+pub fn checkpoint(conn: &Conn<'_>) -> Result<()> {
+    conn.db()
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     Ok(())
 }
 

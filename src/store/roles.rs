@@ -1,11 +1,11 @@
 //! Application roles and their assignment to users.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, Row, params};
 use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::users::like_contains;
-use super::{Page, Paged};
+use super::{Conn, Page, Paged};
 use crate::error::{Error, Result};
 use crate::util::now_rfc3339;
 
@@ -44,15 +44,16 @@ fn conflict(e: rusqlite::Error, name: &str) -> Error {
 }
 
 /// One role by id.
-pub fn get(conn: &Connection, id: &str) -> Result<Option<Role>> {
+pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<Role>> {
     Ok(conn
+        .db()
         .prepare_cached(&format!("SELECT {COLUMNS} FROM roles WHERE id = ?1"))?
         .query_row([id], from_row)
         .optional()?)
 }
 
 /// Roles newest first; `search` matches name or description literally.
-pub fn list(conn: &Connection, search: Option<&str>, page: &Page) -> Result<Paged<Role>> {
+pub fn list(conn: &Conn<'_>, search: Option<&str>, page: &Page) -> Result<Paged<Role>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM roles
          WHERE (?1 IS NULL OR name LIKE ?1 ESCAPE '\\' OR description LIKE ?1 ESCAPE '\\')
@@ -61,6 +62,7 @@ pub fn list(conn: &Connection, search: Option<&str>, page: &Page) -> Result<Page
     );
     let (ac, ai) = page.after.clone().unzip();
     let rows = conn
+        .db()
         .prepare_cached(&sql)?
         .query_map(
             params![search.map(like_contains), ac, ai, (page.limit + 1) as i64],
@@ -73,10 +75,10 @@ pub fn list(conn: &Connection, search: Option<&str>, page: &Page) -> Result<Page
 }
 
 /// Creates a role; a taken name is a conflict.
-pub fn insert(conn: &Connection, name: &str, description: Option<&str>) -> Result<Role> {
+pub fn insert(conn: &Conn<'_>, name: &str, description: Option<&str>) -> Result<Role> {
     let id = uuid::Uuid::new_v4().to_string();
     let now = now_rfc3339();
-    conn.execute(
+    conn.db().execute(
         "INSERT INTO roles (id, name, description, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
         params![id, name, description, now],
     )
@@ -86,12 +88,12 @@ pub fn insert(conn: &Connection, name: &str, description: Option<&str>) -> Resul
 
 /// Changes name and/or description; `None` when the role does not exist.
 pub fn update(
-    conn: &Connection,
+    conn: &Conn<'_>,
     id: &str,
     name: Option<&str>,
     description: Option<&str>,
 ) -> Result<Option<Role>> {
-    conn.execute(
+    conn.db().execute(
         "UPDATE roles SET name = COALESCE(?2, name), description = COALESCE(?3, description), updated_at = ?4
          WHERE id = ?1",
         params![id, name, description, now_rfc3339()],
@@ -101,33 +103,33 @@ pub fn update(
 }
 
 /// Deletes a role (its assignments go with it); returns it as it was.
-pub fn delete(conn: &Connection, id: &str) -> Result<Option<Role>> {
+pub fn delete(conn: &Conn<'_>, id: &str) -> Result<Option<Role>> {
     let role = get(conn, id)?;
     if role.is_some() {
-        conn.execute("DELETE FROM roles WHERE id = ?1", [id])?;
+        conn.db().execute("DELETE FROM roles WHERE id = ?1", [id])?;
     }
     Ok(role)
 }
 
 /// Assigns a role; false when the user already had it.
-pub fn assign(conn: &Connection, user_id: &str, role_id: &str) -> Result<bool> {
-    Ok(conn.execute(
+pub fn assign(conn: &Conn<'_>, user_id: &str, role_id: &str) -> Result<bool> {
+    Ok(conn.db().execute(
         "INSERT OR IGNORE INTO user_roles (user_id, role_id, created_at) VALUES (?1, ?2, ?3)",
         params![user_id, role_id, now_rfc3339()],
     )? == 1)
 }
 
 /// Removes an assignment; false when there was none.
-pub fn unassign(conn: &Connection, user_id: &str, role_id: &str) -> Result<bool> {
-    Ok(conn.execute(
+pub fn unassign(conn: &Conn<'_>, user_id: &str, role_id: &str) -> Result<bool> {
+    Ok(conn.db().execute(
         "DELETE FROM user_roles WHERE user_id = ?1 AND role_id = ?2",
         params![user_id, role_id],
     )? == 1)
 }
 
 /// The roles of a user, by name.
-pub fn of_user(conn: &Connection, user_id: &str) -> Result<Vec<Role>> {
-    let rows = conn
+pub fn of_user(conn: &Conn<'_>, user_id: &str) -> Result<Vec<Role>> {
+    let rows = conn.db()
         .prepare_cached(
             "SELECT r.id, r.name, r.description, r.created_at, r.updated_at
              FROM roles r JOIN user_roles ur ON ur.role_id = r.id WHERE ur.user_id = ?1 ORDER BY r.name",

@@ -1,8 +1,7 @@
 //! Schema bootstrap: applies the versions of `schema.sql` above `PRAGMA user_version` in one
 //! transaction, so a store is always at a whole version.
 
-use rusqlite::Connection;
-
+use super::Conn;
 use crate::error::{Error, Result};
 
 /// The schema, embedded at build time.
@@ -29,7 +28,7 @@ pub fn current_version() -> i64 {
 }
 
 /// Brings the store to [`current_version`]; refuses a store newer than this binary.
-pub fn bootstrap(conn: &mut Connection) -> Result<()> {
+pub(super) fn bootstrap(conn: &mut rusqlite::Connection) -> Result<()> {
     let have: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let want = current_version();
     if have > want {
@@ -50,6 +49,8 @@ pub fn bootstrap(conn: &mut Connection) -> Result<()> {
 }
 
 /// The version a store is at.
-pub fn version(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+pub fn version(conn: &Conn<'_>) -> Result<i64> {
+    Ok(conn
+        .db()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))?)
 }

@@ -1,7 +1,8 @@
 //! MCP session rows: a session is created at `initialize`, read back after a restart (or by
 //! another node), touched in batches, and deleted on DELETE, expiry or revocation.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::Conn;
+use rusqlite::{OptionalExtension, params};
 
 use crate::error::Result;
 
@@ -41,8 +42,8 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
 }
 
 /// Stores a new session.
-pub fn insert(conn: &Connection, s: &SessionRow) -> Result<()> {
-    conn.execute(
+pub fn insert(conn: &Conn<'_>, s: &SessionRow) -> Result<()> {
+    conn.db().execute(
         &format!("INSERT INTO mcp_sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
         params![
             s.id,
@@ -62,18 +63,19 @@ pub fn insert(conn: &Connection, s: &SessionRow) -> Result<()> {
 }
 
 /// One session by id.
-pub fn get(conn: &Connection, id: &str) -> Result<Option<SessionRow>> {
+pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<SessionRow>> {
     let sql = format!("SELECT {COLUMNS} FROM mcp_sessions WHERE id = ?1");
     Ok(conn
+        .db()
         .prepare_cached(&sql)?
         .query_row([id], from_row)
         .optional()?)
 }
 
 /// Sessions seen at or after `cutoff` (the live ones).
-pub fn live(conn: &Connection, cutoff: &str) -> Result<Vec<SessionRow>> {
+pub fn live(conn: &Conn<'_>, cutoff: &str) -> Result<Vec<SessionRow>> {
     let sql = format!("SELECT {COLUMNS} FROM mcp_sessions WHERE last_seen_at >= ?1");
-    let mut stmt = conn.prepare(&sql)?;
+    let mut stmt = conn.db().prepare(&sql)?;
     let rows = stmt
         .query_map([cutoff], from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -81,18 +83,23 @@ pub fn live(conn: &Connection, cutoff: &str) -> Result<Vec<SessionRow>> {
 }
 
 /// Deletes one session; true when it existed.
-pub fn delete(conn: &Connection, id: &str) -> Result<bool> {
-    Ok(conn.execute("DELETE FROM mcp_sessions WHERE id = ?1", [id])? == 1)
+pub fn delete(conn: &Conn<'_>, id: &str) -> Result<bool> {
+    Ok(conn
+        .db()
+        .execute("DELETE FROM mcp_sessions WHERE id = ?1", [id])?
+        == 1)
 }
 
 /// Deletes sessions last seen before `cutoff`; returns how many.
-pub fn delete_idle(conn: &Connection, cutoff: &str) -> Result<usize> {
-    Ok(conn.execute("DELETE FROM mcp_sessions WHERE last_seen_at < ?1", [cutoff])?)
+pub fn delete_idle(conn: &Conn<'_>, cutoff: &str) -> Result<usize> {
+    Ok(conn
+        .db()
+        .execute("DELETE FROM mcp_sessions WHERE last_seen_at < ?1", [cutoff])?)
 }
 
 /// Records the `initialized` notification.
-pub fn mark_initialized(conn: &Connection, id: &str) -> Result<()> {
-    conn.execute(
+pub fn mark_initialized(conn: &Conn<'_>, id: &str) -> Result<()> {
+    conn.db().execute(
         "UPDATE mcp_sessions SET initialized = 1 WHERE id = ?1",
         [id],
     )?;
@@ -100,25 +107,23 @@ pub fn mark_initialized(conn: &Connection, id: &str) -> Result<()> {
 }
 
 /// Records the level set by `logging/setLevel`.
-pub fn set_log_level(conn: &Connection, id: &str, level: &str) -> Result<()> {
-    conn.execute(
+pub fn set_log_level(conn: &Conn<'_>, id: &str, level: &str) -> Result<()> {
+    conn.db().execute(
         "UPDATE mcp_sessions SET log_level = ?2 WHERE id = ?1",
         params![id, level],
     )?;
     Ok(())
 }
 
-/// Writes batched activity times in one transaction.
-pub fn touch(conn: &mut Connection, seen: &[(String, String)]) -> Result<()> {
-    let tx = conn.transaction()?;
+/// Writes batched activity times (callers run it in one [`Store::write`](super::Store::write)).
+pub fn touch(conn: &Conn<'_>, seen: &[(String, String)]) -> Result<()> {
     {
-        let mut stmt = tx.prepare_cached(
+        let mut stmt = conn.db().prepare_cached(
             "UPDATE mcp_sessions SET last_seen_at = ?2 WHERE id = ?1 AND last_seen_at < ?2",
         )?;
         for (id, at) in seen {
             stmt.execute(params![id, at])?;
         }
     }
-    tx.commit()?;
     Ok(())
 }

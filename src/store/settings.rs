@@ -1,6 +1,7 @@
 //! Settings: small JSON values by key (e.g. the master-key check value).
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::Conn;
+use rusqlite::{OptionalExtension, params};
 
 use crate::error::Result;
 use crate::util::now_rfc3339;
@@ -9,8 +10,9 @@ use crate::util::now_rfc3339;
 pub const MASTER_KEY_CHECK: &str = "master_key_check";
 
 /// A setting's JSON text.
-pub fn get(conn: &Connection, key: &str) -> Result<Option<String>> {
+pub fn get(conn: &Conn<'_>, key: &str) -> Result<Option<String>> {
     Ok(conn
+        .db()
         .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
             r.get(0)
         })
@@ -18,8 +20,8 @@ pub fn get(conn: &Connection, key: &str) -> Result<Option<String>> {
 }
 
 /// Sets a setting (JSON text).
-pub fn set(conn: &Connection, key: &str, value: &str) -> Result<()> {
-    conn.execute(
+pub fn set(conn: &Conn<'_>, key: &str, value: &str) -> Result<()> {
+    conn.db().execute(
         "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
         params![key, value, now_rfc3339()],

@@ -1,11 +1,11 @@
 //! SSO providers. The client secret column holds a sealed value (see `auth::secrets`); this
 //! module never sees clear text.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, Row, params};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::{Page, Paged};
+use super::{Conn, Page, Paged};
 use crate::error::Result;
 use crate::util::now_rfc3339;
 
@@ -37,8 +37,9 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SsoProvider> {
 const COLUMNS: &str = "id, display_name, client_id, enabled, client_secret, created_at, updated_at";
 
 /// One provider.
-pub fn get(conn: &Connection, id: &str) -> Result<Option<SsoProvider>> {
+pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<SsoProvider>> {
     Ok(conn
+        .db()
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM sso_providers WHERE id = ?1"
         ))?
@@ -47,9 +48,10 @@ pub fn get(conn: &Connection, id: &str) -> Result<Option<SsoProvider>> {
 }
 
 /// Providers, newest first.
-pub fn list(conn: &Connection, page: &Page) -> Result<Paged<SsoProvider>> {
+pub fn list(conn: &Conn<'_>, page: &Page) -> Result<Paged<SsoProvider>> {
     let (ac, ai) = page.after.clone().unzip();
     let rows = conn
+        .db()
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM sso_providers WHERE (?1 IS NULL OR (created_at, id) < (?1, ?2))
              ORDER BY created_at DESC, id DESC LIMIT ?3"
@@ -65,7 +67,7 @@ pub fn list(conn: &Connection, page: &Page) -> Result<Paged<SsoProvider>> {
 /// none); `enabled: None` keeps the current value (a new row is disabled). Returns the provider
 /// and whether it was created.
 pub fn save(
-    conn: &Connection,
+    conn: &Conn<'_>,
     id: &str,
     display_name: &str,
     client_id: &str,
@@ -74,7 +76,7 @@ pub fn save(
 ) -> Result<(SsoProvider, bool)> {
     let now = now_rfc3339();
     let existed = get(conn, id)?.is_some();
-    conn.execute(
+    conn.db().execute(
         "INSERT INTO sso_providers (id, display_name, client_id, client_secret, enabled, created_at, updated_at)
          VALUES (?1, ?2, ?3, COALESCE(?4, ''), COALESCE(?5, 0), ?6, ?6)
          ON CONFLICT (id) DO UPDATE SET
@@ -90,21 +92,25 @@ pub fn save(
 }
 
 /// Deletes a provider; true when it existed.
-pub fn delete(conn: &Connection, id: &str) -> Result<bool> {
-    Ok(conn.execute("DELETE FROM sso_providers WHERE id = ?1", [id])? == 1)
+pub fn delete(conn: &Conn<'_>, id: &str) -> Result<bool> {
+    Ok(conn
+        .db()
+        .execute("DELETE FROM sso_providers WHERE id = ?1", [id])?
+        == 1)
 }
 
 /// The sealed secret of a provider (for the SSO flow; never returned by a tool).
-pub fn sealed_secret(conn: &Connection, id: &str) -> Result<Option<String>> {
+pub fn sealed_secret(conn: &Conn<'_>, id: &str) -> Result<Option<String>> {
     Ok(conn
+        .db()
         .prepare_cached("SELECT client_secret FROM sso_providers WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
         .optional()?)
 }
 
 /// Number of sealed values held by the store (SSO and app secrets).
-pub fn count_sealed(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row(
+pub fn count_sealed(conn: &Conn<'_>) -> Result<i64> {
+    Ok(conn.db().query_row(
         "SELECT (SELECT count(*) FROM sso_providers WHERE client_secret <> '')
               + (SELECT count(*) FROM oauth_apps WHERE client_secret <> '')
               + (SELECT count(*) FROM database_credentials)",
@@ -116,15 +122,15 @@ pub fn count_sealed(conn: &Connection) -> Result<i64> {
 /// Gives up every sealed secret (the master key that sealed them is lost): SSO providers lose
 /// their client secret and are disabled, OAuth apps lose theirs and are disabled, database
 /// credentials are deleted. Returns how many of each.
-pub fn drop_sealed(conn: &Connection) -> Result<(usize, usize, usize)> {
-    let sso = conn.execute(
+pub fn drop_sealed(conn: &Conn<'_>) -> Result<(usize, usize, usize)> {
+    let sso = conn.db().execute(
         "UPDATE sso_providers SET client_secret = '', enabled = 0 WHERE client_secret <> ''",
         [],
     )?;
-    let apps = conn.execute(
+    let apps = conn.db().execute(
         "UPDATE oauth_apps SET client_secret = '', disabled = 1 WHERE client_secret <> ''",
         [],
     )?;
-    let creds = conn.execute("DELETE FROM database_credentials", [])?;
+    let creds = conn.db().execute("DELETE FROM database_credentials", [])?;
     Ok((sso, apps, creds))
 }

@@ -1,10 +1,10 @@
 //! Users: rows of `users`, with keyset paging and the email uniqueness rule.
 
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{OptionalExtension, Row, params};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::{Page, Paged};
+use super::{Conn, Page, Paged};
 use crate::error::{Error, Result};
 use crate::util::{now_rfc3339, parse_rfc3339};
 
@@ -74,11 +74,11 @@ pub struct NewUser {
 }
 
 /// Inserts a user; a taken email is a [`Error::Conflict`].
-pub fn insert(conn: &Connection, new: &NewUser) -> Result<User> {
+pub fn insert(conn: &Conn<'_>, new: &NewUser) -> Result<User> {
     let id = uuid::Uuid::new_v4().to_string();
     let now = now_rfc3339();
     let verified = new.password_hash.is_some();
-    let res = conn.execute(
+    let res = conn.db().execute(
         "INSERT INTO users (id, name, email, role, email_verified, password_hash, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
         params![id, new.name, new.email, new.role, verified, new.password_hash, now],
@@ -99,26 +99,30 @@ pub fn insert(conn: &Connection, new: &NewUser) -> Result<User> {
 }
 
 /// One user by id.
-pub fn get(conn: &Connection, id: &str) -> Result<Option<User>> {
+pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<User>> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?1");
     Ok(conn
+        .db()
         .prepare_cached(&sql)?
         .query_row([id], from_row)
         .optional()?)
 }
 
 /// One user by email (case-insensitive).
-pub fn get_by_email(conn: &Connection, email: &str) -> Result<Option<User>> {
+pub fn get_by_email(conn: &Conn<'_>, email: &str) -> Result<Option<User>> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE email = ?1");
     Ok(conn
+        .db()
         .prepare_cached(&sql)?
         .query_row([email], from_row)
         .optional()?)
 }
 
 /// Number of users, deleted ones included.
-pub fn count(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
+pub fn count(conn: &Conn<'_>) -> Result<i64> {
+    Ok(conn
+        .db()
+        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
 }
 
 /// Escapes `%`, `_` and `\` so a search term matches literally inside a LIKE pattern.
@@ -137,7 +141,7 @@ pub fn like_contains(term: &str) -> String {
 
 /// Users newest first; `search` matches name or email literally (case-insensitive).
 pub fn list(
-    conn: &Connection,
+    conn: &Conn<'_>,
     include_deleted: bool,
     search: Option<&str>,
     page: &Page,
@@ -151,7 +155,7 @@ pub fn list(
     );
     let pattern = search.map(like_contains);
     let (ac, ai) = page.after.clone().unzip();
-    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut stmt = conn.db().prepare_cached(&sql)?;
     let rows = stmt
         .query_map(
             params![include_deleted, pattern, ac, ai, (page.limit + 1) as i64],
@@ -164,8 +168,9 @@ pub fn list(
 }
 
 /// The password hash of a user, if any.
-pub fn password_hash(conn: &Connection, id: &str) -> Result<Option<String>> {
+pub fn password_hash(conn: &Conn<'_>, id: &str) -> Result<Option<String>> {
     Ok(conn
+        .db()
         .query_row("SELECT password_hash FROM users WHERE id = ?1", [id], |r| {
             r.get(0)
         })
@@ -174,8 +179,8 @@ pub fn password_hash(conn: &Connection, id: &str) -> Result<Option<String>> {
 }
 
 /// Sets a user's role (`admin` or `user`); `None` when the user does not exist.
-pub fn set_role(conn: &Connection, id: &str, role: &str) -> Result<Option<User>> {
-    conn.execute(
+pub fn set_role(conn: &Conn<'_>, id: &str, role: &str) -> Result<Option<User>> {
+    conn.db().execute(
         "UPDATE users SET role = ?2, updated_at = ?3 WHERE id = ?1",
         params![id, role, now_rfc3339()],
     )?;
@@ -184,7 +189,7 @@ pub fn set_role(conn: &Connection, id: &str, role: &str) -> Result<Option<User>>
 
 /// Bans or unbans a user. Unbanning clears reason and expiry.
 pub fn set_ban(
-    conn: &Connection,
+    conn: &Conn<'_>,
     id: &str,
     banned: bool,
     reason: Option<&str>,
@@ -195,7 +200,7 @@ pub fn set_ban(
     } else {
         (None, None)
     };
-    conn.execute(
+    conn.db().execute(
         "UPDATE users SET banned = ?2, ban_reason = ?3, ban_expires = ?4, updated_at = ?5 WHERE id = ?1",
         params![id, banned, reason, expires, now_rfc3339()],
     )?;
@@ -203,8 +208,8 @@ pub fn set_ban(
 }
 
 /// Admins who can act now (not deleted, not under a ban in force), other than `except`.
-pub fn active_admins_except(conn: &Connection, except: &str) -> Result<usize> {
-    let mut stmt = conn.prepare_cached(
+pub fn active_admins_except(conn: &Conn<'_>, except: &str) -> Result<usize> {
+    let mut stmt = conn.db().prepare_cached(
         "SELECT banned, ban_expires FROM users WHERE role = 'admin' AND deleted_at IS NULL AND id <> ?1",
     )?;
     let rows = stmt
@@ -219,9 +224,9 @@ pub fn active_admins_except(conn: &Connection, except: &str) -> Result<usize> {
 }
 
 /// Soft-deletes (`deleted = true`) or restores a user.
-pub fn set_deleted(conn: &Connection, id: &str, deleted: bool) -> Result<Option<User>> {
+pub fn set_deleted(conn: &Conn<'_>, id: &str, deleted: bool) -> Result<Option<User>> {
     let now = now_rfc3339();
-    conn.execute(
+    conn.db().execute(
         "UPDATE users SET deleted_at = CASE WHEN ?2 THEN ?3 ELSE NULL END, updated_at = ?3 WHERE id = ?1",
         params![id, deleted, now],
     )?;
@@ -229,8 +234,8 @@ pub fn set_deleted(conn: &Connection, id: &str, deleted: bool) -> Result<Option<
 }
 
 /// Replaces a user's password hash; false when the user does not exist.
-pub fn set_password_hash(conn: &Connection, id: &str, hash: &str) -> Result<bool> {
-    Ok(conn.execute(
+pub fn set_password_hash(conn: &Conn<'_>, id: &str, hash: &str) -> Result<bool> {
+    Ok(conn.db().execute(
         "UPDATE users SET password_hash = ?2, must_change_password = 0, updated_at = ?3 WHERE id = ?1",
         params![id, hash, now_rfc3339()],
     )? == 1)

@@ -1,17 +1,17 @@
 //! Web (cookie) sessions of the admin page, and the combined listing of web and MCP sessions
 //! that the `session-*` tools show. Only the SHA-256 of a cookie token is stored.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::{Page, Paged};
+use super::{Conn, Page, Paged};
 use crate::error::Result;
 use crate::util::now_rfc3339;
 
 /// Stores a new web session; returns its id.
 pub fn insert(
-    conn: &Connection,
+    conn: &Conn<'_>,
     user_id: &str,
     token_hash: &str,
     ip: Option<&str>,
@@ -19,7 +19,7 @@ pub fn insert(
     expires_at: &str,
 ) -> Result<String> {
     let id = uuid::Uuid::new_v4().to_string();
-    conn.execute(
+    conn.db().execute(
         "INSERT INTO web_sessions (id, token_hash, user_id, ip_address, user_agent, expires_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![id, token_hash, user_id, ip, user_agent, expires_at, now_rfc3339()],
@@ -28,29 +28,34 @@ pub fn insert(
 }
 
 /// `(session id, user id, expires_at)` of a live session by token hash.
-pub fn find(conn: &Connection, token_hash: &str) -> Result<Option<(String, String, String)>> {
-    Ok(conn
+pub fn find(conn: &Conn<'_>, token_hash: &str) -> Result<Option<(String, String, String)>> {
+    Ok(conn.db()
         .prepare_cached("SELECT id, user_id, expires_at FROM web_sessions WHERE token_hash = ?1 AND expires_at > ?2")?
         .query_row(params![token_hash, now_rfc3339()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?)
 }
 
 /// Deletes one web session; true when it existed.
-pub fn delete(conn: &Connection, id: &str) -> Result<bool> {
-    Ok(conn.execute("DELETE FROM web_sessions WHERE id = ?1", [id])? == 1)
+pub fn delete(conn: &Conn<'_>, id: &str) -> Result<bool> {
+    Ok(conn
+        .db()
+        .execute("DELETE FROM web_sessions WHERE id = ?1", [id])?
+        == 1)
 }
 
 /// Deletes expired web sessions; returns how many.
-pub fn delete_expired(conn: &Connection) -> Result<usize> {
-    Ok(conn.execute(
+pub fn delete_expired(conn: &Conn<'_>) -> Result<usize> {
+    Ok(conn.db().execute(
         "DELETE FROM web_sessions WHERE expires_at <= ?1",
         [now_rfc3339()],
     )?)
 }
 
 /// Deletes every web session of a user.
-pub fn delete_user(conn: &Connection, user_id: &str) -> Result<usize> {
-    Ok(conn.execute("DELETE FROM web_sessions WHERE user_id = ?1", [user_id])?)
+pub fn delete_user(conn: &Conn<'_>, user_id: &str) -> Result<usize> {
+    Ok(conn
+        .db()
+        .execute("DELETE FROM web_sessions WHERE user_id = ?1", [user_id])?)
 }
 
 /// A web or MCP session as the session tools list it (never a token).
@@ -77,7 +82,7 @@ pub struct SessionInfo {
 
 /// Web and MCP sessions together, newest first.
 pub fn list_all(
-    conn: &Connection,
+    conn: &Conn<'_>,
     user_id: Option<&str>,
     kind: Option<&str>,
     include_expired: bool,
@@ -103,6 +108,7 @@ pub fn list_all(
         ORDER BY created_at DESC, id DESC LIMIT ?8";
     let (ac, ai) = page.after.clone().unzip();
     let rows = conn
+        .db()
         .prepare_cached(sql)?
         .query_map(
             params![

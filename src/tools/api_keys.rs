@@ -3,11 +3,11 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{next_cursor, page};
+use super::page_of;
 use crate::auth::scopes::Scopes;
 use crate::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
 use crate::ops;
-use crate::store::api_keys::{self, ApiKey};
+use crate::store::api_keys::ApiKey;
 
 /// The tools of this group.
 pub fn tools() -> Vec<Tool> {
@@ -51,27 +51,15 @@ pub struct ListArgs {
     pub cursor: Option<String>,
 }
 
-/// Result of `api-key-list`.
-#[derive(Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct KeyPage {
-    pub keys: Vec<ApiKey>,
-    /// Cursor of the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-}
+page_of!(
+    /// Result of `api-key-list`.
+    KeyPage,
+    keys: ApiKey
+);
 
 async fn key_list(ctx: ToolCtx, a: ListArgs) -> Result<KeyPage, ToolError> {
-    let page = page(a.limit, a.cursor.as_deref())?;
-    let p = ctx
-        .app
-        .store
-        .run(move |c| api_keys::list(c, a.user_id.as_deref(), &page))
-        .await?;
-    Ok(KeyPage {
-        keys: p.items,
-        next_cursor: next_cursor(p.next),
-    })
+    let page = ops::page(a.limit, a.cursor.as_deref())?;
+    Ok(ops::keys::list(&ctx.app, a.user_id, page).await?.into())
 }
 
 /// Arguments of `api-key-create`.
@@ -104,32 +92,23 @@ pub struct CreatedKey {
 }
 
 async fn key_create(ctx: ToolCtx, a: CreateArgs) -> Result<CreatedKey, ToolError> {
-    if let Some(s) = &a.scopes {
-        s.validate()?;
-    }
-    Scopes::check_within(a.scopes.as_ref(), ctx.call.principal.scopes.as_ref())?;
-    crate::servers::check_tool_globs(a.scopes.as_ref())?;
-    let (user_id, name, scopes) = (a.user_id.clone(), a.name.clone(), a.scopes.clone());
-    let minted = ctx
-        .app
-        .store
-        .run(move |c| {
-            ops::create_api_key(
-                c,
-                &a.user_id,
-                &a.name,
-                a.expires_at.as_deref(),
-                a.scopes.as_ref(),
-            )
-        })
-        .await?;
+    let minted = ops::keys::create(
+        &ctx.app,
+        &ctx.actor,
+        &a.user_id,
+        &a.name,
+        a.expires_at.as_deref(),
+        "`expiresAt`",
+        a.scopes.clone(),
+    )
+    .await?;
     Ok(CreatedKey {
         id: minted.id,
         key: minted.key,
-        name: name.trim().to_string(),
-        user_id,
+        name: a.name.trim().to_string(),
+        user_id: a.user_id,
         expires_at: minted.expires_at,
-        scopes,
+        scopes: a.scopes,
         note: "Store this key now: it cannot be shown again.".into(),
     })
 }
@@ -151,21 +130,9 @@ pub struct Revoked {
 }
 
 async fn key_revoke(ctx: ToolCtx, a: RevokeArgs) -> Result<Revoked, ToolError> {
-    if a.key_id == ctx.call.principal.key_id {
-        return Err(ToolError::Failed(
-            "You cannot revoke the key this call uses; revoke it with another key or `trex api-key revoke`".into(),
-        ));
-    }
-    let id = a.key_id.clone();
-    let key = ctx
-        .app
-        .store
-        .run(move |c| api_keys::revoke(c, &a.key_id))
-        .await?
-        .ok_or_else(|| ToolError::Failed("API key not found or already revoked".into()))?;
-    ctx.app.auth.invalidate();
+    let key = ops::keys::revoke(&ctx.app, &ctx.actor, &a.key_id).await?;
     Ok(Revoked {
-        id,
+        id: a.key_id,
         message: format!("API key '{}' ({}...) revoked", key.name, key.key_prefix),
     })
 }

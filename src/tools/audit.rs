@@ -4,8 +4,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
-use crate::store::audit::{self, AuditRow};
-use crate::util::{decode_cursor, encode_cursor, parse_rfc3339, rfc3339};
+use crate::ops;
+use crate::store::audit::AuditRow;
 
 /// The tools of this group.
 pub fn tools() -> Vec<Tool> {
@@ -68,43 +68,14 @@ pub struct AuditPage {
 }
 
 async fn audit_list(ctx: ToolCtx, a: ListArgs) -> Result<AuditPage, ToolError> {
-    let page = super::page(a.limit, a.cursor.as_deref())?;
-    let before = match &a.cursor {
-        Some(c) => Some(
-            decode_cursor(c)
-                .and_then(|(_, id)| id.parse::<i64>().ok())
-                .ok_or_else(|| {
-                    ToolError::field("cursor", "is not a cursor returned by this tool")
-                })?,
-        ),
-        None => None,
+    let filter = ops::audit::Filter {
+        user_id: a.user_id,
+        tool: a.tool,
+        since: a.since,
+        via: a.via.map(Via::as_str),
     };
-    let since = match &a.since {
-        Some(s) => Some(rfc3339(parse_rfc3339(s).ok_or_else(|| {
-            ToolError::field("since", format!("is not an RFC 3339 time: {s:?}"))
-        })?)),
-        None => None,
-    };
-    let limit = page.limit;
-    let (entries, next) = ctx
-        .app
-        .store
-        .run(move |c| {
-            let filter = audit::AuditFilter {
-                user_id: a.user_id.as_deref(),
-                tool: a.tool.as_deref(),
-                since: since.as_deref(),
-                via: a.via.map(Via::as_str),
-            };
-            audit::list(c, &filter, before, limit)
-        })
-        .await?;
-    let next_cursor = next.and_then(|id| {
-        entries
-            .iter()
-            .find(|e| e.id == id)
-            .map(|e| encode_cursor(&e.at, &id.to_string()))
-    });
+    let (entries, next_cursor) =
+        ops::audit::list(&ctx.app, filter, a.limit, a.cursor.as_deref()).await?;
     Ok(AuditPage {
         entries,
         next_cursor,

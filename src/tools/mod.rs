@@ -1,5 +1,6 @@
 //! The admin MCP server `trex` (`{base}/mcp`): one file per tool group, each exporting `tools()`,
-//! plus the shared pagination arguments and the plugin development guide resource.
+//! plus the shared pagination arguments and page results, and the plugin development guide
+//! resource. Tools translate arguments and results; the rules are in [`crate::ops`].
 
 pub mod api_keys;
 pub mod apps;
@@ -15,12 +16,6 @@ pub mod users;
 use crate::mcp::server::{McpServer, Resource, ResourceBody};
 use crate::mcp::tool::ToolError;
 use crate::store::Page;
-use crate::util::decode_cursor;
-
-/// Default page size of list tools.
-pub const DEFAULT_LIMIT: u32 = 100;
-/// Largest page size of list tools.
-pub const MAX_LIMIT: u32 = 1000;
 
 /// Arguments of list tools that take nothing but pagination.
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
@@ -33,33 +28,39 @@ pub struct PageArgs {
     pub cursor: Option<String>,
 }
 
-/// Checks the pagination arguments every list tool takes (`limit` 1–1000, default 100; an
-/// opaque `cursor` from a previous page); messages name the field.
-pub fn page(limit: Option<u32>, cursor: Option<&str>) -> Result<Page, ToolError> {
-    let limit = limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ToolError::field(
-            "limit",
-            format!("must be between 1 and {MAX_LIMIT}"),
-        ));
+impl PageArgs {
+    /// The checked page request ([`crate::ops::page`]).
+    pub fn page(&self) -> Result<Page, ToolError> {
+        Ok(crate::ops::page(self.limit, self.cursor.as_deref())?)
     }
-    let after =
-        match cursor {
-            None => None,
-            Some(c) => Some(decode_cursor(c).ok_or_else(|| {
-                ToolError::field("cursor", "is not a cursor returned by this tool")
-            })?),
-        };
-    Ok(Page {
-        limit: limit as usize,
-        after,
-    })
 }
 
-/// Encodes the next-page key of a store page.
-pub fn next_cursor(next: Option<(String, String)>) -> Option<String> {
-    next.map(|(c, i)| crate::util::encode_cursor(&c, &i))
+/// Declares a list tool's result: the rows under `$field` plus `nextCursor`, made from a store
+/// page with `From`, so every list tool pages alike.
+macro_rules! page_of {
+    ($(#[$m:meta])* $name:ident, $field:ident: $item:ty) => {
+        $(#[$m])*
+        #[derive(serde::Serialize, schemars::JsonSchema)]
+        #[serde(rename_all = "camelCase")]
+        pub struct $name {
+            pub $field: Vec<$item>,
+            /// Cursor of the next page; absent on the last page.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pub next_cursor: Option<String>,
+        }
+
+        impl From<crate::store::Paged<$item>> for $name {
+            fn from(p: crate::store::Paged<$item>) -> Self {
+                let next_cursor = crate::ops::next_cursor(&p);
+                $name {
+                    $field: p.items,
+                    next_cursor,
+                }
+            }
+        }
+    };
 }
+pub(crate) use page_of;
 
 /// The URI of the plugin development guide.
 pub const GUIDE_URI: &str = "trex://plugin-development-guide";

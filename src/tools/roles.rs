@@ -3,10 +3,10 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{next_cursor, page};
+use super::page_of;
 use crate::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
-use crate::ops::validate_name;
-use crate::store::roles::{self, Role};
+use crate::ops;
+use crate::store::roles::Role;
 
 /// The tools of this group.
 pub fn tools() -> Vec<Tool> {
@@ -55,27 +55,15 @@ pub struct ListArgs {
     pub cursor: Option<String>,
 }
 
-/// Result of `role-list`.
-#[derive(Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RolePage {
-    pub roles: Vec<Role>,
-    /// Cursor of the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-}
+page_of!(
+    /// Result of `role-list`.
+    RolePage,
+    roles: Role
+);
 
 async fn role_list(ctx: ToolCtx, a: ListArgs) -> Result<RolePage, ToolError> {
-    let page = page(a.limit, a.cursor.as_deref())?;
-    let p = ctx
-        .app
-        .store
-        .run(move |c| roles::list(c, a.search.as_deref(), &page))
-        .await?;
-    Ok(RolePage {
-        roles: p.items,
-        next_cursor: next_cursor(p.next),
-    })
+    let page = ops::page(a.limit, a.cursor.as_deref())?;
+    Ok(ops::roles::list(&ctx.app, a.search, page).await?.into())
 }
 
 /// Arguments of `role-create`.
@@ -88,13 +76,7 @@ pub struct CreateArgs {
 }
 
 async fn role_create(ctx: ToolCtx, a: CreateArgs) -> Result<Role, ToolError> {
-    validate_name("name", &a.name)?;
-    let name = a.name.trim().to_string();
-    Ok(ctx
-        .app
-        .store
-        .run(move |c| roles::insert(c, &name, a.description.as_deref()))
-        .await?)
+    Ok(ops::roles::create(&ctx.app, &ctx.actor, &a.name, a.description).await?)
 }
 
 /// Arguments of `role-update`.
@@ -107,18 +89,7 @@ pub struct UpdateArgs {
 }
 
 async fn role_update(ctx: ToolCtx, a: UpdateArgs) -> Result<Role, ToolError> {
-    if a.name.is_none() && a.description.is_none() {
-        return Err(ToolError::Failed("No fields to update".into()));
-    }
-    if let Some(n) = &a.name {
-        validate_name("name", n)?;
-    }
-    let name = a.name.map(|n| n.trim().to_string());
-    ctx.app
-        .store
-        .run(move |c| roles::update(c, &a.role_id, name.as_deref(), a.description.as_deref()))
-        .await?
-        .ok_or_else(|| ToolError::Failed("Role not found".into()))
+    Ok(ops::roles::update(&ctx.app, &ctx.actor, &a.role_id, a.name, a.description).await?)
 }
 
 /// Arguments of `role-delete`.
@@ -136,15 +107,9 @@ pub struct Deleted {
 }
 
 async fn role_delete(ctx: ToolCtx, a: DeleteArgs) -> Result<Deleted, ToolError> {
-    let id = a.role_id.clone();
-    let role = ctx
-        .app
-        .store
-        .run(move |c| roles::delete(c, &a.role_id))
-        .await?
-        .ok_or_else(|| ToolError::Failed("Role not found".into()))?;
+    let role = ops::roles::delete(&ctx.app, &ctx.actor, &a.role_id).await?;
     Ok(Deleted {
-        id,
+        id: a.role_id,
         message: format!("Role '{}' deleted", role.name),
     })
 }

@@ -3,9 +3,10 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{next_cursor, page};
+use super::page_of;
 use crate::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
-use crate::store::web_sessions::{self, SessionInfo};
+use crate::ops;
+use crate::store::web_sessions::SessionInfo;
 
 /// The tools of this group.
 pub fn tools() -> Vec<Tool> {
@@ -56,43 +57,23 @@ pub struct ListArgs {
     pub cursor: Option<String>,
 }
 
-/// Result of `session-list`.
-#[derive(Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SessionPage {
-    pub sessions: Vec<SessionInfo>,
-    /// Cursor of the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-}
+page_of!(
+    /// Result of `session-list`.
+    SessionPage,
+    sessions: SessionInfo
+);
 
 async fn session_list(ctx: ToolCtx, a: ListArgs) -> Result<SessionPage, ToolError> {
-    let page = page(a.limit, a.cursor.as_deref())?;
-    // make MCP activity current before reading it
-    ctx.app.sessions.flush().await?;
-    let idle = ctx.app.config.mcp.session_idle_timeout_secs;
-    let kind = a.kind.map(|k| match k {
-        Kind::Web => "web",
-        Kind::Mcp => "mcp",
-    });
-    let p = ctx
-        .app
-        .store
-        .run(move |c| {
-            web_sessions::list_all(
-                c,
-                a.user_id.as_deref(),
-                kind,
-                a.include_expired,
-                idle,
-                &page,
-            )
-        })
-        .await?;
-    Ok(SessionPage {
-        sessions: p.items,
-        next_cursor: next_cursor(p.next),
-    })
+    let page = ops::page(a.limit, a.cursor.as_deref())?;
+    let filter = ops::sessions::Filter {
+        user_id: a.user_id,
+        kind: a.kind.map(|k| match k {
+            Kind::Web => "web",
+            Kind::Mcp => "mcp",
+        }),
+        include_expired: a.include_expired,
+    };
+    Ok(ops::sessions::list(&ctx.app, filter, page).await?.into())
 }
 
 /// Arguments of `session-revoke`.
@@ -109,16 +90,7 @@ pub struct Revoked {
 }
 
 async fn session_revoke(ctx: ToolCtx, a: RevokeArgs) -> Result<Revoked, ToolError> {
-    let id = a.session_id.clone();
-    let web = ctx
-        .app
-        .store
-        .run(move |c| web_sessions::delete(c, &id))
-        .await?;
-    let found = web || ctx.app.sessions.remove(&a.session_id).await?;
-    if !found {
-        return Err(ToolError::Failed("Session not found".into()));
-    }
+    ops::sessions::revoke(&ctx.app, &ctx.actor, &a.session_id).await?;
     Ok(Revoked {
         message: format!("Session {} revoked", a.session_id),
     })

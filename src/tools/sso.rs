@@ -4,10 +4,10 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{PageArgs, next_cursor, page};
+use super::{PageArgs, page_of};
 use crate::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
-use crate::ops::validate_name;
-use crate::store::sso::{self, SsoProvider};
+use crate::ops;
+use crate::store::sso::SsoProvider;
 
 /// The tools of this group.
 pub fn tools() -> Vec<Tool> {
@@ -39,23 +39,14 @@ pub fn tools() -> Vec<Tool> {
     ]
 }
 
-/// Result of `sso-list`.
-#[derive(Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SsoPage {
-    pub providers: Vec<SsoProvider>,
-    /// Cursor of the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-}
+page_of!(
+    /// Result of `sso-list`.
+    SsoPage,
+    providers: SsoProvider
+);
 
 async fn sso_list(ctx: ToolCtx, a: PageArgs) -> Result<SsoPage, ToolError> {
-    let page = page(a.limit, a.cursor.as_deref())?;
-    let p = ctx.app.store.run(move |c| sso::list(c, &page)).await?;
-    Ok(SsoPage {
-        providers: p.items,
-        next_cursor: next_cursor(p.next),
-    })
+    Ok(ops::sso::list(&ctx.app, a.page()?).await?.into())
 }
 
 /// Arguments of `sso-save`.
@@ -79,48 +70,15 @@ pub struct Saved {
     pub provider: SsoProvider,
 }
 
-fn valid_id(id: &str) -> bool {
-    id.len() <= 64
-        && id.starts_with(|c: char| c.is_ascii_lowercase())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
 async fn sso_save(ctx: ToolCtx, a: SaveArgs) -> Result<Saved, ToolError> {
-    if !valid_id(&a.id) {
-        return Err(ToolError::field(
-            "id",
-            "must be lowercase letters, digits and _ and start with a letter",
-        ));
-    }
-    validate_name("displayName", &a.display_name)?;
-    if a.client_id.trim().is_empty() {
-        return Err(ToolError::field("clientId", "must not be empty"));
-    }
-    let sealed = a
-        .client_secret
-        .as_deref()
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            ctx.app
-                .master
-                .seal(s, &format!("sso_providers:{}:client_secret", a.id))
-        });
-    let (provider, created) = ctx
-        .app
-        .store
-        .run(move |c| {
-            sso::save(
-                c,
-                &a.id,
-                a.display_name.trim(),
-                a.client_id.trim(),
-                sealed.as_deref(),
-                a.enabled,
-            )
-        })
-        .await?;
+    let p = ops::sso::Provider {
+        id: a.id,
+        display_name: a.display_name,
+        client_id: a.client_id,
+        client_secret: a.client_secret,
+        enabled: a.enabled,
+    };
+    let (provider, created) = ops::sso::save(&ctx.app, &ctx.actor, p).await?;
     Ok(Saved {
         message: format!(
             "SSO provider '{}' {}",
@@ -145,10 +103,7 @@ pub struct Deleted {
 }
 
 async fn sso_delete(ctx: ToolCtx, a: DeleteArgs) -> Result<Deleted, ToolError> {
-    let id = a.id.clone();
-    if !ctx.app.store.run(move |c| sso::delete(c, &id)).await? {
-        return Err(ToolError::Failed("SSO provider not found".into()));
-    }
+    ops::sso::delete(&ctx.app, &ctx.actor, &a.id).await?;
     Ok(Deleted {
         message: format!("SSO provider '{}' deleted", a.id),
     })

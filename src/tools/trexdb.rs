@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 use crate::engine::registry;
 use crate::engine::{Class, QueryResult, paths, sqlite};
 use crate::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
-use crate::store::databases;
 
 /// Registered databases attached at most (SQLite attaches 10 databases per connection; one
 /// place is kept free). Databases past it are named in the result's `warnings`; reach them
@@ -73,7 +72,7 @@ pub fn tools() -> Vec<Tool> {
 /// be attached, in words. A registered file that became unusable (a directory, not SQLite, gone
 /// outside the allowed directories) is skipped and named, never fails the call for everyone.
 async fn target(ctx: &ToolCtx, writable: bool) -> Result<(sqlite::Target, Vec<String>), ToolError> {
-    let dbs = ctx.app.store.run(|c| databases::enabled_sqlite(c)).await?;
+    let dbs = crate::ops::databases::enabled_sqlite(&ctx.app).await?;
     let scopes = ctx.call.principal.scopes.as_ref();
     let mut attach = Vec::new();
     let mut warnings = Vec::new();
@@ -275,10 +274,7 @@ fn quote(id: &str) -> String {
 }
 
 async fn list_tables(ctx: ToolCtx, a: TablesArgs) -> Result<Tables, ToolError> {
-    let limit = a.limit.unwrap_or(super::DEFAULT_LIMIT);
-    if !(1..=super::MAX_LIMIT).contains(&limit) {
-        return Err(ToolError::field("limit", "must be between 1 and 1000"));
-    }
+    let limit = crate::ops::page(a.limit, None)?.limit as u32;
     let offset = match &a.cursor {
         None => 0,
         Some(c) => crate::util::decode_offset(c)

@@ -1,16 +1,14 @@
-//! `user-*` tools: list, get and create users.
+//! `user-*` tools: users, their standing, passwords and application roles ([`ops::users`]).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{next_cursor, page};
-use crate::auth::password;
+use super::page_of;
 use crate::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
 use crate::ops;
 use crate::ops::users::Standing;
-use crate::store::roles::{self, Role};
-use crate::store::users::{self, User};
-use crate::store::web_sessions;
+use crate::store::roles::Role;
+use crate::store::users::User;
 
 /// The tools of this group.
 pub fn tools() -> Vec<Tool> {
@@ -112,30 +110,19 @@ pub struct ListArgs {
     pub cursor: Option<String>,
 }
 
-/// Result of `user-list`.
-#[derive(Serialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct UserPage {
-    pub users: Vec<User>,
-    /// Cursor of the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-}
+page_of!(
+    /// Result of `user-list`.
+    UserPage,
+    users: User
+);
 
 async fn user_list(ctx: ToolCtx, a: ListArgs) -> Result<UserPage, ToolError> {
-    let page = page(a.limit, a.cursor.as_deref())?;
-    if a.search.as_ref().is_some_and(|s| s.chars().count() > 200) {
-        return Err(ToolError::field("search", "must be at most 200 characters"));
-    }
-    let p = ctx
-        .app
-        .store
-        .read(move |c| users::list(c, a.include_deleted, a.search.as_deref(), &page))
-        .await?;
-    Ok(UserPage {
-        users: p.items,
-        next_cursor: next_cursor(p.next),
-    })
+    let page = ops::page(a.limit, a.cursor.as_deref())?;
+    Ok(
+        ops::users::list(&ctx.app, a.include_deleted, a.search, page)
+            .await?
+            .into(),
+    )
 }
 
 /// Arguments of `user-get`.
@@ -155,21 +142,8 @@ pub struct UserWithRoles {
 }
 
 async fn user_get(ctx: ToolCtx, a: GetArgs) -> Result<UserWithRoles, ToolError> {
-    ctx.app
-        .store
-        .read(move |c| {
-            let Some(user) = users::get(c, &a.user_id)? else {
-                return Ok(None);
-            };
-            let roles = roles::of_user(c, &user.id)?;
-            Ok(Some(UserWithRoles { user, roles }))
-        })
-        .await?
-        .ok_or_else(not_found)
-}
-
-fn not_found() -> ToolError {
-    ToolError::Failed("User not found".into())
+    let (user, roles) = ops::users::get(&ctx.app, &a.user_id).await?;
+    Ok(UserWithRoles { user, roles })
 }
 
 /// What a change tool answers.
@@ -177,18 +151,6 @@ fn not_found() -> ToolError {
 pub struct Changed {
     pub message: String,
     pub user: User,
-}
-
-/// Ends a user's web and MCP sessions and forgets cached keys.
-async fn end_sessions(ctx: &ToolCtx, user_id: &str) -> Result<(), ToolError> {
-    let id = user_id.to_string();
-    ctx.app
-        .store
-        .run(move |c| web_sessions::delete_user(c, &id))
-        .await?;
-    ctx.app.sessions.remove_user(user_id).await?;
-    ctx.app.auth.invalidate();
-    Ok(())
 }
 
 /// Arguments of `user-update-role`.
@@ -202,27 +164,11 @@ pub struct UpdateRoleArgs {
 
 async fn user_update_role(ctx: ToolCtx, a: UpdateRoleArgs) -> Result<Changed, ToolError> {
     let role = a.role.as_str();
-    let user = standing(&ctx, a.user_id, Standing::Role(role)).await?;
-    if role == "user" {
-        // an admin who is demoted loses the admin surfaces: end their sessions
-        end_sessions(&ctx, &user.id).await?;
-    } else {
-        ctx.app.auth.invalidate();
-    }
+    let user = ops::users::change(&ctx.app, &ctx.actor, &a.user_id, Standing::Role(role)).await?;
     Ok(Changed {
         message: format!("User '{}' is now {role}", user.email),
         user,
     })
-}
-
-/// Runs one standing change through the domain rule (self, last admin, deleted users).
-async fn standing(ctx: &ToolCtx, target: String, change: Standing) -> Result<User, ToolError> {
-    let actor = ctx.call.principal.user_id.clone();
-    Ok(ctx
-        .app
-        .store
-        .run(move |c| ops::users::change_standing(c, Some(&actor), &target, &change))
-        .await?)
 }
 
 /// Arguments of `user-ban`.
@@ -239,24 +185,17 @@ pub struct BanArgs {
 }
 
 async fn user_ban(ctx: ToolCtx, a: BanArgs) -> Result<Changed, ToolError> {
-    let expires = if a.banned {
-        ops::parse_expiry(a.expires_at.as_deref())
-            .map_err(|e| ToolError::Invalid(format!("Invalid arguments: {e}")))?
-    } else {
-        None
-    };
     let banned = a.banned;
-    let change = Standing::Ban {
+    let user = ops::users::ban(
+        &ctx.app,
+        &ctx.actor,
+        &a.user_id,
         banned,
-        reason: a.reason,
-        expires,
-    };
-    let user = standing(&ctx, a.user_id, change).await?;
-    if banned {
-        end_sessions(&ctx, &user.id).await?;
-    } else {
-        ctx.app.auth.invalidate();
-    }
+        a.reason,
+        a.expires_at.as_deref(),
+        "`expiresAt`",
+    )
+    .await?;
     Ok(Changed {
         message: format!(
             "User '{}' {}",
@@ -275,8 +214,8 @@ pub struct UserArgs {
 }
 
 async fn user_delete(ctx: ToolCtx, a: UserArgs) -> Result<Changed, ToolError> {
-    let user = standing(&ctx, a.user_id, Standing::Deleted(true)).await?;
-    end_sessions(&ctx, &user.id).await?;
+    let user =
+        ops::users::change(&ctx.app, &ctx.actor, &a.user_id, Standing::Deleted(true)).await?;
     Ok(Changed {
         message: format!("User '{}' deleted", user.email),
         user,
@@ -284,8 +223,8 @@ async fn user_delete(ctx: ToolCtx, a: UserArgs) -> Result<Changed, ToolError> {
 }
 
 async fn user_restore(ctx: ToolCtx, a: UserArgs) -> Result<Changed, ToolError> {
-    let user = standing(&ctx, a.user_id, Standing::Deleted(false)).await?;
-    ctx.app.auth.invalidate();
+    let user =
+        ops::users::change(&ctx.app, &ctx.actor, &a.user_id, Standing::Deleted(false)).await?;
     Ok(Changed {
         message: format!("User '{}' restored", user.email),
         user,
@@ -308,27 +247,9 @@ pub struct Done {
 }
 
 async fn user_set_password(ctx: ToolCtx, a: PasswordArgs) -> Result<Done, ToolError> {
-    password::validate(&a.password)?;
-    let pw = a.password;
-    let hash = tokio::task::spawn_blocking(move || password::hash(&pw))
-        .await
-        .map_err(crate::error::Error::from)??;
-    let id = a.user_id.clone();
-    let found = ctx
-        .app
-        .store
-        .run(move |c| users::set_password_hash(c, &a.user_id, &hash))
-        .await?;
-    if !found {
-        return Err(not_found());
-    }
-    let sid = id.clone();
-    ctx.app
-        .store
-        .run(move |c| web_sessions::delete_user(c, &sid))
-        .await?;
+    let u = ops::users::set_password(&ctx.app, &ctx.actor, &a.user_id, a.password).await?;
     Ok(Done {
-        message: format!("Password set for user {id}"),
+        message: format!("Password set for user {}", u.id),
     })
 }
 
@@ -342,37 +263,19 @@ pub struct UserRoleArgs {
 }
 
 async fn user_role_assign(ctx: ToolCtx, a: UserRoleArgs) -> Result<Done, ToolError> {
-    let msg = ctx
-        .app
-        .store
-        .run(move |c| {
-            if users::get(c, &a.user_id)?.is_none() {
-                return Err(crate::Error::NotFound("User not found".into()));
-            }
-            if roles::get(c, &a.role_id)?.is_none() {
-                return Err(crate::Error::NotFound("Role not found".into()));
-            }
-            Ok(if roles::assign(c, &a.user_id, &a.role_id)? {
-                "Role assigned to user"
-            } else {
-                "User already has this role"
-            })
-        })
-        .await?;
+    let added = ops::users::assign_role(&ctx.app, &ctx.actor, &a.user_id, &a.role_id).await?;
     Ok(Done {
-        message: msg.into(),
+        message: if added {
+            "Role assigned to user"
+        } else {
+            "User already has this role"
+        }
+        .into(),
     })
 }
 
 async fn user_role_remove(ctx: ToolCtx, a: UserRoleArgs) -> Result<Done, ToolError> {
-    let removed = ctx
-        .app
-        .store
-        .run(move |c| roles::unassign(c, &a.user_id, &a.role_id))
-        .await?;
-    if !removed {
-        return Err(ToolError::Failed("Role assignment not found".into()));
-    }
+    ops::users::remove_role(&ctx.app, &ctx.actor, &a.user_id, &a.role_id).await?;
     Ok(Done {
         message: "Role removed from user".into(),
     })
@@ -412,24 +315,6 @@ pub struct CreateArgs {
 }
 
 async fn user_create(ctx: ToolCtx, a: CreateArgs) -> Result<User, ToolError> {
-    ops::validate_name("name", &a.name)?;
-    ops::validate_email(&a.email)?;
-    let hash = match a.password {
-        Some(pw) => {
-            password::validate(&pw)?;
-            Some(
-                tokio::task::spawn_blocking(move || password::hash(&pw))
-                    .await
-                    .map_err(crate::error::Error::from)??,
-            )
-        }
-        None => None,
-    };
     let role = a.role.as_str();
-    let user = ctx
-        .app
-        .store
-        .run(move |c| ops::create_user(c, &a.name, &a.email, role, hash))
-        .await?;
-    Ok(user)
+    Ok(ops::users::create(&ctx.app, &ctx.actor, &a.name, &a.email, a.password, role).await?)
 }

@@ -138,24 +138,18 @@ async fn banned_or_demoted_users_keys_stop_working() {
     let mut c = Client::new(&s.url(), Some(&key));
     c.initialize().await;
     let id = uid.clone();
-    s.app()
-        .store
-        .run(move |c| Ok(c.execute("UPDATE users SET banned = 1 WHERE id = ?1", [&id])?))
-        .await
+    s.sql()
+        .execute("UPDATE users SET banned = 1 WHERE id = ?1", [&id])
         .unwrap();
     until_401(&c).await;
 
     // a ban that has ended no longer blocks
     let id = uid.clone();
-    s.app()
-        .store
-        .run(move |c| {
-            Ok(c.execute(
-                "UPDATE users SET ban_expires = '2000-01-01T00:00:00.000Z' WHERE id = ?1",
-                [&id],
-            )?)
-        })
-        .await
+    s.sql()
+        .execute(
+            "UPDATE users SET ban_expires = '2000-01-01T00:00:00.000Z' WHERE id = ?1",
+            [&id],
+        )
         .unwrap();
     let mut ok = false;
     for _ in 0..40 {
@@ -177,10 +171,8 @@ async fn banned_or_demoted_users_keys_stop_working() {
     let (uid2, key2) = s.other_admin("demoted@example.com").await;
     let mut d = Client::new(&s.url(), Some(&key2));
     d.initialize().await;
-    s.app()
-        .store
-        .run(move |c| Ok(c.execute("UPDATE users SET role = 'user' WHERE id = ?1", [&uid2])?))
-        .await
+    s.sql()
+        .execute("UPDATE users SET role = 'user' WHERE id = ?1", [&uid2])
         .unwrap();
     until_401(&d).await;
 }

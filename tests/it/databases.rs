@@ -177,11 +177,7 @@ async fn credentials_are_sealed_listed_without_passwords_and_saved_without_scope
         .await,
         "Database not found"
     );
-    s.app()
-        .store
-        .run(|c| Ok(c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?))
-        .await
-        .unwrap();
+    s.checkpoint();
     let bytes = std::fs::read(s.data_dir().join("trex.db")).unwrap();
     assert!(
         !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),

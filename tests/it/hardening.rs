@@ -3,9 +3,14 @@
 
 use serde_json::{Value, json};
 use trex::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
-use trex::ops::users::{Standing, change_standing};
+use trex::ops::users::{Standing, change};
 
 use crate::common::{Client, TestServer};
+
+/// The caller `user_id`, as the domain layer takes it.
+fn as_user(user_id: &str) -> trex::ops::Actor {
+    trex::ops::Actor::web(Some(user_id.to_string()), None)
+}
 
 /// Sends a 2025-03-26 batch and returns the answers.
 async fn batch(c: &Client, items: Vec<Value>) -> Vec<Value> {
@@ -94,15 +99,13 @@ async fn two_admins_removing_each_other_leave_one_active_admin() {
     let (b, _) = s.other_admin("b@example.com").await;
     let first = s.admin_id.clone();
     // leave exactly two admins, a and b
-    let (a2, f2) = (a.clone(), first.clone());
-    s.app()
-        .store
-        .run(move |c| change_standing(c, Some(&a2), &f2, &Standing::Role("user")))
+    let (actor_a, actor_b) = (as_user(&a), as_user(&b));
+    change(s.app(), &actor_a, &first, Standing::Role("user"))
         .await
         .unwrap();
     // each checked the other's authority before either wrote (the race): the rule inside the
     // transaction refuses the second, for demote, ban and delete alike
-    for change in [
+    for ch in [
         Standing::Role("user"),
         Standing::Ban {
             banned: true,
@@ -111,22 +114,11 @@ async fn two_admins_removing_each_other_leave_one_active_admin() {
         },
         Standing::Deleted(true),
     ] {
-        let (a1, b1, ch) = (a.clone(), b.clone(), change.clone());
-        s.app()
-            .store
-            .run(move |c| change_standing(c, Some(&a1), &b1, &ch))
-            .await
-            .unwrap();
-        let (a1, b1, ch) = (a.clone(), b.clone(), change.clone());
-        let e = s
-            .app()
-            .store
-            .run(move |c| change_standing(c, Some(&b1), &a1, &ch))
-            .await
-            .unwrap_err();
+        change(s.app(), &actor_a, &b, ch.clone()).await.unwrap();
+        let e = change(s.app(), &actor_b, &a, ch.clone()).await.unwrap_err();
         assert!(e.to_string().contains("last active admin"), "{e}");
         // undo the first change for the next round
-        let undo = match change {
+        let undo = match ch {
             Standing::Role(_) => Standing::Role("admin"),
             Standing::Ban { .. } => Standing::Ban {
                 banned: false,
@@ -135,26 +127,16 @@ async fn two_admins_removing_each_other_leave_one_active_admin() {
             },
             Standing::Deleted(_) => Standing::Deleted(false),
         };
-        let (a1, b1) = (a.clone(), b.clone());
-        s.app()
-            .store
-            .run(move |c| change_standing(c, Some(&a1), &b1, &undo))
-            .await
-            .unwrap();
+        change(s.app(), &actor_a, &b, undo).await.unwrap();
     }
     // and for real, two concurrent batches over HTTP
-    let (ka, kb) = {
-        let (a1, b1) = (a.clone(), b.clone());
-        s.app()
-            .store
-            .run(move |c| {
-                let ka = trex::ops::create_api_key(c, &a1, "ka", None, None)?;
-                let kb = trex::ops::create_api_key(c, &b1, "kb", None, None)?;
-                Ok((ka.key, kb.key))
-            })
-            .await
-            .unwrap()
-    };
+    let cli = trex::ops::Actor::cli();
+    let mut keys = Vec::new();
+    for id in [&a, &b] {
+        let k = trex::ops::keys::create(s.app(), &cli, id, "k", None, "expiresAt", None);
+        keys.push(k.await.unwrap().key);
+    }
+    let (ka, kb) = (keys[0].clone(), keys[1].clone());
     let mut ca = Client::new(&s.url(), Some(&ka));
     let mut cb = Client::new(&s.url(), Some(&kb));
     ca.initialize_version("2025-03-26").await;
@@ -240,12 +222,7 @@ async fn audit_rows_hold_no_secrets_and_are_bounded() {
         c.call("role-create", json!({"name": format!("r{i}")}))
             .await;
     }
-    let n = s
-        .app()
-        .store
-        .run(|c| trex::store::audit::count(c))
-        .await
-        .unwrap();
+    let n = s.app().store.run(trex::store::audit::count).await.unwrap();
     assert!(n <= 40, "{n} rows kept with audit.max_rows = 40");
 }
 

@@ -521,11 +521,7 @@ async fn sso_providers_keep_secrets_sealed() {
         .await
         .contains("`id`")
     );
-    s.app()
-        .store
-        .run(|c| Ok(c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?))
-        .await
-        .unwrap();
+    s.checkpoint();
     assert!(
         !contains(&store_bytes(&s), secret),
         "the secret is in trex.db in clear text"
@@ -628,26 +624,26 @@ async fn apps_validate_show_the_secret_once_and_delete_their_tokens() {
 
     // tokens and consents issued to the app go with it
     let (aid, uid) = (id.clone(), s.admin_id.clone());
-    s.app()
-        .store
-        .run(move |c| {
-            c.execute("INSERT INTO oauth_tokens (id, app_id, user_id, token_hash, created_at) VALUES ('t1', ?1, ?2, 'h1', 'now')", [&aid, &uid])?;
-            c.execute("INSERT INTO oauth_consents (id, app_id, user_id, created_at) VALUES ('c1', ?1, ?2, 'now')", [&aid, &uid])?;
-            Ok(())
-        })
-        .await
-        .unwrap();
+    let db = s.sql();
+    db.execute("INSERT INTO oauth_tokens (id, app_id, user_id, token_hash, created_at) VALUES ('t1', ?1, ?2, 'h1', 'now')", [&aid, &uid]).unwrap();
+    db.execute(
+        "INSERT INTO oauth_consents (id, app_id, user_id, created_at) VALUES ('c1', ?1, ?2, 'now')",
+        [&aid, &uid],
+    )
+    .unwrap();
     let d = c.call_ok("app-delete", json!({"appId": id})).await;
     assert_eq!(d["message"], "Application 'Portal 2' deleted");
     assert_eq!(d["tokensRemoved"], 1);
     assert_eq!(d["consentsRemoved"], 1);
-    let left: i64 = s.app().store.run(|c| Ok(c.query_row("SELECT (SELECT count(*) FROM oauth_tokens) + (SELECT count(*) FROM oauth_consents)", [], |r| r.get(0))?)).await.unwrap();
-    assert_eq!(left, 0);
-    s.app()
-        .store
-        .run(|c| Ok(c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?))
-        .await
+    let left: i64 = db
+        .query_row(
+            "SELECT (SELECT count(*) FROM oauth_tokens) + (SELECT count(*) FROM oauth_consents)",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
+    assert_eq!(left, 0);
+    s.checkpoint();
     let native_secret = native["clientSecret"].as_str().unwrap();
     assert!(
         !contains(&store_bytes(&s), native_secret),

@@ -59,7 +59,7 @@ async fn two_runtimes_on_one_store_never_run_a_job_twice() {
     let check = store(dir.path());
     wait_until("200 jobs succeeded", async || {
         check
-            .run(|c| trex::store::jobs::counts(c))
+            .run(trex::store::jobs::counts)
             .await
             .unwrap()
             .iter()

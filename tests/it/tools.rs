@@ -299,16 +299,12 @@ async fn mutating_calls_are_audited_with_secrets_redacted() {
     .await;
     c.call_ok("user-list", json!({})).await;
     let rows: Vec<(String, String, String)> = s
-        .app()
-        .store
-        .run(|c| {
-            let mut st = c.prepare("SELECT tool, arguments, outcome FROM audit_log ORDER BY id")?;
-            let r = st
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(r)
-        })
-        .await
+        .sql()
+        .prepare("SELECT tool, arguments, outcome FROM audit_log ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
         .unwrap();
     assert_eq!(rows.len(), 2, "read-only calls are not audited: {rows:?}");
     assert_eq!(rows[0].0, "user-create");

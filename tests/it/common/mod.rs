@@ -80,16 +80,29 @@ impl TestServer {
 
     /// Creates another admin and a key for it; returns (user id, key).
     pub async fn other_admin(&self, email: &str) -> (String, String) {
-        let email = email.to_string();
-        self.app()
-            .store
-            .run(move |c| {
-                let u = ops::create_user(c, "Other", &email, "admin", None)?;
-                let k = ops::create_api_key(c, &u.id, "other", None, None)?;
-                Ok((u.id, k.key))
-            })
+        let (app, cli) = (self.app(), ops::Actor::cli());
+        let u = ops::users::create(app, &cli, "Other", email, None, "admin")
             .await
-            .unwrap()
+            .unwrap();
+        let k = ops::keys::create(app, &cli, &u.id, "other", None, "expiresAt", None)
+            .await
+            .unwrap();
+        (u.id, k.key)
+    }
+
+    /// A connection of its own to this server's `trex.db`, for tests that plant or read rows
+    /// the tools do not offer (the server sees the commits as another process's).
+    pub fn sql(&self) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open(self.data_dir().join("trex.db")).unwrap();
+        c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+        c
+    }
+
+    /// Moves the write-ahead log into `trex.db`, so the file's bytes show everything stored.
+    pub fn checkpoint(&self) {
+        self.sql()
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
     }
 }
 
@@ -108,14 +121,12 @@ async fn boot(
     customize(&mut config);
     let app = App::open(config).await.unwrap();
     let (key, admin) = if again.is_none() {
-        app.store
-            .run(|c| {
-                let u = ops::create_user(c, "Admin", "admin@example.com", "admin", None)?;
-                let k = ops::create_api_key(c, &u.id, "test", None, None)?;
-                Ok((k.key, u.id))
-            })
-            .await
-            .unwrap()
+        let (u, k) =
+            ops::users::bootstrap_admin(&app.store, "Admin", "admin@example.com", None, "test")
+                .await
+                .unwrap()
+                .expect("a new store");
+        (k.key, u.id)
     } else {
         (String::new(), String::new())
     };

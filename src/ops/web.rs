@@ -1,0 +1,179 @@
+//! Web sign-in for the admin page: email and password against the stored argon2id hash
+//! (verified even for unknown emails, so timing does not tell which exist), the sign-in rate
+//! limit ([`crate::auth::limiter`]), refusal of deleted and banned users, a session token of
+//! which only the hash is stored, and an audit row (`via: web`, with the client address) for
+//! every sign-in, refusal and sign-out. The HTTP routes only parse and answer.
+
+use std::net::IpAddr;
+use std::sync::LazyLock;
+
+use serde_json::json;
+
+use super::Actor;
+use crate::app::App;
+use crate::auth::password;
+use crate::error::Result;
+use crate::store::users::{self, User};
+use crate::store::web_sessions;
+use crate::util::{random_hex, rfc3339};
+
+/// Life of a web session.
+pub const SESSION_DAYS: i64 = 7;
+
+/// A new web session: the token for the cookie (shown once; only its hash is stored).
+#[derive(Debug)]
+pub struct SignedIn {
+    pub user: User,
+    pub token: String,
+    pub expires_at: String,
+}
+
+/// Why a sign-in was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Too many failures; try again after this many seconds.
+    RateLimited { wait_secs: u64 },
+    /// Wrong email or password (or a deleted user, or one without a password).
+    BadCredentials,
+    /// The user is banned.
+    Banned,
+}
+
+/// The hash a session token is stored and looked up by.
+pub fn token_hash(t: &str) -> String {
+    crate::auth::keys::hash(t)
+}
+
+/// Writes the audit row of a web sign-in or sign-out.
+async fn record(
+    app: &App,
+    user_id: Option<String>,
+    ip: IpAddr,
+    action: &str,
+    email: &str,
+    outcome: &'static str,
+    detail: Option<&str>,
+) {
+    let actor = Actor::web(user_id, Some(ip.to_string()));
+    let args = json!({"email": email});
+    let event = crate::audit::Event {
+        action,
+        arguments: &args,
+        outcome,
+        detail,
+    };
+    crate::audit::record(&app.store, app.config.audit, &actor, event).await;
+}
+
+/// Signs `email` in with `password` from address `ip`.
+pub async fn sign_in(
+    app: &App,
+    email: &str,
+    password: String,
+    ip: IpAddr,
+    user_agent: Option<String>,
+) -> Result<std::result::Result<SignedIn, Refused>> {
+    if let Err(l) = app.login_limiter.begin(ip, email) {
+        tracing::warn!(remote = %ip, "sign-in refused: too many failures for this {}", l.by);
+        record(
+            app,
+            None,
+            ip,
+            "login",
+            email,
+            "refused",
+            Some("rate limited"),
+        )
+        .await;
+        return Ok(Err(Refused::RateLimited {
+            wait_secs: l.wait_secs,
+        }));
+    }
+    let key = email.to_string();
+    let (user, hash) = app
+        .store
+        .run(move |c| {
+            let u = users::get_by_email(c, &key)?;
+            let hash = match &u {
+                Some(u) => users::password_hash(c, &u.id)?,
+                None => None,
+            };
+            Ok((u, hash))
+        })
+        .await?;
+    // verify even for unknown users, so timing does not tell which emails exist
+    static DUMMY: LazyLock<String> =
+        LazyLock::new(|| password::hash("no such user").unwrap_or_default());
+    let phc = hash.clone().unwrap_or_else(|| DUMMY.clone());
+    let ok = tokio::task::spawn_blocking(move || password::verify(&password, &phc))
+        .await
+        .unwrap_or(false);
+    let uid = user.as_ref().map(|u| u.id.clone());
+    let Some(user) = user.filter(|u| ok && hash.is_some() && u.deleted_at.is_none()) else {
+        tracing::warn!(remote = %ip, "sign-in failed: wrong email or password");
+        let why = "wrong email or password";
+        record(app, uid, ip, "login", email, "refused", Some(why)).await;
+        return Ok(Err(Refused::BadCredentials));
+    };
+    if user.is_banned_now() {
+        tracing::warn!(remote = %ip, user = %user.email, "sign-in refused: banned");
+        record(app, uid, ip, "login", email, "refused", Some("banned")).await;
+        return Ok(Err(Refused::Banned));
+    }
+    app.login_limiter.succeeded(ip, email);
+    let token = random_hex(32);
+    let expires_at = rfc3339(chrono::Utc::now() + chrono::Duration::days(SESSION_DAYS));
+    let (id, th, exp, ipstr) = (
+        user.id.clone(),
+        token_hash(&token),
+        expires_at.clone(),
+        ip.to_string(),
+    );
+    app.store
+        .write(move |c| {
+            web_sessions::insert(c, &id, &th, Some(&ipstr), user_agent.as_deref(), &exp)
+        })
+        .await?;
+    record(app, uid, ip, "login", &user.email, "ok", None).await;
+    Ok(Ok(SignedIn {
+        user,
+        token,
+        expires_at,
+    }))
+}
+
+/// Ends the web session of `token` (nothing when there is none).
+pub async fn sign_out(app: &App, token: &str, ip: IpAddr) -> Result<()> {
+    let th = token_hash(token);
+    let ended = app
+        .store
+        .write(move |c| match web_sessions::find(c, &th)? {
+            Some((id, uid, _)) => {
+                web_sessions::delete(c, &id)?;
+                Ok(users::get(c, &uid)?.map(|u| (u.id, u.email)))
+            }
+            None => Ok(None),
+        })
+        .await?;
+    if let Some((uid, email)) = ended {
+        app.auth.invalidate();
+        record(app, Some(uid), ip, "logout", &email, "ok", None).await;
+    }
+    Ok(())
+}
+
+/// The live session of `token` and its user: `(session id, user, expires_at)`, or `None`
+/// when the token is unknown or expired, or its user deleted or banned.
+pub async fn current(app: &App, token: &str) -> Result<Option<(String, User, String)>> {
+    let th = token_hash(token);
+    let found = app
+        .store
+        .run(move |c| {
+            let Some((id, uid, exp)) = web_sessions::find(c, &th)? else {
+                return Ok(None);
+            };
+            Ok(users::get(c, &uid)?.map(|u| (id, u, exp)))
+        })
+        .await?;
+    Ok(found.filter(|(_, u, _)| u.deleted_at.is_none() && !u.is_banned_now()))
+}
