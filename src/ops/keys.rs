@@ -92,13 +92,7 @@ pub async fn create(
         let (user, name) = (user.to_string(), name.to_string());
         app.store
             .write(move |c| {
-                let id = if user.contains('@') {
-                    users::get_by_email(c, &user)?
-                        .ok_or_else(|| Error::NotFound("User not found".into()))?
-                        .id
-                } else {
-                    user
-                };
+                let id = super::users::find(c, &user)?.id;
                 mint(c, &id, &name, expires, scopes.as_ref())
             })
             .await

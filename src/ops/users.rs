@@ -64,14 +64,15 @@ impl Standing {
     }
 }
 
-/// A user by id, or by email when `who` contains `@` (the CLI names users by email).
-fn find(c: &Conn<'_>, who: &str) -> Result<User> {
-    let u = if who.contains('@') {
+/// A user by id, or by email when `who` contains `@` (the CLI names users by email; the
+/// message then names the address).
+pub(super) fn find(c: &Conn<'_>, who: &str) -> Result<User> {
+    if who.contains('@') {
         users::get_by_email(c, who)?
+            .ok_or_else(|| Error::NotFound(format!("User not found: no user has the email {who}")))
     } else {
-        users::get(c, who)?
-    };
-    u.ok_or_else(|| Error::NotFound("User not found".into()))
+        users::get(c, who)?.ok_or_else(|| Error::NotFound("User not found".into()))
+    }
 }
 
 /// Applies `change` to user `target` (id or email) on behalf of `actor` inside the caller's

@@ -588,11 +588,12 @@ fn cli_changes_are_audited_and_keys_listed_with_scopes_revoked_by_prefix() {
         .map(Result::unwrap)
         .collect();
     let tools: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    // the CLI's rows name the operation as the MCP tools do, with `via: cli`
     for t in [
-        "api-key create",
-        "api-key revoke",
-        "user create",
-        "user ban",
+        "api-key-create",
+        "api-key-revoke",
+        "user-create",
+        "user-ban",
     ] {
         assert!(tools.contains(&t), "{t} not audited: {rows:?}");
     }
@@ -705,4 +706,102 @@ fn one_server_per_data_dir_and_no_key_reset_under_a_running_server() {
         std::fs::metadata(e.path().join("trex.db")).unwrap().len(),
         0
     );
+}
+
+/// The error text the CLI printed for a failed command (after `error: `).
+fn cli_error(o: &Output) -> String {
+    assert!(!o.status.success(), "the command succeeded");
+    let e = stderr(o);
+    e.trim()
+        .strip_prefix("error: ")
+        .unwrap_or(e.trim())
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_cli_and_the_tools_refuse_the_same_bad_input_with_the_same_words() {
+    let s = crate::common::TestServer::start().await;
+    let d = s.data_dir();
+    let d = d.to_str().unwrap();
+    let mut c = s.client();
+    c.initialize().await;
+    // ban of the last active admin: one rule, in the domain layer, whichever door
+    let o = trex(&[
+        "user",
+        "ban",
+        "--data-dir",
+        d,
+        "--email",
+        "admin@example.com",
+    ]);
+    assert_eq!(
+        cli_error(&o),
+        "'admin@example.com' is the last active admin; make another admin first (an active admin always remains)"
+    );
+    // over MCP the only way to it is the admin itself, which the self rule stops first
+    let e = c
+        .call_err("user-ban", json!({"userId": s.admin_id, "banned": true}))
+        .await;
+    assert_eq!(e, "You cannot ban yourself");
+    // an unknown user, named by email at both doors
+    let o = trex(&[
+        "user",
+        "ban",
+        "--data-dir",
+        d,
+        "--email",
+        "nobody@example.com",
+    ]);
+    let e = c
+        .call_err(
+            "user-ban",
+            json!({"userId": "nobody@example.com", "banned": true}),
+        )
+        .await;
+    assert_eq!(cli_error(&o), e);
+    assert!(e.contains("nobody@example.com"), "{e}");
+    // a deleted user cannot be banned
+    let u = c
+        .call_ok(
+            "user-create",
+            json!({"name": "Zed", "email": "zed@example.com"}),
+        )
+        .await;
+    c.call_ok("user-delete", json!({"userId": u["id"]})).await;
+    let o = trex(&["user", "ban", "--data-dir", d, "--email", "zed@example.com"]);
+    let e = c
+        .call_err("user-ban", json!({"userId": u["id"], "banned": true}))
+        .await;
+    assert_eq!(cli_error(&o), e);
+    assert!(e.contains("is deleted"), "{e}");
+    // a password that is too short
+    let o = trex(&[
+        "user",
+        "set-password",
+        "--data-dir",
+        d,
+        "--email",
+        "admin@example.com",
+        "--password",
+        "short",
+    ]);
+    let e = c
+        .call_err(
+            "user-set-password",
+            json!({"userId": s.admin_id, "password": "short"}),
+        )
+        .await;
+    assert_eq!(format!("Invalid arguments: {}", cli_error(&o)), e);
+    // and every one of them is in the audit log once, under the tool's name, from both doors
+    let rows = c
+        .call_ok("audit-list", json!({"tool": "user-ban", "limit": 100}))
+        .await;
+    let vias: Vec<&str> = rows["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["via"].as_str().unwrap())
+        .collect();
+    assert_eq!(vias.iter().filter(|v| **v == "cli").count(), 3, "{rows}");
+    assert_eq!(vias.iter().filter(|v| **v == "mcp").count(), 3, "{rows}");
 }
