@@ -3,8 +3,10 @@
 //! statements classed by a parser ([`classify`]), read-only enforced by the engine (read-only
 //! opens, `query_only`, `BEGIN READ ONLY`), an authorizer that refuses ATTACH and extension
 //! loading, a row cap with a `truncated` flag, and a time limit. User SQL never runs on a
-//! connection that can reach `trex.db`.
+//! connection that can reach `trex.db`. The SQL trex runs itself to describe user databases is
+//! in [`catalog`].
 
+pub mod catalog;
 pub mod classify;
 pub mod memory;
 pub mod paths;

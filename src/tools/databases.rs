@@ -231,7 +231,7 @@ async fn db_test(ctx: ToolCtx, a: DatabaseIdArgs) -> Result<Tested, ToolError> {
                     .map_err(|e| EngineError::Connect(format!("Connection failed: {e}")))?;
                     let r = sqlite::run(
                         &conn,
-                        "SELECT 1, sqlite_version()",
+                        crate::engine::catalog::SQLITE_PING,
                         &[],
                         crate::engine::Class::Safe,
                         limits,

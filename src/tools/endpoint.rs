@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::engine::registry::{self, Resolved};
-use crate::engine::{QueryResult, sqlite};
+use crate::engine::{QueryResult, catalog, sqlite};
 use crate::mcp::server::McpServer;
 use crate::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
 
@@ -54,6 +54,17 @@ pub enum ObjectType {
     Views,
 }
 
+impl From<ObjectType> for catalog::Object {
+    fn from(k: ObjectType) -> Self {
+        match k {
+            ObjectType::Tables => catalog::Object::Tables,
+            ObjectType::Columns => catalog::Object::Columns,
+            ObjectType::Indexes => catalog::Object::Indexes,
+            ObjectType::Views => catalog::Object::Views,
+        }
+    }
+}
+
 /// Arguments of `get_<dialect>_metadata`.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -90,46 +101,6 @@ async fn run(
                 .await?
         }
     })
-}
-
-fn sqlite_meta(k: ObjectType) -> &'static str {
-    match k {
-        ObjectType::Tables => "SELECT name AS table_name, type AS table_type FROM sqlite_schema
-             WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND (?1 IS NULL OR name = ?1) ORDER BY name",
-        ObjectType::Columns => "SELECT m.name AS table_name, p.cid AS position, p.name AS column_name, p.type AS data_type,
-             p.\"notnull\" AS not_null, p.dflt_value AS default_value, p.pk AS primary_key
-             FROM sqlite_schema m JOIN pragma_table_info(m.name) p
-             WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND (?1 IS NULL OR m.name = ?1)
-             ORDER BY m.name, p.cid",
-        ObjectType::Indexes => "SELECT m.name AS table_name, i.name AS index_name, i.\"unique\" AS is_unique, i.origin,
-             (SELECT group_concat(c.name, ', ') FROM pragma_index_info(i.name) c) AS columns
-             FROM sqlite_schema m JOIN pragma_index_list(m.name) i
-             WHERE m.type = 'table' AND (?1 IS NULL OR m.name = ?1) ORDER BY m.name, i.name",
-        ObjectType::Views => "SELECT name AS view_name, sql AS definition FROM sqlite_schema
-             WHERE type = 'view' AND (?1 IS NULL OR name = ?1) ORDER BY name",
-    }
-}
-
-fn pg_meta(k: ObjectType) -> &'static str {
-    match k {
-        ObjectType::Tables => "SELECT table_schema, table_name, table_type FROM information_schema.tables
-             WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE'
-               AND ($1::text IS NULL OR table_schema = $1) AND ($2::text IS NULL OR table_name = $2)
-             ORDER BY table_schema, table_name",
-        ObjectType::Columns => "SELECT table_schema, table_name, ordinal_position AS position, column_name, data_type,
-               is_nullable, column_default FROM information_schema.columns
-             WHERE table_schema NOT IN ('pg_catalog', 'information_schema')
-               AND ($1::text IS NULL OR table_schema = $1) AND ($2::text IS NULL OR table_name = $2)
-             ORDER BY table_schema, table_name, ordinal_position",
-        ObjectType::Indexes => "SELECT schemaname AS table_schema, tablename AS table_name, indexname AS index_name, indexdef
-             FROM pg_indexes WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
-               AND ($1::text IS NULL OR schemaname = $1) AND ($2::text IS NULL OR tablename = $2)
-             ORDER BY schemaname, tablename, indexname",
-        ObjectType::Views => "SELECT table_schema, table_name AS view_name, view_definition AS definition
-             FROM information_schema.views WHERE table_schema NOT IN ('pg_catalog', 'information_schema')
-               AND ($1::text IS NULL OR table_schema = $1) AND ($2::text IS NULL OR table_name = $2)
-             ORDER BY table_schema, table_name",
-    }
 }
 
 /// The MCP server of database `db_id` for `name` (`sqlite` or `postgres`).
@@ -185,11 +156,14 @@ pub fn server(db_id: &str, name: &str) -> McpServer {
             async move {
                 let (sql, params) = if pg {
                     (
-                        pg_meta(a.object_type),
+                        catalog::pg_meta(a.object_type.into()),
                         vec![json!(a.schema), json!(a.table)],
                     )
                 } else {
-                    (sqlite_meta(a.object_type), vec![json!(a.table)])
+                    (
+                        catalog::sqlite_meta(a.object_type.into()),
+                        vec![json!(a.table)],
+                    )
                 };
                 run(&ctx, &id, sql.to_string(), params).await
             }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::engine::registry;
-use crate::engine::{Class, QueryResult, paths, sqlite};
+use crate::engine::{Class, QueryResult, catalog, paths, sqlite};
 use crate::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
 
 /// Registered databases attached at most (SQLite attaches 10 databases per connection; one
@@ -163,12 +163,7 @@ pub struct Databases {
 }
 
 async fn list_databases(ctx: ToolCtx, _a: NoArgs) -> Result<Databases, ToolError> {
-    let r = query(
-        &ctx,
-        "SELECT name, file FROM pragma_database_list ORDER BY seq",
-        vec![],
-    )
-    .await?;
+    let r = query(&ctx, catalog::DATABASE_LIST, vec![]).await?;
     Ok(Databases {
         warnings: r.warnings,
         databases: r
@@ -206,12 +201,7 @@ pub struct Schemas {
 }
 
 async fn list_schemas(ctx: ToolCtx, _a: NoArgs) -> Result<Schemas, ToolError> {
-    let r = query(
-        &ctx,
-        "SELECT name FROM pragma_database_list ORDER BY seq",
-        vec![],
-    )
-    .await?;
+    let r = query(&ctx, catalog::SCHEMA_LIST, vec![]).await?;
     Ok(Schemas {
         schemas: r
             .rows
@@ -268,11 +258,6 @@ pub struct Tables {
     pub next_cursor: Option<String>,
 }
 
-/// Quotes an SQLite identifier that came from the catalog.
-fn quote(id: &str) -> String {
-    format!("\"{}\"", id.replace('"', "\"\""))
-}
-
 async fn list_tables(ctx: ToolCtx, a: TablesArgs) -> Result<Tables, ToolError> {
     let limit = crate::ops::page(a.limit, None)?.limit as u32;
     let offset = match &a.cursor {
@@ -283,54 +268,59 @@ async fn list_tables(ctx: ToolCtx, a: TablesArgs) -> Result<Tables, ToolError> {
     let filter = a.database.or(a.schema);
     let (t, _) = target(&ctx, false).await?;
     let limits = registry::limits(&ctx.app);
-    let tables = ctx.app.engine.run(move || -> Result<Vec<Table>, crate::engine::EngineError> {
-        let conn = sqlite::open(&t, limits)?;
-        let list = sqlite::run(
-            &conn,
-            "SELECT schema, name, type, ncol FROM pragma_table_list WHERE (?1 IS NULL OR schema = ?1)
-             ORDER BY schema, name",
-            &[filter.map(Value::String).unwrap_or(Value::Null)],
-            Class::Safe,
-            crate::engine::Limits { row_limit: 100_000, ..limits },
-        )?;
-        let mut out = Vec::new();
-        for row in list.rows {
-            let schema = row[0].as_str().unwrap_or("").to_string();
-            let name = row[1].as_str().unwrap_or("").to_string();
-            let kind = row[2].as_str().unwrap_or("").to_string();
-            let internal = name.starts_with("sqlite_");
-            let idx = sqlite::run(
+    let tables = ctx
+        .app
+        .engine
+        .run(move || -> Result<Vec<Table>, crate::engine::EngineError> {
+            let conn = sqlite::open(&t, limits)?;
+            let list = sqlite::run(
                 &conn,
-                "SELECT count(*) FROM pragma_index_list(?1, ?2)",
-                &[json!(name), json!(schema)],
+                catalog::TABLE_LIST,
+                &[filter.map(Value::String).unwrap_or(Value::Null)],
                 Class::Safe,
-                limits,
-            )
-            .ok()
-            .and_then(|r| r.rows.first().and_then(|r| r[0].as_i64()))
-            .unwrap_or(0);
-            let rows = if kind == "table" {
-                let sql = format!("SELECT count(*) FROM {}.{}", quote(&schema), quote(&name));
-                sqlite::run(&conn, &sql, &[], Class::Safe, limits)
-                    .ok()
-                    .and_then(|r| r.rows.first().and_then(|r| r[0].as_i64()))
-            } else {
-                None
-            };
-            out.push(Table {
-                database_name: schema.clone(),
-                schema_name: schema,
-                table_name: name,
-                table_type: kind,
-                internal,
-                column_count: row[3].as_i64().unwrap_or(0),
-                index_count: idx,
-                row_count: rows,
-            });
-        }
-        Ok(out)
-    })
-    .await?;
+                crate::engine::Limits {
+                    row_limit: 100_000,
+                    ..limits
+                },
+            )?;
+            let mut out = Vec::new();
+            for row in list.rows {
+                let schema = row[0].as_str().unwrap_or("").to_string();
+                let name = row[1].as_str().unwrap_or("").to_string();
+                let kind = row[2].as_str().unwrap_or("").to_string();
+                let internal = name.starts_with("sqlite_");
+                let idx = sqlite::run(
+                    &conn,
+                    catalog::INDEX_COUNT,
+                    &[json!(name), json!(schema)],
+                    Class::Safe,
+                    limits,
+                )
+                .ok()
+                .and_then(|r| r.rows.first().and_then(|r| r[0].as_i64()))
+                .unwrap_or(0);
+                let rows = if kind == "table" {
+                    let sql = catalog::row_count(&schema, &name);
+                    sqlite::run(&conn, &sql, &[], Class::Safe, limits)
+                        .ok()
+                        .and_then(|r| r.rows.first().and_then(|r| r[0].as_i64()))
+                } else {
+                    None
+                };
+                out.push(Table {
+                    database_name: schema.clone(),
+                    schema_name: schema,
+                    table_name: name,
+                    table_type: kind,
+                    internal,
+                    column_count: row[3].as_i64().unwrap_or(0),
+                    index_count: idx,
+                    row_count: rows,
+                });
+            }
+            Ok(out)
+        })
+        .await?;
     let total = tables.len();
     let page: Vec<Table> = tables
         .into_iter()
@@ -358,19 +348,9 @@ pub struct Extensions {
 }
 
 async fn list_extensions(ctx: ToolCtx, _a: NoArgs) -> Result<Extensions, ToolError> {
-    let v = query(&ctx, "SELECT sqlite_version()", vec![]).await?;
-    let opts = query(
-        &ctx,
-        "SELECT compile_options FROM pragma_compile_options",
-        vec![],
-    )
-    .await?;
-    let funcs = query(
-        &ctx,
-        "SELECT name, builtin, type, narg FROM pragma_function_list ORDER BY name, narg",
-        vec![],
-    )
-    .await?;
+    let v = query(&ctx, catalog::SQLITE_VERSION, vec![]).await?;
+    let opts = query(&ctx, catalog::COMPILE_OPTIONS, vec![]).await?;
+    let funcs = query(&ctx, catalog::FUNCTION_LIST, vec![]).await?;
     Ok(Extensions {
         sqlite_version: v.rows[0][0].as_str().unwrap_or("").to_string(),
         compile_options: opts
