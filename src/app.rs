@@ -103,16 +103,8 @@ impl App {
         {
             // the trexdb main data file exists from the start, apart from trex.db
             let main = crate::engine::paths::main_file(&config);
-            tokio::task::spawn_blocking(move || -> Result<()> {
-                if let Some(dir) = main.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        crate::Error::io(format!("cannot create {}", dir.display()), e)
-                    })?;
-                }
-                rusqlite::Connection::open(&main)?.execute_batch("PRAGMA journal_mode = WAL;")?;
-                Ok(())
-            })
-            .await??;
+            tokio::task::spawn_blocking(move || crate::engine::sqlite::create_main(&main))
+                .await??;
         }
         let auth = Arc::new(Authenticator::new(store.clone()));
         let sessions = Sessions::new(

@@ -10,16 +10,20 @@
 //! - Protocol: [`mcp`] — protocol types, version negotiation, sessions, SSE streams with replay,
 //!   the era-neutral request context, tools and method dispatch; [`servers`] — the one catalogue
 //!   of MCP servers (admin, per-database) that routes, scope validation, tests and CLI read.
-//! - Domain: [`ops`] — administrative rules shared by every front door ([`ops::users`]: role,
-//!   ban, delete with "an active admin always remains" inside the write's transaction);
-//!   [`audit`] — what the audit log keeps (redaction, SQL literal blanking, truncation) and the
-//!   one `record` for every front door; [`jobs`] — the durable job runtime (rows with leases,
+//! - Domain: [`ops`] — every administrative rule, once, one file per area (users, roles, keys,
+//!   sessions, sso, apps, databases, audit, secrets, web sign-in): async operations that take
+//!   the caller ([`ops::Actor`]) and do what the operation implies — validation naming the
+//!   field, rule checks, one transaction, the audit row ([`ops::audited`]), cache invalidation,
+//!   ending sessions; [`audit`] — what the audit log keeps (redaction, SQL literal blanking,
+//!   truncation) and the caller type; [`jobs`] — the durable job runtime (rows with leases,
 //!   workers, progress, cancellation, recovery, shutdown drain).
 //! - Services: [`auth`] (API keys, passwords, the cached per-request key check rechecked per
 //!   operation, scopes, sealing, the sign-in rate limit), [`engine`] (user SQL on trexdb and
 //!   registered databases: classification, read-only enforcement, time and memory bounds, its
-//!   own threads and query slots), [`store`] (the control store `trex.db`: pool, pragmas,
-//!   schema, one file per table group — all control-store SQL lives there).
+//!   own threads and query slots; [`engine::catalog`] holds the SQL trex runs to describe user
+//!   databases), [`store`] (the control store `trex.db`: pool, pragmas, schema, one file per
+//!   table group — all control-store SQL lives there, behind an opaque [`store::Conn`], so no
+//!   `rusqlite` type leaves it).
 //! - Plumbing: [`config`] (`trex.toml` + `TREX_*` + flags, strict), [`error`] (the error type,
 //!   status mapping, internal errors with a correlation id), [`app`] (configuration plus
 //!   services, background tasks), [`server`] (bind, accept loop with connection limits, serve,

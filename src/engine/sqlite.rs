@@ -561,3 +561,13 @@ mod linear {
         Ok(())
     }
 }
+
+/// Creates trexdb's main data file (and its directory) when missing, in WAL mode.
+pub fn create_main(main: &std::path::Path) -> crate::Result<()> {
+    if let Some(dir) = main.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| crate::Error::io(format!("cannot create {}", dir.display()), e))?;
+    }
+    rusqlite::Connection::open(main)?.execute_batch("PRAGMA journal_mode = WAL;")?;
+    Ok(())
+}
