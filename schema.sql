@@ -225,3 +225,9 @@ CREATE TABLE jobs (
     updated_at       TEXT NOT NULL
 );
 CREATE INDEX jobs_queue ON jobs (state, created_at);
+
+-- version: 6
+
+-- Where a registered database keeps its versioned migration files (V<n>__<name>.sql); NULL for
+-- none. Relative to <data_dir>/migrations/ unless absolute (then inside an allowed directory).
+ALTER TABLE databases ADD COLUMN migrations_dir TEXT;

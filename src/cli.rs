@@ -60,6 +60,36 @@ pub enum Command {
     /// The master key that seals secrets at rest.
     #[command(subcommand)]
     MasterKey(MasterKeyCommand),
+    /// Versioned migrations (V<n>__<name>.sql) of core, trexdb and registered databases.
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
+}
+
+/// `trex migrate …`
+#[derive(Debug, Subcommand)]
+pub enum MigrateCommand {
+    /// The status of every file of every target (or of --target); writes nothing.
+    Status {
+        #[command(flatten)]
+        common: Common,
+        /// One target: core, trexdb or a database id.
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// Apply pending files in version order, stopping at the first failure (exit status 1).
+    Run {
+        #[command(flatten)]
+        common: Common,
+        /// One target: core, trexdb or a database id.
+        #[arg(long)]
+        target: Option<String>,
+        /// Apply files up to this version only.
+        #[arg(long)]
+        to_version: Option<i64>,
+        /// List what would run; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// `trex master-key …`
@@ -242,6 +272,7 @@ pub fn main() -> Result<()> {
         Command::MasterKey(MasterKeyCommand::Reset { common, yes }) => {
             master_key_reset(&common, yes)
         }
+        Command::Migrate(cmd) => migrate(cmd),
     }
 }
 
@@ -628,6 +659,66 @@ fn user(cmd: UserCommand) -> Result<()> {
                 "--until",
             ))?;
             println!("{email} {}", if unban { "unbanned" } else { "banned" });
+        }
+    }
+    Ok(())
+}
+
+fn migrate(cmd: MigrateCommand) -> Result<()> {
+    match cmd {
+        MigrateCommand::Status { common, target } => {
+            let con = Console::open(&common)?;
+            let all = con.run(ops::migrations::list(
+                &con.app,
+                &Actor::cli(),
+                target.as_deref(),
+            ))?;
+            for t in &all {
+                let dir = t.directory.as_deref().unwrap_or("schema.sql");
+                println!(
+                    "{} ({}, {dir}): {} applied, {} pending",
+                    t.target, t.dialect, t.applied_count, t.pending_count
+                );
+                if let Some(e) = &t.error {
+                    println!("  error: {e}");
+                }
+                for m in &t.migrations {
+                    println!("  V{:<6} {:<40} {}", m.version, m.name, m.status);
+                }
+                for i in &t.ignored {
+                    println!("  ignored {}: {}", i.file, i.reason);
+                }
+            }
+        }
+        MigrateCommand::Run {
+            common,
+            target,
+            to_version,
+            dry_run,
+        } => {
+            let con = Console::open(&common)?;
+            let runs = con.run(ops::migrations::run(
+                &con.app,
+                &Actor::cli(),
+                target.as_deref(),
+                to_version,
+                dry_run,
+            ))?;
+            for r in &runs {
+                if let Some(n) = &r.note {
+                    println!("{}: {n}", r.target);
+                }
+                for o in &r.results {
+                    let ms = o
+                        .duration_ms
+                        .map(|m| format!(" ({m} ms)"))
+                        .unwrap_or_default();
+                    println!("{}: V{} {} {}{ms}", r.target, o.version, o.name, o.status);
+                }
+                for i in &r.ignored {
+                    println!("{}: ignored {}: {}", r.target, i.file, i.reason);
+                }
+            }
         }
     }
     Ok(())

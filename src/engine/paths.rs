@@ -75,6 +75,64 @@ pub fn resolve_sqlite(c: &Config, raw: &str, field: &str) -> Result<PathBuf> {
     Ok(resolved)
 }
 
+/// `<data_dir>/migrations`: where migration directories live (`trexdb/` for trexdb's own).
+pub fn migrations_dir(c: &Config) -> PathBuf {
+    c.store.data_dir.join("migrations")
+}
+
+/// Resolves and checks a database's `migrationsDir`: relative paths live under
+/// `<data_dir>/migrations/`; absolute ones must be inside it or inside a directory of
+/// `engine.sqlite_dirs`; `..` is refused, and so is a link out of those roots. The directory need
+/// not exist yet (it then holds no migrations).
+pub fn resolve_migrations_dir(c: &Config, raw: &str, field: &str) -> Result<PathBuf> {
+    let bad = |why: &str| Error::Invalid(format!("`{field}` {why}"));
+    if raw.trim().is_empty() || raw.contains('\0') {
+        return Err(bad("must name a directory"));
+    }
+    let p = Path::new(raw);
+    if p.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(bad("must not contain `..`"));
+    }
+    let base = migrations_dir(c);
+    let full = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    };
+    // the deepest part of the path that exists, with links resolved
+    let mut known = full.as_path();
+    let mut rest = Vec::new();
+    let real = loop {
+        if let Ok(r) = std::fs::canonicalize(known) {
+            break r;
+        }
+        match (known.parent(), known.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                known = parent;
+            }
+            _ => return Err(bad("names a directory that cannot be resolved")),
+        }
+    };
+    let resolved = rest.iter().rev().fold(real, |acc, n| acc.join(n));
+    let mut roots: Vec<PathBuf> = vec![canon_dir(&base).unwrap_or(base.clone())];
+    roots.extend(c.engine.sqlite_dirs.iter().filter_map(|d| canon_dir(d)));
+    if p.is_relative() && canon_dir(&base).is_none() {
+        // <data_dir>/migrations does not exist yet: a relative path is inside it by construction
+        return Ok(full);
+    }
+    if !roots.iter().any(|r| resolved.starts_with(r)) {
+        return Err(bad(&format!(
+            "is outside the allowed directories ({}; add others with engine.sqlite_dirs)",
+            base.display()
+        )));
+    }
+    if resolved.exists() && !resolved.is_dir() {
+        return Err(bad("names a file, not a directory"));
+    }
+    Ok(resolved)
+}
+
 /// The first bytes of every SQLite database file.
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 

@@ -4,7 +4,6 @@
 //! every SQL tool shares.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -42,7 +41,7 @@ pub fn limits(app: &App) -> Limits {
 
 /// Looks a database up; `check_enabled` refuses a disabled one.
 pub async fn lookup(
-    app: &Arc<App>,
+    app: &App,
     id: &str,
     check_enabled: bool,
 ) -> Result<(Database, Resolved), EngineError> {

@@ -48,6 +48,8 @@ pub struct NewDatabase {
     pub dialect: Dialect,
     pub description: Option<String>,
     pub enabled: Option<bool>,
+    /// Directory of its versioned migration files.
+    pub migrations_dir: Option<String>,
 }
 
 /// Changes to a registered database; `None` keeps a field.
@@ -59,6 +61,8 @@ pub struct Changes {
     pub dialect: Option<Dialect>,
     pub description: Option<String>,
     pub enabled: Option<bool>,
+    /// An empty string removes it.
+    pub migrations_dir: Option<String>,
 }
 
 /// A credential to save (create or replace, per database and username).
@@ -229,6 +233,9 @@ fn validate(app: &App, d: &Database) -> Result<()> {
         let p = paths::resolve_sqlite(&app.config, &d.database_name, "databaseName")?;
         paths::check_sqlite_file(&p, "databaseName")?;
     }
+    if let Some(m) = &d.migrations_dir {
+        paths::resolve_migrations_dir(&app.config, m, "migrationsDir")?;
+    }
     Ok(())
 }
 
@@ -260,7 +267,8 @@ pub async fn find(app: &App, id: &str) -> Result<Option<Database>> {
 /// Registers a database.
 pub async fn create(app: &App, actor: &Actor, a: NewDatabase) -> Result<Database> {
     let args = json!({"id": a.id, "host": a.host, "port": a.port, "databaseName": a.database_name,
-        "dialect": a.dialect, "description": a.description, "enabled": a.enabled});
+        "dialect": a.dialect, "description": a.description, "enabled": a.enabled,
+        "migrationsDir": a.migrations_dir});
     audited(app, actor, "database-create", args, async {
         let pg = a.dialect == Dialect::Postgresql;
         let d = Database {
@@ -275,6 +283,7 @@ pub async fn create(app: &App, actor: &Actor, a: NewDatabase) -> Result<Database
             dialect: a.dialect.as_str().into(),
             description: a.description,
             enabled: a.enabled.unwrap_or(true),
+            migrations_dir: a.migrations_dir.filter(|m| !m.is_empty()),
             created_at: String::new(),
             updated_at: String::new(),
         };
@@ -292,7 +301,8 @@ pub async fn create(app: &App, actor: &Actor, a: NewDatabase) -> Result<Database
 /// transaction, so a password is never sent to a new target.
 pub async fn update(app: &App, actor: &Actor, id: &str, a: Changes) -> Result<Database> {
     let args = json!({"id": id, "host": a.host, "port": a.port, "databaseName": a.database_name,
-        "dialect": a.dialect, "description": a.description, "enabled": a.enabled});
+        "dialect": a.dialect, "description": a.description, "enabled": a.enabled,
+        "migrationsDir": a.migrations_dir});
     audited(app, actor, "database-update", args, async {
         if a.host.is_none()
             && a.port.is_none()
@@ -300,6 +310,7 @@ pub async fn update(app: &App, actor: &Actor, id: &str, a: Changes) -> Result<Da
             && a.dialect.is_none()
             && a.description.is_none()
             && a.enabled.is_none()
+            && a.migrations_dir.is_none()
         {
             return Err(Error::Conflict("No fields to update".into()));
         }
@@ -336,6 +347,9 @@ pub async fn update(app: &App, actor: &Actor, id: &str, a: Changes) -> Result<Da
         }
         if let Some(e) = a.enabled {
             d.enabled = e;
+        }
+        if let Some(m) = a.migrations_dir {
+            d.migrations_dir = (!m.is_empty()).then_some(m);
         }
         validate(app, &d)?;
         let moved = target(&d) != before;

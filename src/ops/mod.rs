@@ -12,6 +12,7 @@ pub mod apps;
 pub mod audit;
 pub mod databases;
 pub mod keys;
+pub mod migrations;
 pub mod roles;
 pub mod secrets;
 pub mod sessions;

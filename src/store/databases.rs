@@ -23,12 +23,14 @@ pub struct Database {
     pub dialect: String,
     pub description: Option<String>,
     pub enabled: bool,
+    /// Directory of its versioned migration files (`V<n>__<name>.sql`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub migrations_dir: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
 
-const COLUMNS: &str =
-    "id, host, port, database_name, dialect, description, enabled, created_at, updated_at";
+const COLUMNS: &str = "id, host, port, database_name, dialect, description, enabled, created_at, updated_at, migrations_dir";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Database> {
     Ok(Database {
@@ -41,6 +43,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Database> {
         enabled: r.get(6)?,
         created_at: r.get(7)?,
         updated_at: r.get(8)?,
+        migrations_dir: r.get(9)?,
     })
 }
 
@@ -126,9 +129,9 @@ pub fn enabled_sqlite(conn: &Conn<'_>) -> Result<Vec<Database>> {
 pub fn insert(conn: &Conn<'_>, d: &Database) -> Result<Database> {
     let now = now_rfc3339();
     let res = conn.db().execute(
-        "INSERT INTO databases (id, host, port, database_name, dialect, description, enabled, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
-        params![d.id, d.host, d.port, d.database_name, d.dialect, d.description, d.enabled, now],
+        "INSERT INTO databases (id, host, port, database_name, dialect, description, enabled, created_at, updated_at, migrations_dir)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
+        params![d.id, d.host, d.port, d.database_name, d.dialect, d.description, d.enabled, now, d.migrations_dir],
     );
     match res {
         Err(rusqlite::Error::SqliteFailure(f, _))
@@ -150,8 +153,8 @@ pub fn insert(conn: &Conn<'_>, d: &Database) -> Result<Database> {
 pub fn update(conn: &Conn<'_>, d: &Database) -> Result<Option<Database>> {
     conn.db().execute(
         "UPDATE databases SET host = ?2, port = ?3, database_name = ?4, dialect = ?5, description = ?6,
-                enabled = ?7, updated_at = ?8 WHERE id = ?1",
-        params![d.id, d.host, d.port, d.database_name, d.dialect, d.description, d.enabled, now_rfc3339()],
+                enabled = ?7, updated_at = ?8, migrations_dir = ?9 WHERE id = ?1",
+        params![d.id, d.host, d.port, d.database_name, d.dialect, d.description, d.enabled, now_rfc3339(), d.migrations_dir],
     )?;
     get(conn, &d.id)
 }

@@ -131,6 +131,10 @@ pub struct CreateArgs {
     pub description: Option<String>,
     /// Default true.
     pub enabled: Option<bool>,
+    /// Directory of the database's versioned migration files (`V<n>__<name>.sql`, see
+    /// migration-list): relative to <data-dir>/migrations/, or absolute inside a directory of
+    /// engine.sqlite_dirs.
+    pub migrations_dir: Option<String>,
 }
 
 async fn db_create(ctx: ToolCtx, a: CreateArgs) -> Result<Database, ToolError> {
@@ -142,6 +146,7 @@ async fn db_create(ctx: ToolCtx, a: CreateArgs) -> Result<Database, ToolError> {
         dialect: a.dialect,
         description: a.description,
         enabled: a.enabled,
+        migrations_dir: a.migrations_dir,
     };
     Ok(ops::databases::create(&ctx.app, &ctx.actor, new).await?)
 }
@@ -157,6 +162,8 @@ pub struct UpdateArgs {
     pub dialect: Option<Dialect>,
     pub description: Option<String>,
     pub enabled: Option<bool>,
+    /// Directory of its versioned migration files; `""` removes it.
+    pub migrations_dir: Option<String>,
 }
 
 async fn db_update(ctx: ToolCtx, a: UpdateArgs) -> Result<Database, ToolError> {
@@ -167,6 +174,7 @@ async fn db_update(ctx: ToolCtx, a: UpdateArgs) -> Result<Database, ToolError> {
         dialect: a.dialect,
         description: a.description,
         enabled: a.enabled,
+        migrations_dir: a.migrations_dir,
     };
     Ok(ops::databases::update(&ctx.app, &ctx.actor, &a.id, changes).await?)
 }

@@ -7,6 +7,7 @@ pub mod apps;
 pub mod audit;
 pub mod databases;
 pub mod endpoint;
+pub mod migrations;
 pub mod roles;
 pub mod sessions;
 pub mod sso;
@@ -84,6 +85,7 @@ pub fn admin_server() -> McpServer {
         .tools(api_keys::tools())
         .tools(databases::tools())
         .tools(trexdb::tools())
+        .tools(migrations::tools())
         .tools(audit::tools())
         .resource(Resource {
             uri: GUIDE_URI.into(),
@@ -97,7 +99,8 @@ pub fn admin_server() -> McpServer {
         "trex administers a self-hosted data platform. Tools are grouped by prefix: user-* (users, their role, bans, \
          application roles), role-* (application roles), session-* (web and MCP sessions), sso-* (SSO providers), \
          app-* (OAuth apps), api-key-* (API keys and their scopes), database-* (registered PostgreSQL and SQLite \
-         databases and their credentials), trexdb-* (the built-in SQL engine: catalog and trexdb-execute-sql), \
+         databases and their credentials), trexdb-* (the built-in SQL engine: catalog and trexdb-execute-sql), migration-* (versioned \
+         migration files of core, trexdb and registered databases with a migrationsDir), \
          audit-list (who changed what). Each registered database also has its own MCP server at \
          /api/v1/endpoints/{id}/mcp/{sqlite|postgres}. List tools take `limit` and `cursor` and return \
          `nextCursor` when more rows follow."

@@ -10,6 +10,7 @@ mod first_contact;
 mod hardening;
 mod identity;
 mod jobs;
+mod migrations;
 mod python_sdk;
 mod readme;
 mod sessions;

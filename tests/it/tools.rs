@@ -59,12 +59,13 @@ async fn every_tool_has_schemas_and_truthful_annotations() {
         let destroys = name.ends_with("-revoke")
             || name.ends_with("-delete")
             || name.ends_with("-remove")
-            || name == "trexdb-execute-sql";
+            || name == "trexdb-execute-sql"
+            || name == "migration-run";
         assert_eq!(a["destructiveHint"], destroys, "{name}");
-        // only the tool that reaches external servers says so
+        // only the tools that reach external servers (registered PostgreSQL databases) say so
         assert_eq!(
             a["openWorldHint"],
-            name == "database-test-connection",
+            name == "database-test-connection" || name.starts_with("migration-"),
             "{name}"
         );
     }

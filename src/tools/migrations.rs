@@ -1,0 +1,112 @@
+//! `migration-*` tools: versioned file migrations of the control store, trexdb and every
+//! registered database with a `migrationsDir` ([`ops::migrations`]).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
+use crate::ops;
+use crate::ops::migrations::{TargetRun, TargetStatus};
+
+/// The tools of this group.
+pub fn tools() -> Vec<Tool> {
+    vec![
+        Tool::typed(
+            "migration-list",
+            "List versioned migrations",
+            "Status of the versioned migrations (files V<n>__<name>.sql) of each target: `core` (the control \
+             store's schema steps), `trexdb` (<data-dir>/migrations/trexdb/) and every registered database with a \
+             `migrationsDir`. Per file: applied, pending, checksum_mismatch, missing_file (in the ledger, no file) \
+             or failed; files that are not migrations are listed under `ignored` with the reason. Writes nothing.",
+            Annotations {
+                open_world: true,
+                ..Annotations::READ
+            },
+            migration_list,
+        ),
+        Tool::typed(
+            "migration-run",
+            "Run versioned migrations",
+            "Apply the pending migration files of one target (`target`, or trexsql's `pluginName`) or of every \
+             target, in version order, up to `toVersion`. Each file and its ledger row commit in one transaction \
+             under a lock on the target, so two runs never apply a file twice. Every applied file's checksum is \
+             verified first: a mismatch stops the run. The first failing file is rolled back, recorded as failed, \
+             and stops the run. `dryRun: true` lists what would run.",
+            Annotations {
+                read_only: false,
+                destructive: true,
+                idempotent: true,
+                open_world: true,
+            },
+            migration_run,
+        ),
+    ]
+}
+
+/// Arguments of `migration-list`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ListArgs {
+    /// One target (`core`, `trexdb` or a database id); omit for all.
+    pub target: Option<String>,
+    /// trexsql's name for `target`.
+    pub plugin_name: Option<String>,
+}
+
+/// Result of `migration-list`.
+#[derive(Serialize, JsonSchema)]
+pub struct Listed {
+    pub targets: Vec<TargetStatus>,
+}
+
+/// `target`, or trexsql's `pluginName`; both only when they agree.
+fn target_arg(target: Option<String>, plugin: Option<String>) -> Result<Option<String>, ToolError> {
+    match (target, plugin) {
+        (Some(t), Some(p)) if t != p => Err(ToolError::field(
+            "pluginName",
+            "names another target than `target`; give one of them",
+        )),
+        (t, p) => Ok(t.or(p)),
+    }
+}
+
+async fn migration_list(ctx: ToolCtx, a: ListArgs) -> Result<Listed, ToolError> {
+    let target = target_arg(a.target, a.plugin_name)?;
+    let targets = ops::migrations::list(&ctx.app, &ctx.actor, target.as_deref()).await?;
+    Ok(Listed { targets })
+}
+
+/// Arguments of `migration-run`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RunArgs {
+    /// One target (`core`, `trexdb` or a database id); omit for all.
+    pub target: Option<String>,
+    /// trexsql's name for `target`.
+    pub plugin_name: Option<String>,
+    /// Apply files up to this version only.
+    #[schemars(range(min = 1))]
+    pub to_version: Option<i64>,
+    /// List what would run; change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// Result of `migration-run`.
+#[derive(Serialize, JsonSchema)]
+pub struct Ran {
+    pub targets: Vec<TargetRun>,
+}
+
+async fn migration_run(ctx: ToolCtx, a: RunArgs) -> Result<Ran, ToolError> {
+    let target = target_arg(a.target, a.plugin_name)?;
+    let targets = ops::migrations::run(
+        &ctx.app,
+        &ctx.actor,
+        target.as_deref(),
+        a.to_version,
+        a.dry_run,
+    )
+    .await?;
+    Ok(Ran { targets })
+}
