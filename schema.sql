@@ -231,3 +231,55 @@ CREATE INDEX jobs_queue ON jobs (state, created_at);
 -- Where a registered database keeps its versioned migration files (V<n>__<name>.sql); NULL for
 -- none. Relative to <data_dir>/migrations/ unless absolute (then inside an allowed directory).
 ALTER TABLE databases ADD COLUMN migrations_dir TEXT;
+
+-- version: 7
+
+-- Migration definitions (the migrations MCP server, Eden's model): one row per version of a
+-- definition; `body` is its normalized JSON (strategy, data, failure_handling, apis, interlays),
+-- `digest` the SHA-256 of that JSON. `status` follows the latest runs of the version:
+-- pending -> ready (tested) -> running -> completed | failed | rolling_back -> rolled_back.
+CREATE TABLE migration_definitions (
+    id          TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    description TEXT,
+    body        TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'pending',
+    created_by  TEXT,
+    created_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    PRIMARY KEY (id, version)
+);
+CREATE INDEX migration_definitions_updated ON migration_definitions (updated_at);
+
+-- A run of one definition version in `test` or `migrate` mode: a job of the job runtime, with a
+-- row per target database.
+CREATE TABLE migration_runs (
+    id           TEXT PRIMARY KEY,
+    migration_id TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    mode         TEXT NOT NULL CHECK (mode IN ('test', 'migrate')),
+    state        TEXT NOT NULL DEFAULT 'pending',
+    job_id       TEXT,
+    error        TEXT,
+    created_by   TEXT,
+    created_at   TEXT NOT NULL,
+    started_at   TEXT,
+    finished_at  TEXT,
+    FOREIGN KEY (migration_id, version) REFERENCES migration_definitions (id, version) ON DELETE CASCADE
+);
+CREATE INDEX migration_runs_of ON migration_runs (migration_id, version, created_at);
+
+CREATE TABLE migration_run_targets (
+    run_id        TEXT NOT NULL REFERENCES migration_runs (id) ON DELETE CASCADE,
+    database_id   TEXT NOT NULL,
+    position      INTEGER NOT NULL,
+    state         TEXT NOT NULL DEFAULT 'pending',
+    -- SHA-256 of the target's schema when the run looked at it: a migrate run is refused when
+    -- it differs from what the passing test saw
+    schema_digest TEXT,
+    report        TEXT,                 -- JSON: statements, rows, schema diff, apis, time
+    error         TEXT,
+    updated_at    TEXT NOT NULL,
+    PRIMARY KEY (run_id, database_id)
+);

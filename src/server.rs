@@ -69,6 +69,8 @@ pub async fn start(
     let addr = listener
         .local_addr()
         .map_err(|e| Error::io("cannot read the bound address", e))?;
+    // the job kinds of the domain layer, before the workers start
+    crate::ops::runs::register(&app);
     app.spawn_background()?;
     let routes = http::routes(app.clone(), catalogue.clone(), &extra);
     let grace = Duration::from_secs(app.config.server.shutdown_grace_secs);

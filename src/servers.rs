@@ -1,6 +1,7 @@
 //! The one catalogue of MCP servers trex serves: the admin server `trex` at `{base}/mcp`, and
 //! for every registered database its dialect server (`sqlite` or `postgres`) at
-//! `/api/v1/endpoints/{id}/mcp/{server}`; the migrations servers join here. Routes, key-scope
+//! `/api/v1/endpoints/{id}/mcp/{server}`, and the migrations server at `/api/v1/mcp/migrations`
+//! and per database at `/api/v1/endpoints/{id}/mcp/migrations`. Routes, key-scope
 //! validation, the test helper and the CLI all read it, so a new server is declared once.
 //!
 //! Scope globs may name a server: `trex:user-*` allows the admin server's user tools only,
@@ -18,6 +19,8 @@ use crate::tools;
 
 /// The admin server's scope name (and id).
 pub const ADMIN: &str = "trex";
+/// The migrations server's scope name (and id of the one at `/api/v1/mcp/migrations`).
+pub const MIGRATIONS: &str = "migrations";
 
 /// Every kind of server, by the name scopes use for it: (`name`, one instance of it).
 fn kinds() -> Vec<(&'static str, McpServer)> {
@@ -25,6 +28,7 @@ fn kinds() -> Vec<(&'static str, McpServer)> {
         (ADMIN, tools::admin_server()),
         ("sqlite", tools::endpoint::server("x", "sqlite")),
         ("postgres", tools::endpoint::server("x", "postgres")),
+        (MIGRATIONS, tools::definitions::server(None)),
     ]
 }
 
@@ -84,6 +88,8 @@ pub fn check_tool_globs(scopes: Option<&Scopes>) -> crate::Result<()> {
 /// The servers of one running trex.
 pub struct Catalogue {
     admin: Arc<McpServer>,
+    /// The migrations server at `/api/v1/mcp/migrations`.
+    migrations: Arc<McpServer>,
     /// Endpoint servers built on first use, by `<db id>:<server>`; emptied when databases change.
     endpoints: Mutex<(u64, HashMap<String, Arc<McpServer>>)>,
 }
@@ -98,6 +104,7 @@ impl Catalogue {
     pub fn with_admin(admin: McpServer) -> Catalogue {
         Catalogue {
             admin: Arc::new(admin.dynamic()),
+            migrations: Arc::new(tools::definitions::server(None)),
             endpoints: Mutex::new((0, HashMap::new())),
         }
     }
@@ -105,6 +112,11 @@ impl Catalogue {
     /// The admin server.
     pub fn admin(&self) -> Arc<McpServer> {
         self.admin.clone()
+    }
+
+    /// The migrations server of every database.
+    pub fn migrations(&self) -> Arc<McpServer> {
+        self.migrations.clone()
     }
 
     /// The MCP server `name` of database `db_id`. `generation` is the registry's change counter
@@ -116,7 +128,13 @@ impl Catalogue {
             g.0 = generation;
         }
         g.1.entry(format!("{db_id}:{name}"))
-            .or_insert_with(|| Arc::new(tools::endpoint::server(db_id, name)))
+            .or_insert_with(|| {
+                Arc::new(if name == MIGRATIONS {
+                    tools::definitions::server(Some(db_id))
+                } else {
+                    tools::endpoint::server(db_id, name)
+                })
+            })
             .clone()
     }
 

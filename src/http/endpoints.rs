@@ -107,11 +107,11 @@ async fn resolve(
     } else {
         name
     };
-    if name != offered {
+    if name != offered && name != crate::servers::MIGRATIONS {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!(
-                "Database '{}' has no MCP server '{name}' (it offers '{offered}')",
+                "Database '{}' has no MCP server '{name}' (it offers '{offered}' and 'migrations')",
                 db.id
             ),
         )
@@ -135,7 +135,10 @@ async fn list(
     let (name, _) = resolve(&app, &catalogue, &p, &id, None).await?;
     Ok(json_response(
         StatusCode::OK,
-        &json!({"servers": [{"name": name, "description": endpoint::describe(&name)}]}),
+        &json!({"servers": [
+            {"name": name, "description": endpoint::describe(&name)},
+            {"name": crate::servers::MIGRATIONS, "description": "Migrations scoped to this database: define_migration defaults `interlays` to it; lists show only definitions that touch it"},
+        ]}),
     ))
 }
 

@@ -99,7 +99,13 @@ pub fn routes(
     catalogue: Arc<crate::servers::Catalogue>,
     extra: &[Mount],
 ) -> BoxedFilter<(Response,)> {
-    let mut mounts = vec![admin_mount(&app, &catalogue)];
+    let mut mounts = vec![
+        admin_mount(&app, &catalogue),
+        Mount {
+            segments: vec!["api".into(), "v1".into(), "mcp".into(), "migrations".into()],
+            server: catalogue.migrations(),
+        },
+    ];
     mounts.extend(extra.iter().cloned());
     let policy = Arc::new(HostPolicy::from_config(&app.config));
     let mut all = root(app.clone())

@@ -13,7 +13,10 @@
 //! `pending`); a checksum mismatch stops a run before anything is applied and names the file and
 //! both checksums; a failed file leaves nothing of itself behind and is recorded as `failed`.
 
+pub mod definition;
 pub mod postgres;
+pub mod runs;
+pub mod schema;
 pub mod sqlite;
 
 use std::path::{Path, PathBuf};

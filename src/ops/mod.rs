@@ -11,9 +11,11 @@
 pub mod apps;
 pub mod audit;
 pub mod databases;
+pub mod definitions;
 pub mod keys;
 pub mod migrations;
 pub mod roles;
+pub mod runs;
 pub mod secrets;
 pub mod sessions;
 pub mod sso;

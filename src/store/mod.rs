@@ -13,6 +13,7 @@ pub mod apps;
 pub mod audit;
 pub mod databases;
 pub mod jobs;
+pub mod migrations;
 pub mod roles;
 pub mod schema;
 pub mod sessions;

@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod apps;
 pub mod audit;
 pub mod databases;
+pub mod definitions;
 pub mod endpoint;
 pub mod migrations;
 pub mod roles;

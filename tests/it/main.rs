@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod connections;
 mod databases;
+mod definitions;
 mod first_contact;
 mod hardening;
 mod identity;
