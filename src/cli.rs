@@ -63,6 +63,61 @@ pub enum Command {
     /// Versioned migrations (V<n>__<name>.sql) of core, trexdb and registered databases.
     #[command(subcommand)]
     Migrate(MigrateCommand),
+    /// Migration definitions (the migrations MCP server's): define, test, run, show.
+    #[command(subcommand)]
+    Migration(MigrationCommand),
+}
+
+/// `trex migration …`
+#[derive(Debug, Subcommand)]
+pub enum MigrationCommand {
+    /// List definitions (latest versions), most recently updated first.
+    List {
+        #[command(flatten)]
+        common: Common,
+        /// Only definitions with this status (pending, ready, running, completed, failed,
+        /// rolling_back, rolled_back).
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Define a migration from a JSON file with define_migration's fields (id, description,
+    /// strategy, data, failure_handling, apis, interlays).
+    Define {
+        #[command(flatten)]
+        common: Common,
+        /// The JSON file.
+        file: PathBuf,
+        /// Make a new version when the id exists with other content.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Test the latest version on scratch copies and print the report; exit status 1 if it fails.
+    Test {
+        #[command(flatten)]
+        common: Common,
+        /// The migration id.
+        id: String,
+        /// Queue the run for a running server and print its id instead of waiting.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Migrate for real (needs a passed test of this version); exit status 1 if it fails.
+    Run {
+        #[command(flatten)]
+        common: Common,
+        /// The migration id.
+        id: String,
+        /// Queue the run for a running server and print its id instead of waiting.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Show a definition (with its versions and runs) or a run (by its `run_…` id).
+    Show {
+        #[command(flatten)]
+        common: Common,
+        /// A migration id or a run id.
+        id: String,
+    },
 }
 
 /// `trex migrate …`
@@ -273,6 +328,7 @@ pub fn main() -> Result<()> {
             master_key_reset(&common, yes)
         }
         Command::Migrate(cmd) => migrate(cmd),
+        Command::Migration(cmd) => migration(cmd),
     }
 }
 
@@ -719,6 +775,168 @@ fn migrate(cmd: MigrateCommand) -> Result<()> {
                     println!("{}: ignored {}: {}", r.target, i.file, i.reason);
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// Prints `v` as indented JSON.
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Runs migration `id` in `mode` from the console: a progress bar on a terminal (plain lines
+/// otherwise), the report at the end, and an error when the run did not complete.
+fn migration_run(common: &Common, id: &str, mode: &str, no_wait: bool) -> Result<()> {
+    let con = Console::open(common)?;
+    if !no_wait {
+        // no server may be running: this process works the run itself
+        let _in = con.rt.enter();
+        ops::runs::register(&con.app);
+        con.app.jobs.start(1);
+    }
+    let run = con.run(ops::runs::start(&con.app, &Actor::cli(), id, mode, None))?;
+    if no_wait {
+        println!("{run}");
+        eprintln!(
+            "Queued {run}; a running `trex serve` works it (see `trex migration show {run}`)"
+        );
+        return Ok(());
+    }
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bar = tty.then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.enable_steady_tick(std::time::Duration::from_millis(120));
+        b
+    });
+    let mut last = String::new();
+    let progress = |_: f64, _: Option<f64>, m: Option<&str>| {
+        let m = m.unwrap_or_default().to_string();
+        match &bar {
+            Some(b) => b.set_message(m),
+            None if m != last && !m.contains("statement") => {
+                eprintln!("{m}");
+                last = m;
+            }
+            None => {}
+        }
+    };
+    let v = con.run(ops::runs::wait(
+        &con.app,
+        &run,
+        progress,
+        tokio_util::sync::CancellationToken::new(),
+    ))?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    print_json(&v);
+    let state = v["state"].as_str().unwrap_or("");
+    if state != "completed" {
+        bail!(
+            "{mode} run {run} of {id} ended {state}: {}",
+            v["error"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+fn migration(cmd: MigrationCommand) -> Result<()> {
+    match cmd {
+        MigrationCommand::List { common, status } => {
+            let con = Console::open(&common)?;
+            let mut cursor = None;
+            println!(
+                "{:<32}  {:<7}  {:<12}  {:<14}  TARGETS",
+                "ID", "VERSION", "STATUS", "STRATEGY"
+            );
+            loop {
+                let f = ops::definitions::ListFilter {
+                    status: status.clone(),
+                    limit: Some(500),
+                    cursor: cursor.clone(),
+                    ..Default::default()
+                };
+                let (items, next) = con.run(ops::definitions::list(&con.app, f))?;
+                for m in &items {
+                    println!(
+                        "{:<32}  {:<7}  {:<12}  {:<14}  {}",
+                        m.id,
+                        m.version,
+                        m.status,
+                        m.strategy["type"].as_str().unwrap_or(""),
+                        m.interlays.join(", ")
+                    );
+                }
+                match next {
+                    Some(n) => cursor = Some(n),
+                    None => break,
+                }
+            }
+        }
+        MigrationCommand::Define {
+            common,
+            file,
+            replace,
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            let known = [
+                "id",
+                "description",
+                "strategy",
+                "data",
+                "failure_handling",
+                "apis",
+                "interlays",
+                "replace",
+            ];
+            if let Some(k) = v
+                .as_object()
+                .and_then(|o| o.keys().find(|k| !known.contains(&k.as_str())))
+            {
+                bail!(
+                    "{}: unknown field `{k}` (fields: {})",
+                    file.display(),
+                    known.join(", ")
+                );
+            }
+            let list = |k: &str| v.get(k).and_then(|x| x.as_array()).cloned();
+            let d = ops::definitions::Define {
+                id: v["id"].as_str().unwrap_or_default().to_string(),
+                description: v["description"].as_str().map(str::to_string),
+                strategy: v.get("strategy").cloned(),
+                data: v.get("data").cloned(),
+                failure_handling: v.get("failure_handling").cloned(),
+                apis: list("apis"),
+                interlays: list("interlays"),
+                replace: replace || v["replace"] == true,
+                scoped_to: None,
+            };
+            let con = Console::open(&common)?;
+            let m = con.run(ops::definitions::define(&con.app, &Actor::cli(), d))?;
+            eprintln!("Defined {} version {} ({})", m.id, m.version, m.status);
+        }
+        MigrationCommand::Test {
+            common,
+            id,
+            no_wait,
+        } => migration_run(&common, &id, "test", no_wait)?,
+        MigrationCommand::Run {
+            common,
+            id,
+            no_wait,
+        } => migration_run(&common, &id, "migrate", no_wait)?,
+        MigrationCommand::Show { common, id } => {
+            let con = Console::open(&common)?;
+            let v = if id.starts_with("run_") {
+                con.run(ops::runs::get(&con.app, &id, None))?
+            } else {
+                con.run(ops::definitions::get(&con.app, &id, true, None))?
+            };
+            print_json(&v);
         }
     }
     Ok(())

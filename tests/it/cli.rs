@@ -147,8 +147,14 @@ struct Served {
 }
 
 fn serve(dir: &str) -> Served {
+    serve_with(dir, &[])
+}
+
+/// [`serve`] with extra environment variables (`TREX_*` configuration).
+fn serve_with(dir: &str, env: &[(&str, &str)]) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_trex"))
         .args(["serve", "--data-dir", dir, "--listen", "127.0.0.1:0"])
+        .envs(env.iter().copied())
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -804,4 +810,227 @@ async fn the_cli_and_the_tools_refuse_the_same_bad_input_with_the_same_words() {
         .collect();
     assert_eq!(vias.iter().filter(|v| **v == "cli").count(), 3, "{rows}");
     assert_eq!(vias.iter().filter(|v| **v == "mcp").count(), 3, "{rows}");
+}
+
+/// The dump of a SQLite file: schema and rows, for "as before" comparisons.
+fn sqlite_dump(p: &std::path::Path) -> String {
+    let c = rusqlite::Connection::open(p).unwrap();
+    let mut st = c
+        .prepare("SELECT name, coalesce(sql, '') FROM sqlite_schema ORDER BY name")
+        .unwrap();
+    let schema: Vec<String> = st
+        .query_map([], |r| {
+            Ok(format!(
+                "{}: {}",
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+        .unwrap();
+    format!("{}\nusers: {n}", schema.join("\n"))
+}
+
+#[tokio::test]
+async fn a_run_killed_mid_migration_reads_rolled_back_interrupted_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let dbs = dir.path().join("databases");
+    std::fs::create_dir_all(&dbs).unwrap();
+    for (name, rows) in [("a", 3), ("b", 3000)] {
+        let c = rusqlite::Connection::open(dbs.join(format!("{name}.db"))).unwrap();
+        c.execute_batch(&format!(
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT);
+             WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {rows})
+             INSERT INTO users (email) SELECT 'u' || n FROM s;"
+        ))
+        .unwrap();
+    }
+    let before = [
+        sqlite_dump(&dbs.join("a.db")),
+        sqlite_dump(&dbs.join("b.db")),
+    ];
+    let env = [("TREX_JOBS_LEASE_SECS", "3")];
+    let mut first = serve_with(d, &env);
+    let key = first
+        .stdout
+        .split_whitespace()
+        .find(|w| trex::auth::keys::well_formed(w))
+        .expect("first start prints a key")
+        .to_string();
+    let mut admin = Client::new(&format!("http://{}/trex/mcp", first.addr), Some(&key));
+    admin.initialize().await;
+    for name in ["a", "b"] {
+        admin
+            .call_ok(
+                "database-create",
+                json!({"id": name, "dialect": "sqlite", "databaseName": format!("{name}.db")}),
+            )
+            .await;
+    }
+    let mig_url = |addr: &str| format!("http://{addr}/api/v1/mcp/migrations");
+    let mut m = Client::new(&mig_url(&first.addr), Some(&key));
+    m.initialize().await;
+    // slow on b only: 3000 x 3000 rows capped at 4 million
+    m.call_ok(
+        "define_migration",
+        json!({"id": "slow", "interlays": [{"endpoint": "a"}, {"endpoint": "b"}],
+            "data": {"type": "sql", "up": "CREATE TABLE pairs AS SELECT u1.id AS x, u2.id AS y FROM users u1, users u2 LIMIT 4000000"}}),
+    )
+    .await;
+    let t = m
+        .call_ok(
+            "run_migration",
+            json!({"migration_id": "slow", "mode": "test"}),
+        )
+        .await;
+    assert_eq!(t["state"], "completed", "{t}");
+    let r = m
+        .call_ok(
+            "run_migration",
+            json!({"migration_id": "slow", "mode": "migrate", "wait": false}),
+        )
+        .await;
+    let run = r["runId"].as_str().unwrap().to_string();
+    // kill -9 while b is being migrated (a is done)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let g = m.call_ok("get_migration_run", json!({"run_id": run})).await;
+        if g["targets"][0]["state"] == "completed" && g["targets"][1]["state"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never saw b running: {g}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    assert_ne!(
+        sqlite_dump(&dbs.join("a.db")),
+        before[0],
+        "a was migrated before the kill"
+    );
+
+    let mut second = serve_with(d, &env);
+    let mut m = Client::new(&mig_url(&second.addr), Some(&key));
+    m.initialize().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let g = loop {
+        let g = m.call_ok("get_migration_run", json!({"run_id": run})).await;
+        if !["pending", "running", "rolling_back"].contains(&g["state"].as_str().unwrap()) {
+            break g;
+        }
+        assert!(Instant::now() < deadline, "the run was never finished: {g}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(g["state"], "rolled_back", "{g}");
+    assert!(g["error"].as_str().unwrap().contains("interrupted"), "{g}");
+    assert_eq!(sqlite_dump(&dbs.join("a.db")), before[0]);
+    assert_eq!(sqlite_dump(&dbs.join("b.db")), before[1]);
+    sigterm(&second.child);
+    second.child.wait().unwrap();
+}
+
+#[test]
+fn migration_commands_define_test_run_and_show_with_exit_status_1_on_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let dbs = dir.path().join("databases");
+    std::fs::create_dir_all(&dbs).unwrap();
+    rusqlite::Connection::open(dbs.join("app.db"))
+        .unwrap()
+        .execute_batch("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT);")
+        .unwrap();
+    // register the database through a short-lived server (the CLI has no database command)
+    let mut s = serve(d);
+    let key = s
+        .stdout
+        .split_whitespace()
+        .find(|w| trex::auth::keys::well_formed(w))
+        .unwrap()
+        .to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut c = Client::new(&format!("http://{}/trex/mcp", s.addr), Some(&key));
+        c.initialize().await;
+        c.call_ok(
+            "database-create",
+            json!({"id": "app", "dialect": "sqlite", "databaseName": "app.db"}),
+        )
+        .await;
+    });
+    sigterm(&s.child);
+    s.child.wait().unwrap();
+
+    let file = dir.path().join("m.json");
+    std::fs::write(
+        &file,
+        json!({"id": "nick", "interlays": [{"endpoint": "app"}],
+            "data": {"type": "sql", "up": "ALTER TABLE users ADD COLUMN nick TEXT"},
+            "apis": [{"id": "nicks", "query": "SELECT nick FROM users"}]})
+        .to_string(),
+    )
+    .unwrap();
+    let o = trex(&[
+        "migration",
+        "define",
+        "--data-dir",
+        d,
+        file.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = trex(&["migration", "run", "--data-dir", d, "nick"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("has not passed a test"),
+        "{}",
+        stderr(&o)
+    );
+    let o = trex(&["migration", "test", "--data-dir", d, "nick"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["state"], "completed");
+    assert_eq!(
+        report["targets"][0]["report"]["diff"]["columns"]["users"]["added"][0],
+        "nick TEXT"
+    );
+    let o = trex(&["migration", "run", "--data-dir", d, "nick"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = trex(&["migration", "list", "--data-dir", d]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("completed"));
+    let o = trex(&["migration", "show", "--data-dir", d, "nick"]);
+    let shown: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(shown["runs"].as_array().unwrap().len(), 2);
+    // a failing test exits 1 and says why
+    std::fs::write(
+        &file,
+        json!({"id": "nick", "interlays": [{"endpoint": "app"}],
+            "data": {"type": "sql", "up": "ALTER TABLE users DROP COLUMN nick"},
+            "apis": [{"id": "nicks", "query": "SELECT nick FROM users"}]})
+        .to_string(),
+    )
+    .unwrap();
+    let o = trex(&[
+        "migration",
+        "define",
+        "--data-dir",
+        d,
+        file.to_str().unwrap(),
+    ]);
+    assert!(stderr(&o).contains("replace: true"), "{}", stderr(&o));
+    let o = trex(&[
+        "migration",
+        "define",
+        "--data-dir",
+        d,
+        "--replace",
+        file.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = trex(&["migration", "test", "--data-dir", d, "nick"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("nicks"), "{}", stderr(&o));
 }
