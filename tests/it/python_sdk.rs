@@ -8,18 +8,24 @@ use std::process::Command;
 use crate::common::{TestServer, require_mcpkit};
 
 async fn run(venv: &str) {
+    let s = TestServer::start().await;
+    run_script(venv, "sdk_client.py", &s, s.url()).await
+}
+
+/// Runs `tests/python/<script> URL KEY` with the SDK of `venv` against server `s`; the script
+/// prints OK on success.
+async fn run_script(venv: &str, script: &str, s: &TestServer, url: String) {
     let python = require_mcpkit().join(venv).join("bin/python");
     assert!(
         python.exists(),
         "{} missing: reinstall the MCP kit",
         python.display()
     );
-    let s = TestServer::start().await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/sdk_client.py");
-    let (url, key) = (s.url(), s.key.clone());
+    let script = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
+    let key = s.key.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python)
-            .args([script, &url, &key])
+            .args([&script, &url, &key])
             .output()
             .unwrap()
     })
@@ -44,4 +50,40 @@ async fn python_sdk_2x_drives_the_admin_server() {
 #[ignore = "needs the MCP kit: bash ../shared/mcpkit/setup.sh .mcpkit, then cargo test -- --include-ignored"]
 async fn python_sdk_1x_drives_the_admin_server() {
     run("venv-mcp1").await;
+}
+
+/// Registers the SQLite database `app` (a `users` table) for the migrations script.
+async fn app_database(s: &TestServer) {
+    let dir = s.data_dir().join("databases");
+    std::fs::create_dir_all(&dir).unwrap();
+    rusqlite::Connection::open(dir.join("app.db"))
+        .unwrap()
+        .execute_batch("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT); INSERT INTO users (email) VALUES ('a@x');")
+        .unwrap();
+    let mut c = s.client();
+    c.initialize().await;
+    c.call_ok(
+        "database-create",
+        serde_json::json!({"id": "app", "dialect": "sqlite", "databaseName": "app.db"}),
+    )
+    .await;
+}
+
+async fn migrations(venv: &str) {
+    let s = TestServer::start().await;
+    app_database(&s).await;
+    let url = format!("{}/api/v1/mcp/migrations", s.base());
+    run_script(venv, "sdk_migrations.py", &s, url).await
+}
+
+#[tokio::test]
+#[ignore = "needs the MCP kit: bash ../shared/mcpkit/setup.sh .mcpkit, then cargo test -- --include-ignored"]
+async fn python_sdk_2x_runs_a_migration_with_progress() {
+    migrations("venv").await;
+}
+
+#[tokio::test]
+#[ignore = "needs the MCP kit: bash ../shared/mcpkit/setup.sh .mcpkit, then cargo test -- --include-ignored"]
+async fn python_sdk_1x_runs_a_migration_with_progress() {
+    migrations("venv-mcp1").await;
 }
