@@ -9,136 +9,21 @@
 //! target/release/examples/membench            # PostgreSQL shapes too when 127.0.0.1:5432 answers
 //! ```
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
+use anyhow::Result;
+use serde_json::json;
 
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Resets the peak RSS counter of `pid` (Linux ≥ 4.0).
-fn reset_peak(pid: u32) {
-    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
-}
-
-struct Mcp {
-    http: reqwest::Client,
-    url: String,
-    key: String,
-    session: String,
-    next: i64,
-}
-
-impl Mcp {
-    async fn open(http: &reqwest::Client, url: String, key: &str) -> Result<Mcp> {
-        let r = http
-            .post(&url)
-            .bearer_auth(key)
-            .header("accept", "application/json, text/event-stream")
-            .json(&json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
-                "protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"membench","version":"1"}}}))
-            .send()
-            .await?;
-        let session = r.headers()["mcp-session-id"].to_str()?.to_string();
-        Ok(Mcp {
-            http: http.clone(),
-            url,
-            key: key.to_string(),
-            session,
-            next: 1,
-        })
-    }
-
-    /// Calls a tool; `sse` asks for an SSE answer (a progress token). Returns the body's size.
-    async fn call(&mut self, tool: &str, args: Value, sse: bool) -> Result<(usize, String)> {
-        self.next += 1;
-        let mut params = json!({"name": tool, "arguments": args});
-        if sse {
-            params["_meta"] = json!({"progressToken": self.next});
-        }
-        let r = self
-            .http
-            .post(&self.url)
-            .bearer_auth(&self.key)
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-session-id", &self.session)
-            .header("mcp-protocol-version", "2025-11-25")
-            .json(&json!({"jsonrpc":"2.0","id":self.next,"method":"tools/call","params":params}))
-            .send()
-            .await?;
-        let body = r.text().await?;
-        let head: String = body.chars().take(160).collect();
-        Ok((body.len(), head))
-    }
-}
+#[path = "support/mod.rs"]
+mod support;
+use support::{Mcp, reset_peak, status_kib};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
-    let me = std::env::current_exe()?;
-    let trex_bin: PathBuf = std::env::args()
-        .nth(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| me.parent().unwrap().parent().unwrap().join("trex"));
-    if !trex_bin.exists() {
-        bail!(
-            "{} not found: cargo build --release --bin trex",
-            trex_bin.display()
-        );
-    }
-    let dir = tempfile::tempdir()?;
-    let d = dir.path().to_str().unwrap().to_string();
-    let init = Command::new(&trex_bin)
-        .args([
-            "init",
-            "--data-dir",
-            &d,
-            "--admin-email",
-            "bench@example.com",
-        ])
-        .output()?;
-    let key = String::from_utf8(init.stdout)?
-        .lines()
-        .last()
-        .context("no key from trex init")?
-        .to_string();
-    let mut child = Command::new(&trex_bin)
-        .args(["serve", "--data-dir", &d, "--listen", "127.0.0.1:0"])
-        .env("TREX_LOG", "warn,trex=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let pid = child.id();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(10))
-        .context("trex did not start")?;
-    let base = format!("http://{addr}");
+    let trex_bin = support::trex_bin()?;
+    let served = support::serve(&trex_bin, |_| {})?;
+    let (pid, base, key) = (served.pid, served.base.clone(), served.key.clone());
     let http = reqwest::Client::new();
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let mut admin = Mcp::open(&http, format!("{base}/trex/mcp"), &key).await?;
     println!("trex pid {pid}, idle RSS {} KiB", status_kib(pid, "VmRSS:"));
     let mut worst = 0u64;
@@ -264,7 +149,6 @@ async fn main() -> Result<()> {
         worst as f64 / 1024.0,
         status_kib(pid, "VmRSS:") as f64 / 1024.0
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(served);
     Ok(())
 }
