@@ -19,6 +19,125 @@ use super::schema::{self, Schema};
 
 const BUSY: Duration = Duration::from_secs(30);
 
+/// What a run does to a SQLite target: SQL, or a copy of tables from another SQLite database.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Sql(String),
+    Snapshot {
+        source: std::path::PathBuf,
+        tables: Option<Vec<String>>,
+        /// `none` (existing rows kept), `replace` (the table's rows replaced by the source's) or
+        /// `merge` (source rows overwrite rows with the same key; others kept).
+        replace: String,
+    },
+}
+
+/// The schema name a snapshot's source is attached under.
+const SOURCE: &str = "trex_src";
+
+impl Change {
+    /// Attaches the snapshot's source to `c` (read-only), before any transaction begins.
+    pub fn prepare(&self, c: &Connection) -> rusqlite::Result<()> {
+        if let Change::Snapshot { source, .. } = self {
+            let uri = match url::Url::from_file_path(source) {
+                Ok(u) => format!("{u}?mode=ro"),
+                Err(_) => format!("file:{}?mode=ro", source.display()),
+            };
+            c.execute(&format!("ATTACH DATABASE ?1 AS {SOURCE}"), [uri])?;
+        }
+        Ok(())
+    }
+
+    /// Makes the change on `c`, inside the caller's transaction.
+    pub fn apply(&self, c: &Connection, each: impl FnMut(usize)) -> rusqlite::Result<Applied> {
+        match self {
+            Change::Sql(sql) => apply(c, sql, each),
+            Change::Snapshot {
+                tables, replace, ..
+            } => snapshot(c, tables.as_deref(), replace, each),
+        }
+    }
+}
+
+fn quote(id: &str) -> String {
+    format!("\"{}\"", id.replace('"', "\"\""))
+}
+
+fn columns(c: &Connection, schema: &str, table: &str) -> rusqlite::Result<Vec<String>> {
+    c.prepare(&format!(
+        "SELECT name FROM pragma_table_info(?1, '{schema}') ORDER BY cid"
+    ))?
+    .query_map([table], |r| r.get(0))?
+    .collect()
+}
+
+/// Copies tables of the attached source into the main database: tables missing in the target are
+/// created as in the source; rows are copied for the columns both have.
+fn snapshot(
+    c: &Connection,
+    tables: Option<&[String]>,
+    replace: &str,
+    mut each: impl FnMut(usize),
+) -> rusqlite::Result<Applied> {
+    let all: Vec<(String, String)> = c
+        .prepare(&format!(
+            "SELECT name, sql FROM {SOURCE}.sqlite_schema WHERE type = 'table'
+             AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name <> ?1 ORDER BY name"
+        ))?
+        .query_map([super::LEDGER], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let chosen: Vec<&(String, String)> = match tables {
+        None => all.iter().collect(),
+        Some(want) => {
+            let mut v = Vec::new();
+            for t in want {
+                match all.iter().find(|(n, _)| n == t) {
+                    Some(x) => v.push(x),
+                    None => {
+                        return Err(rusqlite::Error::SqliteFailure(
+                            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+                            Some(format!("table '{t}' is not in the snapshot's source")),
+                        ));
+                    }
+                }
+            }
+            v
+        }
+    };
+    let mut out = Applied::default();
+    for (t, create) in chosen {
+        if columns(c, "main", t)?.is_empty() {
+            c.execute_batch(create)?;
+            out.statements += 1;
+        }
+        let theirs = columns(c, SOURCE, t)?;
+        let mine = columns(c, "main", t)?;
+        let cols: Vec<String> = theirs
+            .iter()
+            .filter(|x| mine.contains(x))
+            .map(|x| quote(x))
+            .collect();
+        let list = cols.join(", ");
+        let before = c.total_changes();
+        let verb = match replace {
+            "replace" => {
+                c.execute_batch(&format!("DELETE FROM main.{}", quote(t)))?;
+                "INSERT"
+            }
+            "merge" => "INSERT OR REPLACE",
+            _ => "INSERT OR IGNORE",
+        };
+        c.execute_batch(&format!(
+            "{verb} INTO main.{q} ({list}) SELECT {list} FROM {SOURCE}.{q}",
+            q = quote(t)
+        ))?;
+        out.statements += 1;
+        out.rows_affected += c.total_changes().saturating_sub(before);
+        each(out.statements);
+    }
+    Ok(out)
+}
+
 /// What applying SQL did.
 #[derive(Debug, Clone, Default, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -193,19 +312,20 @@ pub fn check_apis(c: &Connection, apis: &[Api]) -> Vec<ApiResult> {
         .collect()
 }
 
-/// Applies `sql` to the database at `path` in one `BEGIN IMMEDIATE` transaction and checks
+/// Makes `change` on the database at `path` in one `BEGIN IMMEDIATE` transaction and checks
 /// `apis` before committing: any failure rolls the whole change back.
 pub fn migrate(
     path: &Path,
-    sql: &str,
+    change: &Change,
     apis: &[Api],
     each: impl FnMut(usize),
 ) -> Result<(Applied, Vec<ApiResult>), String> {
     let mut c = open_rw(path).map_err(|e| e.to_string())?;
+    change.prepare(&c).map_err(|e| e.to_string())?;
     let tx = c
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| e.to_string())?;
-    let applied = apply(&tx, sql, each).map_err(|e| e.to_string())?;
+    let applied = change.apply(&tx, each).map_err(|e| e.to_string())?;
     let results = check_apis(&tx, apis);
     if let Some(f) = results.iter().find(|r| !r.ok) {
         return Err(format!(

@@ -259,11 +259,57 @@ async fn normalize(app: &App, actor: &Actor, a: &Define) -> Result<Body> {
     }
     // the data fits the targets
     match &data {
-        Data::Snapshot { .. } => {
-            return Err(invalid(
-                "data",
-                "type snapshot is not supported in this build yet; use {\"type\": \"sql\", \"up\": ...}",
-            ));
+        Data::Snapshot {
+            source,
+            tables,
+            replace,
+        } => {
+            if let Some(r) = replace
+                && !["none", "replace", "merge"].contains(&r.as_str())
+            {
+                return Err(invalid("data.replace", "must be none, replace or merge"));
+            }
+            if ids.contains(source) {
+                return Err(invalid(
+                    "data.source",
+                    format!("'{source}' is also a target"),
+                ));
+            }
+            super::databases::in_scope(actor, source)?;
+            let src = super::databases::find(app, source).await?.ok_or_else(|| {
+                invalid(
+                    "data.source",
+                    format!("names '{source}', which is not a registered database"),
+                )
+            })?;
+            if let Some(d) = std::iter::once(&src)
+                .chain(dbs.iter())
+                .find(|d| d.dialect != "sqlite")
+            {
+                return Err(invalid(
+                    "data",
+                    format!(
+                        "snapshot copies between SQLite databases; '{}' is {}",
+                        d.id, d.dialect
+                    ),
+                ));
+            }
+            if let Some(want) = tables {
+                let path = crate::engine::paths::resolve_sqlite(
+                    &app.config,
+                    &src.database_name,
+                    "databaseName",
+                )?;
+                let have =
+                    tokio::task::spawn_blocking(move || crate::migrate::runs::schema_of(&path))
+                        .await??;
+                if let Some(t) = want.iter().find(|t| !have.tables.contains_key(*t)) {
+                    return Err(invalid(
+                        "data.tables",
+                        format!("names '{t}', which is not a table of '{source}'"),
+                    ));
+                }
+            }
         }
         Data::Sql { up, down } => {
             if up.trim().is_empty() {

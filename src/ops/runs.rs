@@ -362,6 +362,30 @@ async fn set_state(
         .await
 }
 
+/// The change a run makes on a SQLite target.
+async fn change_of(app: &App, body: &Body) -> Result<lite::Change> {
+    Ok(match &body.data {
+        Data::Sql { up, .. } => lite::Change::Sql(up.clone()),
+        Data::None {} => lite::Change::Sql(String::new()),
+        Data::Snapshot {
+            source,
+            tables,
+            replace,
+        } => match place(app, source).await? {
+            Place::Sqlite(p) => lite::Change::Snapshot {
+                source: p,
+                tables: tables.clone(),
+                replace: replace.clone().unwrap_or_else(|| "none".into()),
+            },
+            Place::Postgres(_) => {
+                return Err(Error::Conflict(format!(
+                    "snapshot source '{source}' is not SQLite"
+                )));
+            }
+        },
+    })
+}
+
 /// Tests one target on a scratch copy; returns its report and the digest of the schema the test
 /// saw, or the error.
 async fn test_target(
@@ -380,6 +404,7 @@ async fn test_target(
     let fail = |e: Error| (e.to_string(), None);
     match place(app, db).await.map_err(fail)? {
         Place::Sqlite(path) => {
+            let change = change_of(app, body).await.map_err(fail)?;
             let copy = scratch(app, &run.id).join(format!("{db}.test.db"));
             let apis = body.apis.clone();
             let (ctx2, db2) = (ctx.clone(), db.to_string());
@@ -392,8 +417,9 @@ async fn test_target(
                 lite::copy(&path, &copy).map_err(|x| (e(x), Some(digest.clone())))?;
                 let out = (|| -> std::result::Result<Value, String> {
                     let c = lite::open_rw(&copy).map_err(e)?;
+                    change.prepare(&c).map_err(e)?;
                     c.execute_batch("BEGIN").map_err(e)?;
-                    let applied = lite::apply(&c, &up, |n| {
+                    let applied = change.apply(&c, |n| {
                         let (ctx, db) = (ctx2.clone(), db2.clone());
                         rt.block_on(async move { ctx.progress(n as f64, None, Some(&format!("{db}: statement {n}"))).await });
                     }).map_err(e)?;
@@ -534,6 +560,7 @@ async fn migrate_target(
     };
     match place(app, db).await? {
         Place::Sqlite(path) => {
+            let change = change_of(app, body).await?;
             let dir = scratch(app, &run.id);
             let pre = dir.join(format!("{db}.pre.db"));
             let blue_green = matches!(body.strategy, Strategy::BlueGreen { .. });
@@ -552,12 +579,12 @@ async fn migrate_target(
                     // migrate a copy, check it, then swap it in with one backup step
                     let green = dir.join(format!("{}.green.db", db2));
                     lite::copy(&path, &green).map_err(e)?;
-                    let r = lite::migrate(&green, &up, &apis, progress)?;
+                    let r = lite::migrate(&green, &change, &apis, progress)?;
                     lite::restore(&green, &path).map_err(e)?;
                     let _ = std::fs::remove_file(&green);
                     r
                 } else {
-                    lite::migrate(&path, &up, &apis, progress)?
+                    lite::migrate(&path, &change, &apis, progress)?
                 };
                 let after = lite::schema_of(&path).map_err(e)?;
                 Ok(json!({"statements": applied.statements, "rowsAffected": applied.rows_affected,

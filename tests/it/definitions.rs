@@ -144,7 +144,7 @@ async fn definitions_are_checked_at_define_time_and_versioned() {
     .await;
     bad(
         json!({"id": "x", "interlays": interlays(&["a"]), "data": {"type": "snapshot", "source": "a"}}),
-        "`data`",
+        "`data.source`",
     )
     .await;
 
@@ -564,4 +564,76 @@ async fn a_postgres_target_is_put_back_by_down_when_another_target_fails() {
     let _ = admin
         .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
         .await;
+}
+
+#[tokio::test]
+async fn a_snapshot_copies_tables_from_a_source_database_by_its_replace_rule() {
+    let t = setup(&["a", "src"]).await;
+    let m = &t.mig;
+    rusqlite::Connection::open(db(&t.s, "src"))
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT);
+             INSERT INTO products VALUES (1, 'one'), (2, 'two'), (3, 'three');
+             CREATE TABLE categories (id INTEGER PRIMARY KEY, label TEXT);
+             INSERT INTO categories VALUES (1, 'c1');",
+        )
+        .unwrap();
+    rusqlite::Connection::open(db(&t.s, "a"))
+        .unwrap()
+        .execute_batch("CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO products VALUES (1, 'mine');")
+        .unwrap();
+    let e = m
+        .call_err(
+            "define_migration",
+            json!({"id": "s", "interlays": interlays(&["a"]), "data": {"type": "snapshot", "source": "src", "tables": ["nope"]}}),
+        )
+        .await;
+    assert!(e.contains("`data.tables`"), "{e}");
+    let e = m
+        .call_err(
+            "define_migration",
+            json!({"id": "s", "interlays": interlays(&["a"]), "data": {"type": "snapshot", "source": "src", "replace": "sometimes"}}),
+        )
+        .await;
+    assert!(e.contains("`data.replace`"), "{e}");
+    m.call_ok(
+        "define_migration",
+        json!({"id": "keep", "interlays": interlays(&["a"]),
+            "data": {"type": "snapshot", "source": "src", "tables": ["products", "categories"]}}),
+    )
+    .await;
+    let r = run(m, "keep", "test").await;
+    assert_eq!(r["state"], "completed", "{r}");
+    assert_eq!(r["targets"][0]["report"]["rowsAffected"], 3, "{r}");
+    assert_eq!(
+        r["targets"][0]["report"]["diff"]["tablesAdded"][0],
+        "categories"
+    );
+    assert_eq!(run(m, "keep", "migrate").await["state"], "completed");
+    let c = rusqlite::Connection::open(db(&t.s, "a")).unwrap();
+    let names: Vec<String> = c
+        .prepare("SELECT name FROM products ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(names, ["mine", "two", "three"], "none keeps existing rows");
+    let labels: i64 = c
+        .query_row("SELECT count(*) FROM categories", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(labels, 1);
+    m.call_ok(
+        "define_migration",
+        json!({"id": "over", "interlays": interlays(&["a"]),
+            "data": {"type": "snapshot", "source": "src", "tables": ["products"], "replace": "merge"}}),
+    )
+    .await;
+    assert_eq!(run(m, "over", "test").await["state"], "completed");
+    assert_eq!(run(m, "over", "migrate").await["state"], "completed");
+    let first: String = c
+        .query_row("SELECT name FROM products WHERE id = 1", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(first, "one", "merge overwrites rows with the same key");
 }
