@@ -464,8 +464,7 @@ async fn test_target(
                 .map_err(|e| (pg(e).to_string(), None))?;
             let digest = before.digest();
             let r: std::result::Result<Value, String> = async {
-                let n = count_statements(&up);
-                tx.batch_execute(&up).await.map_err(|e| pg(e).to_string())?;
+                let n = pg_apply(&tx, &up).await.map_err(|e| e.to_string())?;
                 let results = pg_apis(&tx, &body.apis).await;
                 let after = schema::postgres(&tx).await.map_err(|e| pg(e).to_string())?;
                 if let Some(f) = results.iter().find(|r| !r.ok) {
@@ -476,7 +475,8 @@ async fn test_target(
                     ));
                 }
                 Ok(
-                    json!({"statements": n, "schemaBefore": before, "schemaAfter": after,
+                    json!({"statements": n.statements, "rowsAffected": n.rows_affected,
+                    "schemaBefore": before, "schemaAfter": after,
                     "diff": schema::diff(&before, &after), "apis": results}),
                 )
             }
@@ -491,10 +491,20 @@ async fn test_target(
     }
 }
 
-fn count_statements(sql: &str) -> usize {
-    sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql)
-        .map(|v| v.len())
-        .unwrap_or(0)
+/// Runs `sql` on PostgreSQL as one simple query (inside the caller's transaction), counting the
+/// statements and the rows they affected from the server's command completions.
+async fn pg_apply(c: &impl tokio_postgres::GenericClient, sql: &str) -> Result<lite::Applied> {
+    let mut out = lite::Applied::default();
+    if sql.trim().is_empty() {
+        return Ok(out);
+    }
+    for m in c.simple_query(sql).await.map_err(pg)? {
+        if let tokio_postgres::SimpleQueryMessage::CommandComplete(n) = m {
+            out.statements += 1;
+            out.rows_affected += n;
+        }
+    }
+    Ok(out)
 }
 
 async fn pg_apis(
@@ -600,7 +610,7 @@ async fn migrate_target(
             let mut c = connect(app, &id).await?;
             let tx = c.transaction().await.map_err(pg)?;
             let before = schema::postgres(&tx).await.map_err(pg)?;
-            tx.batch_execute(&up).await.map_err(pg)?;
+            let n = pg_apply(&tx, &up).await?;
             let results = pg_apis(&tx, &body.apis).await;
             if let Some(f) = results.iter().find(|r| !r.ok) {
                 return Err(Error::Conflict(format!(
@@ -612,7 +622,8 @@ async fn migrate_target(
             let after = schema::postgres(&tx).await.map_err(pg)?;
             tx.commit().await.map_err(pg)?;
             Ok(
-                json!({"statements": count_statements(&up), "diff": schema::diff(&before, &after),
+                json!({"statements": n.statements, "rowsAffected": n.rows_affected,
+                "diff": schema::diff(&before, &after),
                 "apis": results, "durationMs": started.elapsed().as_millis() as u64}),
             )
         }
