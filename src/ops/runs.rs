@@ -296,10 +296,22 @@ pub async fn cancel(
                     r.state
                 )));
             }
-            if let Some(j) = &r.job_id {
-                app.jobs.cancel(j).await?;
+            let state = match &r.job_id {
+                Some(j) => app.jobs.cancel(j).await?,
+                None => None,
+            };
+            if state.as_deref() == Some("cancelled") && r.state == "pending" {
+                // cancelled before a worker took it: nothing ran, so nothing is undone
+                for t in v["targets"].as_array().cloned().unwrap_or_default() {
+                    let db = t["database"].as_str().unwrap_or_default().to_string();
+                    let why = Some("cancelled".to_string());
+                    mark(app, run_id, &db, "not_started", None, None, why).await?;
+                }
+                let ds = (r.mode == "migrate").then_some("failed");
+                let why = Some("cancelled before it started".to_string());
+                set_state(app, &r, "cancelled", why, ds).await?;
             }
-            Ok(v)
+            get(app, run_id, touching).await
         },
     )
     .await

@@ -637,3 +637,149 @@ async fn a_snapshot_copies_tables_from_a_source_database_by_its_replace_rule() {
         .unwrap();
     assert_eq!(first, "one", "merge overwrites rows with the same key");
 }
+
+#[tokio::test]
+async fn strategies_failure_handling_cancellation_and_the_per_database_server() {
+    let t = setup(&["a", "b", "c"]).await;
+    let m = &t.mig;
+    // the server scoped to one database defaults interlays to it and refuses others
+    let mut scoped = Client::new(
+        &format!("{}/api/v1/endpoints/a/mcp/migrations", t.s.base()),
+        Some(&t.s.key),
+    );
+    scoped.initialize().await;
+    let d = scoped
+        .call_ok(
+            "define_migration",
+            json!({"id": "only-a", "data": {"type": "sql", "up": "CREATE TABLE only_a (x)"}}),
+        )
+        .await;
+    assert_eq!(d["interlays"], json!(["a"]));
+    let e = scoped
+        .call_err(
+            "define_migration",
+            json!({"id": "x", "interlays": interlays(&["b"])}),
+        )
+        .await;
+    assert!(e.contains("`interlays`") && e.contains("scoped"), "{e}");
+    m.call_ok(
+        "define_migration",
+        json!({"id": "only-b", "interlays": interlays(&["b"]), "data": {"type": "sql", "up": "CREATE TABLE only_b (x)"}}),
+    )
+    .await;
+    let l = scoped.call_ok("list_migrations", json!({})).await;
+    let ids: Vec<&str> = l["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["only-a"]);
+    assert!(
+        scoped
+            .call_err("get_migration", json!({"migration_id": "only-b"}))
+            .await
+            .contains("not found")
+    );
+    let list = reqwest::Client::new()
+        .get(format!("{}/api/v1/endpoints/a/mcp", t.s.base()))
+        .bearer_auth(&t.s.key)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(list["servers"][1]["name"], "migrations", "{list}");
+
+    // canary runs its canary first; allow_partial keeps going past a failing target
+    m.call_ok(
+        "define_migration",
+        json!({"id": "part", "interlays": interlays(&["a", "b", "c"]),
+            "strategy": {"type": "canary", "canary_targets": ["c"]},
+            "failure_handling": "allow_partial",
+            "data": {"type": "sql", "up": "CREATE UNIQUE INDEX users_email ON users (email)"}}),
+    )
+    .await;
+    assert_eq!(run(m, "part", "test").await["state"], "completed");
+    rusqlite::Connection::open(db(&t.s, "b"))
+        .unwrap()
+        .execute("INSERT INTO users (email) VALUES ('a@x')", [])
+        .unwrap();
+    let r = run(m, "part", "migrate").await;
+    let order: Vec<(&str, &str)> = r["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["database"].as_str().unwrap(),
+                t["state"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [("c", "completed"), ("a", "completed"), ("b", "failed")],
+        "{r}"
+    );
+    assert_eq!(r["state"], "failed");
+    assert!(dump(&db(&t.s, "a")).contains("users_email"));
+    assert!(!dump(&db(&t.s, "b")).contains("users_email"));
+
+    // shadow_traffic compares the apis before and after, and never migrates
+    m.call_ok(
+        "define_migration",
+        json!({"id": "shadow", "interlays": interlays(&["a"]), "strategy": {"type": "shadow_traffic"},
+            "data": {"type": "sql", "up": "UPDATE users SET email = upper(email)"},
+            "apis": [{"id": "emails", "query": "SELECT email FROM users ORDER BY id"}]}),
+    )
+    .await;
+    let r = run(m, "shadow", "test").await;
+    assert_eq!(r["state"], "failed", "{r}");
+    assert!(
+        r["error"].as_str().unwrap().contains("answers differently"),
+        "{r}"
+    );
+    let e = m
+        .call_err(
+            "run_migration",
+            json!({"migration_id": "shadow", "mode": "migrate"}),
+        )
+        .await;
+    assert!(e.contains("test-only"), "{e}");
+
+    // a cancelled run stops before its next target
+    rusqlite::Connection::open(db(&t.s, "c"))
+        .unwrap()
+        .execute_batch(
+            "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 2000)
+             INSERT INTO users (email) SELECT 'z' || n FROM s;",
+        )
+        .unwrap();
+    m.call_ok(
+        "define_migration",
+        json!({"id": "long", "interlays": interlays(&["c", "a"]),
+            "data": {"type": "sql", "up": "CREATE TABLE pairs AS SELECT u1.id AS x, u2.id AS y FROM users u1, users u2"}}),
+    )
+    .await;
+    let started = m
+        .call_ok(
+            "run_migration",
+            json!({"migration_id": "long", "mode": "test", "wait": false}),
+        )
+        .await;
+    let id = started["runId"].as_str().unwrap().to_string();
+    m.call_ok("cancel_migration_run", json!({"run_id": id}))
+        .await;
+    let mut g = Value::Null;
+    for _ in 0..200 {
+        g = m.call_ok("get_migration_run", json!({"run_id": id})).await;
+        if !["pending", "running"].contains(&g["state"].as_str().unwrap()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(g["state"], "cancelled", "{g}");
+    assert_eq!(g["targets"][1]["state"], "not_started", "{g}");
+}
