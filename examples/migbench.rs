@@ -4,8 +4,9 @@
 //! 1. a 10,000-statement migration (`run_migration` mode migrate, after its test) on a SQLite
 //!    target, next to the `sqlite3` shell running the same script in one transaction;
 //! 2. the same on PostgreSQL next to `psql -1 -f` (when 127.0.0.1:5432 answers);
-//! 3. `mode=test` on a ~200 MB SQLite target next to `cp` of the file, with the server's peak
-//!    RSS during the test.
+//! 3. `mode=test` of a cheap change (a new column) on a ~200 MB SQLite target next to `cp` of
+//!    the file — the runner's own cost: the scratch copy, schema reads, the apis — with the
+//!    server's peak RSS during the test.
 //!
 //! Goals: ratios ≤ 1.5; peak RSS < 64 MiB.
 //!
@@ -217,7 +218,7 @@ async fn main() -> Result<()> {
     m.call_result(
         "define_migration",
         json!({"id": "bigtest", "interlays": [{"endpoint": "big"}],
-            "data": {"type": "sql", "up": "ALTER TABLE events ADD COLUMN seen INTEGER DEFAULT 0; CREATE INDEX events_seen ON events (seen);"},
+            "data": {"type": "sql", "up": "ALTER TABLE events ADD COLUMN seen INTEGER DEFAULT 0"},
             "apis": [{"id": "recent", "query": "SELECT id, kind FROM events WHERE kind = ?1 ORDER BY id DESC LIMIT 10", "parameters": ["k3"]}]}),
     )
     .await?;

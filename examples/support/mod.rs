@@ -157,7 +157,7 @@ impl Mcp {
         let body = r.text().await?;
         let json = body
             .lines()
-            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|l| l.strip_prefix("data:").map(str::trim_start))
             .rfind(|l| l.contains("\"result\"") || l.contains("\"error\""))
             .unwrap_or(body.as_str());
         let v: Value =

@@ -67,7 +67,13 @@ pub struct JobCtx {
     cancel: CancellationToken,
     store: Store,
     events: broadcast::Sender<JobEvent>,
+    /// When progress was last written to the job's row (writes are at most every
+    /// [`PROGRESS_EVERY`]; every report still reaches the subscribers).
+    saved: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
+
+/// How often a job's progress is written to its row at most.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 impl JobCtx {
     /// True once the job should stop (cancelled, its lease lost, or the server stopping).
@@ -80,7 +86,8 @@ impl JobCtx {
         self.cancel.cancelled().await
     }
 
-    /// Reports progress: kept in the job's row and sent to every subscriber.
+    /// Reports progress: sent to every subscriber, and kept in the job's row (at most every
+    /// 250 ms, and always the last report).
     pub async fn progress(&self, progress: f64, total: Option<f64>, message: Option<&str>) {
         let _ = self.events.send(JobEvent::Progress {
             id: self.id.clone(),
@@ -88,6 +95,14 @@ impl JobCtx {
             total,
             message: message.map(str::to_string),
         });
+        {
+            let mut saved = self.saved.lock().unwrap();
+            let last = total.is_some_and(|t| progress >= t);
+            if !last && saved.is_some_and(|at| at.elapsed() < PROGRESS_EVERY) {
+                return;
+            }
+            *saved = Some(std::time::Instant::now());
+        }
         let (id, msg) = (self.id.clone(), message.map(str::to_string));
         if let Err(e) = self
             .store
@@ -363,6 +378,7 @@ impl Jobs {
             cancel: token.clone(),
             store: self.store.clone(),
             events: self.events.clone(),
+            saved: Default::default(),
         };
         let payload: Value = serde_json::from_str(&job.payload).unwrap_or(Value::Null);
         let outcome = (kind.handler)(ctx, payload).await;

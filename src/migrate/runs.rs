@@ -1,5 +1,5 @@
 //! The SQLite work of a definition run, on blocking threads: rehearsing SQL on an in-memory
-//! copy of a target's schema (define-time checking), scratch copies (`VACUUM INTO`), applying
+//! copy of a target's schema (define-time checking), scratch copies (online backup), applying
 //! `up` statement by statement inside one transaction with the `apis` checked before it commits,
 //! and putting a target back from its pre-run copy with SQLite's online backup (readers see the
 //! old or the new file, never half of one).
@@ -205,8 +205,9 @@ pub fn rehearse(path: &Path, sql: &str) -> Result<(), String> {
     r
 }
 
-/// Copies the database at `from` to a new file `to` (`VACUUM INTO`: a consistent snapshot taken
-/// while others may write); an empty database when `from` does not exist yet.
+/// Copies the database at `from` to a new file `to` with SQLite's online backup, page by page
+/// under one read snapshot (others may go on writing); an empty database when `from` does not
+/// exist yet.
 pub fn copy(from: &Path, to: &Path) -> rusqlite::Result<()> {
     if let Some(d) = to.parent() {
         let _ = std::fs::create_dir_all(d);
@@ -216,8 +217,11 @@ pub fn copy(from: &Path, to: &Path) -> rusqlite::Result<()> {
         Connection::open(to)?.execute_batch("VACUUM")?;
         return Ok(());
     }
-    open_ro(from)?.execute("VACUUM INTO ?1", [to.to_string_lossy()])?;
-    Ok(())
+    open_ro(from)?.backup(
+        rusqlite::MAIN_DB,
+        to,
+        None::<fn(rusqlite::backup::Progress)>,
+    )
 }
 
 /// Puts the database at `to` back to the content of `from` with the online backup API, in one

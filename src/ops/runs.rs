@@ -1,5 +1,5 @@
 //! Runs of migration definitions on the job runtime: `run_migration` in `test` mode (scratch
-//! copies — SQLite `VACUUM INTO` under the data dir, deleted after; PostgreSQL inside a
+//! copies — SQLite's online backup into `<data_dir>/scratch/`, deleted after; PostgreSQL inside a
 //! transaction that is rolled back — with a per-target report: statements, rows, the schema
 //! diff, each api's result, time) or `migrate` mode (refused unless this definition version
 //! passed a test and no target's schema changed since). A run is a job with a row per target;
@@ -374,6 +374,28 @@ async fn set_state(
         .await
 }
 
+/// Progress per statement of target `db`, reported from a blocking thread at most every 100 ms
+/// (a 10,000-statement change would otherwise send 10,000 notifications).
+fn statement_progress(ctx: &JobCtx, db: &str) -> impl FnMut(usize) + Send + 'static {
+    let (ctx, db, rt) = (
+        ctx.clone(),
+        db.to_string(),
+        tokio::runtime::Handle::current(),
+    );
+    let mut last: Option<Instant> = None;
+    move |n| {
+        if last.is_some_and(|t| t.elapsed() < Duration::from_millis(100)) {
+            return;
+        }
+        last = Some(Instant::now());
+        let (ctx, db) = (ctx.clone(), db.clone());
+        rt.block_on(async move {
+            ctx.progress(n as f64, None, Some(&format!("{db}: statement {n}")))
+                .await
+        });
+    }
+}
+
 /// The change a run makes on a SQLite target.
 async fn change_of(app: &App, body: &Body) -> Result<lite::Change> {
     Ok(match &body.data {
@@ -419,8 +441,7 @@ async fn test_target(
             let change = change_of(app, body).await.map_err(fail)?;
             let copy = scratch(app, &run.id).join(format!("{db}.test.db"));
             let apis = body.apis.clone();
-            let (ctx2, db2) = (ctx.clone(), db.to_string());
-            let rt = tokio::runtime::Handle::current();
+            let mut progress = statement_progress(ctx, db);
             let r = tokio::task::spawn_blocking(move || -> std::result::Result<(Value, String), (String, Option<String>)> {
                 let e = |e: rusqlite::Error| e.to_string();
                 let before = lite::schema_of(&path).map_err(|x| (e(x), None))?;
@@ -431,10 +452,7 @@ async fn test_target(
                     let c = lite::open_rw(&copy).map_err(e)?;
                     change.prepare(&c).map_err(e)?;
                     c.execute_batch("BEGIN").map_err(e)?;
-                    let applied = change.apply(&c, |n| {
-                        let (ctx, db) = (ctx2.clone(), db2.clone());
-                        rt.block_on(async move { ctx.progress(n as f64, None, Some(&format!("{db}: statement {n}"))).await });
-                    }).map_err(e)?;
+                    let applied = change.apply(&c, &mut progress).map_err(e)?;
                     let results = lite::check_apis(&c, &apis);
                     let after = schema::sqlite(&c).map_err(e)?;
                     c.execute_batch("COMMIT").map_err(e)?;
@@ -587,19 +605,15 @@ async fn migrate_target(
             let pre = dir.join(format!("{db}.pre.db"));
             let blue_green = matches!(body.strategy, Strategy::BlueGreen { .. });
             let apis = body.apis.clone();
-            let (ctx2, db2) = (ctx.clone(), db.to_string());
-            let rt = tokio::runtime::Handle::current();
+            let progress = statement_progress(ctx, db);
+            let name = db.to_string();
             let report = tokio::task::spawn_blocking(move || -> std::result::Result<Value, String> {
                 let e = |e: rusqlite::Error| e.to_string();
                 let before = lite::schema_of(&path).map_err(e)?;
                 lite::copy(&path, &pre).map_err(e)?;
-                let progress = |n: usize| {
-                    let (ctx, db) = (ctx2.clone(), db2.clone());
-                    rt.block_on(async move { ctx.progress(n as f64, None, Some(&format!("{db}: statement {n}"))).await });
-                };
                 let (applied, results) = if blue_green {
                     // migrate a copy, check it, then swap it in with one backup step
-                    let green = dir.join(format!("{}.green.db", db2));
+                    let green = dir.join(format!("{name}.green.db"));
                     lite::copy(&path, &green).map_err(e)?;
                     let r = lite::migrate(&green, &change, &apis, progress)?;
                     lite::restore(&green, &path).map_err(e)?;
