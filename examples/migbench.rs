@@ -43,6 +43,15 @@ async fn run(m: &mut Mcp, id: &str, mode: &str) -> Result<Duration> {
     if r["state"] != "completed" {
         bail!("{mode} of {id} did not complete: {r}");
     }
+    if std::env::var_os("MIGBENCH_VERBOSE").is_some() {
+        eprintln!(
+            "  {mode} {id}: {:.1} ms wall, run {} .. {}, target report {}",
+            took.as_secs_f64() * 1000.0,
+            r["startedAt"],
+            r["finishedAt"],
+            r["targets"][0]["report"]["durationMs"]
+        );
+    }
     Ok(took)
 }
 
@@ -104,6 +113,38 @@ async fn main() -> Result<()> {
     let sql = script();
     let dbs = served.dir.path().join("databases");
 
+    // 3. mode=test on a large SQLite file vs cp, and the server's peak RSS
+    let big = dbs.join("big.db");
+    rusqlite::Connection::open(&big)?.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+    let size = std::fs::metadata(&big)?.len();
+    m.call_result(
+        "define_migration",
+        json!({"id": "bigtest", "interlays": [{"endpoint": "big"}],
+            "data": {"type": "sql", "up": "ALTER TABLE events ADD COLUMN seen INTEGER DEFAULT 0"},
+            "apis": [{"id": "recent", "query": "SELECT id, kind FROM events WHERE kind = ?1 ORDER BY id DESC LIMIT 10", "parameters": ["k3"]}]}),
+    )
+    .await?;
+    reset_peak(served.pid);
+    let idle = status_kib(served.pid, "VmRSS:");
+    let test_ms = ms(run(&mut m, "bigtest", "test").await?);
+    let peak = status_kib(served.pid, "VmHWM:");
+    let copy = served.dir.path().join("copy.db");
+    let t = Instant::now();
+    let ok = Command::new("cp").arg(&big).arg(&copy).status()?.success();
+    let cp_ms = ms(t.elapsed());
+    let _ = std::fs::remove_file(&copy);
+    println!(
+        "sqlite  test on a {:.0} MB file: trex {test_ms:>8.1} ms | cp {cp_ms:>8.1} ms{} | ratio {:.2} | trex RSS before {:.1} MiB, peak {:.1} MiB",
+        size as f64 / 1e6,
+        if ok { "" } else { " (cp failed)" },
+        test_ms / cp_ms,
+        idle as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+    println!(
+        "        trex RSS now {:.1} MiB",
+        status_kib(served.pid, "VmRSS:") as f64 / 1024.0
+    );
     // 1. SQLite: trex migrate vs the sqlite3 shell
     m.call_result("define_migration", define("ins", "lite", &sql, None))
         .await?;
@@ -211,33 +252,9 @@ async fn main() -> Result<()> {
         println!("postgres: skipped (nothing answers on 127.0.0.1:5432)");
     }
 
-    // 3. mode=test on a large SQLite file vs cp, and the server's peak RSS
-    let big = dbs.join("big.db");
-    rusqlite::Connection::open(&big)?.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
-    let size = std::fs::metadata(&big)?.len();
-    m.call_result(
-        "define_migration",
-        json!({"id": "bigtest", "interlays": [{"endpoint": "big"}],
-            "data": {"type": "sql", "up": "ALTER TABLE events ADD COLUMN seen INTEGER DEFAULT 0"},
-            "apis": [{"id": "recent", "query": "SELECT id, kind FROM events WHERE kind = ?1 ORDER BY id DESC LIMIT 10", "parameters": ["k3"]}]}),
-    )
-    .await?;
-    reset_peak(served.pid);
-    let idle = status_kib(served.pid, "VmRSS:");
-    let test_ms = ms(run(&mut m, "bigtest", "test").await?);
-    let peak = status_kib(served.pid, "VmHWM:");
-    let copy = served.dir.path().join("copy.db");
-    let t = Instant::now();
-    let ok = Command::new("cp").arg(&big).arg(&copy).status()?.success();
-    let cp_ms = ms(t.elapsed());
-    let _ = std::fs::remove_file(&copy);
     println!(
-        "sqlite  test on a {:.0} MB file: trex {test_ms:>8.1} ms | cp {cp_ms:>8.1} ms{} | ratio {:.2} | trex RSS before {:.1} MiB, peak {:.1} MiB",
-        size as f64 / 1e6,
-        if ok { "" } else { " (cp failed)" },
-        test_ms / cp_ms,
-        idle as f64 / 1024.0,
-        peak as f64 / 1024.0
+        "        trex RSS now {:.1} MiB",
+        status_kib(served.pid, "VmRSS:") as f64 / 1024.0
     );
     Ok(())
 }

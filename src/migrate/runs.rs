@@ -208,45 +208,99 @@ pub fn rehearse(path: &Path, sql: &str) -> Result<(), String> {
 /// Copies the database at `from` to a new file `to` with SQLite's online backup, page by page
 /// under one read snapshot (others may go on writing); an empty database when `from` does not
 /// exist yet.
-pub fn copy(from: &Path, to: &Path) -> rusqlite::Result<()> {
+/// A `durable` copy (a pre-run copy that a rollback after a crash may need) is synced to disk;
+/// a scratch copy for a test is not (it is deleted after).
+pub fn copy(from: &Path, to: &Path, durable: bool) -> rusqlite::Result<()> {
     if let Some(d) = to.parent() {
         let _ = std::fs::create_dir_all(d);
     }
     let _ = std::fs::remove_file(to);
+    let mut dst = Connection::open(to)?;
+    dst.execute_batch(if durable {
+        "PRAGMA synchronous = FULL"
+    } else {
+        "PRAGMA synchronous = OFF; PRAGMA journal_mode = OFF"
+    })?;
     if !from.exists() {
-        Connection::open(to)?.execute_batch("VACUUM")?;
+        dst.execute_batch("VACUUM")?;
         return Ok(());
     }
-    open_ro(from)?.backup(
-        rusqlite::MAIN_DB,
-        to,
-        None::<fn(rusqlite::backup::Progress)>,
-    )
+    let src = open_ro(from)?;
+    whole_backup(&src, &mut dst)
+}
+
+/// Copies every page of `src` into `dst` in one backup step: one read snapshot of the source,
+/// one write transaction on the destination (a reader of `dst` sees the old or the new content).
+/// A busy lock is waited for, as long as the busy timeout.
+fn whole_backup(src: &Connection, dst: &mut Connection) -> rusqlite::Result<()> {
+    use rusqlite::backup::{Backup, StepResult};
+    let b = Backup::new(src, dst)?;
+    let deadline = std::time::Instant::now() + BUSY;
+    loop {
+        match b.step(-1)? {
+            StepResult::Done => return Ok(()),
+            StepResult::Busy | StepResult::Locked if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            _ => {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                    Some("the database stayed locked".into()),
+                ));
+            }
+        }
+    }
 }
 
 /// Puts the database at `to` back to the content of `from` with the online backup API, in one
 /// step: a reader sees the old or the new content.
 pub fn restore(from: &Path, to: &Path) -> rusqlite::Result<()> {
+    let src = open_ro(from)?;
     let mut dst = open_rw(to)?;
-    dst.restore(
-        rusqlite::MAIN_DB,
-        from,
-        None::<fn(rusqlite::backup::Progress)>,
-    )
+    whole_backup(&src, &mut dst)
+}
+
+/// True when `s` ends with a complete SQL statement, by SQLite's own tokenizer
+/// (`sqlite3_complete`: semicolons inside strings, comments and trigger bodies do not count).
+fn complete(s: &str) -> bool {
+    match std::ffi::CString::new(s) {
+        // SAFETY: `c` is a NUL-terminated string that outlives the call
+        Ok(c) => unsafe { rusqlite::ffi::sqlite3_complete(c.as_ptr()) != 0 },
+        Err(_) => false,
+    }
+}
+
+/// `sql` cut into statements (each with its `;`; a trailing part without one is the last).
+fn statements(sql: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, ch) in sql.char_indices() {
+        if ch == ';' && complete(&sql[start..=i]) {
+            out.push(&sql[start..=i]);
+            start = i + 1;
+        }
+    }
+    if !sql[start..].trim().is_empty() {
+        out.push(&sql[start..]);
+    }
+    out
 }
 
 /// Applies `sql` statement by statement on `c` (inside the caller's transaction), calling
-/// `each(n)` after statement n.
+/// `each(n)` after statement n. Statements are cut first, so each is prepared from its own
+/// text (preparing from the rest of a large script each time would copy it again and again).
 pub fn apply(c: &Connection, sql: &str, mut each: impl FnMut(usize)) -> rusqlite::Result<Applied> {
     let mut out = Applied::default();
-    let mut batch = rusqlite::Batch::new(c, sql);
-    while let Some(mut st) = batch.next()? {
-        let before = c.total_changes();
-        let mut rows = st.raw_query();
-        while rows.next()?.is_some() {}
-        out.statements += 1;
-        out.rows_affected += c.total_changes().saturating_sub(before);
-        each(out.statements);
+    for part in statements(sql) {
+        let mut batch = rusqlite::Batch::new(c, part);
+        while let Some(mut st) = batch.next()? {
+            let before = c.total_changes();
+            let mut rows = st.raw_query();
+            while rows.next()?.is_some() {}
+            out.statements += 1;
+            out.rows_affected += c.total_changes().saturating_sub(before);
+            each(out.statements);
+        }
     }
     Ok(out)
 }
@@ -340,4 +394,22 @@ pub fn migrate(
     }
     tx.commit().map_err(|e| e.to_string())?;
     Ok((applied, results))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_are_cut_where_sqlite_says_they_end() {
+        let sql = "CREATE TABLE t (x); INSERT INTO t VALUES ('a;b'); -- c;\n\
+                   CREATE TRIGGER g AFTER INSERT ON t BEGIN SELECT 1; SELECT 2; END;\n SELECT 3";
+        let parts = statements(sql);
+        assert_eq!(parts.len(), 4, "{parts:?}");
+        assert!(parts[2].contains("SELECT 2; END;"), "{parts:?}");
+        let c = Connection::open_in_memory().unwrap();
+        let a = apply(&c, sql, |_| {}).unwrap();
+        assert_eq!(a.statements, 4);
+        assert_eq!(a.rows_affected, 1);
+    }
 }

@@ -92,7 +92,7 @@ pub fn apply(path: &Path, f: &File, applied_by: &str) -> Result<Outcome> {
         return Ok(f.outcome("skipped", None, None));
     }
     let started = Instant::now();
-    if let Err(e) = tx.execute_batch(&f.sql) {
+    if let Err(e) = super::runs::apply(&tx, &f.sql, |_| {}) {
         drop(tx);
         let ms = started.elapsed().as_millis() as i64;
         record(&mut c, f, applied_by, ms, false)?;

@@ -447,7 +447,7 @@ async fn test_target(
                 let before = lite::schema_of(&path).map_err(|x| (e(x), None))?;
                 let digest = before.digest();
                 let old_apis = if shadow { lite::check_apis(&lite::open_rw(&path).map_err(|x| (e(x), None))?, &apis) } else { vec![] };
-                lite::copy(&path, &copy).map_err(|x| (e(x), Some(digest.clone())))?;
+                lite::copy(&path, &copy, false).map_err(|x| (e(x), Some(digest.clone())))?;
                 let out = (|| -> std::result::Result<Value, String> {
                     let c = lite::open_rw(&copy).map_err(e)?;
                     change.prepare(&c).map_err(e)?;
@@ -610,11 +610,11 @@ async fn migrate_target(
             let report = tokio::task::spawn_blocking(move || -> std::result::Result<Value, String> {
                 let e = |e: rusqlite::Error| e.to_string();
                 let before = lite::schema_of(&path).map_err(e)?;
-                lite::copy(&path, &pre).map_err(e)?;
+                lite::copy(&path, &pre, true).map_err(e)?;
                 let (applied, results) = if blue_green {
                     // migrate a copy, check it, then swap it in with one backup step
                     let green = dir.join(format!("{name}.green.db"));
-                    lite::copy(&path, &green).map_err(e)?;
+                    lite::copy(&path, &green, true).map_err(e)?;
                     let r = lite::migrate(&green, &change, &apis, progress)?;
                     lite::restore(&green, &path).map_err(e)?;
                     let _ = std::fs::remove_file(&green);
