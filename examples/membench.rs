@@ -64,20 +64,7 @@ async fn main() -> Result<()> {
     .await
     .is_ok_and(|r| r.is_ok());
     if pg {
-        admin
-            .call(
-                "database-create",
-                json!({"id": "pg", "host": "127.0.0.1", "port": 5432, "databaseName": "test"}),
-                false,
-            )
-            .await?;
-        admin
-            .call(
-                "database-credential-save",
-                json!({"databaseId": "pg", "username": "postgres", "password": "unused"}),
-                false,
-            )
-            .await?;
+        admin.register_local_postgres("pg").await?;
         let mut e = Mcp::open(
             &http,
             format!("{base}/api/v1/endpoints/pg/mcp/postgres"),

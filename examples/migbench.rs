@@ -197,20 +197,7 @@ async fn main() -> Result<()> {
              CREATE TABLE {schema}.items (id int PRIMARY KEY, name text);
              CREATE TABLE {schema}.items_ref (id int PRIMARY KEY, name text);"
         ))?;
-        admin
-            .call(
-                "database-create",
-                json!({"id": "pg", "host": "127.0.0.1", "port": 5432, "databaseName": "test"}),
-                false,
-            )
-            .await?;
-        admin
-            .call(
-                "database-credential-save",
-                json!({"databaseId": "pg", "username": "postgres", "password": "unused"}),
-                false,
-            )
-            .await?;
+        admin.register_local_postgres("pg").await?;
         let pg_sql = sql.replace("INSERT INTO items", &format!("INSERT INTO {schema}.items"));
         let down = format!("DELETE FROM {schema}.items");
         m.call_result(

@@ -140,6 +140,24 @@ impl Mcp {
         })
     }
 
+    /// Registers the machine's PostgreSQL (database `test`, user `postgres`, trust auth) as
+    /// database `id` with a credential.
+    pub async fn register_local_postgres(&mut self, id: &str) -> Result<()> {
+        self.call(
+            "database-create",
+            json!({"id": id, "host": "127.0.0.1", "port": 5432, "databaseName": "test"}),
+            false,
+        )
+        .await?;
+        self.call(
+            "database-credential-save",
+            json!({"databaseId": id, "username": "postgres", "password": "unused"}),
+            false,
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Calls a tool and returns its `structuredContent` (answered as JSON or over SSE); an error
     /// result is an error.
     pub async fn call_result(&mut self, tool: &str, args: Value) -> Result<Value> {
