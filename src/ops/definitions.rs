@@ -282,19 +282,33 @@ async fn normalize(app: &App, actor: &Actor, a: &Define) -> Result<Body> {
                     format!("names '{source}', which is not a registered database"),
                 )
             })?;
-            if let Some(d) = std::iter::once(&src)
-                .chain(dbs.iter())
-                .find(|d| d.dialect != "sqlite")
-            {
+            if let Some(d) = dbs.iter().find(|d| d.dialect != src.dialect) {
                 return Err(invalid(
                     "data",
                     format!(
-                        "snapshot copies between SQLite databases; '{}' is {}",
-                        d.id, d.dialect
+                        "snapshot copies between databases of one dialect; '{source}' is {} and '{}' is {}",
+                        src.dialect, d.id, d.dialect
                     ),
                 ));
             }
-            if let Some(want) = tables {
+            if src.dialect != "sqlite" && dbs.len() > 1 && failure_handling.rolls_back() {
+                return Err(invalid(
+                    "failure_handling",
+                    "must be allow_partial for a snapshot onto several PostgreSQL targets: a copied target has no `down` to put it back",
+                ));
+            }
+            if let Some(want) = tables.as_ref().filter(|_| src.dialect != "sqlite") {
+                let have = super::runs::pg_tables(app, source).await?;
+                if let Some(t) = want
+                    .iter()
+                    .find(|t| !have.contains(&super::runs::qualified(t)))
+                {
+                    return Err(invalid(
+                        "data.tables",
+                        format!("names '{t}', which is not a table of '{source}'"),
+                    ));
+                }
+            } else if let Some(want) = tables {
                 let path = crate::engine::paths::resolve_sqlite(
                     &app.config,
                     &src.database_name,

@@ -494,7 +494,9 @@ async fn test_target(
                 .map_err(|e| (pg(e).to_string(), None))?;
             let digest = before.digest();
             let r: std::result::Result<Value, String> = async {
-                let n = pg_apply(&tx, &up).await.map_err(|e| e.to_string())?;
+                let n = pg_change(app, &tx, body, &up)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 let results = pg_apis(&tx, &body.apis).await;
                 let after = schema::postgres(&tx).await.map_err(|e| pg(e).to_string())?;
                 if let Some(f) = results.iter().find(|r| !r.ok) {
@@ -519,6 +521,216 @@ async fn test_target(
             .map_err(|m| (m, Some(digest)))
         }
     }
+}
+
+/// The change of a run on a PostgreSQL target (inside the caller's transaction).
+async fn pg_change(
+    app: &App,
+    tx: &tokio_postgres::Transaction<'_>,
+    body: &Body,
+    up: &str,
+) -> Result<lite::Applied> {
+    match &body.data {
+        Data::Snapshot {
+            source,
+            tables,
+            replace,
+        } => {
+            pg_snapshot(
+                app,
+                tx,
+                source,
+                tables.as_deref(),
+                replace.as_deref().unwrap_or("none"),
+            )
+            .await
+        }
+        _ => pg_apply(tx, up).await,
+    }
+}
+
+/// `t` as `schema.table` (a bare name is in `public`).
+pub fn qualified(t: &str) -> String {
+    if t.contains('.') {
+        t.to_string()
+    } else {
+        format!("public.{t}")
+    }
+}
+
+fn pg_quote(qualified: &str) -> String {
+    qualified
+        .split('.')
+        .map(|p| format!("\"{}\"", p.replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// The base tables of registered PostgreSQL database `id`, as `schema.table`.
+pub async fn pg_tables(app: &App, id: &str) -> Result<Vec<String>> {
+    let c = connect(app, id).await?;
+    let rows = c
+        .query(
+            "SELECT table_schema || '.' || table_name FROM information_schema.tables
+             WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')
+               AND table_name <> $1 ORDER BY 1",
+            &[&crate::migrate::LEDGER],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// `(name, type, not null)` of every column of `table`, in order.
+async fn pg_columns(
+    c: &impl tokio_postgres::GenericClient,
+    table: &str,
+) -> Result<Vec<(String, String, bool)>> {
+    let rows = c
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull FROM pg_attribute a
+             WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+            &[&table],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
+/// Copies tables of PostgreSQL database `source` into the target of `tx`: a missing table is
+/// created with the source's columns and primary key; rows go through `COPY` into a temporary
+/// table, then in by `replace` (`none`: rows with a key the target has are kept; `replace`: the
+/// table's rows replaced; `merge`: rows with the same primary key overwritten).
+async fn pg_snapshot(
+    app: &App,
+    tx: &tokio_postgres::Transaction<'_>,
+    source: &str,
+    tables: Option<&[String]>,
+    replace: &str,
+) -> Result<lite::Applied> {
+    use futures_util::{SinkExt, StreamExt};
+    let src = connect(app, source).await?;
+    let all = pg_tables(app, source).await?;
+    let chosen: Vec<String> = match tables {
+        None => all,
+        Some(w) => w.iter().map(|t| qualified(t)).collect(),
+    };
+    let mut out = lite::Applied::default();
+    for t in &chosen {
+        let q = pg_quote(t);
+        let cols = pg_columns(&src, t).await?;
+        if cols.is_empty() {
+            return Err(Error::Conflict(format!(
+                "table '{t}' is not in the snapshot's source"
+            )));
+        }
+        let pk: Vec<String> = src
+            .query(
+                "SELECT a.attname::text FROM pg_index i JOIN pg_attribute a
+                   ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+                 WHERE i.indrelid = to_regclass($1) AND i.indisprimary ORDER BY a.attnum",
+                &[&t.as_str()],
+            )
+            .await
+            .map_err(pg)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let quote = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
+        if pg_columns(tx, t).await?.is_empty() {
+            let mut defs: Vec<String> = cols
+                .iter()
+                .map(|(n, ty, nn)| {
+                    format!("{} {ty}{}", quote(n), if *nn { " NOT NULL" } else { "" })
+                })
+                .collect();
+            if !pk.is_empty() {
+                defs.push(format!(
+                    "PRIMARY KEY ({})",
+                    pk.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
+                ));
+            }
+            let schema = t.split('.').next().unwrap_or("public");
+            tx.batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {}; CREATE TABLE {q} ({})",
+                quote(schema),
+                defs.join(", ")
+            ))
+            .await
+            .map_err(pg)?;
+            out.statements += 1;
+        }
+        let mine: Vec<String> = pg_columns(tx, t).await?.into_iter().map(|c| c.0).collect();
+        let common: Vec<String> = cols
+            .iter()
+            .map(|c| c.0.clone())
+            .filter(|c| mine.contains(c))
+            .collect();
+        let list = common
+            .iter()
+            .map(|c| quote(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        tx.batch_execute(&format!(
+            "DROP TABLE IF EXISTS pg_temp.trex_snapshot; CREATE TEMP TABLE trex_snapshot (LIKE {q}) ON COMMIT DROP"
+        ))
+        .await
+        .map_err(pg)?;
+        let sink = tx
+            .copy_in::<_, bytes::Bytes>(&format!("COPY pg_temp.trex_snapshot ({list}) FROM STDIN"))
+            .await
+            .map_err(pg)?;
+        let stream = src
+            .copy_out(&format!("COPY (SELECT {list} FROM {q}) TO STDOUT"))
+            .await
+            .map_err(pg)?;
+        futures_util::pin_mut!(sink);
+        futures_util::pin_mut!(stream);
+        while let Some(chunk) = stream.next().await {
+            sink.send(chunk.map_err(pg)?).await.map_err(pg)?;
+        }
+        sink.finish().await.map_err(pg)?;
+        let insert = format!("INSERT INTO {q} ({list}) SELECT {list} FROM pg_temp.trex_snapshot");
+        let sql = match replace {
+            "replace" => {
+                tx.batch_execute(&format!("DELETE FROM {q}"))
+                    .await
+                    .map_err(pg)?;
+                insert
+            }
+            "merge" if pk.is_empty() => {
+                return Err(Error::Conflict(format!(
+                    "merge needs a primary key on '{t}'"
+                )));
+            }
+            "merge" => {
+                let set: Vec<String> = common
+                    .iter()
+                    .filter(|c| !pk.contains(c))
+                    .map(|c| format!("{0} = EXCLUDED.{0}", quote(c)))
+                    .collect();
+                let keys = pk.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+                if set.is_empty() {
+                    format!("{insert} ON CONFLICT ({keys}) DO NOTHING")
+                } else {
+                    format!(
+                        "{insert} ON CONFLICT ({keys}) DO UPDATE SET {}",
+                        set.join(", ")
+                    )
+                }
+            }
+            _ => format!("{insert} ON CONFLICT DO NOTHING"),
+        };
+        out.rows_affected += tx.execute(&sql, &[]).await.map_err(pg)?;
+        out.statements += 1;
+        tx.batch_execute("DROP TABLE pg_temp.trex_snapshot")
+            .await
+            .map_err(pg)?;
+    }
+    Ok(out)
 }
 
 /// Runs `sql` on PostgreSQL as one simple query (inside the caller's transaction), counting the
@@ -636,7 +848,7 @@ async fn migrate_target(
             let mut c = connect(app, &id).await?;
             let tx = c.transaction().await.map_err(pg)?;
             let before = schema::postgres(&tx).await.map_err(pg)?;
-            let n = pg_apply(&tx, &up).await?;
+            let n = pg_change(app, &tx, body, &up).await?;
             let results = pg_apis(&tx, &body.apis).await;
             if let Some(f) = results.iter().find(|r| !r.ok) {
                 return Err(Error::Conflict(format!(

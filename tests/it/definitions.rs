@@ -783,3 +783,119 @@ async fn strategies_failure_handling_cancellation_and_the_per_database_server() 
     assert_eq!(g["state"], "cancelled", "{g}");
     assert_eq!(g["targets"][1]["state"], "not_started", "{g}");
 }
+
+#[tokio::test]
+async fn a_postgres_snapshot_copies_tables_between_databases() {
+    if !crate::common::postgres_or_skip("a_postgres_snapshot_copies_tables_between_databases").await
+    {
+        return;
+    }
+    let t = setup(&["lite"]).await;
+    let admin = crate::databases::pg_admin().await;
+    let tag = trex::util::random_hex(4);
+    let (src_db, dst_db) = (
+        format!("trex_snap_src_{tag}"),
+        format!("trex_snap_dst_{tag}"),
+    );
+    let mut conns = Vec::new();
+    for (name, sql) in [
+        (
+            &src_db,
+            "CREATE TABLE products (id int PRIMARY KEY, name text NOT NULL, price numeric(8,2));
+             INSERT INTO products VALUES (1, 'one', 1.5), (2, 'two', 2.25), (3, 'three', NULL);
+             CREATE TABLE categories (id int PRIMARY KEY, label text);
+             INSERT INTO categories VALUES (7, 'seven');",
+        ),
+        (
+            &dst_db,
+            "CREATE TABLE products (id int PRIMARY KEY, name text NOT NULL, price numeric(8,2));
+             INSERT INTO products VALUES (1, 'mine', 9.99);",
+        ),
+    ] {
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let (c, conn) = tokio_postgres::connect(
+            &format!("host=127.0.0.1 port=5432 user=postgres dbname={name}"),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        c.batch_execute(sql).await.unwrap();
+        conns.push(c);
+    }
+    for (id, name) in [("src", &src_db), ("dst", &dst_db)] {
+        t.admin
+            .call_ok(
+                "database-create",
+                json!({"id": id, "host": "127.0.0.1", "port": 5432, "databaseName": name}),
+            )
+            .await;
+        t.admin
+            .call_ok(
+                "database-credential-save",
+                json!({"databaseId": id, "username": "postgres", "password": "unused-under-trust"}),
+            )
+            .await;
+    }
+    let m = &t.mig;
+    let e = m
+        .call_err(
+            "define_migration",
+            json!({"id": "mixed", "interlays": interlays(&["lite"]), "data": {"type": "snapshot", "source": "src"}}),
+        )
+        .await;
+    assert!(e.contains("`data`") && e.contains("one dialect"), "{e}");
+    m.call_ok(
+        "define_migration",
+        json!({"id": "snap", "interlays": interlays(&["dst"]),
+            "data": {"type": "snapshot", "source": "src", "replace": "merge"}}),
+    )
+    .await;
+    let r = run(m, "snap", "test").await;
+    assert_eq!(r["state"], "completed", "{r}");
+    assert_eq!(
+        r["targets"][0]["report"]["diff"]["tablesAdded"][0], "public.categories",
+        "{r}"
+    );
+    let dst = &conns[1];
+    let name1 = || async {
+        dst.query_one("SELECT name FROM products WHERE id = 1", &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0)
+    };
+    assert_eq!(name1().await, "mine", "a test changed the target");
+    assert_eq!(run(m, "snap", "migrate").await["state"], "completed");
+    assert_eq!(
+        name1().await,
+        "one",
+        "merge overwrites rows with the same key"
+    );
+    let n: i64 = dst
+        .query_one("SELECT count(*) FROM products", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 3);
+    let price: Option<String> = dst
+        .query_one("SELECT price::text FROM products WHERE id = 2", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(price.as_deref(), Some("2.25"));
+    let label: String = dst
+        .query_one("SELECT label FROM categories WHERE id = 7", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(label, "seven");
+    drop(conns);
+    for name in [&src_db, &dst_db] {
+        let _ = admin
+            .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .await;
+    }
+}
