@@ -265,6 +265,20 @@ impl Actor {
         }
     }
 
+    /// The server itself (a scheduled task named `task`).
+    pub fn system(task: &str) -> Actor {
+        Actor {
+            user_id: None,
+            key_id: None,
+            web_session: None,
+            scopes: None,
+            via: "cli",
+            server: format!("system:{task}"),
+            remote: None,
+            recorded: Default::default(),
+        }
+    }
+
     /// True once an audit row was written through this actor (or a clone of it).
     pub fn recorded(&self) -> bool {
         self.recorded.load(Ordering::Acquire)

@@ -66,6 +66,31 @@ pub enum Command {
     /// Migration definitions (the migrations MCP server's): define, test, run, show.
     #[command(subcommand)]
     Migration(MigrationCommand),
+    /// Take an online backup of the data dir (a running server keeps serving); prints the
+    /// archive's path.
+    Backup {
+        #[command(flatten)]
+        common: Common,
+        /// Where to write the archive (default: a new file in backup.dir).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Put master.key into the archive too (it opens every sealed secret: keep such an
+        /// archive as safe as the key).
+        #[arg(long)]
+        include_master_key: bool,
+    },
+    /// Restore a backup archive into a data dir (refused while a server holds it; every
+    /// checksum and database checked before anything is moved in).
+    Restore {
+        /// The archive (from `trex backup` or backup-create).
+        file: PathBuf,
+        /// The data dir to restore into.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Replace the files of a data dir that already holds a store.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// `trex migration …`
@@ -329,6 +354,52 @@ pub fn main() -> Result<()> {
         }
         Command::Migrate(cmd) => migrate(cmd),
         Command::Migration(cmd) => migration(cmd),
+        Command::Backup {
+            common,
+            out,
+            include_master_key,
+        } => {
+            let con = Console::open(&common)?;
+            let b = con.run(ops::backups::create(
+                &con.app,
+                &Actor::cli(),
+                include_master_key,
+                out,
+                |_, _, _| {},
+            ))?;
+            eprintln!(
+                "Backed up {} file(s), {} bytes{}",
+                b.manifest.files.len(),
+                b.bytes,
+                if include_master_key {
+                    ", master.key included: keep this archive as safe as the key"
+                } else {
+                    "; master.key is not in it: keep it elsewhere, safe"
+                }
+            );
+            println!("{}", b.file);
+            Ok(())
+        }
+        Command::Restore {
+            file,
+            data_dir,
+            force,
+        } => {
+            let _lock = lock_data_dir(&data_dir)?;
+            let m = ops::backups::restore(&file, &data_dir, force)?;
+            println!(
+                "Restored {} file(s) of the backup taken {} into {}{}",
+                m.files.len(),
+                m.created_at,
+                data_dir.display(),
+                if m.master_key_included {
+                    ""
+                } else {
+                    " (master.key was not in the backup: put the original key file there before starting)"
+                }
+            );
+            Ok(())
+        }
     }
 }
 

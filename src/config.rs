@@ -27,6 +27,30 @@ pub struct Config {
     pub audit: AuditConfig,
     /// The background job runtime.
     pub jobs: JobsConfig,
+    /// Online backups.
+    pub backup: BackupConfig,
+}
+
+/// `[backup]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// Where backups are written and listed; default `<data_dir>/backups`.
+    pub dir: Option<PathBuf>,
+    /// Seconds between scheduled backups; 0 = no schedule.
+    pub interval_secs: u64,
+    /// Scheduled backups kept (older ones are deleted); at least 1.
+    pub keep: usize,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            dir: None,
+            interval_secs: 0,
+            keep: 7,
+        }
+    }
 }
 
 /// `[jobs]`
@@ -231,7 +255,9 @@ impl Default for LogConfig {
 }
 
 /// Sections whose keys may be set through `TREX_<SECTION>_<KEY>`.
-const SECTIONS: &[&str] = &["server", "store", "mcp", "engine", "log", "audit", "jobs"];
+const SECTIONS: &[&str] = &[
+    "server", "store", "mcp", "engine", "log", "audit", "jobs", "backup",
+];
 
 /// Short environment names kept for convenience (`TREX_LISTEN`, `TREX_DATA_DIR`).
 const ALIASES: &[(&str, &str, &str)] = &[
@@ -414,6 +440,15 @@ impl Config {
         }
         if self.jobs.lease_secs < 3 {
             return bad("jobs.lease_secs", "must be at least 3");
+        }
+        if self.backup.keep == 0 {
+            return bad("backup.keep", "must be at least 1");
+        }
+        if self.backup.interval_secs != 0 && self.backup.interval_secs < 60 {
+            return bad(
+                "backup.interval_secs",
+                "must be 0 (no schedule) or at least 60",
+            );
         }
         if self.mcp.replay_bytes < 64 * 1024 {
             return bad("mcp.replay_bytes", "must be at least 65536");

@@ -72,6 +72,7 @@ pub async fn start(
     // the job kinds of the domain layer, before the workers start
     crate::ops::runs::register(&app);
     app.spawn_background()?;
+    crate::ops::backups::spawn_schedule(&app);
     let routes = http::routes(app.clone(), catalogue.clone(), &extra);
     let grace = Duration::from_secs(app.config.server.shutdown_grace_secs);
     let stop = app.shutdown.clone();

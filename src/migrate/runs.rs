@@ -252,6 +252,11 @@ fn whole_backup(src: &Connection, dst: &mut Connection) -> rusqlite::Result<()> 
     }
 }
 
+/// `PRAGMA integrity_check` of the database at `path`: "ok", or the first problem.
+pub fn integrity(path: &Path) -> rusqlite::Result<String> {
+    open_ro(path)?.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+}
+
 /// Puts the database at `to` back to the content of `from` with the online backup API, in one
 /// step: a reader sees the old or the new content.
 pub fn restore(from: &Path, to: &Path) -> rusqlite::Result<()> {

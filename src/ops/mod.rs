@@ -10,6 +10,7 @@
 
 pub mod apps;
 pub mod audit;
+pub mod backups;
 pub mod databases;
 pub mod definitions;
 pub mod keys;

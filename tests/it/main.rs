@@ -1,6 +1,7 @@
 //! Integration tests: one binary, each module driving a real server over HTTP on 127.0.0.1.
 
 mod auth;
+mod backups;
 mod catalogue;
 mod cli;
 mod common;

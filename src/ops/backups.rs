@@ -1,0 +1,427 @@
+//! Online backups of a data dir, and restoring one: every SQLite file (`trex.db`, trexdb's data
+//! files, registered SQLite databases under the data dir) is copied with SQLite's online backup
+//! — a consistent snapshot of each while the server keeps serving — and every other file as it
+//! is, into one `.tar.gz` with a manifest (trex version, schema version, time, each file's
+//! SHA-256 and size). `master.key` is left out unless asked for: a backup that holds the key
+//! opens every sealed secret for whoever holds the archive. Restoring checks every path and
+//! checksum, runs `PRAGMA integrity_check` on every database, and only then moves the files in.
+
+use std::path::{Component, Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{Actor, audited};
+use crate::app::App;
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// The manifest's name inside an archive.
+pub const MANIFEST: &str = "manifest.json";
+
+/// One file of a backup.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct FileEntry {
+    /// Relative to the data dir.
+    pub path: String,
+    pub sha256: String,
+    pub bytes: u64,
+    /// True for SQLite databases (copied with the online backup, checked on restore).
+    pub sqlite: bool,
+}
+
+/// What a backup holds.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub trex_version: String,
+    pub schema_version: i64,
+    pub created_at: String,
+    pub master_key_included: bool,
+    pub files: Vec<FileEntry>,
+}
+
+/// A backup archive.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Backup {
+    pub file: String,
+    pub bytes: u64,
+    pub manifest: Manifest,
+}
+
+/// Where backups go.
+pub fn dir(config: &Config) -> PathBuf {
+    config
+        .backup
+        .dir
+        .clone()
+        .unwrap_or_else(|| config.store.data_dir.join("backups"))
+}
+
+fn io(what: &str, p: &Path, e: std::io::Error) -> Error {
+    Error::io(format!("{what} {}", p.display()), e)
+}
+
+fn is_sqlite(p: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 16];
+    std::fs::File::open(p)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && &head == b"SQLite format 3\0"
+}
+
+/// The files of a data dir a backup holds (relative paths), leaving out backups, scratch
+/// copies, the lock, write-ahead logs and (unless asked) the master key.
+fn files_of(data: &Path, backups: &Path, with_key: bool) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![data.to_path_buf()];
+    let skip_dir = |p: &Path| p == backups || p.file_name().is_some_and(|n| n == "scratch");
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).map_err(|e| io("cannot read", &d, e))? {
+            let e = e.map_err(|e| io("cannot read", &d, e))?;
+            let p = e.path();
+            let t = e.file_type().map_err(|e| io("cannot read", &p, e))?;
+            let name = e.file_name().to_string_lossy().to_string();
+            if t.is_dir() {
+                if !skip_dir(&p) {
+                    stack.push(p);
+                }
+            } else if t.is_file()
+                && name != "trex.lock"
+                && !name.ends_with("-wal")
+                && !name.ends_with("-shm")
+                && !name.ends_with("-journal")
+                && (with_key || name != "master.key")
+            {
+                out.push(p.strip_prefix(data).expect("below").to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn sha256_file(p: &Path) -> Result<(String, u64)> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut f = std::fs::File::open(p).map_err(|e| io("cannot read", p, e))?;
+    let mut h = sha2::Sha256::new();
+    let (mut buf, mut n) = (vec![0u8; 1 << 16], 0u64);
+    loop {
+        let k = f.read(&mut buf).map_err(|e| io("cannot read", p, e))?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((hex::encode(h.finalize()), n))
+}
+
+/// Takes a backup of the data dir into `out` (or a new file in the backup dir); `each(done,
+/// total, path)` after each file. Blocking.
+fn create_blocking(
+    config: &Config,
+    schema_version: i64,
+    with_key: bool,
+    out: Option<PathBuf>,
+    mut each: impl FnMut(usize, usize, &str),
+) -> Result<Backup> {
+    let data = config.store.data_dir.clone();
+    let backups = dir(config);
+    std::fs::create_dir_all(&backups).map_err(|e| io("cannot create", &backups, e))?;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let target = out.unwrap_or_else(|| {
+        backups.join(format!(
+            "trex-backup-{stamp}-{}.tar.gz",
+            crate::util::random_hex(3)
+        ))
+    });
+    let staging = backups.join(format!(".staging-{}", crate::util::random_hex(6)));
+    let result = (|| -> Result<Backup> {
+        std::fs::create_dir_all(&staging).map_err(|e| io("cannot create", &staging, e))?;
+        let rel = files_of(&data, &backups, with_key)?;
+        let mut entries = Vec::new();
+        for (i, r) in rel.iter().enumerate() {
+            let (from, to) = (data.join(r), staging.join(r));
+            if let Some(p) = to.parent() {
+                std::fs::create_dir_all(p).map_err(|e| io("cannot create", p, e))?;
+            }
+            let sqlite = is_sqlite(&from);
+            if sqlite {
+                crate::migrate::runs::copy(&from, &to, false)
+                    .map_err(|e| Error::Other(format!("cannot back up {}: {e}", from.display())))?;
+            } else {
+                std::fs::copy(&from, &to).map_err(|e| io("cannot copy", &from, e))?;
+            }
+            let (sha256, bytes) = sha256_file(&to)?;
+            let path = r.to_string_lossy().replace('\\', "/");
+            each(i + 1, rel.len(), &path);
+            entries.push(FileEntry {
+                path,
+                sha256,
+                bytes,
+                sqlite,
+            });
+        }
+        let manifest = Manifest {
+            trex_version: env!("CARGO_PKG_VERSION").into(),
+            schema_version,
+            created_at: crate::util::now_rfc3339(),
+            master_key_included: with_key,
+            files: entries,
+        };
+        let partial = target.with_extension("partial");
+        let f = std::fs::File::create(&partial).map_err(|e| io("cannot create", &partial, e))?;
+        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+            f,
+            flate2::Compression::fast(),
+        ));
+        let m = serde_json::to_vec_pretty(&manifest).expect("json");
+        let mut h = tar::Header::new_gnu();
+        h.set_size(m.len() as u64);
+        h.set_mode(0o600);
+        h.set_cksum();
+        tar.append_data(&mut h, MANIFEST, m.as_slice())
+            .map_err(|e| io("cannot write", &partial, e))?;
+        for e in &manifest.files {
+            tar.append_path_with_name(staging.join(&e.path), &e.path)
+                .map_err(|x| io("cannot write", &partial, x))?;
+        }
+        tar.into_inner()
+            .and_then(|gz| gz.finish())
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io("cannot write", &partial, e))?;
+        std::fs::rename(&partial, &target).map_err(|e| io("cannot write", &target, e))?;
+        let bytes = std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
+        Ok(Backup {
+            file: target.display().to_string(),
+            bytes,
+            manifest,
+        })
+    })();
+    let _ = std::fs::remove_dir_all(&staging);
+    result
+}
+
+/// Takes an online backup as `actor` (`include_master_key` adds `master.key`).
+pub async fn create(
+    app: &App,
+    actor: &Actor,
+    include_master_key: bool,
+    out: Option<PathBuf>,
+    each: impl FnMut(usize, usize, &str) + Send + 'static,
+) -> Result<Backup> {
+    let args = json!({"includeMasterKey": include_master_key, "out": out});
+    audited(app, actor, "backup-create", args, async {
+        let config = app.config.clone();
+        let version = app.store.schema_version().await?;
+        tokio::task::spawn_blocking(move || {
+            create_blocking(&config, version, include_master_key, out, each)
+        })
+        .await?
+    })
+    .await
+}
+
+/// Reads the manifest of an archive.
+pub fn read_manifest(file: &Path) -> Result<Manifest> {
+    let f = std::fs::File::open(file).map_err(|e| io("cannot read", file, e))?;
+    let mut a = tar::Archive::new(flate2::read::GzDecoder::new(f));
+    let mut entries = a.entries().map_err(|e| io("cannot read", file, e))?;
+    let mut first = entries
+        .next()
+        .ok_or_else(|| Error::Invalid(format!("{} is an empty archive", file.display())))?
+        .map_err(|e| io("cannot read", file, e))?;
+    if first
+        .path()
+        .map(|p| p != Path::new(MANIFEST))
+        .unwrap_or(true)
+    {
+        return Err(Error::Invalid(format!(
+            "{} is not a trex backup (no manifest first)",
+            file.display()
+        )));
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut first, &mut text).map_err(|e| io("cannot read", file, e))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Error::Invalid(format!("{}: unreadable manifest: {e}", file.display())))
+}
+
+/// The backups in the backup dir, newest first.
+pub async fn list(app: &App) -> Result<Vec<Backup>> {
+    let d = dir(&app.config);
+    tokio::task::spawn_blocking(move || -> Result<Vec<Backup>> {
+        let mut out = Vec::new();
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            return Ok(out);
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "gz")
+                && let Ok(manifest) = read_manifest(&p)
+            {
+                let bytes = e.metadata().map(|m| m.len()).unwrap_or(0);
+                out.push(Backup {
+                    file: p.display().to_string(),
+                    bytes,
+                    manifest,
+                });
+            }
+        }
+        out.sort_by(|a, b| b.manifest.created_at.cmp(&a.manifest.created_at));
+        Ok(out)
+    })
+    .await?
+}
+
+/// Deletes the oldest scheduled backups past `keep`.
+async fn prune(app: &App, keep: usize) -> Result<usize> {
+    let all = list(app).await?;
+    let mut n = 0;
+    for b in all.iter().skip(keep) {
+        if std::fs::remove_file(&b.file).is_ok() {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// The scheduled backup service (`backup.interval_secs`): a tracked task that takes a backup
+/// every interval and keeps the newest `backup.keep`; a failure is logged and tried again at
+/// the next interval.
+pub fn spawn_schedule(app: &std::sync::Arc<App>) {
+    let every = app.config.backup.interval_secs;
+    if every == 0 {
+        return;
+    }
+    let app2 = app.clone();
+    app.tasks.spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(every));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let actor = Actor::system("backup-schedule");
+                    match create(&app2, &actor, false, None, |_, _, _| {}).await {
+                        Ok(b) => {
+                            tracing::info!("scheduled backup written: {} ({} bytes)", b.file, b.bytes);
+                            if let Err(e) = prune(&app2, app2.config.backup.keep).await {
+                                tracing::warn!("pruning old backups: {e}");
+                            }
+                        }
+                        Err(e) => tracing::error!("scheduled backup failed: {e}"),
+                    }
+                }
+                _ = app2.shutdown.cancelled() => break,
+            }
+        }
+    });
+}
+
+/// Checks an archive entry's path: relative, without `..`, and a plain file.
+fn safe_path(p: &Path) -> Result<PathBuf> {
+    if p.is_absolute() || p.components().any(|c| !matches!(c, Component::Normal(_))) {
+        return Err(Error::Invalid(format!(
+            "the archive holds an unsafe path {:?}; nothing was restored",
+            p.display()
+        )));
+    }
+    Ok(p.to_path_buf())
+}
+
+/// Restores archive `file` into `data` (which must hold no store unless `force`): every entry's
+/// path and type checked, every checksum compared with the manifest, `PRAGMA integrity_check`
+/// on every database, then the files moved in. Nothing is changed when a check fails. Blocking;
+/// the caller holds the data dir's lock.
+pub fn restore(file: &Path, data: &Path, force: bool) -> Result<Manifest> {
+    let manifest = read_manifest(file)?;
+    if data.join(crate::store::STORE_FILE).exists() && !force {
+        return Err(Error::Conflict(format!(
+            "{} already holds a store; restore into an empty directory, or pass --force to replace its files",
+            data.display()
+        )));
+    }
+    std::fs::create_dir_all(data).map_err(|e| io("cannot create", data, e))?;
+    let staging = data.join(format!(".restore-{}", crate::util::random_hex(6)));
+    let result = (|| -> Result<()> {
+        std::fs::create_dir_all(&staging).map_err(|e| io("cannot create", &staging, e))?;
+        let f = std::fs::File::open(file).map_err(|e| io("cannot read", file, e))?;
+        let mut a = tar::Archive::new(flate2::read::GzDecoder::new(f));
+        let mut seen = std::collections::HashSet::new();
+        for e in a.entries().map_err(|e| io("cannot read", file, e))? {
+            let mut e = e.map_err(|e| io("cannot read", file, e))?;
+            let p = safe_path(&e.path().map_err(|e| io("cannot read", file, e))?)?;
+            if p == Path::new(MANIFEST) {
+                continue;
+            }
+            if e.header().entry_type() != tar::EntryType::Regular {
+                return Err(Error::Invalid(format!(
+                    "the archive entry {} is not a plain file",
+                    p.display()
+                )));
+            }
+            let key = p.to_string_lossy().replace('\\', "/");
+            if !manifest.files.iter().any(|m| m.path == key) {
+                return Err(Error::Invalid(format!(
+                    "the archive entry {key} is not in its manifest"
+                )));
+            }
+            let to = staging.join(&p);
+            if let Some(d) = to.parent() {
+                std::fs::create_dir_all(d).map_err(|e| io("cannot create", d, e))?;
+            }
+            let mut out = std::fs::File::create(&to).map_err(|e| io("cannot write", &to, e))?;
+            std::io::copy(&mut e, &mut out).map_err(|e| io("cannot write", &to, e))?;
+            seen.insert(key);
+        }
+        for m in &manifest.files {
+            if !seen.contains(&m.path) {
+                return Err(Error::Invalid(format!(
+                    "the archive lacks {} of its manifest",
+                    m.path
+                )));
+            }
+            let p = staging.join(&m.path);
+            let (sum, _) = sha256_file(&p)?;
+            if sum != m.sha256 {
+                return Err(Error::Invalid(format!(
+                    "{} does not match its checksum (SHA-256 {sum}, the manifest says {})",
+                    m.path, m.sha256
+                )));
+            }
+            if m.sqlite {
+                let c = rusqlite_check(&p)?;
+                if c != "ok" {
+                    return Err(Error::Invalid(format!(
+                        "{} fails its integrity check: {c}",
+                        m.path
+                    )));
+                }
+            }
+        }
+        for m in &manifest.files {
+            let (from, to) = (staging.join(&m.path), data.join(&m.path));
+            if let Some(d) = to.parent() {
+                std::fs::create_dir_all(d).map_err(|e| io("cannot create", d, e))?;
+            }
+            for side in ["-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{side}", to.display()));
+            }
+            std::fs::rename(&from, &to).map_err(|e| io("cannot write", &to, e))?;
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&staging);
+    result.map(|_| manifest)
+}
+
+/// `PRAGMA integrity_check` of a database file ("ok" when whole).
+fn rusqlite_check(p: &Path) -> Result<String> {
+    crate::migrate::runs::integrity(p)
+        .map_err(|e| Error::Invalid(format!("{} is not a readable database: {e}", p.display())))
+}

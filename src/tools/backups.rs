@@ -1,0 +1,67 @@
+//! `backup-*` tools: online backups of the data dir ([`ops::backups`]).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
+use crate::ops;
+use crate::ops::backups::Backup;
+
+/// The tools of this group.
+pub fn tools() -> Vec<Tool> {
+    vec![
+        Tool::typed(
+            "backup-create",
+            "Back up the data dir",
+            "Take a consistent online backup of trex.db, trexdb's data files and the registered SQLite \
+             databases under the data dir (SQLite's online backup; the server keeps serving) into one .tar.gz \
+             with a manifest of checksums, in backup.dir. master.key is left out unless `includeMasterKey` \
+             (an archive with the key opens every sealed secret). Progress per file.",
+            Annotations::CREATE,
+            backup_create,
+        )
+        .streaming(),
+        Tool::typed(
+            "backup-list",
+            "List backups",
+            "The backups in backup.dir, newest first, with their manifests.",
+            Annotations::READ,
+            backup_list,
+        ),
+    ]
+}
+
+/// Arguments of `backup-create`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CreateArgs {
+    /// Put master.key into the archive too (default false).
+    #[serde(default)]
+    pub include_master_key: bool,
+}
+
+async fn backup_create(ctx: ToolCtx, a: CreateArgs) -> Result<Backup, ToolError> {
+    let call = ctx.call.clone();
+    let progress = move |done: usize, total: usize, path: &str| {
+        if let Some(tok) = &call.progress_token {
+            call.notify(
+                "notifications/progress",
+                json!({"progressToken": tok, "progress": done, "total": total, "message": path}),
+            );
+        }
+    };
+    Ok(ops::backups::create(&ctx.app, &ctx.actor, a.include_master_key, None, progress).await?)
+}
+
+/// Result of `backup-list`.
+#[derive(Serialize, JsonSchema)]
+pub struct Listed {
+    pub backups: Vec<Backup>,
+}
+
+async fn backup_list(ctx: ToolCtx, _a: super::trexdb::NoArgs) -> Result<Listed, ToolError> {
+    Ok(Listed {
+        backups: ops::backups::list(&ctx.app).await?,
+    })
+}
