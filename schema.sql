@@ -283,3 +283,19 @@ CREATE TABLE migration_run_targets (
     updated_at    TEXT NOT NULL,
     PRIMARY KEY (run_id, database_id)
 );
+
+-- version: 8
+
+-- Every running `trex serve` that shares this store: registered at start, heartbeating every
+-- cluster.heartbeat_secs; alive, suspect or dead by the age of its last heartbeat.
+CREATE TABLE nodes (
+    id           TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    listen       TEXT NOT NULL,
+    version      TEXT NOT NULL,
+    pid          INTEGER,
+    data_node    INTEGER NOT NULL DEFAULT 1,
+    started_at   TEXT NOT NULL,
+    heartbeat_ms INTEGER NOT NULL,
+    stopped_at   TEXT
+);

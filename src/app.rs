@@ -37,6 +37,8 @@ pub struct App {
     pub tasks: tokio_util::task::TaskTracker,
     /// Cancelled to stop the server and every background task.
     pub shutdown: CancellationToken,
+    /// This node's id in the `nodes` table, once the server has registered it.
+    pub node: std::sync::OnceLock<String>,
 }
 
 /// Associated data of the master key's check value.
@@ -133,6 +135,7 @@ impl App {
             login_limiter: Default::default(),
             databases_changed: Default::default(),
             shutdown: CancellationToken::new(),
+            node: std::sync::OnceLock::new(),
         });
         let n = app.sessions.load().await?;
         if n > 0 {

@@ -29,6 +29,30 @@ pub struct Config {
     pub jobs: JobsConfig,
     /// Online backups.
     pub backup: BackupConfig,
+    /// This node among others sharing the store.
+    pub cluster: ClusterConfig,
+}
+
+/// `[cluster]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// This node's name (default: the host name).
+    pub name: Option<String>,
+    /// Seconds between heartbeats; a node is `suspect` after 3 missed, `dead` after 12.
+    pub heartbeat_secs: u64,
+    /// Other trex servers to show in cluster-list-nodes (base URLs, probed at `/healthz`).
+    pub peers: Vec<String>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            name: None,
+            heartbeat_secs: 5,
+            peers: Vec::new(),
+        }
+    }
 }
 
 /// `[backup]`
@@ -256,7 +280,7 @@ impl Default for LogConfig {
 
 /// Sections whose keys may be set through `TREX_<SECTION>_<KEY>`.
 const SECTIONS: &[&str] = &[
-    "server", "store", "mcp", "engine", "log", "audit", "jobs", "backup",
+    "server", "store", "mcp", "engine", "log", "audit", "jobs", "backup", "cluster",
 ];
 
 /// Short environment names kept for convenience (`TREX_LISTEN`, `TREX_DATA_DIR`).
@@ -440,6 +464,21 @@ impl Config {
         }
         if self.jobs.lease_secs < 3 {
             return bad("jobs.lease_secs", "must be at least 3");
+        }
+        if self.cluster.heartbeat_secs == 0 || self.cluster.heartbeat_secs > 300 {
+            return bad("cluster.heartbeat_secs", "must be between 1 and 300");
+        }
+        if let Some(p) = self.cluster.peers.iter().find(|p| {
+            url::Url::parse(p)
+                .map(|u| u.scheme() != "http")
+                .unwrap_or(true)
+        }) {
+            return bad(
+                "cluster.peers",
+                &format!(
+                    "holds {p:?}, which is not an http:// URL (peers are probed over plain HTTP)"
+                ),
+            );
         }
         if self.backup.keep == 0 {
             return bad("backup.keep", "must be at least 1");

@@ -73,6 +73,8 @@ pub async fn start(
     crate::ops::runs::register(&app);
     app.spawn_background()?;
     crate::ops::backups::spawn_schedule(&app);
+    let node = crate::ops::cluster::register(&app, &addr.to_string()).await?;
+    let _ = app.node.set(node);
     let routes = http::routes(app.clone(), catalogue.clone(), &extra);
     let grace = Duration::from_secs(app.config.server.shutdown_grace_secs);
     let stop = app.shutdown.clone();

@@ -23,6 +23,8 @@ pub struct EnginePool {
     queue_timeout: Duration,
     memory_budget: usize,
     jobs: Mutex<mpsc::Sender<Job>>,
+    /// Calls waiting for a slot.
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 impl EnginePool {
@@ -51,16 +53,30 @@ impl EnginePool {
             queue_timeout,
             memory_budget,
             jobs: Mutex::new(tx),
+            waiting: Default::default(),
         }
     }
 
     /// Waits for a free slot (bounded by the queue timeout).
     pub async fn admit(&self) -> Result<OwnedSemaphorePermit, EngineError> {
-        match tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned()).await {
+        use std::sync::atomic::Ordering;
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let got =
+            tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        match got {
             Ok(Ok(p)) => Ok(p),
             Ok(Err(_)) => Err(EngineError::Internal("the engine pool is closed".into())),
             Err(_) => Err(EngineError::Busy(self.size, self.queue_timeout.as_secs())),
         }
+    }
+
+    /// `(running, waiting)`: queries holding a slot now, and calls waiting for one.
+    pub fn load(&self) -> (usize, usize) {
+        (
+            self.size - self.slots.available_permits(),
+            self.waiting.load(std::sync::atomic::Ordering::Acquire),
+        )
     }
 
     /// Runs blocking SQLite work on an engine thread, under the per-query memory budget.

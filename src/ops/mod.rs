@@ -11,6 +11,7 @@
 pub mod apps;
 pub mod audit;
 pub mod backups;
+pub mod cluster;
 pub mod databases;
 pub mod definitions;
 pub mod keys;

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod databases;
 pub mod jobs;
 pub mod migrations;
+pub mod nodes;
 pub mod roles;
 pub mod schema;
 pub mod sessions;

@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod apps;
 pub mod audit;
 pub mod backups;
+pub mod cluster;
 pub mod databases;
 pub mod definitions;
 pub mod endpoint;
@@ -90,6 +91,7 @@ pub fn admin_server() -> McpServer {
         .tools(migrations::tools())
         .tools(audit::tools())
         .tools(backups::tools())
+        .tools(cluster::tools())
         .resource(Resource {
             uri: GUIDE_URI.into(),
             name: "plugin-development-guide".into(),
@@ -104,7 +106,7 @@ pub fn admin_server() -> McpServer {
          app-* (OAuth apps), api-key-* (API keys and their scopes), database-* (registered PostgreSQL and SQLite \
          databases and their credentials), trexdb-* (the built-in SQL engine: catalog and trexdb-execute-sql), migration-* (versioned \
          migration files of core, trexdb and registered databases with a migrationsDir), \
-         audit-list (who changed what), backup-* (online backups of the data dir). Each registered database also has its own MCP server at \
+         audit-list (who changed what), backup-* (online backups of the data dir), cluster-* (nodes sharing the store, this node's status). Each registered database also has its own MCP server at \
          /api/v1/endpoints/{id}/mcp/{sqlite|postgres}. List tools take `limit` and `cursor` and return \
          `nextCursor` when more rows follow."
             .into(),

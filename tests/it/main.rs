@@ -4,6 +4,7 @@ mod auth;
 mod backups;
 mod catalogue;
 mod cli;
+mod cluster;
 mod common;
 mod connections;
 mod databases;

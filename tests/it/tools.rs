@@ -54,7 +54,7 @@ async fn every_tool_has_schemas_and_truthful_annotations() {
             assert!(a[h].is_boolean(), "{name} lacks {h}");
         }
         let read =
-            name.contains("-list") || name.ends_with("-get") || name == "database-test-connection";
+            name.contains("-list") || name.contains("-get") || name == "database-test-connection";
         assert_eq!(a["readOnlyHint"], read, "{name}");
         let destroys = name.ends_with("-revoke")
             || name.ends_with("-delete")
