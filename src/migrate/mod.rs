@@ -266,6 +266,85 @@ pub fn pending<'a>(scan: &'a Scan, ledger: &[LedgerRow], to_version: Option<i64>
         .collect()
 }
 
+/// Words that start a statement controlling the transaction the runner owns.
+const TRANSACTION_WORDS: &[&str] = &[
+    "BEGIN",
+    "COMMIT",
+    "END",
+    "ROLLBACK",
+    "SAVEPOINT",
+    "RELEASE",
+    "ABORT",
+    "START",
+];
+
+/// The first word of a statement, comments and white space skipped, upper-cased.
+fn first_word(stmt: &str) -> String {
+    let mut s = stmt.trim_start();
+    loop {
+        if let Some(rest) = s.strip_prefix("--") {
+            s = rest.split_once('\n').map_or("", |(_, r)| r).trim_start();
+        } else if let Some(rest) = s.strip_prefix("/*") {
+            s = rest.split_once("*/").map_or("", |(_, r)| r).trim_start();
+        } else {
+            break;
+        }
+    }
+    s.chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .collect::<String>()
+        .to_ascii_uppercase()
+}
+
+/// Refuses SQL that would end or split the transaction the runner wraps it in (BEGIN, COMMIT,
+/// ROLLBACK, SAVEPOINT, …): a file or `up` that commits halfway would leave a target half
+/// changed, and a test that commits would change it for real. SQLite statements are cut by
+/// SQLite's own tokenizer; PostgreSQL text is parsed (when sqlparser cannot read it, statements
+/// that start with BEGIN, COMMIT, ROLLBACK or START are refused).
+pub fn check_transaction_control(sql: &str, postgres: bool) -> std::result::Result<(), String> {
+    let bad = |w: &str| {
+        Err(format!(
+            "contains {w}: the runner wraps the change in its own transaction; leave out BEGIN, COMMIT, ROLLBACK and SAVEPOINT"
+        ))
+    };
+    if !postgres {
+        for st in runs::statements(sql) {
+            let w = first_word(st);
+            if TRANSACTION_WORDS.contains(&w.as_str()) {
+                return bad(&w);
+            }
+        }
+        return Ok(());
+    }
+    use sqlparser::ast::Statement as S;
+    match sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql) {
+        Ok(stmts) => {
+            for st in stmts {
+                if matches!(
+                    st,
+                    S::StartTransaction { .. }
+                        | S::Commit { .. }
+                        | S::Rollback { .. }
+                        | S::Savepoint { .. }
+                        | S::ReleaseSavepoint { .. }
+                ) {
+                    return bad(&first_word(&st.to_string()));
+                }
+            }
+            Ok(())
+        }
+        Err(_) => {
+            for st in sql.split(';') {
+                let w = first_word(st);
+                if ["BEGIN", "COMMIT", "ROLLBACK", "START"].contains(&w.as_str()) {
+                    return bad(&w);
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
 /// What happened to one file in a run.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -96,6 +96,9 @@ pub async fn apply(c: &mut Client, f: &File, applied_by: &str) -> Result<Outcome
         tx.commit().await.map_err(db)?;
         return Ok(f.outcome("skipped", None, None));
     }
+    if let Err(why) = super::check_transaction_control(&f.sql, true) {
+        return Err(Error::Conflict(format!("Migration {} {why}", f.file)));
+    }
     let started = Instant::now();
     if let Err(e) = tx.batch_execute(&f.sql).await {
         let msg = db(e).to_string();

@@ -161,7 +161,8 @@ pub struct ApiResult {
     pub sample: Vec<Vec<Value>>,
 }
 
-fn open_ro(path: &Path) -> rusqlite::Result<Connection> {
+/// Opens a database read-only.
+pub fn open_ro(path: &Path) -> rusqlite::Result<Connection> {
     let c = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -276,7 +277,7 @@ fn complete(s: &str) -> bool {
 }
 
 /// `sql` cut into statements (each with its `;`; a trailing part without one is the last).
-fn statements(sql: &str) -> Vec<&str> {
+pub fn statements(sql: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;
     for (i, ch) in sql.char_indices() {
@@ -295,6 +296,13 @@ fn statements(sql: &str) -> Vec<&str> {
 /// `each(n)` after statement n. Statements are cut first, so each is prepared from its own
 /// text (preparing from the rest of a large script each time would copy it again and again).
 pub fn apply(c: &Connection, sql: &str, mut each: impl FnMut(usize)) -> rusqlite::Result<Applied> {
+    let refuse = |m: String| {
+        rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISUSE),
+            Some(m),
+        )
+    };
+    super::check_transaction_control(sql, false).map_err(refuse)?;
     let mut out = Applied::default();
     for part in statements(sql) {
         let mut batch = rusqlite::Batch::new(c, part);
@@ -304,6 +312,9 @@ pub fn apply(c: &Connection, sql: &str, mut each: impl FnMut(usize)) -> rusqlite
             while rows.next()?.is_some() {}
             out.statements += 1;
             out.rows_affected += c.total_changes().saturating_sub(before);
+            if c.is_autocommit() {
+                return Err(refuse("a statement ended the runner's transaction".into()));
+            }
             each(out.statements);
         }
     }
@@ -339,6 +350,12 @@ pub fn check_apis(c: &Connection, apis: &[Api]) -> Vec<ApiResult> {
         .map(|a| {
             let run = || -> rusqlite::Result<(usize, Vec<Vec<Value>>)> {
                 let mut st = c.prepare(&a.query)?;
+                if !st.readonly() {
+                    return Err(rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+                        Some("an api must be a read-only query".into()),
+                    ));
+                }
                 let n = st.column_count();
                 let params: Vec<rusqlite::types::Value> = a.parameters.iter().map(bind).collect();
                 let mut rows = st.query(rusqlite::params_from_iter(params))?;
@@ -413,6 +430,7 @@ mod tests {
         assert_eq!(parts.len(), 4, "{parts:?}");
         assert!(parts[2].contains("SELECT 2; END;"), "{parts:?}");
         let c = Connection::open_in_memory().unwrap();
+        c.execute_batch("BEGIN").unwrap();
         let a = apply(&c, sql, |_| {}).unwrap();
         assert_eq!(a.statements, 4);
         assert_eq!(a.rows_affected, 1);

@@ -325,7 +325,10 @@ pub fn spawn_schedule(app: &std::sync::Arc<App>) {
 
 /// Checks an archive entry's path: relative, without `..`, and a plain file.
 fn safe_path(p: &Path) -> Result<PathBuf> {
-    if p.is_absolute() || p.components().any(|c| !matches!(c, Component::Normal(_))) {
+    if p.to_string_lossy().contains('\\')
+        || p.is_absolute()
+        || p.components().any(|c| !matches!(c, Component::Normal(_)))
+    {
         return Err(Error::Invalid(format!(
             "the archive holds an unsafe path {:?}; nothing was restored",
             p.display()
@@ -380,6 +383,7 @@ pub fn restore(file: &Path, data: &Path, force: bool) -> Result<Manifest> {
             seen.insert(key);
         }
         for m in &manifest.files {
+            safe_path(Path::new(&m.path))?;
             if !seen.contains(&m.path) {
                 return Err(Error::Invalid(format!(
                     "the archive lacks {} of its manifest",
@@ -409,7 +413,7 @@ pub fn restore(file: &Path, data: &Path, force: bool) -> Result<Manifest> {
             if let Some(d) = to.parent() {
                 std::fs::create_dir_all(d).map_err(|e| io("cannot create", d, e))?;
             }
-            for side in ["-wal", "-shm"] {
+            for side in ["-wal", "-shm", "-journal"] {
                 let _ = std::fs::remove_file(format!("{}{side}", to.display()));
             }
             std::fs::rename(&from, &to).map_err(|e| io("cannot write", &to, e))?;

@@ -103,6 +103,8 @@ fn valid_id(id: &str) -> bool {
 /// the target's schema in memory (SQLite's own parser, in a transaction rolled back); PostgreSQL
 /// by sqlparser.
 async fn check_sql(app: &App, d: &Database, field: &str, sql: &str) -> Result<()> {
+    crate::migrate::check_transaction_control(sql, d.dialect != "sqlite")
+        .map_err(|why| invalid(field, why))?;
     if d.dialect == "sqlite" {
         let path =
             crate::engine::paths::resolve_sqlite(&app.config, &d.database_name, "databaseName")?;

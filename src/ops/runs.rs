@@ -39,9 +39,13 @@ pub fn register(app: &Arc<App>) {
                 return Err("the server is stopping".into());
             };
             let run_id = payload["runId"].as_str().unwrap_or_default().to_string();
-            execute(&app, &ctx, &run_id)
-                .await
-                .map_err(|e| e.to_string())
+            match execute(&app, &ctx, &run_id).await {
+                Ok(v) => Ok(v),
+                Err(e) => {
+                    runner_failed(&app, &run_id, &e).await;
+                    Err(e.to_string())
+                }
+            }
         }
     });
 }
@@ -233,6 +237,11 @@ pub async fn start(
                 if let Some(other) = rows::busy(c, &id)? {
                     return Err(Error::Conflict(format!(
                         "Migration '{id}' has run {other} under way; wait for it (get_migration_run) or cancel it"
+                    )));
+                }
+                if let Some((other, db)) = rows::busy_targets(c, &t)? {
+                    return Err(Error::Conflict(format!(
+                        "target '{db}' is in run {other} of another migration; wait for it or cancel it"
                     )));
                 }
                 rows::insert_run(c, &r, &t)
@@ -446,7 +455,7 @@ async fn test_target(
                 let e = |e: rusqlite::Error| e.to_string();
                 let before = lite::schema_of(&path).map_err(|x| (e(x), None))?;
                 let digest = before.digest();
-                let old_apis = if shadow { lite::check_apis(&lite::open_rw(&path).map_err(|x| (e(x), None))?, &apis) } else { vec![] };
+                let old_apis = if shadow { lite::check_apis(&lite::open_ro(&path).map_err(|x| (e(x), None))?, &apis) } else { vec![] };
                 lite::copy(&path, &copy, false).map_err(|x| (e(x), Some(digest.clone())))?;
                 let out = (|| -> std::result::Result<Value, String> {
                     let c = lite::open_rw(&copy).map_err(e)?;
@@ -461,15 +470,18 @@ async fn test_target(
                         "schemaBefore": before, "schemaAfter": after, "diff": schema::diff(&before, &after),
                         "apis": results,
                     });
+                    if let Some(f) = results.iter().find(|r| !r.ok) {
+                        return Err(format!("api '{}' fails after the change: {}", f.id, f.error.clone().unwrap_or_default()));
+                    }
                     if shadow {
-                        let same: Vec<Value> = results.iter().zip(&old_apis).map(|(n, o)| json!({"id": n.id, "same": n.ok && o.ok && n.sample == o.sample, "oldOk": o.ok, "newOk": n.ok})).collect();
+                        if let Some(o) = old_apis.iter().find(|r| !r.ok) {
+                            return Err(format!("api '{}' fails before the change: {}", o.id, o.error.clone().unwrap_or_default()));
+                        }
+                        let same: Vec<Value> = results.iter().zip(&old_apis).map(|(n, o)| json!({"id": n.id, "same": n.sample == o.sample})).collect();
                         report["shadow"] = json!(same);
                         if let Some(d) = same.iter().find(|s| s["same"] != true) {
                             return Err(format!("shadow_traffic: api '{}' answers differently after the change", d["id"].as_str().unwrap_or("")));
                         }
-                    }
-                    if let Some(f) = results.iter().find(|r| !r.ok) {
-                        return Err(format!("api '{}' fails after the change: {}", f.id, f.error.clone().unwrap_or_default()));
                     }
                     Ok(report)
                 })();
@@ -740,6 +752,7 @@ async fn pg_apply(c: &impl tokio_postgres::GenericClient, sql: &str) -> Result<l
     if sql.trim().is_empty() {
         return Ok(out);
     }
+    crate::migrate::check_transaction_control(sql, true).map_err(Error::Conflict)?;
     for m in c.simple_query(sql).await.map_err(pg)? {
         if let tokio_postgres::SimpleQueryMessage::CommandComplete(n) = m {
             out.statements += 1;
@@ -815,28 +828,25 @@ async fn migrate_target(
             let change = change_of(app, body).await?;
             let dir = scratch(app, &run.id);
             let pre = dir.join(format!("{db}.pre.db"));
-            let blue_green = matches!(body.strategy, Strategy::BlueGreen { .. });
             let apis = body.apis.clone();
             let progress = statement_progress(ctx, db);
-            let name = db.to_string();
             let report = tokio::task::spawn_blocking(move || -> std::result::Result<Value, String> {
                 let e = |e: rusqlite::Error| e.to_string();
                 let before = lite::schema_of(&path).map_err(e)?;
-                lite::copy(&path, &pre, true).map_err(e)?;
-                let (applied, results) = if blue_green {
-                    // migrate a copy, check it, then swap it in with one backup step
-                    let green = dir.join(format!("{name}.green.db"));
-                    lite::copy(&path, &green, true).map_err(e)?;
-                    let r = lite::migrate(&green, &change, &apis, progress)?;
-                    lite::restore(&green, &path).map_err(e)?;
-                    let _ = std::fs::remove_file(&green);
-                    r
-                } else {
-                    lite::migrate(&path, &change, &apis, progress)?
-                };
-                let after = lite::schema_of(&path).map_err(e)?;
+                // a retry keeps the copy taken before the first attempt
+                if !pre.exists() {
+                    lite::copy(&path, &pre, true).map_err(e)?;
+                }
+                // every strategy, blue_green too, changes the live file in one write transaction
+                // with the apis checked before it commits: readers see the old schema (WAL
+                // snapshot) until then and the new one after, never half; writers wait, and no
+                // write is lost to a swap
+                let (applied, results) = lite::migrate(&path, &change, &apis, progress)?;
+                let diff = lite::schema_of(&path)
+                    .map(|after| json!(schema::diff(&before, &after)))
+                    .unwrap_or(Value::Null);
                 Ok(json!({"statements": applied.statements, "rowsAffected": applied.rows_affected,
-                    "diff": schema::diff(&before, &after), "apis": results}))
+                    "diff": diff, "apis": results}))
             })
             .await?
             .map_err(Error::Conflict)?;
@@ -959,6 +969,77 @@ fn window_closed(body: &Body) -> bool {
     }
 }
 
+/// Ends a run that cannot go on (its process died, or the runner itself failed) the way its
+/// failure handling promises: `completed` targets put back where it rolls back (a target still
+/// `running` had its transaction rolled back), the run `rolled_back` or `failed` with `why`.
+async fn finish_broken(
+    app: &App,
+    run: &Run,
+    body: &Body,
+    targets: &[rows::RunTarget],
+    why: &str,
+) -> Result<()> {
+    let migrate = run.mode == "migrate";
+    let done: Vec<String> = targets
+        .iter()
+        .filter(|t| t.state == "completed")
+        .map(|t| t.database_id.clone())
+        .collect();
+    let why = why.to_string();
+    if migrate && body.failure_handling.rolls_back() && !done.is_empty() {
+        set_state(app, run, "rolling_back", None, Some("rolling_back")).await?;
+        let errs = roll_back(app, run, body, &done).await;
+        let state = if errs.is_empty() {
+            "rolled_back"
+        } else {
+            "failed"
+        };
+        set_state(app, run, state, Some(why), Some(state)).await?;
+    } else {
+        set_state(app, run, "failed", Some(why), migrate.then_some("failed")).await?;
+    }
+    let _ = std::fs::remove_dir_all(scratch(app, &run.id));
+    Ok(())
+}
+
+/// A run whose runner failed (a store write, a lost connection): ended by its failure handling,
+/// so it never stays `running` and blocks its targets.
+async fn runner_failed(app: &App, run_id: &str, e: &Error) {
+    let key = run_id.to_string();
+    let Ok(Some(run)) = app.store.run(move |c| rows::run(c, &key)).await else {
+        return;
+    };
+    if !matches!(run.state.as_str(), "pending" | "running" | "rolling_back") {
+        return;
+    }
+    let (mid, v, rid) = (run.migration_id.clone(), run.version, run.id.clone());
+    let found = app
+        .store
+        .run(move |c| {
+            let d = rows::versions(c, &mid)?
+                .into_iter()
+                .find(|d| d.version == v);
+            Ok((d, rows::targets(c, &rid)?))
+        })
+        .await;
+    let why = format!("the runner failed: {e}");
+    match found {
+        Ok((Some(d), targets)) => match super::definitions::body_of(&d) {
+            Ok(body) => {
+                if let Err(x) = finish_broken(app, &run, &body, &targets, &why).await {
+                    tracing::error!(run = %run.id, "cannot finish a failed migration run: {x}");
+                }
+            }
+            Err(_) => {
+                let _ = set_state(app, &run, "failed", Some(why), None).await;
+            }
+        },
+        _ => {
+            let _ = set_state(app, &run, "failed", Some(why), None).await;
+        }
+    }
+}
+
 /// The job: runs (or, on a second attempt, finishes as interrupted) one run.
 async fn execute(app: &App, ctx: &JobCtx, run_id: &str) -> std::result::Result<Value, Error> {
     let key = run_id.to_string();
@@ -982,33 +1063,9 @@ async fn execute(app: &App, ctx: &JobCtx, run_id: &str) -> std::result::Result<V
     let targets = app.store.run(move |c| rows::targets(c, &rid)).await?;
     let migrate = run.mode == "migrate";
     if ctx.attempt > 1 || matches!(run.state.as_str(), "running" | "rolling_back") {
-        // the process that ran it died: undo what the failure handling promises
-        let done: Vec<String> = targets
-            .iter()
-            .filter(|t| t.state == "completed" || t.state == "running")
-            .map(|t| t.database_id.clone())
-            .collect();
-        let why = "interrupted: the server stopped during the run".to_string();
-        if migrate && body.failure_handling.rolls_back() && !done.is_empty() {
-            set_state(app, &run, "rolling_back", None, Some("rolling_back")).await?;
-            let errs = roll_back(app, &run, &body, &done).await;
-            let state = if errs.is_empty() {
-                "rolled_back"
-            } else {
-                "failed"
-            };
-            set_state(app, &run, state, Some(why.clone()), Some(state)).await?;
-        } else {
-            set_state(
-                app,
-                &run,
-                "failed",
-                Some(why.clone()),
-                migrate.then_some("failed"),
-            )
-            .await?;
-        }
-        let _ = std::fs::remove_dir_all(scratch(app, &run.id));
+        // the process that ran it died
+        let why = "interrupted: the server stopped during the run";
+        finish_broken(app, &run, &body, &targets, why).await?;
         return Ok(json!({"state": "interrupted"}));
     }
     set_state(app, &run, "running", None, migrate.then_some("running")).await?;

@@ -309,6 +309,21 @@ pub fn busy(conn: &Conn<'_>, migration_id: &str) -> Result<Option<String>> {
         .optional()?)
 }
 
+/// An active run (pending, running or rolling back) of any definition that has one of
+/// `databases` as a target: `(run id, database)`.
+pub fn busy_targets(conn: &Conn<'_>, databases: &[String]) -> Result<Option<(String, String)>> {
+    let ids = serde_json::to_string(databases).expect("json");
+    Ok(conn
+        .db()
+        .prepare_cached(
+            "SELECT r.id, t.database_id FROM migration_runs r JOIN migration_run_targets t ON t.run_id = r.id
+             WHERE r.state IN ('pending', 'running', 'rolling_back')
+               AND t.database_id IN (SELECT value FROM json_each(?1)) LIMIT 1",
+        )?
+        .query_row([ids], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
 /// Runs left `running` or `pending` by a process that died (their job was recovered as failed):
 /// marked `failed` ("interrupted") unless a target was put back, then `rolled_back`.
 pub fn interrupted(conn: &Conn<'_>, run_ids: &[String]) -> Result<usize> {

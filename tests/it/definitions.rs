@@ -137,6 +137,12 @@ async fn definitions_are_checked_at_define_time_and_versioned() {
     )
     .await;
     bad(json!({"id": "x"}), "`interlays`").await;
+    // the runner owns the transaction: a change that commits halfway is refused
+    bad(
+        json!({"id": "x", "interlays": interlays(&["a"]), "data": {"type": "sql", "up": "BEGIN; ALTER TABLE users ADD COLUMN q TEXT; COMMIT;"}}),
+        "`data.up` contains BEGIN",
+    )
+    .await;
     bad(
         json!({"id": "bad id!", "interlays": interlays(&["a"])}),
         "`id`",
@@ -748,6 +754,24 @@ async fn strategies_failure_handling_cancellation_and_the_per_database_server() 
         )
         .await;
     assert!(e.contains("test-only"), "{e}");
+    // an api must only read: a writing one fails its target and changes nothing
+    let before = dump(&db(&t.s, "a"));
+    m.call_ok(
+        "define_migration",
+        json!({"id": "writer", "interlays": interlays(&["a"]), "strategy": {"type": "shadow_traffic"},
+            "apis": [{"id": "wipe", "query": "DELETE FROM users"}]}),
+    )
+    .await;
+    let r = run(m, "writer", "test").await;
+    assert_eq!(r["state"], "failed", "{r}");
+    assert!(
+        r["targets"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("read-only"),
+        "{r}"
+    );
+    assert_eq!(dump(&db(&t.s, "a")), before);
 
     // a cancelled run stops before its next target
     rusqlite::Connection::open(db(&t.s, "c"))

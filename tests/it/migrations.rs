@@ -247,6 +247,19 @@ async fn mismatches_missing_files_failures_and_duplicates_are_reported_not_skipp
         .await;
     assert_eq!(statuses(only(&l))[1], (2, "missing_file".into()));
 
+    // a file that manages its own transaction is refused before anything runs
+    write(
+        &dir,
+        "V4__own_tx.sql",
+        "BEGIN; CREATE TABLE own (x); COMMIT;",
+    );
+    let e = c
+        .call_err("migration-run", json!({"target": "trexdb"}))
+        .await;
+    assert!(e.contains("V4__own_tx.sql") && e.contains("BEGIN"), "{e}");
+    assert!(!tables(&main).contains(&"own".to_string()));
+    std::fs::remove_file(dir.join("V4__own_tx.sql")).unwrap();
+
     // two files with one version: an error naming both
     write(&dir, "V3__again.sql", "SELECT 1;");
     let l = c
