@@ -39,6 +39,8 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// This node's id in the `nodes` table, once the server has registered it.
     pub node: std::sync::OnceLock<String>,
+    /// Counters for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Associated data of the master key's check value.
@@ -136,6 +138,7 @@ impl App {
             databases_changed: Default::default(),
             shutdown: CancellationToken::new(),
             node: std::sync::OnceLock::new(),
+            metrics: Default::default(),
         });
         let n = app.sessions.load().await?;
         if n > 0 {

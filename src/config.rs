@@ -183,6 +183,9 @@ pub struct ServerConfig {
     /// Most open connections; at the cap the oldest connection that has not sent a request yet
     /// is closed to make room (lowered to what the open-file limit allows).
     pub max_connections: usize,
+    /// Who may read `/metrics`: `off` (404), `local` (loopback callers only) or `key` (an API
+    /// key, any address).
+    pub metrics: String,
 }
 
 /// `[store]`
@@ -241,6 +244,7 @@ impl Default for ServerConfig {
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 30,
             max_connections: 1024,
+            metrics: "local".into(),
         }
     }
 }
@@ -464,6 +468,9 @@ impl Config {
         }
         if self.jobs.lease_secs < 3 {
             return bad("jobs.lease_secs", "must be at least 3");
+        }
+        if !["off", "local", "key"].contains(&self.server.metrics.as_str()) {
+            return bad("server.metrics", "must be off, local or key");
         }
         if self.cluster.heartbeat_secs == 0 || self.cluster.heartbeat_secs > 300 {
             return bad("cluster.heartbeat_secs", "must be between 1 and 300");

@@ -39,6 +39,7 @@ pub mod error;
 pub mod http;
 pub mod jobs;
 pub mod mcp;
+pub mod metrics;
 pub mod migrate;
 pub mod ops;
 pub mod server;

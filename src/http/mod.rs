@@ -113,7 +113,7 @@ pub fn routes(
         .unify()
         .or(ready(app.clone()))
         .unify()
-        .or(metrics(app.clone()))
+        .or(metrics(app.clone(), policy.clone()))
         .unify()
         .boxed();
     all = all
@@ -242,17 +242,103 @@ pub fn ready(app: Arc<App>) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
-/// GET /metrics — Prometheus text.
-pub fn metrics(app: Arc<App>) -> BoxedFilter<(Response,)> {
-    warp::path("metrics")
+/// GET /metrics — Prometheus text: the node's gauges (sessions, jobs, engine load, memory,
+/// nodes) and counters (tool calls by server, tool and outcome; a latency histogram). Who may
+/// read it is `server.metrics`: `off` (404), `local` (loopback callers only, 403 for others),
+/// `key` (an API key, as the MCP routes check it).
+pub fn metrics(app: Arc<App>, policy: Arc<HostPolicy>) -> BoxedFilter<(Response,)> {
+    let base = warp::path("metrics")
         .and(warp::path::end())
-        .and(warp::get())
-        .map(move || {
-            let body = format!(
-                "# HELP trex_mcp_sessions Live MCP sessions.\n# TYPE trex_mcp_sessions gauge\ntrex_mcp_sessions {}\n",
-                app.sessions.len()
-            );
-            warp::reply::with_header(body, "content-type", "text/plain; version=0.0.4").into_response()
-        })
-        .boxed()
+        .and(warp::get());
+    let mode = app.config.server.metrics.clone();
+    let with = {
+        let app = app.clone();
+        warp::any().map(move || app.clone())
+    };
+    match mode.as_str() {
+        "key" => base
+            .and(with)
+            .and(guard::authenticated(app.clone(), policy))
+            .and_then(|app: Arc<App>, _p, _h| async move {
+                Ok::<_, warp::Rejection>(metrics_body(&app).await)
+            })
+            .boxed(),
+        "local" => base
+            .and(with)
+            .and(client_addr())
+            .and_then(|app: Arc<App>, remote: Option<std::net::SocketAddr>| async move {
+                if remote.is_some_and(|r| r.ip().is_loopback()) {
+                    Ok::<_, warp::Rejection>(metrics_body(&app).await)
+                } else {
+                    Ok(json_response(
+                        StatusCode::FORBIDDEN,
+                        &json!({"error": "/metrics answers loopback callers only (server.metrics = \"local\"); set server.metrics = \"key\" to read it with an API key"}),
+                    ))
+                }
+            })
+            .boxed(),
+        _ => base
+            .map(|| {
+                json_response(
+                    StatusCode::NOT_FOUND,
+                    &json!({"error": "/metrics is off (server.metrics = \"off\")"}),
+                )
+            })
+            .boxed(),
+    }
+}
+
+async fn metrics_body(app: &App) -> Response {
+    let mut out = String::new();
+    match crate::ops::cluster::status(app).await {
+        Ok(st) => {
+            let gauges: [(&str, &str, f64); 9] = [
+                (
+                    "trex_mcp_sessions",
+                    "Live MCP sessions.",
+                    st.sessions as f64,
+                ),
+                (
+                    "trex_nodes_alive",
+                    "Nodes alive (sharing the store, and peers that answer).",
+                    st.total_nodes as f64,
+                ),
+                (
+                    "trex_engine_active_queries",
+                    "Engine queries running now.",
+                    st.active_queries as f64,
+                ),
+                (
+                    "trex_engine_queued_queries",
+                    "Engine queries waiting for a slot.",
+                    st.queued_queries as f64,
+                ),
+                ("trex_jobs_queued", "Jobs queued.", st.jobs_queued as f64),
+                ("trex_jobs_running", "Jobs running.", st.jobs_running as f64),
+                (
+                    "trex_jobs_failed",
+                    "Jobs that failed.",
+                    st.jobs_failed as f64,
+                ),
+                (
+                    "trex_process_resident_bytes",
+                    "Resident memory of this process.",
+                    st.rss_bytes as f64,
+                ),
+                (
+                    "trex_memory_utilization_percent",
+                    "Resident memory over the machine's memory.",
+                    st.memory_utilization_pct,
+                ),
+            ];
+            for (name, help, v) in gauges {
+                out.push_str(&format!(
+                    "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n"
+                ));
+            }
+        }
+        Err(e) => tracing::warn!("metrics: {e}"),
+    }
+    app.metrics.render(&mut out);
+    warp::reply::with_header(out, "content-type", "text/plain; version=0.0.4").into_response()
 }

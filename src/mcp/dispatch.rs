@@ -194,6 +194,8 @@ async fn tools_call(
         ));
         let kept = crate::audit::names_only(&args);
         fallback_audit(app, &actor, &name, &kept, "refused", &out).await;
+        app.metrics
+            .tool_call(&server.id, &name, "refused", std::time::Duration::ZERO);
         return Ok(out.into_result());
     }
     let audited = (!tool.annotations.read_only).then(|| args.clone());
@@ -202,7 +204,15 @@ async fn tools_call(
         call: ctx,
         actor: actor.clone(),
     };
+    let started = std::time::Instant::now();
     let out = tool.call(call, args).await;
+    let outcome = if out.is_error() { "error" } else { "ok" };
+    app.metrics.tool_call(
+        crate::servers::scope_name(&server.id),
+        &name,
+        outcome,
+        started.elapsed(),
+    );
     // the domain layer audits every operation it runs; a call that failed before reaching it
     // (bad arguments) or a tool outside it (SQL execution) is audited here, never twice
     if let Some(arguments) = audited

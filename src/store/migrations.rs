@@ -323,18 +323,3 @@ pub fn busy_targets(conn: &Conn<'_>, databases: &[String]) -> Result<Option<(Str
         .query_row([ids], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?)
 }
-
-/// Runs left `running` or `pending` by a process that died (their job was recovered as failed):
-/// marked `failed` ("interrupted") unless a target was put back, then `rolled_back`.
-pub fn interrupted(conn: &Conn<'_>, run_ids: &[String]) -> Result<usize> {
-    let mut n = 0;
-    for id in run_ids {
-        n += conn.db().execute(
-            "UPDATE migration_runs SET state = 'failed', error = 'interrupted: the server stopped during the run',
-                    finished_at = ?2
-             WHERE id = ?1 AND state IN ('pending', 'running', 'rolling_back')",
-            params![id, now_rfc3339()],
-        )?;
-    }
-    Ok(n)
-}

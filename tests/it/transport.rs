@@ -352,4 +352,64 @@ async fn health_ready_and_metrics_answer() {
         .await
         .unwrap();
     assert!(m.contains("trex_mcp_sessions 1"), "{m}");
+    // tool calls are counted by server, tool and outcome, and timed
+    c.call_ok("user-list", json!({})).await;
+    c.call_err("user-get", json!({"userId": "nope"})).await;
+    let m = http
+        .get(format!("{}/metrics", s.base()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains(r#"trex_tool_calls_total{server="trex",tool="user-list",outcome="ok"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"trex_tool_calls_total{server="trex",tool="user-get",outcome="error"} 1"#),
+        "{m}"
+    );
+    assert!(m.contains("trex_tool_errors_total 1"), "{m}");
+    assert!(
+        m.contains(r#"trex_tool_call_seconds_bucket{le="+Inf"} 2"#),
+        "{m}"
+    );
+    assert!(
+        m.contains("trex_jobs_queued 0") && m.contains("trex_process_resident_bytes"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_exposure_is_a_config_choice() {
+    let http = reqwest::Client::new();
+    let off = TestServer::start_with(|c| c.server.metrics = "off".into(), |s| s).await;
+    let r = http
+        .get(format!("{}/metrics", off.base()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let keyed = TestServer::start_with(|c| c.server.metrics = "key".into(), |s| s).await;
+    let r = http
+        .get(format!("{}/metrics", keyed.base()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http
+        .get(format!("{}/metrics", keyed.base()))
+        .bearer_auth(&keyed.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("trex_tool_call_seconds_count")
+    );
 }
