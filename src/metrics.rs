@@ -13,10 +13,15 @@ const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
+/// Outcomes counted, in the order of a tool's counters.
+const OUTCOMES: [&str; 3] = ["ok", "error", "refused"];
+
 /// The counters.
 #[derive(Default)]
 pub struct Metrics {
-    calls: Mutex<HashMap<(String, String, &'static str), u64>>,
+    /// server → tool → calls per outcome (looked up by `&str`: no allocation once a tool has
+    /// been called).
+    calls: Mutex<HashMap<String, HashMap<String, [u64; 3]>>>,
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     sum_micros: AtomicU64,
@@ -26,12 +31,18 @@ impl Metrics {
     /// Counts one tool call of `server` that ended with `outcome` (`ok`, `error`, `refused`)
     /// after `took`.
     pub fn tool_call(&self, server: &str, tool: &str, outcome: &'static str, took: Duration) {
-        *self
-            .calls
-            .lock()
-            .unwrap()
-            .entry((server.to_string(), tool.to_string(), outcome))
-            .or_default() += 1;
+        let i = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(1);
+        {
+            let mut calls = self.calls.lock().unwrap();
+            let tools = match calls.get_mut(server) {
+                Some(t) => t,
+                None => calls.entry(server.to_string()).or_default(),
+            };
+            match tools.get_mut(tool) {
+                Some(c) => c[i] += 1,
+                None => tools.entry(tool.to_string()).or_default()[i] += 1,
+            }
+        }
         let s = took.as_secs_f64();
         if let Some(i) = BUCKETS.iter().position(|b| s <= *b) {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
@@ -44,13 +55,16 @@ impl Metrics {
     /// The counters in Prometheus text.
     pub fn render(&self, out: &mut String) {
         out.push_str("# HELP trex_tool_calls_total Tool calls by server, tool and outcome.\n# TYPE trex_tool_calls_total counter\n");
-        let mut calls: Vec<_> = self
-            .calls
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
+        let mut calls: Vec<((String, String, &str), u64)> = Vec::new();
+        for (server, tools) in self.calls.lock().unwrap().iter() {
+            for (tool, counts) in tools {
+                for (o, n) in OUTCOMES.iter().zip(counts) {
+                    if *n > 0 {
+                        calls.push(((server.clone(), tool.clone(), o), *n));
+                    }
+                }
+            }
+        }
         calls.sort();
         let mut errors = 0;
         for ((server, tool, outcome), n) in &calls {

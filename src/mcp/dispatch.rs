@@ -194,8 +194,9 @@ async fn tools_call(
         ));
         let kept = crate::audit::names_only(&args);
         fallback_audit(app, &actor, &name, &kept, "refused", &out).await;
+        let scope = crate::servers::scope_name(&server.id);
         app.metrics
-            .tool_call(&server.id, &name, "refused", std::time::Duration::ZERO);
+            .tool_call(scope, &name, "refused", std::time::Duration::ZERO);
         return Ok(out.into_result());
     }
     let audited = (!tool.annotations.read_only).then(|| args.clone());
