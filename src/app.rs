@@ -41,6 +41,8 @@ pub struct App {
     pub node: std::sync::OnceLock<String>,
     /// Counters for `/metrics`.
     pub metrics: crate::metrics::Metrics,
+    /// The background services of this node, for cluster-list-services.
+    pub services: crate::services::Registry,
 }
 
 /// Associated data of the master key's check value.
@@ -139,6 +141,7 @@ impl App {
             shutdown: CancellationToken::new(),
             node: std::sync::OnceLock::new(),
             metrics: Default::default(),
+            services: Default::default(),
         });
         let n = app.sessions.load().await?;
         if n > 0 {
@@ -152,6 +155,21 @@ impl App {
         self.auth
             .spawn_watcher(WATCH_EVERY, self.shutdown.clone())?;
         self.jobs.start(self.config.jobs.workers);
+        self.services.started(
+            "job-workers",
+            serde_json::json!({"workers": self.config.jobs.workers, "lease_secs": self.config.jobs.lease_secs}),
+            None,
+        );
+        self.services.started(
+            "activity-flusher",
+            serde_json::json!({"interval_secs": self.config.store.flush_interval_secs}),
+            None,
+        );
+        self.services.started(
+            "session-reaper",
+            serde_json::json!({"idle_timeout_secs": self.config.mcp.session_idle_timeout_secs}),
+            None,
+        );
         let app = self.clone();
         self.tasks.spawn(async move {
             let mut tick =

@@ -44,6 +44,7 @@ pub mod migrate;
 pub mod ops;
 pub mod server;
 pub mod servers;
+pub mod services;
 pub mod store;
 pub mod tools;
 pub mod util;

@@ -129,6 +129,8 @@ pub struct Jobs {
     halt: CancellationToken,
     running: Mutex<HashMap<String, CancellationToken>>,
     tasks: TaskTracker,
+    /// While set, workers claim nothing new (running jobs go on).
+    paused: std::sync::atomic::AtomicBool,
 }
 
 impl Jobs {
@@ -145,6 +147,7 @@ impl Jobs {
             halt: CancellationToken::new(),
             running: Mutex::new(HashMap::new()),
             tasks: TaskTracker::new(),
+            paused: Default::default(),
         })
     }
 
@@ -172,6 +175,18 @@ impl Jobs {
             .map(|(n, _)| n.clone())
             .collect();
         (all, retry)
+    }
+
+    /// Stops claiming new jobs (running ones finish), or starts again.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused
+            .store(paused, std::sync::atomic::Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// True while paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Queues a job; returns its id.
@@ -294,7 +309,8 @@ impl Jobs {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let (kinds, _) = self.kind_names();
-            let claimed = if kinds.is_empty() {
+            let paused = self.paused.load(std::sync::atomic::Ordering::Acquire);
+            let claimed = if kinds.is_empty() || paused {
                 Ok(None)
             } else {
                 let (owner, lease) = (self.owner.clone(), self.lease.as_millis() as i64);

@@ -291,14 +291,20 @@ async fn prune(app: &App, keep: usize) -> Result<usize> {
     Ok(n)
 }
 
-/// The scheduled backup service (`backup.interval_secs`): a tracked task that takes a backup
-/// every interval and keeps the newest `backup.keep`; a failure is logged and tried again at
-/// the next interval.
-pub fn spawn_schedule(app: &std::sync::Arc<App>) {
-    let every = app.config.backup.interval_secs;
-    if every == 0 {
-        return;
+/// The scheduled backup service's name among the node's services.
+pub const SCHEDULER: &str = "backup-scheduler";
+
+/// Starts the scheduled backup service (`backup.interval_secs` at start; `cluster-start-service`
+/// later): a tracked task that takes a backup every `every` seconds and keeps the newest `keep`;
+/// a failure is logged, shown as the service's last error, and tried again next time. A
+/// running schedule is replaced.
+pub fn start_schedule(app: &std::sync::Arc<App>, every: u64, keep: usize) {
+    if let Some(old) = app.services.get(SCHEDULER).and_then(|s| s.stop) {
+        old.cancel();
     }
+    let stop = app.shutdown.child_token();
+    let config = json!({"interval_secs": every, "keep": keep, "dir": dir(&app.config)});
+    app.services.started(SCHEDULER, config, Some(stop.clone()));
     let app2 = app.clone();
     app.tasks.spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(every));
@@ -306,21 +312,37 @@ pub fn spawn_schedule(app: &std::sync::Arc<App>) {
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    let actor = Actor::system("backup-schedule");
+                    let actor = Actor::system(SCHEDULER);
                     match create(&app2, &actor, false, None, |_, _, _| {}).await {
                         Ok(b) => {
                             tracing::info!("scheduled backup written: {} ({} bytes)", b.file, b.bytes);
-                            if let Err(e) = prune(&app2, app2.config.backup.keep).await {
+                            app2.services.error(SCHEDULER, None);
+                            if let Err(e) = prune(&app2, keep).await {
                                 tracing::warn!("pruning old backups: {e}");
                             }
                         }
-                        Err(e) => tracing::error!("scheduled backup failed: {e}"),
+                        Err(e) => {
+                            tracing::error!("scheduled backup failed: {e}");
+                            app2.services.error(SCHEDULER, Some(e.to_string()));
+                        }
                     }
                 }
-                _ = app2.shutdown.cancelled() => break,
+                _ = stop.cancelled() => break,
             }
         }
     });
+}
+
+/// At start: the schedule of `backup.interval_secs`, or the service listed as stopped.
+pub fn spawn_schedule(app: &std::sync::Arc<App>) {
+    let (every, keep) = (app.config.backup.interval_secs, app.config.backup.keep);
+    if every > 0 {
+        start_schedule(app, every, keep);
+    } else {
+        let config = json!({"interval_secs": 0, "keep": keep, "dir": dir(&app.config)});
+        app.services.started(SCHEDULER, config, None);
+        app.services.set_status(SCHEDULER, "stopped");
+    }
 }
 
 /// Checks an archive entry's path: relative, without `..`, and a plain file.

@@ -63,6 +63,11 @@ pub async fn register(app: &Arc<App>, listen: &str) -> Result<String> {
     app.store.write(move |c| nodes::upsert(c, &n)).await?;
     let (app2, id2) = (app.clone(), id.clone());
     let every = Duration::from_secs(app.config.cluster.heartbeat_secs);
+    app.services.started(
+        "node-heartbeat",
+        serde_json::json!({"heartbeat_secs": app.config.cluster.heartbeat_secs, "peers": app.config.cluster.peers}),
+        None,
+    );
     app.tasks.spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {

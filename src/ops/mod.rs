@@ -19,6 +19,7 @@ pub mod migrations;
 pub mod roles;
 pub mod runs;
 pub mod secrets;
+pub mod services;
 pub mod sessions;
 pub mod sso;
 pub mod users;

@@ -2,12 +2,13 @@
 //! ([`ops::cluster`]).
 
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::trexdb::NoArgs;
 use crate::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
 use crate::ops;
 use crate::ops::cluster::{NodeView, Status};
+use crate::ops::services::ServiceView;
 
 /// The tools of this group.
 pub fn tools() -> Vec<Tool> {
@@ -29,7 +30,70 @@ pub fn tools() -> Vec<Tool> {
             Annotations::READ,
             get_status,
         ),
+        Tool::typed(
+            "cluster-list-services",
+            "List node services",
+            "The background services of this node (job workers, session reaper, activity flusher, node \
+             heartbeat, backup scheduler) with status (running, paused, stopped), uptime, configuration, last \
+             error, and whether cluster-start-service / cluster-stop-service act on them.",
+            Annotations::READ,
+            list_services,
+        ),
+        Tool::typed(
+            "cluster-start-service",
+            "Start a node service",
+            "Start or resume a service by `extension`: `backup-scheduler` (`config`: {\"interval_secs\" ≥ 60, \
+             \"keep\" ≥ 1}) or `job-workers` (resumes claiming jobs). Other services run as long as the server.",
+            Annotations::UPDATE,
+            start_service,
+        ),
+        Tool::typed(
+            "cluster-stop-service",
+            "Stop a node service",
+            "Stop a service by `extension`: `backup-scheduler`, or `job-workers` (paused: no new job is claimed, \
+             running ones finish).",
+            Annotations::UPDATE,
+            stop_service,
+        ),
     ]
+}
+
+/// Result of `cluster-list-services`.
+#[derive(Serialize, JsonSchema)]
+pub struct Services {
+    pub services: Vec<ServiceView>,
+}
+
+async fn list_services(ctx: ToolCtx, _a: NoArgs) -> Result<Services, ToolError> {
+    Ok(Services {
+        services: ops::services::list(&ctx.app),
+    })
+}
+
+/// Arguments of `cluster-start-service`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartArgs {
+    /// The service's name (see cluster-list-services).
+    pub extension: String,
+    /// Its settings, as a JSON object.
+    pub config: Option<serde_json::Value>,
+}
+
+async fn start_service(ctx: ToolCtx, a: StartArgs) -> Result<ServiceView, ToolError> {
+    Ok(ops::services::start(&ctx.app, &ctx.actor, &a.extension, a.config).await?)
+}
+
+/// Arguments of `cluster-stop-service`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StopArgs {
+    /// The service's name (see cluster-list-services).
+    pub extension: String,
+}
+
+async fn stop_service(ctx: ToolCtx, a: StopArgs) -> Result<ServiceView, ToolError> {
+    Ok(ops::services::stop(&ctx.app, &ctx.actor, &a.extension).await?)
 }
 
 /// Result of `cluster-list-nodes`.
