@@ -43,6 +43,7 @@ pub struct MigrationView {
     /// `pending`, `ready` (tested), `running`, `completed`, `failed`, `rolling_back`,
     /// `rolled_back`.
     pub status: String,
+    #[schemars(with = "serde_json::Map<String, Value>")]
     pub strategy: Value,
     pub created_at: String,
     pub updated_at: String,
@@ -50,6 +51,7 @@ pub struct MigrationView {
     pub interlays: Vec<String>,
     /// With `verbose`: the whole body (data, failure_handling, apis, interlays).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Map<String, Value>>")]
     pub definition: Option<Value>,
 }
 

@@ -23,6 +23,7 @@ pub struct ServiceView {
     /// `running`, `paused` or `stopped`.
     pub status: String,
     pub uptime_secs: Option<u64>,
+    #[schemars(with = "serde_json::Map<String, Value>")]
     pub config: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,

@@ -77,6 +77,7 @@ pub struct StartArgs {
     /// The service's name (see cluster-list-services).
     pub extension: String,
     /// Its settings, as a JSON object.
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub config: Option<serde_json::Value>,
 }
 

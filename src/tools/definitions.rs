@@ -156,15 +156,20 @@ pub struct DefineArgs {
     /// `{"type": "big_bang"}` (default), `rolling_update` (`batch_size`), `canary` (`canary_targets`),
     /// `blue_green` (SQLite), `time_window` (`window_start`, `window_end`), `shadow_traffic` (test only);
     /// Eden's `strangler_fig`, `feature_flag`, `geographic` are refused at run time.
+    #[schemars(schema_with = "super::object_or_string")]
     pub strategy: Option<Value>,
     /// `{"type": "sql", "up": "...", "down": "..."}` or `"none"`.
+    #[schemars(schema_with = "super::object_or_string")]
     pub data: Option<Value>,
     /// `"rollback_all"` (default), `"allow_partial"` or `{"type": "retry_then_all", "retry_count": N}`.
+    #[schemars(schema_with = "super::object_or_string")]
     pub failure_handling: Option<Value>,
     /// Queries the application depends on: `[{"id", "query", "parameters"?}]`, checked after the
     /// change on every target.
+    #[schemars(with = "Option<Vec<serde_json::Map<String, Value>>>")]
     pub apis: Option<Vec<Value>>,
     /// Target databases: `[{"endpoint": "<database id>", "description"?}]`.
+    #[schemars(with = "Option<Vec<serde_json::Map<String, Value>>>")]
     pub interlays: Option<Vec<Value>>,
     /// Make a new version when the id exists with other content.
     #[serde(default)]

@@ -39,6 +39,11 @@ impl PageArgs {
     }
 }
 
+/// The schema of an argument that is a JSON object or a word (`"none"`, `"rollback_all"`).
+pub fn object_or_string(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": ["object", "string", "null"]})
+}
+
 /// Declares a list tool's result: the rows under `$field` plus `nextCursor`, made from a store
 /// page with `From`, so every list tool pages alike.
 macro_rules! page_of {

@@ -44,6 +44,14 @@ async fn every_tool_has_schemas_and_truthful_annotations() {
         assert_eq!(t["inputSchema"]["type"], "object", "{name}");
         assert_eq!(t["inputSchema"]["additionalProperties"], false, "{name}");
         assert_eq!(t["outputSchema"]["type"], "object", "{name}");
+        // every property schema is an object (validators refuse a bare `true`)
+        for schema in ["inputSchema", "outputSchema"] {
+            if let Some(props) = t[schema]["properties"].as_object() {
+                for (p, v) in props {
+                    assert!(v.is_object(), "{name} {schema}.{p} is {v}");
+                }
+            }
+        }
         let a = &t["annotations"];
         for h in [
             "readOnlyHint",
