@@ -296,25 +296,33 @@ fn first_word(stmt: &str) -> String {
         .to_ascii_uppercase()
 }
 
+/// [`check_transaction_control`] for SQLite statements already cut apart.
+pub fn check_statements(statements: &[&str]) -> std::result::Result<(), String> {
+    match statements
+        .iter()
+        .map(|st| first_word(st))
+        .find(|w| TRANSACTION_WORDS.contains(&w.as_str()))
+    {
+        Some(w) => Err(transaction_refusal(&w)),
+        None => Ok(()),
+    }
+}
+
+fn transaction_refusal(w: &str) -> String {
+    format!(
+        "contains {w}: the runner wraps the change in its own transaction; leave out BEGIN, COMMIT, ROLLBACK and SAVEPOINT"
+    )
+}
+
 /// Refuses SQL that would end or split the transaction the runner wraps it in (BEGIN, COMMIT,
 /// ROLLBACK, SAVEPOINT, …): a file or `up` that commits halfway would leave a target half
 /// changed, and a test that commits would change it for real. SQLite statements are cut by
 /// SQLite's own tokenizer; PostgreSQL text is parsed (when sqlparser cannot read it, statements
 /// that start with BEGIN, COMMIT, ROLLBACK or START are refused).
 pub fn check_transaction_control(sql: &str, postgres: bool) -> std::result::Result<(), String> {
-    let bad = |w: &str| {
-        Err(format!(
-            "contains {w}: the runner wraps the change in its own transaction; leave out BEGIN, COMMIT, ROLLBACK and SAVEPOINT"
-        ))
-    };
+    let bad = |w: &str| Err(transaction_refusal(w));
     if !postgres {
-        for st in runs::statements(sql) {
-            let w = first_word(st);
-            if TRANSACTION_WORDS.contains(&w.as_str()) {
-                return bad(&w);
-            }
-        }
-        return Ok(());
+        return check_statements(&runs::statements(sql));
     }
     use sqlparser::ast::Statement as S;
     match sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql) {

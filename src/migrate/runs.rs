@@ -302,9 +302,10 @@ pub fn apply(c: &Connection, sql: &str, mut each: impl FnMut(usize)) -> rusqlite
             Some(m),
         )
     };
-    super::check_transaction_control(sql, false).map_err(refuse)?;
+    let parts = statements(sql);
+    super::check_statements(&parts).map_err(refuse)?;
     let mut out = Applied::default();
-    for part in statements(sql) {
+    for part in parts {
         let mut batch = rusqlite::Batch::new(c, part);
         while let Some(mut st) = batch.next()? {
             let before = c.total_changes();

@@ -1100,31 +1100,12 @@ async fn execute(app: &App, ctx: &JobCtx, run_id: &str) -> std::result::Result<V
     let mut stop: Option<String> = None;
     for (i, t) in targets.iter().enumerate() {
         let db = t.database_id.clone();
-        if let Some(why) = &stop {
-            mark(
-                app,
-                &run.id,
-                &db,
-                "not_started",
-                None,
-                None,
-                Some(why.clone()),
-            )
-            .await?;
-            continue;
-        }
-        if ctx.is_cancelled() {
+        if stop.is_none() && ctx.is_cancelled() {
             stop = Some("cancelled".into());
-            mark(
-                app,
-                &run.id,
-                &db,
-                "not_started",
-                None,
-                None,
-                Some("cancelled".into()),
-            )
-            .await?;
+        }
+        if let Some(why) = &stop {
+            let why = Some(why.clone());
+            mark(app, &run.id, &db, "not_started", None, None, why).await?;
             continue;
         }
         if window_closed(&body) {
