@@ -299,3 +299,19 @@ CREATE TABLE nodes (
     heartbeat_ms INTEGER NOT NULL,
     stopped_at   TEXT
 );
+
+-- version: 9
+
+-- Installed plugins: one row per plugin, its files in <data_dir>/plugins/<name>/package and its
+-- own database at <data_dir>/plugins/<name>/plugin.db. `manifest` is the checked `trex` key of
+-- its package.json (JSON); the files are node-local, the row is what every node sees.
+CREATE TABLE plugins (
+    name         TEXT PRIMARY KEY,
+    package      TEXT NOT NULL,         -- the package.json name (`@scope/hello` or `hello`)
+    version      TEXT NOT NULL,
+    manifest     TEXT NOT NULL,
+    source       TEXT NOT NULL,         -- the packageSpec it was installed from
+    sha256       TEXT,                  -- of the archive, when installed from one
+    installed_at TEXT NOT NULL,
+    installed_by TEXT
+);

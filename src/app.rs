@@ -43,6 +43,11 @@ pub struct App {
     pub metrics: crate::metrics::Metrics,
     /// The background services of this node, for cluster-list-services.
     pub services: crate::services::Registry,
+    /// The runners of plugin functions (a limit on how many run at once, counters).
+    pub functions: crate::plugins::functions::Runners,
+    /// The servers being served, once `server::start` has them (plugins add tools to the admin
+    /// server); unset in the CLI.
+    pub catalogue: std::sync::OnceLock<Arc<crate::servers::Catalogue>>,
 }
 
 /// Associated data of the master key's check value.
@@ -127,7 +132,9 @@ impl App {
         );
         let jobs =
             crate::jobs::Jobs::new(store.clone(), Duration::from_secs(config.jobs.lease_secs));
+        let functions = crate::plugins::functions::Runners::new(&config.plugins);
         let app = Arc::new(App {
+            functions,
             jobs,
             tasks: tokio_util::task::TaskTracker::new(),
             engine,
@@ -142,6 +149,7 @@ impl App {
             node: std::sync::OnceLock::new(),
             metrics: Default::default(),
             services: Default::default(),
+            catalogue: Default::default(),
         });
         let n = app.sessions.load().await?;
         if n > 0 {

@@ -31,6 +31,34 @@ pub struct Config {
     pub backup: BackupConfig,
     /// This node among others sharing the store.
     pub cluster: ClusterConfig,
+    /// Installed plugins: archive limits and function runners.
+    pub plugins: PluginsConfig,
+}
+
+/// `[plugins]`
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Most bytes a plugin may unpack to (archive or directory), in MiB.
+    pub max_unpacked_mb: u64,
+    /// Default time limit of a plugin function, in milliseconds (a function may ask for less or
+    /// more, up to 300000).
+    pub function_timeout_ms: u64,
+    /// Plugin functions running at once in this process; more wait their turn.
+    pub max_concurrent_functions: usize,
+    /// Most bytes a function may write to stdout (its response).
+    pub max_output_bytes: usize,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            max_unpacked_mb: 64,
+            function_timeout_ms: 10_000,
+            max_concurrent_functions: 4,
+            max_output_bytes: 4 * 1024 * 1024,
+        }
+    }
 }
 
 /// `[cluster]`
@@ -284,7 +312,7 @@ impl Default for LogConfig {
 
 /// Sections whose keys may be set through `TREX_<SECTION>_<KEY>`.
 const SECTIONS: &[&str] = &[
-    "server", "store", "mcp", "engine", "log", "audit", "jobs", "backup", "cluster",
+    "server", "store", "mcp", "engine", "log", "audit", "jobs", "backup", "cluster", "plugins",
 ];
 
 /// Short environment names kept for convenience (`TREX_LISTEN`, `TREX_DATA_DIR`).
@@ -486,6 +514,21 @@ impl Config {
                     "holds {p:?}, which is not an http:// URL (peers are probed over plain HTTP)"
                 ),
             );
+        }
+        if self.plugins.max_unpacked_mb == 0 || self.plugins.max_unpacked_mb > 4096 {
+            return bad("plugins.max_unpacked_mb", "must be between 1 and 4096");
+        }
+        if !(100..=300_000).contains(&self.plugins.function_timeout_ms) {
+            return bad(
+                "plugins.function_timeout_ms",
+                "must be between 100 and 300000",
+            );
+        }
+        if self.plugins.max_concurrent_functions == 0 {
+            return bad("plugins.max_concurrent_functions", "must be at least 1");
+        }
+        if self.plugins.max_output_bytes < 1024 {
+            return bad("plugins.max_output_bytes", "must be at least 1024");
         }
         if self.backup.keep == 0 {
             return bad("backup.keep", "must be at least 1");

@@ -23,7 +23,9 @@
 //!   own threads and query slots; [`engine::catalog`] holds the SQL trex runs to describe user
 //!   databases), [`store`] (the control store `trex.db`: pool, pragmas, schema, one file per
 //!   table group — all control-store SQL lives there, behind an opaque [`store::Conn`], so no
-//!   `rusqlite` type leaves it).
+//!   `rusqlite` type leaves it), [`plugins`] (the plugin package format: manifest checks,
+//!   archive unpacking with every entry checked, request-path normalisation, the function
+//!   runner's process contract; installing and calling them is [`ops`]'s plugins file).
 //! - Plumbing: [`config`] (`trex.toml` + `TREX_*` + flags, strict), [`error`] (the error type,
 //!   status mapping, internal errors with a correlation id), [`app`] (configuration plus
 //!   services, background tasks), [`server`] (bind, accept loop with connection limits, serve,
@@ -42,6 +44,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod migrate;
 pub mod ops;
+pub mod plugins;
 pub mod server;
 pub mod servers;
 pub mod services;

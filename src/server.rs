@@ -75,6 +75,9 @@ pub async fn start(
     crate::ops::backups::spawn_schedule(&app);
     let node = crate::ops::cluster::register(&app, &addr.to_string()).await?;
     let _ = app.node.set(node);
+    // installed plugins: their tools on the admin server, the function service
+    let _ = app.catalogue.set(catalogue.clone());
+    crate::ops::plugins::publish(&app).await;
     let routes = http::routes(app.clone(), catalogue.clone(), &extra);
     let grace = Duration::from_secs(app.config.server.shutdown_grace_secs);
     let stop = app.shutdown.clone();

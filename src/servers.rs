@@ -92,6 +92,8 @@ pub struct Catalogue {
     migrations: Arc<McpServer>,
     /// Endpoint servers built on first use, by `<db id>:<server>`; emptied when databases change.
     endpoints: Mutex<(u64, HashMap<String, Arc<McpServer>>)>,
+    /// The names of the admin server's tools that plugins declared.
+    plugin_tools: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Catalogue {
@@ -106,6 +108,7 @@ impl Catalogue {
             admin: Arc::new(admin.dynamic()),
             migrations: Arc::new(tools::definitions::server(None)),
             endpoints: Mutex::new((0, HashMap::new())),
+            plugin_tools: Mutex::new(Default::default()),
         }
     }
 
@@ -153,6 +156,36 @@ impl Catalogue {
             sessions.notify_server(&self.admin.id, "notifications/tools/list_changed");
         }
         removed
+    }
+
+    /// Makes `tools` the admin server's plugin tools (replacing those of earlier calls) and, if
+    /// the list changed, tells its sessions once. A plugin tool whose name a built-in tool
+    /// holds is left out (logged).
+    pub fn set_plugin_tools(&self, tools: Vec<Tool>, sessions: &Sessions) {
+        let mut have = self.plugin_tools.lock().unwrap();
+        let want: std::collections::BTreeSet<String> =
+            tools.iter().map(|t| t.name.clone()).collect();
+        let mut changed = false;
+        for gone in have.difference(&want) {
+            changed |= self.admin.remove_tool(gone);
+        }
+        have.retain(|n| want.contains(n));
+        for t in tools {
+            if have.contains(&t.name) {
+                continue;
+            }
+            let name = t.name.clone();
+            match self.admin.add_tool(t) {
+                Ok(()) => {
+                    have.insert(name);
+                    changed = true;
+                }
+                Err(e) => tracing::warn!(tool = %name, "plugin tool not offered: {e}"),
+            }
+        }
+        if changed {
+            sessions.notify_server(&self.admin.id, "notifications/tools/list_changed");
+        }
     }
 
     /// How many endpoint servers are cached (for tests and status).

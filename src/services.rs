@@ -45,6 +45,19 @@ impl Registry {
         );
     }
 
+    /// Sets the configuration of `name`, recording it as started now if it is new (services
+    /// that run as long as the server does and only change what they serve).
+    pub fn configure(&self, name: &str, config: Value, stop: Option<CancellationToken>) {
+        let mut g = self.all.lock().unwrap();
+        match g.get_mut(name) {
+            Some(s) => s.config = config,
+            None => {
+                drop(g);
+                self.started(name, config, stop);
+            }
+        }
+    }
+
     /// Sets the status of `name` (`paused`, `stopped`, `running`).
     pub fn set_status(&self, name: &str, status: &'static str) {
         if let Some(s) = self.all.lock().unwrap().get_mut(name) {

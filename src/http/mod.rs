@@ -5,6 +5,7 @@
 pub mod body;
 pub mod endpoints;
 pub mod guard;
+pub mod plugins;
 pub mod rejection;
 pub mod transport;
 pub mod web_auth;
@@ -122,6 +123,10 @@ pub fn routes(
             policy.clone(),
             &app.config.base_segments(),
         ))
+        .unify()
+        .boxed();
+    all = all
+        .or(plugins::routes(app.clone(), policy.clone()))
         .unify()
         .boxed();
     all = all

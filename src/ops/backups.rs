@@ -104,7 +104,8 @@ fn files_of(data: &Path, backups: &Path, with_key: bool) -> Result<Vec<PathBuf>>
     Ok(out)
 }
 
-fn sha256_file(p: &Path) -> Result<(String, u64)> {
+/// SHA-256 hex and size of a file. Blocking.
+pub fn sha256_file(p: &Path) -> Result<(String, u64)> {
     use sha2::Digest;
     use std::io::Read;
     let mut f = std::fs::File::open(p).map_err(|e| io("cannot read", p, e))?;

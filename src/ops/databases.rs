@@ -198,13 +198,17 @@ async fn not_anothers_target(app: &App, actor: &Actor, d: &Database) -> Result<(
     Ok(())
 }
 
+/// True for a usable database id: letters, digits and `_`, at most 63, not `main` or `temp`.
+pub fn id_ok(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 63
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !["main", "temp"].contains(&id.to_ascii_lowercase().as_str())
+}
+
 /// Checks a database definition; messages name the field.
 fn validate(app: &App, d: &Database) -> Result<()> {
-    let id_ok = !d.id.is_empty()
-        && d.id.len() <= 63
-        && d.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !["main", "temp"].contains(&d.id.to_ascii_lowercase().as_str());
-    if !id_ok {
+    if !id_ok(&d.id) {
         return Err(invalid(
             "id",
             "must be letters, digits and _ (at most 63; not main or temp)",

@@ -27,6 +27,8 @@ enum Place {
     Sqlite(PathBuf),
     /// A registered PostgreSQL database (connected with its stored credential when used).
     Postgres(String),
+    /// A database a plugin names that is not registered (its status is an error).
+    Database(String),
 }
 
 /// One migration target.
@@ -43,11 +45,11 @@ struct Target {
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TargetStatus {
-    /// `core`, `trexdb` or a database id.
+    /// `core`, `trexdb`, a database id or `plugin:<name>`.
     pub target: String,
     /// The same as `target` (trexsql's name for it).
     pub plugin_name: String,
-    /// `core`, `trexdb` or `database`.
+    /// `core`, `trexdb`, `database` or `plugin`.
     pub kind: &'static str,
     /// `sqlite` or `postgresql`.
     pub dialect: &'static str,
@@ -98,6 +100,45 @@ fn target_of(app: &App, d: &Database) -> Result<Target> {
     })
 }
 
+/// The migration target of an installed plugin (`plugin:<name>`), if it declares migrations:
+/// its own `plugin.db`, or the registered database it names.
+fn plugin_target(
+    app: &App,
+    p: &crate::store::plugins::Plugin,
+    dbs: &[Database],
+) -> Result<Option<Target>> {
+    let m = super::plugins::manifest_of(p)?;
+    let Some(mig) = m.migrations else {
+        return Ok(None);
+    };
+    let dir = crate::plugins::package_dir(&app.config, &p.name).join(&mig.dir);
+    let (dialect, place) = match &mig.database {
+        None => (
+            "sqlite",
+            Place::Sqlite(crate::plugins::database_of(&app.config, &p.name)),
+        ),
+        Some(id) => match dbs.iter().find(|d| &d.id == id) {
+            Some(d) if d.dialect == "sqlite" => (
+                "sqlite",
+                Place::Sqlite(paths::resolve_sqlite(
+                    &app.config,
+                    &d.database_name,
+                    "databaseName",
+                )?),
+            ),
+            Some(d) => ("postgresql", Place::Postgres(d.id.clone())),
+            None => ("sqlite", Place::Database(id.clone())),
+        },
+    };
+    Ok(Some(Target {
+        name: format!("plugin:{}", p.name),
+        kind: "plugin",
+        dialect,
+        dir: Some(dir),
+        place,
+    }))
+}
+
 /// The targets `actor` may see, or only `only` (an unknown name is an error naming it).
 async fn targets(app: &App, actor: &Actor, only: Option<&str>) -> Result<Vec<Target>> {
     let mut out = vec![
@@ -132,6 +173,31 @@ async fn targets(app: &App, actor: &Actor, only: Option<&str>) -> Result<Vec<Tar
         names.push(d.id.clone());
         if only.is_none_or(|o| o == d.id) {
             out.push(target_of(app, d)?);
+        }
+    }
+    // plugins with migrations: `plugin:<name>` (trexsql's pluginName `<name>` finds it too)
+    let plugins = app.store.run(crate::store::plugins::all).await?;
+    let only = only.map(|o| {
+        let bare = !names.iter().any(|n| n == o) && !dbs.iter().any(|d| d.id == o);
+        if bare && plugins.iter().any(|p| p.name == o) {
+            format!("plugin:{o}")
+        } else {
+            o.to_string()
+        }
+    });
+    let only = only.as_deref();
+    for p in &plugins {
+        let Some(t) = plugin_target(app, p, &dbs)? else {
+            continue;
+        };
+        if let Place::Postgres(id) | Place::Database(id) = &t.place
+            && !actor.scopes.as_ref().is_none_or(|s| s.allows_endpoint(id))
+        {
+            continue;
+        }
+        names.push(t.name.clone());
+        if only.is_none_or(|o| o == t.name) {
+            out.push(t);
         }
     }
     match only {
@@ -211,6 +277,11 @@ async fn read(app: &App, t: &Target) -> Result<(Scan, Vec<LedgerRow>)> {
     let scan = tokio::task::spawn_blocking(move || migrate::scan(&dir)).await??;
     let ledger = match &t.place {
         Place::Core => unreachable!(),
+        Place::Database(id) => {
+            return Err(Error::NotFound(format!(
+                "Database '{id}' (named by the plugin's trex.migrations.database) is not registered"
+            )));
+        }
         Place::Sqlite(p) => {
             let p = p.clone();
             tokio::task::spawn_blocking(move || migrate::sqlite::ledger(&p)).await??
@@ -259,7 +330,7 @@ pub async fn list(app: &App, actor: &Actor, only: Option<&str>) -> Result<Vec<Ta
 }
 
 /// Who a ledger row says applied a file.
-fn applied_by(actor: &Actor) -> String {
+pub(crate) fn applied_by(actor: &Actor) -> String {
     match (&actor.user_id, &actor.remote) {
         (Some(u), _) => format!("{} user {u}", actor.via),
         (None, Some(r)) => format!("{} ({r})", actor.via),
@@ -324,6 +395,9 @@ pub async fn run(
                             .await??
                     }
                     (Place::Postgres(_), Some(c)) => migrate::postgres::apply(c, f, &by).await?,
+                    (Place::Database(id), _) => {
+                        return Err(Error::NotFound(format!("Database '{id}' is not registered")));
+                    }
                     _ => unreachable!("core runs nothing; a PostgreSQL target is connected"),
                 };
                 let failed = o.error.clone();

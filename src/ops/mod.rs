@@ -16,6 +16,7 @@ pub mod databases;
 pub mod definitions;
 pub mod keys;
 pub mod migrations;
+pub mod plugins;
 pub mod roles;
 pub mod runs;
 pub mod secrets;

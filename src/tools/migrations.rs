@@ -15,8 +15,8 @@ pub fn tools() -> Vec<Tool> {
             "migration-list",
             "List versioned migrations",
             "Status of the versioned migrations (files V<n>__<name>.sql) of each target: `core` (the control \
-             store's schema steps), `trexdb` (<data-dir>/migrations/trexdb/) and every registered database with a \
-             `migrationsDir`. Per file: applied, pending, checksum_mismatch, missing_file (in the ledger, no file) \
+             store's schema steps), `trexdb` (<data-dir>/migrations/trexdb/), every registered database with a \
+             `migrationsDir` and every installed plugin with migrations (`plugin:<name>`). Per file: applied, pending, checksum_mismatch, missing_file (in the ledger, no file) \
              or failed; files that are not migrations are listed under `ignored` with the reason. Writes nothing.",
             Annotations {
                 open_world: true,
@@ -47,7 +47,7 @@ pub fn tools() -> Vec<Tool> {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ListArgs {
-    /// One target (`core`, `trexdb` or a database id); omit for all.
+    /// One target (`core`, `trexdb`, a database id or `plugin:<name>`); omit for all.
     pub target: Option<String>,
     /// trexsql's name for `target`.
     pub plugin_name: Option<String>,
@@ -80,7 +80,7 @@ async fn migration_list(ctx: ToolCtx, a: ListArgs) -> Result<Listed, ToolError> 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RunArgs {
-    /// One target (`core`, `trexdb` or a database id); omit for all.
+    /// One target (`core`, `trexdb`, a database id or `plugin:<name>`); omit for all.
     pub target: Option<String>,
     /// trexsql's name for `target`.
     pub plugin_name: Option<String>,

@@ -11,6 +11,7 @@ pub mod databases;
 pub mod definitions;
 pub mod endpoint;
 pub mod migrations;
+pub mod plugins;
 pub mod roles;
 pub mod sessions;
 pub mod sso;
@@ -44,6 +45,11 @@ pub fn object_or_string(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({"type": ["object", "string", "null"]})
 }
 
+/// The schema of an argument that is any JSON object.
+pub fn object_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "object"})
+}
+
 /// Declares a list tool's result: the rows under `$field` plus `nextCursor`, made from a store
 /// page with `From`, so every list tool pages alike.
 macro_rules! page_of {
@@ -74,14 +80,6 @@ pub(crate) use page_of;
 /// The URI of the plugin development guide.
 pub const GUIDE_URI: &str = "trex://plugin-development-guide";
 
-const GUIDE: &str = "# trex plugin development guide\n\n\
-**Placeholder.** Plugins are not available in this build of trex yet; this guide will describe\n\
-them when they land. Until then the `plugin-*` tools are not offered.\n\n\
-What is planned (following trexsql's plugin model):\n\n\
-- a plugin is a package with a `trex` section declaring `functions`, `ui` and `migrations`;\n\
-- migrations are files named `V<n>__<name>.sql`, applied in version order with a checksum ledger;\n\
-- installed plugins are listed by `plugin-list` and inspected with `plugin-get-info`.\n";
-
 /// The admin server with every tool this build offers.
 pub fn admin_server() -> McpServer {
     let mut s = McpServer::new("trex", "trex", "trex admin")
@@ -97,13 +95,14 @@ pub fn admin_server() -> McpServer {
         .tools(audit::tools())
         .tools(backups::tools())
         .tools(cluster::tools())
+        .tools(plugins::tools())
         .resource(Resource {
             uri: GUIDE_URI.into(),
             name: "plugin-development-guide".into(),
             title: Some("Plugin development guide".into()),
             description: Some("How to write trex plugins (Markdown)".into()),
             mime_type: "text/markdown".into(),
-            body: ResourceBody::Text(GUIDE.into()),
+            body: ResourceBody::Text(crate::plugins::GUIDE.into()),
         });
     s.instructions = Some(
         "trex administers a self-hosted data platform. Tools are grouped by prefix: user-* (users, their role, bans, \
@@ -111,7 +110,8 @@ pub fn admin_server() -> McpServer {
          app-* (OAuth apps), api-key-* (API keys and their scopes), database-* (registered PostgreSQL and SQLite \
          databases and their credentials), trexdb-* (the built-in SQL engine: catalog and trexdb-execute-sql), migration-* (versioned \
          migration files of core, trexdb and registered databases with a migrationsDir), \
-         audit-list (who changed what), backup-* (online backups of the data dir), cluster-* (nodes sharing the store, this node's status). Each registered database also has its own MCP server at \
+         audit-list (who changed what), backup-* (online backups of the data dir), cluster-* (nodes sharing the store, this node's status), plugin-* (install, inspect, call and remove plugins; \
+         a plugin's own tools appear as <plugin>-<tool>). Each registered database also has its own MCP server at \
          /api/v1/endpoints/{id}/mcp/{sqlite|postgres}. List tools take `limit` and `cursor` and return \
          `nextCursor` when more rows follow."
             .into(),
