@@ -66,6 +66,10 @@ pub enum Command {
     /// Migration definitions (the migrations MCP server's): define, test, run, show.
     #[command(subcommand)]
     Migration(MigrationCommand),
+    /// Plugins: install (a directory or an `npm pack` .tgz), list, show, uninstall. A running
+    /// server on the same data dir picks the change up within one heartbeat.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Take an online backup of the data dir (a running server keeps serving); prints the
     /// archive's path.
     Backup {
@@ -90,6 +94,37 @@ pub enum Command {
         /// Replace the files of a data dir that already holds a store.
         #[arg(long)]
         force: bool,
+    },
+}
+
+/// `trex plugin …`
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Install a plugin from a directory or a .tgz / .tar.gz (see the plugin development guide).
+    Install {
+        #[command(flatten)]
+        common: Common,
+        /// The plugin directory or archive.
+        package: PathBuf,
+    },
+    /// List installed plugins.
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Show one plugin (JSON): config, files, migration status.
+    Show {
+        #[command(flatten)]
+        common: Common,
+        /// The plugin's name.
+        name: String,
+    },
+    /// Uninstall a plugin: its tools, UI, functions, files and its own plugin.db.
+    Uninstall {
+        #[command(flatten)]
+        common: Common,
+        /// The plugin's name.
+        name: String,
     },
 }
 
@@ -354,6 +389,7 @@ pub fn main() -> Result<()> {
         }
         Command::Migrate(cmd) => migrate(cmd),
         Command::Migration(cmd) => migration(cmd),
+        Command::Plugin(cmd) => plugin(cmd),
         Command::Backup {
             common,
             out,
@@ -910,6 +946,76 @@ fn migration_run(common: &Common, id: &str, mode: &str, no_wait: bool) -> Result
         );
     }
     Ok(())
+}
+
+/// `trex plugin …`
+fn plugin(cmd: PluginCommand) -> Result<()> {
+    match cmd {
+        PluginCommand::Install { common, package } => {
+            let con = Console::open(&common)?;
+            let spec = std::path::absolute(&package).unwrap_or(package);
+            let i = con.run(ops::plugins::install(
+                &con.app,
+                &Actor::cli(),
+                &spec.display().to_string(),
+            ))?;
+            let or_none = |v: &[String]| {
+                if v.is_empty() {
+                    "none".to_string()
+                } else {
+                    v.join(", ")
+                }
+            };
+            println!(
+                "Installed {} {} into {} (tools: {}; functions: {}; ui: {}; migrations applied: {})",
+                i.name,
+                i.version,
+                i.install_path,
+                or_none(&i.tools),
+                or_none(&i.functions),
+                i.ui_path.as_deref().unwrap_or("none"),
+                i.migrations
+                    .iter()
+                    .filter(|m| m.status == "applied")
+                    .count()
+            );
+            Ok(())
+        }
+        PluginCommand::List { common } => {
+            let con = Console::open(&common)?;
+            let page = ops::page(Some(1000), None)?;
+            let l = con.run(ops::plugins::list(&con.app, page))?;
+            if l.items.is_empty() {
+                println!("No plugins installed.");
+            }
+            for p in l.items {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    p.name,
+                    p.version,
+                    p.registered_types.join(","),
+                    if p.installed {
+                        "installed"
+                    } else {
+                        "files missing"
+                    }
+                );
+            }
+            Ok(())
+        }
+        PluginCommand::Show { common, name } => {
+            let con = Console::open(&common)?;
+            let i = con.run(ops::plugins::info(&con.app, &Actor::cli(), &name))?;
+            println!("{}", serde_json::to_string_pretty(&i)?);
+            Ok(())
+        }
+        PluginCommand::Uninstall { common, name } => {
+            let con = Console::open(&common)?;
+            let u = con.run(ops::plugins::uninstall(&con.app, &Actor::cli(), &name))?;
+            println!("Uninstalled {}", u.package);
+            Ok(())
+        }
+    }
 }
 
 fn migration(cmd: MigrationCommand) -> Result<()> {

@@ -94,6 +94,8 @@ pub struct Catalogue {
     endpoints: Mutex<(u64, HashMap<String, Arc<McpServer>>)>,
     /// The names of the admin server's tools that plugins declared.
     plugin_tools: Mutex<std::collections::BTreeSet<String>>,
+    /// What the installed plugins were when their tools were last published.
+    plugin_state: Mutex<Option<String>>,
 }
 
 impl Catalogue {
@@ -109,6 +111,7 @@ impl Catalogue {
             migrations: Arc::new(tools::definitions::server(None)),
             endpoints: Mutex::new((0, HashMap::new())),
             plugin_tools: Mutex::new(Default::default()),
+            plugin_state: Mutex::new(None),
         }
     }
 
@@ -158,22 +161,27 @@ impl Catalogue {
         removed
     }
 
-    /// Makes `tools` the admin server's plugin tools (replacing those of earlier calls) and, if
-    /// the list changed, tells its sessions once. A plugin tool whose name a built-in tool
-    /// holds is left out (logged).
+    /// True (and remembered) when `fingerprint` — what the installed plugins are — differs from
+    /// the one last published.
+    pub fn plugins_changed(&self, fingerprint: &str) -> bool {
+        let mut g = self.plugin_state.lock().unwrap();
+        if g.as_deref() == Some(fingerprint) {
+            return false;
+        }
+        *g = Some(fingerprint.to_string());
+        true
+    }
+
+    /// Makes `tools` the admin server's plugin tools, replacing those of earlier calls, and
+    /// tells its sessions when the list changed. A plugin tool whose name a built-in tool holds
+    /// is left out (logged).
     pub fn set_plugin_tools(&self, tools: Vec<Tool>, sessions: &Sessions) {
         let mut have = self.plugin_tools.lock().unwrap();
-        let want: std::collections::BTreeSet<String> =
-            tools.iter().map(|t| t.name.clone()).collect();
         let mut changed = false;
-        for gone in have.difference(&want) {
-            changed |= self.admin.remove_tool(gone);
+        for gone in std::mem::take(&mut *have) {
+            changed |= self.admin.remove_tool(&gone);
         }
-        have.retain(|n| want.contains(n));
         for t in tools {
-            if have.contains(&t.name) {
-                continue;
-            }
             let name = t.name.clone();
             match self.admin.add_tool(t) {
                 Ok(()) => {

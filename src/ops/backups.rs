@@ -78,7 +78,14 @@ fn is_sqlite(p: &Path) -> bool {
 fn files_of(data: &Path, backups: &Path, with_key: bool) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![data.to_path_buf()];
-    let skip_dir = |p: &Path| p == backups || p.file_name().is_some_and(|n| n == "scratch");
+    // scratch copies, and plugin installs and removals in progress, are not part of the state
+    let skip_dir = |p: &Path| {
+        p == backups
+            || p.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n == "scratch" || n.starts_with(".staging-") || n.starts_with(".trash-")
+            })
+    };
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).map_err(|e| io("cannot read", &d, e))? {
             let e = e.map_err(|e| io("cannot read", &d, e))?;

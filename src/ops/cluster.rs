@@ -77,6 +77,8 @@ pub async fn register(app: &Arc<App>, listen: &str) -> Result<String> {
                     if let Err(e) = app2.store.run(move |c| nodes::heartbeat(c, &id, now_ms())).await {
                         tracing::warn!("node heartbeat: {e}");
                     }
+                    // plugins installed or removed by another process (the CLI) go live here
+                    crate::ops::plugins::publish(&app2).await;
                 }
                 _ = app2.shutdown.cancelled() => {
                     let id = id2.clone();

@@ -702,8 +702,10 @@ pub async fn call_tool(
 }
 
 /// Brings the admin server's plugin tools and the function service in line with the installed
-/// plugins (at start, and after every install and uninstall); clients are told when the tool
-/// list changed.
+/// plugins — at start, after every install and uninstall, and on every node heartbeat (so a
+/// plugin installed by `trex plugin install` while the server runs goes live within one
+/// heartbeat); clients are told when the tool list changed. Does nothing when the plugins are
+/// as last published.
 pub async fn publish(app: &App) {
     let rows = match app.store.run(crate::store::plugins::all).await {
         Ok(r) => r,
@@ -712,6 +714,15 @@ pub async fn publish(app: &App) {
             return;
         }
     };
+    let fingerprint: Vec<String> = rows
+        .iter()
+        .map(|p| format!("{}@{}@{}", p.name, p.version, p.installed_at))
+        .collect();
+    if let Some(c) = app.catalogue.get()
+        && !c.plugins_changed(&fingerprint.join(","))
+    {
+        return;
+    }
     let mut decls = Vec::new();
     for p in &rows {
         match manifest_of(p) {

@@ -35,10 +35,7 @@ pub fn tools() -> Vec<Tool> {
              its package.json `trex` key is checked, its migrations are applied, then its UI, functions and \
              tools go live (clients get notifications/tools/list_changed). A failed install leaves nothing \
              behind. See the resource trex://plugin-development-guide.",
-            Annotations {
-                open_world: false,
-                ..Annotations::CREATE
-            },
+            Annotations::CREATE,
             plugin_install,
         ),
         Tool::typed(
@@ -63,9 +60,10 @@ pub fn tools() -> Vec<Tool> {
             "Send a request to a plugin path and return its answer {status, statusText, headers, body} (a 4xx \
              or 5xx answer is not a tool error). `path` must be under /plugins/ once `.` and `..` are \
              resolved: /plugins/<name>/fn/<function> runs a function, other paths read the plugin's UI \
-             files. `headers` is a JSON object as a string; `body` is sent for methods other than GET.",
+             files. `headers` is a JSON object as a string; `body` is sent for methods other than GET. \
+             A function may change or delete what its plugin holds.",
             Annotations {
-                open_world: false,
+                destructive: true,
                 ..Annotations::CREATE
             },
             plugin_function_invoke,

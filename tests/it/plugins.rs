@@ -685,3 +685,55 @@ async fn functions_are_bounded_and_isolated() {
     let r = call("nope").await;
     assert_eq!(r["status"], 404);
 }
+
+#[tokio::test]
+async fn the_cli_installs_into_a_running_server() {
+    let s = TestServer::start_with(|c| c.cluster.heartbeat_secs = 1, |s| s).await;
+    let mut c = s.client();
+    c.initialize().await;
+    let mut stream = SseReader::new(c.get().send().await.unwrap());
+    let data = s.data_dir().display().to_string();
+    let trex = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_trex"))
+                .args(args)
+                .env_remove("RUST_LOG")
+                .output()
+                .unwrap()
+        })
+    };
+    let args = |a: &[&str]| -> Vec<String> {
+        a.iter()
+            .map(|s| s.to_string())
+            .chain(["--data-dir".to_string(), data.clone()])
+            .collect()
+    };
+    let spec = example().display().to_string();
+    let o = trex(args(&["plugin", "install", &spec])).await.unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("Installed hello 1.0.0") && out.contains("hello-greet"),
+        "{out}"
+    );
+    // the server publishes it on its next heartbeat, and tells its clients
+    assert!(list_changed(&mut stream).await);
+    let r = c.call_ok("hello-greet", json!({"name": "CLI"})).await;
+    assert_eq!(r["count"], 1);
+    let o = trex(args(&["plugin", "list"])).await.unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("hello\t1.0.0\t"));
+    let o = trex(args(&["plugin", "show", "hello"])).await.unwrap();
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["migrationStatus"]["appliedCount"], 1);
+    let o = trex(args(&["plugin", "uninstall", "hello"])).await.unwrap();
+    assert!(o.status.success());
+    assert!(list_changed(&mut stream).await);
+    assert!(!tool_names(&c).await.contains(&"hello-greet".to_string()));
+    let o = trex(args(&["plugin", "uninstall", "hello"])).await.unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not installed"));
+}

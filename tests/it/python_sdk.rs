@@ -15,6 +15,11 @@ async fn run(venv: &str) {
 /// Runs `tests/python/<script> URL KEY` with the SDK of `venv` against server `s`; the script
 /// prints OK on success.
 async fn run_script(venv: &str, script: &str, s: &TestServer, url: String) {
+    run_script_with(venv, script, s, url, &[]).await
+}
+
+/// [`run_script`] with more arguments after the key.
+async fn run_script_with(venv: &str, script: &str, s: &TestServer, url: String, extra: &[String]) {
     let python = require_mcpkit().join(venv).join("bin/python");
     assert!(
         python.exists(),
@@ -23,9 +28,11 @@ async fn run_script(venv: &str, script: &str, s: &TestServer, url: String) {
     );
     let script = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
     let key = s.key.clone();
+    let extra = extra.to_vec();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python)
             .args([&script, &url, &key])
+            .args(&extra)
             .output()
             .unwrap()
     })
@@ -86,4 +93,22 @@ async fn python_sdk_2x_runs_a_migration_with_progress() {
 #[ignore = "needs the MCP kit: bash ../shared/mcpkit/setup.sh .mcpkit, then cargo test -- --include-ignored"]
 async fn python_sdk_1x_runs_a_migration_with_progress() {
     migrations("venv-mcp1").await;
+}
+
+async fn plugins(venv: &str) {
+    let s = TestServer::start().await;
+    let dir = format!("{}/examples/plugin-hello", env!("CARGO_MANIFEST_DIR"));
+    run_script_with(venv, "sdk_plugins.py", &s, s.url(), &[dir]).await
+}
+
+#[tokio::test]
+#[ignore = "needs the MCP kit: bash ../shared/mcpkit/setup.sh .mcpkit, then cargo test -- --include-ignored"]
+async fn python_sdk_2x_sees_plugin_tools_come_and_go() {
+    plugins("venv").await;
+}
+
+#[tokio::test]
+#[ignore = "needs the MCP kit: bash ../shared/mcpkit/setup.sh .mcpkit, then cargo test -- --include-ignored"]
+async fn python_sdk_1x_sees_plugin_tools_come_and_go() {
+    plugins("venv-mcp1").await;
 }

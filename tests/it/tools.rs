@@ -67,6 +67,8 @@ async fn every_tool_has_schemas_and_truthful_annotations() {
         let destroys = name.ends_with("-revoke")
             || name.ends_with("-delete")
             || name.ends_with("-remove")
+            || name.ends_with("-uninstall")
+            || name == "plugin-function-invoke"
             || name == "trexdb-execute-sql"
             || name == "migration-run";
         assert_eq!(a["destructiveHint"], destroys, "{name}");
@@ -339,12 +341,19 @@ async fn the_plugin_guide_resource_reads() {
             json!({"uri": "trex://plugin-development-guide"}),
         )
         .await;
-    assert!(
-        read["result"]["contents"][0]["text"]
-            .as_str()
-            .unwrap()
-            .contains("Placeholder")
-    );
+    // the guide documents the real format, with the example plugin the tests install
+    let text = read["result"]["contents"][0]["text"].as_str().unwrap();
+    for needle in [
+        "package.json",
+        "examples/plugin-hello",
+        "TREX_PLUGIN_DB",
+        "hello-greet",
+        "/plugins/hello/fn/greet",
+        "npm pack",
+    ] {
+        assert!(text.contains(needle), "the guide lacks {needle}");
+    }
+    assert!(!text.contains("Placeholder"));
     let missing = c.rpc("resources/read", json!({"uri": "trex://nope"})).await;
     assert_eq!(missing["error"]["code"], -32002);
     assert_eq!(
