@@ -77,6 +77,7 @@ pub async fn start(
     let _ = app.node.set(node);
     // installed plugins: their tools on the admin server, the function service
     let _ = app.catalogue.set(catalogue.clone());
+    crate::ops::plugins::sweep(&app).await;
     crate::ops::plugins::publish(&app).await;
     let routes = http::routes(app.clone(), catalogue.clone(), &extra);
     let grace = Duration::from_secs(app.config.server.shutdown_grace_secs);

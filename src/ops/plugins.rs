@@ -701,6 +701,33 @@ pub async fn call_tool(
     .await
 }
 
+/// Removes what installs and uninstalls that died half-way left (`.staging-*` and `.trash-*`
+/// directories older than ten minutes, so one in progress in another process is left alone).
+pub async fn sweep(app: &App) {
+    let root = plugins::root(&app.config);
+    let _ = tokio::task::spawn_blocking(move || {
+        let Ok(rd) = std::fs::read_dir(&root) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().to_string();
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|a| a > Duration::from_secs(600));
+            if (n.starts_with(".staging-") || n.starts_with(".trash-")) && old {
+                tracing::info!(
+                    "removing {n}, left by a plugin install or removal that did not finish"
+                );
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    })
+    .await;
+}
+
 /// Brings the admin server's plugin tools and the function service in line with the installed
 /// plugins — at start, after every install and uninstall, and on every node heartbeat (so a
 /// plugin installed by `trex plugin install` while the server runs goes live within one

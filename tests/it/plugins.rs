@@ -252,20 +252,20 @@ async fn example_plugin_installed_used_and_uninstalled() {
     );
 }
 
-/// Packs `src` as `npm pack` does: every file under `package/`, modes kept.
-fn npm_pack(src: &Path, out: &Path) {
-    let f = std::fs::File::create(out).unwrap();
-    let gz = flate2::write::GzEncoder::new(f, flate2::Compression::default());
-    let mut b = tar::Builder::new(gz);
-    b.append_dir_all("package", src).unwrap();
-    b.into_inner().unwrap().finish().unwrap();
-}
-
 #[tokio::test]
 async fn tarball_install_survives_restart() {
     let mut s = TestServer::start().await;
-    let tgz = s.data_dir().join("hello-1.0.0.tgz");
-    npm_pack(&example(), &tgz);
+    // the tarball `npm pack` makes (what trexsql's packaging produces)
+    let out = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new("npm")
+        .args(["pack", "--silent", "--pack-destination"])
+        .arg(out.path())
+        .current_dir(example())
+        .output()
+        .expect("npm (Node) is needed for this test");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let tgz = out.path().join("hello-1.0.0.tgz");
+    assert!(tgz.exists());
     let mut c = s.client();
     c.initialize().await;
     let inst = c
