@@ -55,8 +55,13 @@ pub fn scope_name(server_id: &str) -> &str {
 }
 
 /// Refuses scopes that name no tool: a `scopes.tools` pattern that matches no tool of any
-/// server, or a combination (readOnly, tools) that leaves the key no tool to call.
-pub fn check_tool_globs(scopes: Option<&Scopes>) -> crate::Result<()> {
+/// server — the built-in ones, or `plugin_tools` (the admin-server tools installed plugins
+/// declare, with their read-only hint) — or a combination (readOnly, tools) that leaves the key
+/// no tool to call.
+pub fn check_tool_globs(
+    scopes: Option<&Scopes>,
+    plugin_tools: &[(String, bool)],
+) -> crate::Result<()> {
     let Some(s) = scopes else {
         return Ok(());
     };
@@ -65,6 +70,9 @@ pub fn check_tool_globs(scopes: Option<&Scopes>) -> crate::Result<()> {
             if !known_tools()
                 .iter()
                 .any(|(server, t)| Scopes::glob_matches(g, server, &t.name))
+                && !plugin_tools
+                    .iter()
+                    .any(|(name, _)| Scopes::glob_matches(g, ADMIN, name))
             {
                 return Err(crate::Error::Invalid(format!(
                     "`scopes.tools` pattern {g:?} matches no tool"
@@ -75,6 +83,9 @@ pub fn check_tool_globs(scopes: Option<&Scopes>) -> crate::Result<()> {
     if !known_tools()
         .iter()
         .any(|(server, t)| t.allowed_by(server, Some(s)))
+        && !plugin_tools
+            .iter()
+            .any(|(name, read_only)| s.allows_tool(ADMIN, name, *read_only))
     {
         return Err(crate::Error::Invalid(
             "`scopes` allow no tool at all (with readOnly, only read-only tools and the SQL tools remain; \

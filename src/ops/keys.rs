@@ -87,7 +87,8 @@ pub async fn create(
             s.validate()?;
         }
         Scopes::check_within(scopes.as_ref(), actor.scopes.as_ref())?;
-        crate::servers::check_tool_globs(scopes.as_ref())?;
+        let plugin_tools = super::plugins::tool_names(app).await?;
+        crate::servers::check_tool_globs(scopes.as_ref(), &plugin_tools)?;
         let expires = parse_expiry_as(expires_field, expires)?;
         let (user, name) = (user.to_string(), name.to_string());
         app.store

@@ -701,6 +701,19 @@ pub async fn call_tool(
     .await
 }
 
+/// The admin-server tools the installed plugins declare, with their read-only hint (for key
+/// scopes that name them).
+pub async fn tool_names(app: &App) -> Result<Vec<(String, bool)>> {
+    let rows = app.store.run(crate::store::plugins::all).await?;
+    let mut out = Vec::new();
+    for p in &rows {
+        for t in manifest_of(p)?.tools {
+            out.push((Manifest::tool_name(&p.name, &t.name), t.read_only));
+        }
+    }
+    Ok(out)
+}
+
 /// Removes what installs and uninstalls that died half-way left (`.staging-*` and `.trash-*`
 /// directories older than ten minutes, so one in progress in another process is left alone).
 pub async fn sweep(app: &App) {

@@ -737,3 +737,41 @@ async fn the_cli_installs_into_a_running_server() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("not installed"));
 }
+
+#[tokio::test]
+async fn key_scopes_apply_to_plugin_tools() {
+    let s = TestServer::start().await;
+    let mut c = s.client();
+    c.initialize().await;
+    let args =
+        json!({"userId": s.admin_id, "name": "hello-only", "scopes": {"tools": ["trex:hello-*"]}});
+    // before the plugin is there, the pattern names no tool
+    let e = c.call_err("api-key-create", args.clone()).await;
+    assert!(e.contains("matches no tool"), "{e}");
+    c.call_ok(
+        "plugin-install",
+        json!({"packageSpec": example().display().to_string()}),
+    )
+    .await;
+    let k = c.call_ok("api-key-create", args).await;
+    let mut scoped = crate::common::Client::new(&s.url(), Some(k["key"].as_str().unwrap()));
+    scoped.initialize().await;
+    assert_eq!(tool_names(&scoped).await, vec!["hello-greet".to_string()]);
+    scoped
+        .call_ok("hello-greet", json!({"name": "Scoped"}))
+        .await;
+    let e = scoped.call_err("user-list", json!({})).await;
+    assert!(e.contains("scopes do not allow"), "{e}");
+    // a read-only key does not see a plugin tool that writes
+    let ro = c
+        .call_ok(
+            "api-key-create",
+            json!({"userId": s.admin_id, "name": "ro", "scopes": {"readOnly": true}}),
+        )
+        .await;
+    let mut ro = crate::common::Client::new(&s.url(), Some(ro["key"].as_str().unwrap()));
+    ro.initialize().await;
+    assert!(!tool_names(&ro).await.contains(&"hello-greet".to_string()));
+    let e = ro.call_err("hello-greet", json!({"name": "x"})).await;
+    assert!(e.contains("scopes do not allow"), "{e}");
+}
