@@ -30,6 +30,17 @@ use crate::error::{Error, Result};
 /// The ledger table every target keeps.
 pub const LEDGER: &str = "trex_schema_history";
 
+/// The ledger table of a target: [`LEDGER`], or for an installed plugin's migrations
+/// `trex_plugin_<name>_history` (a plugin may share a database with others and with the
+/// database's own migrations, so each keeps its own versions). Plugin names are checked
+/// (`[a-z0-9_-]`), and ledgers are always quoted.
+pub fn ledger_table(plugin: Option<&str>) -> String {
+    match plugin {
+        None => LEDGER.to_string(),
+        Some(p) => format!("trex_plugin_{p}_history"),
+    }
+}
+
 /// One migration file.
 #[derive(Debug, Clone)]
 pub struct File {

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use tokio_postgres::Client;
 
-use super::{File, LEDGER, LedgerRow, Outcome};
+use super::{File, LedgerRow, Outcome};
 use crate::error::{Error, Result};
 use crate::util::now_rfc3339;
 
@@ -17,9 +17,9 @@ use crate::util::now_rfc3339;
 const LOCK: &str =
     "SELECT pg_advisory_xact_lock(hashtext('trex_schema_history'), hashtext(current_database()))";
 
-fn create_ledger() -> String {
+fn create_ledger(ledger: &str) -> String {
     format!(
-        "CREATE TABLE IF NOT EXISTS {LEDGER} (
+        "CREATE TABLE IF NOT EXISTS \"{ledger}\" (
             version     BIGINT PRIMARY KEY,
             name        TEXT NOT NULL,
             checksum    TEXT NOT NULL,
@@ -38,10 +38,12 @@ fn db(e: tokio_postgres::Error) -> Error {
     })
 }
 
-/// The ledger, read-only; empty when the table does not exist.
-pub async fn ledger(c: &Client) -> Result<Vec<LedgerRow>> {
+/// The ledger table `ledger` ([`super::ledger_table`]), read-only; empty when the table does
+/// not exist.
+pub async fn ledger(c: &Client, ledger: &str) -> Result<Vec<LedgerRow>> {
+    let quoted = format!("\"{ledger}\"");
     let exists: bool = c
-        .query_one(&format!("SELECT to_regclass('{LEDGER}') IS NOT NULL"), &[])
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&quoted])
         .await
         .map_err(db)?
         .get(0);
@@ -51,7 +53,7 @@ pub async fn ledger(c: &Client) -> Result<Vec<LedgerRow>> {
     let rows = c
         .query(
             &format!(
-                "SELECT version, name, checksum, applied_at, duration_ms, applied_by, success FROM {LEDGER} ORDER BY version"
+                "SELECT version, name, checksum, applied_at, duration_ms, applied_by, success FROM \"{ledger}\" ORDER BY version"
             ),
             &[],
         )
@@ -72,13 +74,13 @@ pub async fn ledger(c: &Client) -> Result<Vec<LedgerRow>> {
 }
 
 /// Applies `f` with its ledger row in one transaction under the target's advisory lock.
-pub async fn apply(c: &mut Client, f: &File, applied_by: &str) -> Result<Outcome> {
+pub async fn apply(c: &mut Client, ledger: &str, f: &File, applied_by: &str) -> Result<Outcome> {
     let tx = c.transaction().await.map_err(db)?;
     tx.batch_execute(LOCK).await.map_err(db)?;
-    tx.batch_execute(&create_ledger()).await.map_err(db)?;
+    tx.batch_execute(&create_ledger(ledger)).await.map_err(db)?;
     let done = tx
         .query_opt(
-            &format!("SELECT success, checksum FROM {LEDGER} WHERE version = $1"),
+            &format!("SELECT success, checksum FROM \"{ledger}\" WHERE version = $1"),
             &[&f.version],
         )
         .await
@@ -104,13 +106,13 @@ pub async fn apply(c: &mut Client, f: &File, applied_by: &str) -> Result<Outcome
         let msg = db(e).to_string();
         drop(tx);
         let ms = started.elapsed().as_millis() as i64;
-        record(c, f, applied_by, ms).await?;
+        record(c, ledger, f, applied_by, ms).await?;
         return Ok(f.outcome("failed", Some(ms), Some(msg)));
     }
     let ms = started.elapsed().as_millis() as i64;
     tx.execute(
         &format!(
-            "INSERT INTO {LEDGER} VALUES ($1, $2, $3, $4, $5, $6, true)
+            "INSERT INTO \"{ledger}\" VALUES ($1, $2, $3, $4, $5, $6, true)
              ON CONFLICT (version) DO UPDATE SET name = excluded.name, checksum = excluded.checksum,
                applied_at = excluded.applied_at, duration_ms = excluded.duration_ms,
                applied_by = excluded.applied_by, success = true"
@@ -131,13 +133,13 @@ pub async fn apply(c: &mut Client, f: &File, applied_by: &str) -> Result<Outcome
 }
 
 /// Records a failed attempt after its transaction was rolled back.
-async fn record(c: &mut Client, f: &File, by: &str, ms: i64) -> Result<()> {
+async fn record(c: &mut Client, ledger: &str, f: &File, by: &str, ms: i64) -> Result<()> {
     let tx = c.transaction().await.map_err(db)?;
     tx.batch_execute(LOCK).await.map_err(db)?;
-    tx.batch_execute(&create_ledger()).await.map_err(db)?;
+    tx.batch_execute(&create_ledger(ledger)).await.map_err(db)?;
     tx.execute(
         &format!(
-            "INSERT INTO {LEDGER} VALUES ($1, $2, $3, $4, $5, $6, false)
+            "INSERT INTO \"{ledger}\" VALUES ($1, $2, $3, $4, $5, $6, false)
              ON CONFLICT (version) DO UPDATE SET checksum = excluded.checksum,
                applied_at = excluded.applied_at, duration_ms = excluded.duration_ms,
                applied_by = excluded.applied_by, success = false"
@@ -148,4 +150,11 @@ async fn record(c: &mut Client, f: &File, by: &str, ms: i64) -> Result<()> {
     .map_err(db)?;
     tx.commit().await.map_err(db)?;
     Ok(())
+}
+
+/// Drops the ledger table `ledger` (a plugin whose install was undone).
+pub async fn drop_ledger(c: &Client, ledger: &str) -> Result<()> {
+    c.batch_execute(&format!("DROP TABLE IF EXISTS \"{ledger}\""))
+        .await
+        .map_err(db)
 }

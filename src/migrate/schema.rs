@@ -98,14 +98,14 @@ pub fn diff(a: &Schema, b: &Schema) -> Diff {
     d
 }
 
-/// The schema of a SQLite connection's main database (its internal tables and the ledger left
-/// out).
+/// The schema of a SQLite connection's main database (its internal tables and the ledgers —
+/// the database's own and plugins' — left out).
 pub fn sqlite(c: &rusqlite::Connection) -> rusqlite::Result<Schema> {
     let mut s = Schema::default();
     let tables: Vec<String> = c
         .prepare(
             "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
-             AND name <> ?1 ORDER BY name",
+             AND name <> ?1 AND name NOT LIKE 'trex\\_plugin\\_%\\_history' ESCAPE '\\' ORDER BY name",
         )?
         .query_map([LEDGER], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
@@ -123,7 +123,7 @@ pub fn sqlite(c: &rusqlite::Connection) -> rusqlite::Result<Schema> {
     let idx: Vec<(String, String)> = c
         .prepare(
             "SELECT name, coalesce(sql, 'auto: ' || tbl_name) FROM sqlite_schema WHERE type = 'index'
-             AND tbl_name <> ?1 ORDER BY name",
+             AND tbl_name <> ?1 AND tbl_name NOT LIKE 'trex\\_plugin\\_%\\_history' ESCAPE '\\' ORDER BY name",
         )?
         .query_map([LEDGER], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
@@ -157,7 +157,7 @@ pub async fn postgres(
              FROM information_schema.columns c JOIN information_schema.tables t
                ON t.table_schema = c.table_schema AND t.table_name = c.table_name
              WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema') AND t.table_type = 'BASE TABLE'
-               AND c.table_name <> $1
+               AND c.table_name <> $1 AND c.table_name NOT LIKE 'trex\\_plugin\\_%\\_history'
              ORDER BY 1, c.ordinal_position",
             &[&LEDGER],
         )
@@ -174,7 +174,8 @@ pub async fn postgres(
     let idx = c
         .query(
             "SELECT schemaname || '.' || indexname, indexdef FROM pg_indexes
-             WHERE schemaname NOT IN ('pg_catalog', 'information_schema') AND tablename <> $1 ORDER BY 1",
+             WHERE schemaname NOT IN ('pg_catalog', 'information_schema') AND tablename <> $1
+               AND tablename NOT LIKE 'trex\\_plugin\\_%\\_history' ORDER BY 1",
             &[&LEDGER],
         )
         .await?;

@@ -9,16 +9,16 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use super::{File, LEDGER, LedgerRow, Outcome};
+use super::{File, LedgerRow, Outcome};
 use crate::error::{Error, Result};
 use crate::util::now_rfc3339;
 
 /// How long a run waits for another writer of the target.
 const BUSY: Duration = Duration::from_secs(30);
 
-fn create_ledger() -> String {
+fn create_ledger(ledger: &str) -> String {
     format!(
-        "CREATE TABLE IF NOT EXISTS {LEDGER} (
+        "CREATE TABLE IF NOT EXISTS \"{ledger}\" (
             version     INTEGER PRIMARY KEY,
             name        TEXT NOT NULL,
             checksum    TEXT NOT NULL,
@@ -30,8 +30,9 @@ fn create_ledger() -> String {
     )
 }
 
-/// The ledger of the database at `path`, read-only; empty when the file or the table is missing.
-pub fn ledger(path: &Path) -> Result<Vec<LedgerRow>> {
+/// The ledger table `ledger` ([`super::ledger_table`]) of the database at `path`, read-only;
+/// empty when the file or the table is missing.
+pub fn ledger(path: &Path, ledger: &str) -> Result<Vec<LedgerRow>> {
     if !path.exists() {
         return Ok(vec![]);
     }
@@ -42,14 +43,14 @@ pub fn ledger(path: &Path) -> Result<Vec<LedgerRow>> {
     c.busy_timeout(BUSY)?;
     let exists: bool = c.query_row(
         "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
-        [LEDGER],
+        [ledger],
         |r| r.get(0),
     )?;
     if !exists {
         return Ok(vec![]);
     }
     let mut st = c.prepare(&format!(
-        "SELECT version, name, checksum, applied_at, duration_ms, applied_by, success FROM {LEDGER} ORDER BY version"
+        "SELECT version, name, checksum, applied_at, duration_ms, applied_by, success FROM \"{ledger}\" ORDER BY version"
     ))?;
     let rows = st
         .query_map([], |r| {
@@ -70,14 +71,14 @@ pub fn ledger(path: &Path) -> Result<Vec<LedgerRow>> {
 /// Applies `f` to the database at `path` with its ledger row, in one transaction. A file another
 /// run applied meanwhile is `skipped`; one that fails is rolled back whole and recorded as
 /// `failed` (its error in the outcome).
-pub fn apply(path: &Path, f: &File, applied_by: &str) -> Result<Outcome> {
+pub fn apply(path: &Path, ledger: &str, f: &File, applied_by: &str) -> Result<Outcome> {
     let mut c = Connection::open(path)?;
     c.busy_timeout(BUSY)?;
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute_batch(&create_ledger())?;
+    tx.execute_batch(&create_ledger(ledger))?;
     let done: Option<(bool, String)> = tx
         .query_row(
-            &format!("SELECT success, checksum FROM {LEDGER} WHERE version = ?1"),
+            &format!("SELECT success, checksum FROM \"{ledger}\" WHERE version = ?1"),
             [f.version],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -95,12 +96,12 @@ pub fn apply(path: &Path, f: &File, applied_by: &str) -> Result<Outcome> {
     if let Err(e) = super::runs::apply(&tx, &f.sql, |_| {}) {
         drop(tx);
         let ms = started.elapsed().as_millis() as i64;
-        record(&mut c, f, applied_by, ms, false)?;
+        record(&mut c, ledger, f, applied_by, ms, false)?;
         return Ok(f.outcome("failed", Some(ms), Some(e.to_string())));
     }
     let ms = started.elapsed().as_millis() as i64;
     tx.execute(
-        &format!("INSERT OR REPLACE INTO {LEDGER} VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)"),
+        &format!("INSERT OR REPLACE INTO \"{ledger}\" VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)"),
         params![f.version, f.name, f.checksum, now_rfc3339(), ms, applied_by],
     )?;
     tx.commit()?;
@@ -108,11 +109,18 @@ pub fn apply(path: &Path, f: &File, applied_by: &str) -> Result<Outcome> {
 }
 
 /// Writes a ledger row on its own (a failed attempt, after its transaction was rolled back).
-fn record(c: &mut Connection, f: &File, by: &str, ms: i64, success: bool) -> Result<()> {
+fn record(
+    c: &mut Connection,
+    ledger: &str,
+    f: &File,
+    by: &str,
+    ms: i64,
+    success: bool,
+) -> Result<()> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute_batch(&create_ledger())?;
+    tx.execute_batch(&create_ledger(ledger))?;
     tx.execute(
-        &format!("INSERT OR REPLACE INTO {LEDGER} VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+        &format!("INSERT OR REPLACE INTO \"{ledger}\" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
         params![
             f.version,
             f.name,
@@ -124,5 +132,13 @@ fn record(c: &mut Connection, f: &File, by: &str, ms: i64, success: bool) -> Res
         ],
     )?;
     tx.commit()?;
+    Ok(())
+}
+
+/// Drops the ledger table `ledger` of the database at `path` (a plugin whose install was undone).
+pub fn drop_ledger(path: &Path, ledger: &str) -> Result<()> {
+    let c = Connection::open(path)?;
+    c.busy_timeout(BUSY)?;
+    c.execute_batch(&format!("DROP TABLE IF EXISTS \"{ledger}\""))?;
     Ok(())
 }

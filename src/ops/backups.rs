@@ -98,6 +98,7 @@ fn files_of(data: &Path, backups: &Path, with_key: bool) -> Result<Vec<PathBuf>>
                 }
             } else if t.is_file()
                 && name != "trex.lock"
+                && name != "plugins.lock"
                 && !name.ends_with("-wal")
                 && !name.ends_with("-shm")
                 && !name.ends_with("-journal")

@@ -39,6 +39,8 @@ struct Target {
     dialect: &'static str,
     dir: Option<PathBuf>,
     place: Place,
+    /// Its ledger table ([`migrate::ledger_table`]).
+    ledger: String,
 }
 
 /// The status of one target (`migration-list`).
@@ -97,6 +99,7 @@ fn target_of(app: &App, d: &Database) -> Result<Target> {
         dialect,
         dir: Some(dir),
         place,
+        ledger: migrate::ledger_table(None),
     })
 }
 
@@ -136,7 +139,37 @@ fn plugin_target(
         dialect,
         dir: Some(dir),
         place,
+        ledger: migrate::ledger_table(Some(&p.name)),
     }))
+}
+
+/// Drops the ledger of plugin `name`'s target (after its install was undone, so nothing of it is
+/// left in a registered database; the files it applied before failing stay, documented).
+pub async fn drop_plugin_ledger(app: &App, name: &str) -> Result<()> {
+    let dbs = app.store.run(crate::store::databases::all).await?;
+    let Some(row) = app
+        .store
+        .run({
+            let n = name.to_string();
+            move |c| crate::store::plugins::get(c, &n)
+        })
+        .await?
+    else {
+        return Ok(());
+    };
+    let Some(t) = plugin_target(app, &row, &dbs)? else {
+        return Ok(());
+    };
+    match &t.place {
+        Place::Sqlite(p) => {
+            let (p, l) = (p.clone(), t.ledger.clone());
+            tokio::task::spawn_blocking(move || migrate::sqlite::drop_ledger(&p, &l)).await?
+        }
+        Place::Postgres(id) => {
+            migrate::postgres::drop_ledger(&connect(app, id).await?, &t.ledger).await
+        }
+        Place::Core | Place::Database(_) => Ok(()),
+    }
 }
 
 /// The targets `actor` may see, or only `only` (an unknown name is an error naming it).
@@ -148,6 +181,7 @@ async fn targets(app: &App, actor: &Actor, only: Option<&str>) -> Result<Vec<Tar
             dialect: "sqlite",
             dir: None,
             place: Place::Core,
+            ledger: migrate::ledger_table(None),
         },
         Target {
             name: "trexdb".into(),
@@ -155,6 +189,7 @@ async fn targets(app: &App, actor: &Actor, only: Option<&str>) -> Result<Vec<Tar
             dialect: "sqlite",
             dir: Some(paths::migrations_dir(&app.config).join("trexdb")),
             place: Place::Sqlite(paths::main_file(&app.config)),
+            ledger: migrate::ledger_table(None),
         },
     ];
     let dbs = app.store.run(crate::store::databases::all).await?;
@@ -283,10 +318,12 @@ async fn read(app: &App, t: &Target) -> Result<(Scan, Vec<LedgerRow>)> {
             )));
         }
         Place::Sqlite(p) => {
-            let p = p.clone();
-            tokio::task::spawn_blocking(move || migrate::sqlite::ledger(&p)).await??
+            let (p, l) = (p.clone(), t.ledger.clone());
+            tokio::task::spawn_blocking(move || migrate::sqlite::ledger(&p, &l)).await??
         }
-        Place::Postgres(id) => migrate::postgres::ledger(&connect(app, id).await?).await?,
+        Place::Postgres(id) => {
+            migrate::postgres::ledger(&connect(app, id).await?, &t.ledger).await?
+        }
     };
     Ok((scan, ledger))
 }
@@ -390,11 +427,13 @@ pub async fn run(
             for f in todo {
                 let o = match (&t.place, client.as_mut()) {
                     (Place::Sqlite(p), _) => {
-                        let (p, f, by) = (p.clone(), f.clone(), by.clone());
-                        tokio::task::spawn_blocking(move || migrate::sqlite::apply(&p, &f, &by))
+                        let (p, f, by, l) = (p.clone(), f.clone(), by.clone(), t.ledger.clone());
+                        tokio::task::spawn_blocking(move || migrate::sqlite::apply(&p, &l, &f, &by))
                             .await??
                     }
-                    (Place::Postgres(_), Some(c)) => migrate::postgres::apply(c, f, &by).await?,
+                    (Place::Postgres(_), Some(c)) => {
+                        migrate::postgres::apply(c, &t.ledger, f, &by).await?
+                    }
                     (Place::Database(id), _) => {
                         return Err(Error::NotFound(format!("Database '{id}' is not registered")));
                     }

@@ -8,6 +8,9 @@
 //! routes only translate arguments and results, so the same bad input gets the same error
 //! through each of them.
 
+/// A boxed, sendable future (operations handed to a task of their own).
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
+
 pub mod apps;
 pub mod audit;
 pub mod backups;

@@ -28,8 +28,27 @@ use crate::plugins::{self, Manifest, Target, functions};
 use crate::store::plugins::Plugin;
 use crate::store::{Page, Paged};
 
-/// One install or uninstall at a time in this process.
+/// One install or uninstall at a time in this process (and [`lock_plugins`] across processes).
 static CHANGING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Takes `<data_dir>/plugins.lock`, an OS file lock (released when the file is dropped, or the
+/// process dies): one install or uninstall at a time across processes — the server and
+/// `trex plugin …` on the same data dir.
+async fn lock_plugins(app: &App) -> Result<std::fs::File> {
+    let path = app.config.store.data_dir.join("plugins.lock");
+    tokio::task::spawn_blocking(move || {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+        f.lock()
+            .map_err(|e| Error::io(format!("cannot lock {}", path.display()), e))?;
+        Ok(f)
+    })
+    .await?
+}
 
 /// The name of the service that runs plugin functions (cluster-list-services).
 pub const SERVICE: &str = "plugin-functions";
@@ -139,6 +158,7 @@ impl Answer {
     }
 
     fn of(a: functions::Answer) -> Answer {
+        // an explicit list: no `x-accel-redirect` / `x-sendfile` for a proxy in front to obey
         const PASSED: &[&str] = &[
             "content-type",
             "cache-control",
@@ -146,6 +166,7 @@ impl Answer {
             "etag",
             "last-modified",
             "location",
+            "x-request-id",
         ];
         let mut headers: BTreeMap<String, String> = a
             .headers
@@ -157,9 +178,7 @@ impl Answer {
                 )
             })
             .filter(|(k, v)| {
-                (PASSED.contains(&k.as_str()) || k.starts_with("x-"))
-                    && !v.contains(['\r', '\n'])
-                    && v.len() < 4096
+                PASSED.contains(&k.as_str()) && !v.contains(['\r', '\n']) && v.len() < 4096
             })
             .collect();
         let text = headers
@@ -304,7 +323,8 @@ fn stage(
             ));
         }
         for f in &scan.files {
-            let o = crate::migrate::sqlite::apply(&db, f, by)?;
+            let ledger = crate::migrate::ledger_table(Some(&pkg.name));
+            let o = crate::migrate::sqlite::apply(&db, &ledger, f, by)?;
             if let Some(e) = &o.error {
                 return Err(invalid(
                     "trex.migrations",
@@ -328,6 +348,7 @@ pub async fn install(app: &App, actor: &Actor, spec: &str) -> Result<Installed> 
             ));
         }
         let _one = CHANGING.lock().await;
+        let _all = lock_plugins(app).await?;
         let root = plugins::root(&app.config);
         let max = app.config.plugins.max_unpacked_mb * 1024 * 1024;
         let by = super::migrations::applied_by(actor);
@@ -347,6 +368,19 @@ pub async fn install(app: &App, actor: &Actor, spec: &str) -> Result<Installed> 
                 "Plugin \"{name}\" is already installed (version {}); uninstall it first",
                 p.version
             )));
+        }
+        // its tools must not take a name a built-in tool or another plugin's tool holds
+        let others = tool_names(app).await?;
+        for t in &pkg.manifest.tools {
+            let full = Manifest::tool_name(&name, &t.name);
+            if crate::servers::known_tools().iter().any(|(_, k)| k.name == full)
+                || others.iter().any(|(n, _)| *n == full)
+            {
+                return Err(invalid(
+                    "trex.tools",
+                    format!("declares {full:?}, a tool name already taken"),
+                ));
+            }
         }
         let dest = plugins::dir_of(&app.config, &name);
         {
@@ -403,6 +437,9 @@ pub async fn install(app: &App, actor: &Actor, spec: &str) -> Result<Installed> 
             match super::migrations::run(app, actor, Some(&target), None, false).await {
                 Ok(runs) => migrations.extend(runs.into_iter().flat_map(|r| r.results)),
                 Err(e) => {
+                    if let Err(x) = super::migrations::drop_plugin_ledger(app, &name).await {
+                        tracing::warn!(plugin = %name, "cannot drop the plugin's ledger after a failed install: {x}");
+                    }
                     undo(app, root.clone(), dest.clone(), name.clone()).await;
                     return Err(e);
                 }
@@ -437,6 +474,8 @@ async fn find(app: &App, name: &str) -> Result<Plugin> {
     app.store
         .run(move |c| crate::store::plugins::get(c, &short))
         .await?
+        // a scoped name must be that package (`@b/hello` is not `@a/hello`)
+        .filter(|p| !name.starts_with('@') || p.package == name)
         .ok_or_else(|| Error::NotFound(format!("Plugin \"{name}\" is not installed")))
 }
 

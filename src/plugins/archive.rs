@@ -1,7 +1,9 @@
 //! Bringing a plugin's files in, every entry checked before it is written: from a `.tgz` /
 //! `.tar.gz` (an `npm pack` tarball, whose files sit under `package/`) or from a directory.
 //! Refused: absolute paths, `..` components, hard links, devices and FIFOs, symbolic links whose
-//! target is absolute or resolves outside the plugin, a file written through a link, more than
+//! target is absolute or resolves outside the plugin (checked per link as it comes, then every
+//! link resolved for real once all are in, so chains of links cannot leave either), links that
+//! lead nowhere, a file written through a link, more than
 //! [`MAX_ENTRIES`] entries, and more than the size limit in total (counted as bytes are written,
 //! not as headers claim). The caller unpacks into a fresh staging directory and removes it on
 //! any error, so a refused package leaves nothing behind.
@@ -148,11 +150,74 @@ impl Budget {
     }
 }
 
+/// A reader that fails once more than `left` bytes have come through: the decompressed stream
+/// is bounded as a whole, tar's own header records (PAX, GNU long names, which it reads into
+/// memory) included.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
+            std::io::Error::other("the archive unpacks to more than plugins.max_unpacked_mb")
+        })?;
+        Ok(n)
+    }
+}
+
+/// Refuses a symbolic link anywhere under `root` that does not resolve to a place inside it
+/// (chains of links each fine on its own included) or that leads nowhere.
+fn check_links(root: &Path) -> Result<()> {
+    let real_root = root
+        .canonicalize()
+        .map_err(|e| io("cannot read", root, e))?;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).map_err(|e| io("cannot read", &d, e))? {
+            let e = e.map_err(|x| io("cannot read", &d, x))?;
+            let t = e.file_type().map_err(|x| io("cannot read", &e.path(), x))?;
+            let rel = e
+                .path()
+                .strip_prefix(root)
+                .unwrap_or(&e.path())
+                .to_path_buf();
+            if t.is_symlink() {
+                match e.path().canonicalize() {
+                    Ok(real) if real.starts_with(&real_root) => {}
+                    Ok(_) => {
+                        return Err(refuse(format!(
+                            "holds a link that leaves the plugin ({})",
+                            rel.display()
+                        )));
+                    }
+                    Err(_) => {
+                        return Err(refuse(format!(
+                            "holds a link that leads nowhere ({})",
+                            rel.display()
+                        )));
+                    }
+                }
+            } else if t.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Unpacks a gzip'd tarball into `dest` (a new, empty directory); answers the package root:
 /// `dest/package` for an `npm pack` tarball, else `dest`.
 pub fn unpack(archive: &Path, dest: &Path, max_bytes: u64) -> Result<PathBuf> {
     let f = std::fs::File::open(archive).map_err(|e| io("cannot open", archive, e))?;
-    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(f)));
+    // the whole tar stream: the files' bytes, their headers and padding
+    let stream = Bounded {
+        inner: flate2::read::GzDecoder::new(std::io::BufReader::new(f)),
+        left: max_bytes + (MAX_ENTRIES as u64) * 1024 + (1 << 20),
+    };
+    let mut tar = tar::Archive::new(stream);
     let mut budget = Budget {
         max_bytes,
         bytes: 0,
@@ -163,6 +228,12 @@ pub fn unpack(archive: &Path, dest: &Path, max_bytes: u64) -> Result<PathBuf> {
         .map_err(|_| refuse("is not a gzip'd tar archive"))?;
     for entry in entries {
         let mut e = entry.map_err(|e| refuse(format!("is not a readable tar.gz ({e})")))?;
+        if e.header().entry_size().unwrap_or(0) > max_bytes {
+            return Err(refuse(format!(
+                "unpacks to more than {} MiB (plugins.max_unpacked_mb)",
+                max_bytes / (1024 * 1024)
+            )));
+        }
         budget.entry()?;
         let raw = String::from_utf8(e.path_bytes().into_owned())
             .map_err(|_| refuse("holds a path that is not UTF-8"))?;
@@ -281,7 +352,7 @@ pub fn copy_dir(src: &Path, dest: &Path, max_bytes: u64) -> Result<()> {
             }
         }
     }
-    Ok(())
+    check_links(dest)
 }
 
 #[cfg(test)]

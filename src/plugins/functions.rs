@@ -7,8 +7,10 @@
 //! `{"function", "method", "path", "query", "headers", "body", "tool", "arguments", "caller"}`
 //! and writes one JSON object on stdout: `{"status"?: 200, "headers"?: {…}, "body"?: any}`. A
 //! call that outlives its time limit is killed (its whole process group) and answered 504; a
-//! non-zero exit, an answer that is not JSON or one over `plugins.max_output_bytes` is 502.
-//! At most `plugins.max_concurrent_functions` run at once; the rest wait.
+//! non-zero exit, an answer that is not JSON or one over `plugins.max_output_bytes` is 502 (the
+//! group is killed at once). At most `plugins.max_concurrent_functions` run at once; the rest
+//! wait, up to their time limit (then 503). Whatever way a call ends — its client gone
+//! included — the function's process group is killed, so nothing it started lives on.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -98,14 +100,33 @@ fn kill_group(pid: Option<u32>) {
     }
 }
 
-/// Runs `call`; failures of the function itself are answers (502, 504), not errors.
+/// Kills the function's process group when the call ends in any way — answered, timed out, or
+/// dropped because its client went away — so nothing it started outlives it.
+struct Group(Option<u32>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        kill_group(self.0);
+    }
+}
+
+/// Most stderr kept for the log; the rest is read and thrown away.
+const STDERR_KEPT: usize = 64 * 1024;
+
+/// Runs `call`; failures of the function itself are answers (502, 503, 504), not errors.
 pub async fn run(runners: &Runners, call: Call) -> Answer {
     let started = Instant::now();
-    let _slot = runners
-        .slots
-        .acquire()
-        .await
-        .expect("semaphore never closed");
+    let Ok(Ok(_slot)) = tokio::time::timeout(call.timeout, runners.slots.acquire()).await else {
+        runners.failures.fetch_add(1, Ordering::Relaxed);
+        return Answer::failed(
+            503,
+            format!(
+                "every plugin function runner stayed busy for {} ms (plugins.max_concurrent_functions)",
+                call.timeout.as_millis()
+            ),
+            started,
+        );
+    };
     runners.calls.fetch_add(1, Ordering::Relaxed);
     let fn_path = format!("/plugins/{}/fn/{}", call.plugin, call.function);
     let mut cmd = tokio::process::Command::new(&call.command);
@@ -137,6 +158,7 @@ pub async fn run(runners: &Runners, call: Call) -> Answer {
         }
     };
     let pid = child.id();
+    let _group = Group(pid);
     let mut stdin = child.stdin.take().expect("piped");
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
@@ -157,6 +179,8 @@ pub async fn run(runners: &Runners, call: Call) -> Answer {
                     Ok(n) => {
                         buf.extend_from_slice(&chunk[..n]);
                         if buf.len() > max {
+                            // stop it at once: it would block on a full pipe until the timeout
+                            kill_group(pid);
                             return Err(());
                         }
                     }
@@ -165,18 +189,30 @@ pub async fn run(runners: &Runners, call: Call) -> Answer {
             Ok(buf)
         };
         let read_err = async {
-            let mut buf = Vec::new();
-            let _ = (&mut stderr).take(64 * 1024).read_to_end(&mut buf).await;
-            buf
+            let (mut kept, mut chunk) = (Vec::new(), vec![0u8; 16 * 1024]);
+            loop {
+                match stderr.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let room = STDERR_KEPT.saturating_sub(kept.len());
+                        kept.extend_from_slice(&chunk[..n.min(room)]);
+                    }
+                }
+            }
+            kept
         };
-        let ((), out, err) = tokio::join!(write, read_out, read_err);
-        let status = child.wait().await;
+        // once the function exits, what it left running goes (and with it the pipes it holds)
+        let wait = async {
+            let status = child.wait().await;
+            kill_group(pid);
+            status
+        };
+        let ((), out, err, status) = tokio::join!(write, read_out, read_err, wait);
         (out, err, status)
     };
     let (out, err, status) = match tokio::time::timeout(call.timeout, work).await {
         Ok(r) => r,
         Err(_) => {
-            kill_group(pid);
             runners.timeouts.fetch_add(1, Ordering::Relaxed);
             runners.failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(plugin = %call.plugin, function = %call.function, "plugin function timed out after {:?}", call.timeout);
@@ -191,8 +227,6 @@ pub async fn run(runners: &Runners, call: Call) -> Answer {
             );
         }
     };
-    // anything the function left running in its group goes with it
-    kill_group(pid);
     let stderr_text = String::from_utf8_lossy(&err).trim().to_string();
     let fail = |msg: String| {
         runners.failures.fetch_add(1, Ordering::Relaxed);
@@ -221,11 +255,11 @@ pub async fn run(runners: &Runners, call: Call) -> Answer {
     };
     let status = match v.get("status") {
         None => 200,
-        Some(s) => match s.as_u64().filter(|s| (100..=599).contains(s)) {
+        Some(s) => match s.as_u64().filter(|s| (200..=599).contains(s)) {
             Some(s) => s as u16,
             None => {
                 return fail(format!(
-                    "function {}: `status` must be 100–599",
+                    "function {}: `status` must be 200–599",
                     call.function
                 ));
             }

@@ -88,13 +88,25 @@ pub struct InstallArgs {
     pub package_spec: String,
 }
 
+/// Runs a plugin change on its own task, so a client that cancels or hangs up cannot stop it
+/// half-way (between moving the files and writing the row).
+async fn detached<T: Send + 'static>(
+    ctx: &ToolCtx,
+    f: impl FnOnce(std::sync::Arc<crate::App>, crate::audit::Actor) -> ops::BoxFuture<crate::Result<T>>,
+) -> crate::Result<T> {
+    let fut = f(ctx.app.clone(), ctx.actor.clone());
+    ctx.app.tasks.spawn(fut).await?
+}
+
 async fn plugin_install(ctx: ToolCtx, a: InstallArgs) -> Result<Installed, ToolError> {
-    ops::plugins::install(&ctx.app, &ctx.actor, &a.package_spec)
-        .await
-        .map_err(|e| match e {
-            crate::Error::Invalid(m) => ToolError::Invalid(format!("Install failed: {m}")),
-            e => e.into(),
-        })
+    detached(&ctx, move |app, actor| {
+        Box::pin(async move { ops::plugins::install(&app, &actor, &a.package_spec).await })
+    })
+    .await
+    .map_err(|e| match e {
+        crate::Error::Invalid(m) => ToolError::Invalid(format!("Install failed: {m}")),
+        e => e.into(),
+    })
 }
 
 /// Arguments of `plugin-uninstall`.
@@ -106,7 +118,10 @@ pub struct UninstallArgs {
 }
 
 async fn plugin_uninstall(ctx: ToolCtx, a: UninstallArgs) -> Result<Uninstalled, ToolError> {
-    Ok(ops::plugins::uninstall(&ctx.app, &ctx.actor, &a.package_name).await?)
+    Ok(detached(&ctx, move |app, actor| {
+        Box::pin(async move { ops::plugins::uninstall(&app, &actor, &a.package_name).await })
+    })
+    .await?)
 }
 
 /// Arguments of `plugin-get-info`.

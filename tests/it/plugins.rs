@@ -620,6 +620,8 @@ async fn functions_are_bounded_and_isolated() {
         "env":"env.sh",
         "slow":{"command":"slow.sh","timeoutMs":300},
         "crash":"crash.sh",
+        "flood":{"command":"flood.sh","timeoutMs":20000},
+        "orphan":"orphan.sh",
         "garbage":"garbage.sh"}}}"#;
     let d = plugin_dir(
         &work.path().join("probe"),
@@ -632,6 +634,14 @@ async fn functions_are_bounded_and_isolated() {
             ("slow.sh", "#!/bin/sh\nsleep 30\n"),
             ("crash.sh", "#!/bin/sh\necho oops >&2\nexit 3\n"),
             ("garbage.sh", "#!/bin/sh\necho not json\n"),
+            (
+                "flood.sh",
+                "#!/bin/sh\nhead -c 50000000 /dev/zero\nsleep 30\n",
+            ),
+            (
+                "orphan.sh",
+                "#!/bin/sh\nsleep 30 &\necho $! > orphan.pid\nprintf '{\"body\":\"ok\"}'\n",
+            ),
         ],
     );
     c.call_ok(
@@ -681,6 +691,33 @@ async fn functions_are_bounded_and_isolated() {
     assert_eq!(r["status"], 504, "{r}");
     assert!(t0.elapsed() < Duration::from_secs(10));
     assert_eq!(call("crash").await["status"], 502);
+    // an answer over plugins.max_output_bytes is cut off at once, not left to time out
+    let t0 = std::time::Instant::now();
+    assert_eq!(call("flood").await["status"], 502);
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    // whatever a function leaves running goes with it
+    assert_eq!(call("orphan").await["status"], 200);
+    let pid =
+        std::fs::read_to_string(s.data_dir().join("plugins/probe/package/orphan.pid")).unwrap();
+    let stat = format!("/proc/{}/stat", pid.trim());
+    let gone = || {
+        std::fs::read_to_string(&stat)
+            .map(|st| {
+                st.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(true)
+    };
+    for _ in 0..50 {
+        if gone() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gone(), "the function's background process outlived it");
     assert_eq!(call("garbage").await["status"], 502);
     let r = call("nope").await;
     assert_eq!(r["status"], 404);
@@ -774,4 +811,125 @@ async fn key_scopes_apply_to_plugin_tools() {
     assert!(!tool_names(&ro).await.contains(&"hello-greet".to_string()));
     let e = ro.call_err("hello-greet", json!({"name": "x"})).await;
     assert!(e.contains("scopes do not allow"), "{e}");
+}
+
+#[tokio::test]
+async fn migrations_may_target_a_registered_database() {
+    let s = TestServer::start().await;
+    let mut c = s.client();
+    c.initialize().await;
+    std::fs::create_dir_all(s.data_dir().join("databases")).unwrap();
+    rusqlite::Connection::open(s.data_dir().join("databases/app.db"))
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x)")
+        .unwrap();
+    c.call_ok(
+        "database-create",
+        json!({"id": "app", "dialect": "sqlite", "databaseName": "app.db"}),
+    )
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let pj = |db: &str| {
+        format!(
+            r#"{{"name":"notes","version":"1.0.0","trex":{{"migrations":{{"dir":"m","database":"{db}"}}}}}}"#
+        )
+    };
+    // a database that is not registered: refused, nothing kept
+    let d = plugin_dir(
+        &work.path().join("a"),
+        &pj("nope"),
+        &[(
+            "m/V1__notes.sql",
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY);",
+        )],
+    );
+    let e = c
+        .call_err(
+            "plugin-install",
+            json!({"packageSpec": d.display().to_string()}),
+        )
+        .await;
+    assert!(e.contains("nope") && e.contains("not registered"), "{e}");
+    assert_eq!(plugin_dir_entries(&s), Vec::<String>::new());
+    assert_eq!(
+        c.call_ok("plugin-list", json!({})).await["plugins"],
+        json!([])
+    );
+    // a failing file: the install is undone
+    let d = plugin_dir(
+        &work.path().join("b"),
+        &pj("app"),
+        &[("m/V1__bad.sql", "CREATE TABLE t (y);")],
+    );
+    let e = c
+        .call_err(
+            "plugin-install",
+            json!({"packageSpec": d.display().to_string()}),
+        )
+        .await;
+    assert!(e.contains("V1__bad.sql"), "{e}");
+    assert_eq!(plugin_dir_entries(&s), Vec::<String>::new());
+    // nothing of the failed install is left in the database either
+    let left: i64 = rusqlite::Connection::open(s.data_dir().join("databases/app.db"))
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name LIKE 'trex%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0);
+    assert_eq!(
+        c.call_ok("plugin-list", json!({})).await["plugins"],
+        json!([])
+    );
+    // a good one: applied to the registered database, listed as plugin:notes
+    let d = plugin_dir(
+        &work.path().join("c"),
+        &pj("app"),
+        &[(
+            "m/V1__notes.sql",
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY);",
+        )],
+    );
+    let i = c
+        .call_ok(
+            "plugin-install",
+            json!({"packageSpec": d.display().to_string()}),
+        )
+        .await;
+    assert_eq!(i["migrations"][0]["status"], "applied", "{i}");
+    let db = rusqlite::Connection::open(s.data_dir().join("databases/app.db")).unwrap();
+    let n: i64 = db
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'notes'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 1);
+    // its ledger is its own: the database's own versions stay free
+    let tables: Vec<String> = db
+        .prepare("SELECT name FROM sqlite_master WHERE name LIKE 'trex%' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(tables, vec!["trex_plugin_notes_history".to_string()]);
+    let m = c
+        .call_ok("migration-list", json!({"target": "plugin:notes"}))
+        .await;
+    assert_eq!(m["targets"][0]["appliedCount"], 1, "{m}");
+    // uninstalling leaves the registered database's tables alone
+    c.call_ok("plugin-uninstall", json!({"packageName": "notes"}))
+        .await;
+    let n: i64 = db
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'notes'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n, 1);
 }
