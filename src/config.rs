@@ -93,6 +93,8 @@ pub struct BackupConfig {
     pub interval_secs: u64,
     /// Scheduled backups kept (older ones are deleted); at least 1.
     pub keep: usize,
+    /// gzip level of the archive: 0 (stored: fastest, biggest) to 9 (smallest, slowest).
+    pub compression_level: u32,
 }
 
 impl Default for BackupConfig {
@@ -101,6 +103,7 @@ impl Default for BackupConfig {
             dir: None,
             interval_secs: 0,
             keep: 7,
+            compression_level: 1,
         }
     }
 }
@@ -529,6 +532,9 @@ impl Config {
         }
         if self.plugins.max_output_bytes < 1024 {
             return bad("plugins.max_output_bytes", "must be at least 1024");
+        }
+        if self.backup.compression_level > 9 {
+            return bad("backup.compression_level", "must be between 0 and 9");
         }
         if self.backup.keep == 0 {
             return bad("backup.keep", "must be at least 1");

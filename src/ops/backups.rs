@@ -186,8 +186,8 @@ fn create_blocking(
         let partial = target.with_extension("partial");
         let f = std::fs::File::create(&partial).map_err(|e| io("cannot create", &partial, e))?;
         let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
-            f,
-            flate2::Compression::fast(),
+            std::io::BufWriter::with_capacity(1 << 20, f),
+            flate2::Compression::new(config.backup.compression_level),
         ));
         let m = serde_json::to_vec_pretty(&manifest).expect("json");
         let mut h = tar::Header::new_gnu();
@@ -202,6 +202,7 @@ fn create_blocking(
         }
         tar.into_inner()
             .and_then(|gz| gz.finish())
+            .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
             .and_then(|f| f.sync_all())
             .map_err(|e| io("cannot write", &partial, e))?;
         std::fs::rename(&partial, &target).map_err(|e| io("cannot write", &target, e))?;
