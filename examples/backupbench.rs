@@ -10,6 +10,7 @@
 //! ```sh
 //! cargo build --release --bin trex --example backupbench
 //! target/release/examples/backupbench            # TREX_BENCH_MB=500 by default
+//! TREX_BACKUP_COMPRESSION_LEVEL=0 target/release/examples/backupbench   # the served trex inherits it
 //! ```
 
 use std::process::Command;
@@ -171,8 +172,9 @@ async fn main() -> Result<()> {
     let busy = h.await??;
 
     let archive = b["bytes"].as_u64().unwrap_or(0);
+    let level = std::env::var("TREX_BACKUP_COMPRESSION_LEVEL").unwrap_or_else(|_| "1".into());
     println!(
-        "backup-create {:.2} s (archive {:.0} MB, gzip level 1) | sqlite3 .backup {:.2} s | ratio {:.2}",
+        "backup-create {:.2} s (archive {:.0} MB, gzip level {level}) | sqlite3 .backup {:.2} s | ratio {:.2}",
         took.as_secs_f64(),
         archive as f64 / 1e6,
         reference.as_secs_f64(),
