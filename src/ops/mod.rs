@@ -91,6 +91,33 @@ pub async fn audited_in<T>(
     r
 }
 
+/// [`audited`] for an operation that may succeed as a call yet fail at what it asked for (a
+/// plugin function answering 5xx): `failed` names such a result's failure, and the row's
+/// outcome is then `error` with that detail.
+pub async fn audited_as<T>(
+    app: &App,
+    actor: &Actor,
+    action: &str,
+    arguments: Value,
+    failed: impl Fn(&T) -> Option<String>,
+    op: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    let r = op.await;
+    let detail = match &r {
+        Err(e) if e.is_internal() => Some("internal error".to_string()),
+        Err(e) => Some(e.to_string()),
+        Ok(v) => failed(v),
+    };
+    let event = crate::audit::Event {
+        action,
+        arguments: &arguments,
+        outcome: if detail.is_none() { "ok" } else { "error" },
+        detail: detail.as_deref(),
+    };
+    crate::audit::record(&app.store, app.config.audit, actor, event).await;
+    r
+}
+
 /// Checks the pagination input every list operation takes (`limit` 1–1000, default 100; an
 /// opaque `cursor` from a previous page); messages name the field.
 pub fn page(limit: Option<u32>, cursor: Option<&str>) -> Result<Page> {

@@ -651,7 +651,16 @@ pub async fn serve(app: &App, actor: Option<&Actor>, req: Request) -> Result<Ans
                 ));
             };
             let args = json!({"path": path, "method": req.method});
-            audited(app, actor, "plugin-function-invoke", args, async {
+            let failed = |a: &Answer| {
+                (a.status >= 500).then(|| {
+                    format!(
+                        "the function answered {}: {}",
+                        a.status,
+                        String::from_utf8_lossy(&a.body[..a.body.len().min(300)])
+                    )
+                })
+            };
+            super::audited_as(app, actor, "plugin-function-invoke", args, failed, async {
                 let p = find(app, &plugin).await?;
                 let m = manifest_of(&p)?;
                 let Some(f) = m.functions.get(&function) else {
@@ -717,7 +726,10 @@ pub async fn call_tool(
     arguments: Value,
 ) -> Result<functions::Answer> {
     let action = Manifest::tool_name(plugin, tool);
-    audited(app, actor, &action, arguments.clone(), async {
+    let failed = |a: &functions::Answer| {
+        (a.status >= 500).then(|| format!("the function answered {}: {}", a.status, a.body))
+    };
+    super::audited_as(app, actor, &action, arguments.clone(), failed, async {
         let p = find(app, plugin).await?;
         let m = manifest_of(&p)?;
         let decl = m.tools.iter().find(|t| t.name == tool).ok_or_else(|| {

@@ -721,6 +721,24 @@ async fn functions_are_bounded_and_isolated() {
     assert_eq!(call("garbage").await["status"], 502);
     let r = call("nope").await;
     assert_eq!(r["status"], 404);
+    // a function that failed is an error in the audit log, with why
+    let a = c
+        .call_ok(
+            "audit-list",
+            json!({"tool": "plugin-function-invoke", "limit": 20}),
+        )
+        .await;
+    let rows = a["entries"].as_array().unwrap();
+    let crash = rows
+        .iter()
+        .find(|e| e["arguments"]["path"] == "/plugins/probe/fn/crash")
+        .unwrap_or_else(|| panic!("{a}"));
+    assert_eq!(crash["outcome"], "error", "{crash}");
+    let env = rows
+        .iter()
+        .find(|e| e["arguments"]["path"] == "/plugins/probe/fn/env")
+        .unwrap();
+    assert_eq!(env["outcome"], "ok");
 }
 
 #[tokio::test]
