@@ -76,6 +76,24 @@ async fn load(
     Ok(all)
 }
 
+/// [`load`] on a task of its own, until `stop`.
+fn spawn_load(
+    http: &reqwest::Client,
+    url: &str,
+    key: &str,
+    user: &str,
+    stop: &Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Result<Vec<u64>>> {
+    let (http, url, key, user, stop) = (
+        http.clone(),
+        url.to_string(),
+        key.to_string(),
+        user.to_string(),
+        stop.clone(),
+    );
+    tokio::spawn(async move { load(&http, &url, &key, &user, stop).await })
+}
+
 fn pct(v: &[u64], p: f64) -> u64 {
     if v.is_empty() {
         return 0;
@@ -138,32 +156,14 @@ async fn main() -> Result<()> {
     // load alone
     let stop = Arc::new(AtomicBool::new(false));
     let window = Duration::from_secs(5);
-    let h = {
-        let (http, url, key, user, stop) = (
-            http.clone(),
-            url.clone(),
-            served.key.clone(),
-            user.clone(),
-            stop.clone(),
-        );
-        tokio::spawn(async move { load(&http, &url, &key, &user, stop).await })
-    };
+    let h = spawn_load(&http, &url, &served.key, &user, &stop);
     tokio::time::sleep(window).await;
     stop.store(true, Ordering::Relaxed);
     let quiet = h.await??;
 
     // load while the backup runs
     let stop = Arc::new(AtomicBool::new(false));
-    let h = {
-        let (http, url, key, user, stop) = (
-            http.clone(),
-            url.clone(),
-            served.key.clone(),
-            user.clone(),
-            stop.clone(),
-        );
-        tokio::spawn(async move { load(&http, &url, &key, &user, stop).await })
-    };
+    let h = spawn_load(&http, &url, &served.key, &user, &stop);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let t = Instant::now();
     let b = m.call_result("backup-create", json!({})).await?;

@@ -539,6 +539,27 @@ async fn bad_manifests_name_the_field_and_leave_nothing() {
     );
 }
 
+/// `plugin-install` of directory `d`, expected to fail; the error text.
+async fn install_err(c: &crate::common::Client, d: &Path) -> String {
+    c.call_err(
+        "plugin-install",
+        json!({"packageSpec": d.display().to_string()}),
+    )
+    .await
+}
+
+/// Names of the `trex…` tables of the SQLite database at `p`.
+fn trex_tables(p: &Path) -> Vec<String> {
+    rusqlite::Connection::open(p)
+        .unwrap()
+        .prepare("SELECT name FROM sqlite_master WHERE name LIKE 'trex%' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+}
+
 /// Sends a raw HTTP/1.1 request (reqwest would resolve the dot segments itself).
 async fn raw_request(addr: std::net::SocketAddr, line: &str, extra: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -861,12 +882,7 @@ async fn migrations_may_target_a_registered_database() {
             "CREATE TABLE notes (id INTEGER PRIMARY KEY);",
         )],
     );
-    let e = c
-        .call_err(
-            "plugin-install",
-            json!({"packageSpec": d.display().to_string()}),
-        )
-        .await;
+    let e = install_err(&c, &d).await;
     assert!(e.contains("nope") && e.contains("not registered"), "{e}");
     assert_eq!(plugin_dir_entries(&s), Vec::<String>::new());
     assert_eq!(
@@ -879,24 +895,12 @@ async fn migrations_may_target_a_registered_database() {
         &pj("app"),
         &[("m/V1__bad.sql", "CREATE TABLE t (y);")],
     );
-    let e = c
-        .call_err(
-            "plugin-install",
-            json!({"packageSpec": d.display().to_string()}),
-        )
-        .await;
+    let e = install_err(&c, &d).await;
     assert!(e.contains("V1__bad.sql"), "{e}");
     assert_eq!(plugin_dir_entries(&s), Vec::<String>::new());
     // nothing of the failed install is left in the database either
-    let left: i64 = rusqlite::Connection::open(s.data_dir().join("databases/app.db"))
-        .unwrap()
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE name LIKE 'trex%'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(left, 0);
+    let app_db = s.data_dir().join("databases/app.db");
+    assert_eq!(trex_tables(&app_db), Vec::<String>::new());
     assert_eq!(
         c.call_ok("plugin-list", json!({})).await["plugins"],
         json!([])
@@ -927,14 +931,10 @@ async fn migrations_may_target_a_registered_database() {
         .unwrap();
     assert_eq!(n, 1);
     // its ledger is its own: the database's own versions stay free
-    let tables: Vec<String> = db
-        .prepare("SELECT name FROM sqlite_master WHERE name LIKE 'trex%' ORDER BY name")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect();
-    assert_eq!(tables, vec!["trex_plugin_notes_history".to_string()]);
+    assert_eq!(
+        trex_tables(&app_db),
+        vec!["trex_plugin_notes_history".to_string()]
+    );
     let m = c
         .call_ok("migration-list", json!({"target": "plugin:notes"}))
         .await;
