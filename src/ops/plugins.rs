@@ -245,18 +245,16 @@ fn remove_tree(root: &Path, dir: &Path) {
     }
 }
 
-/// Deletes the staging directory unless the install went through.
+/// Deletes the staging directory if it is still there (an install that went through has
+/// moved it into place).
 struct Staging {
     root: PathBuf,
     dir: PathBuf,
-    keep: bool,
 }
 
 impl Drop for Staging {
     fn drop(&mut self) {
-        if !self.keep {
-            remove_tree(&self.root, &self.dir);
-        }
+        remove_tree(&self.root, &self.dir);
     }
 }
 
@@ -273,7 +271,6 @@ fn stage(
     let staging = Staging {
         root: root.to_path_buf(),
         dir: root.join(format!(".staging-{}", crate::util::random_hex(6))),
-        keep: false,
     };
     let package = staging.dir.join("package");
     std::fs::create_dir(&staging.dir)
@@ -353,7 +350,7 @@ pub async fn install(app: &App, actor: &Actor, spec: &str) -> Result<Installed> 
         let max = app.config.plugins.max_unpacked_mb * 1024 * 1024;
         let by = super::migrations::applied_by(actor);
         let (spec_path, root2) = (PathBuf::from(spec), root.clone());
-        let (mut staging, pkg, sha, applied) =
+        let (staging, pkg, sha, applied) =
             tokio::task::spawn_blocking(move || stage(&spec_path, &root2, max, &by)).await??;
         let name = pkg.name.clone();
         if let Some(p) = app
@@ -394,7 +391,6 @@ pub async fn install(app: &App, actor: &Actor, spec: &str) -> Result<Installed> 
             })
             .await??;
         }
-        staging.keep = true;
         let row = Plugin {
             name: name.clone(),
             package: pkg.package.clone(),
@@ -416,10 +412,7 @@ pub async fn install(app: &App, actor: &Actor, spec: &str) -> Result<Installed> 
         };
         if let Err(e) = app
             .store
-            .write({
-                let row = row.clone();
-                move |c| crate::store::plugins::insert(c, &row)
-            })
+            .write(move |c| crate::store::plugins::insert(c, &row))
             .await
         {
             let (root, dest) = (root.clone(), dest.clone());

@@ -26,6 +26,15 @@ fn plugin_dir_entries(s: &TestServer) -> Vec<String> {
     }
 }
 
+/// No plugin row and no file under `<data_dir>/plugins` (staging and trash included).
+async fn nothing_installed(s: &TestServer, c: &crate::common::Client) {
+    assert_eq!(plugin_dir_entries(s), Vec::<String>::new());
+    assert_eq!(
+        c.call_ok("plugin-list", json!({})).await["plugins"],
+        json!([])
+    );
+}
+
 /// Waits for `notifications/tools/list_changed` on a standalone stream.
 async fn list_changed(stream: &mut SseReader) -> bool {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -412,12 +421,7 @@ async fn hostile_archives_are_refused_and_leave_nothing() {
     for (name, extra, want) in cases {
         let tgz = work.path().join(format!("{name}.tgz"));
         hostile(&tgz, &extra);
-        let e = c
-            .call_err(
-                "plugin-install",
-                json!({"packageSpec": tgz.display().to_string()}),
-            )
-            .await;
+        let e = install_err(&c, &tgz).await;
         assert!(e.contains(want), "{name}: {e}");
         assert!(e.starts_with("Install failed"), "{name}: {e}");
         assert_eq!(
@@ -498,12 +502,7 @@ async fn bad_manifests_name_the_field_and_leave_nothing() {
     ];
     for (i, (pj, files, want)) in cases.iter().enumerate() {
         let d = plugin_dir(&work.path().join(format!("p{i}")), pj, files);
-        let e = c
-            .call_err(
-                "plugin-install",
-                json!({"packageSpec": d.display().to_string()}),
-            )
-            .await;
+        let e = install_err(&c, &d).await;
         assert!(e.contains(want), "case {i}: {e}");
         assert_eq!(
             plugin_dir_entries(&s),
@@ -519,12 +518,7 @@ async fn bad_manifests_name_the_field_and_leave_nothing() {
         &[],
     );
     std::fs::write(d.join("f.sh"), "#!/bin/sh\n").unwrap();
-    let e = c
-        .call_err(
-            "plugin-install",
-            json!({"packageSpec": d.display().to_string()}),
-        )
-        .await;
+    let e = install_err(&c, &d).await;
     assert!(
         e.contains("trex.functions.f.command") && e.contains("executable"),
         "{e}"
@@ -884,11 +878,7 @@ async fn migrations_may_target_a_registered_database() {
     );
     let e = install_err(&c, &d).await;
     assert!(e.contains("nope") && e.contains("not registered"), "{e}");
-    assert_eq!(plugin_dir_entries(&s), Vec::<String>::new());
-    assert_eq!(
-        c.call_ok("plugin-list", json!({})).await["plugins"],
-        json!([])
-    );
+    nothing_installed(&s, &c).await;
     // a failing file: the install is undone
     let d = plugin_dir(
         &work.path().join("b"),
@@ -897,14 +887,10 @@ async fn migrations_may_target_a_registered_database() {
     );
     let e = install_err(&c, &d).await;
     assert!(e.contains("V1__bad.sql"), "{e}");
-    assert_eq!(plugin_dir_entries(&s), Vec::<String>::new());
+    nothing_installed(&s, &c).await;
     // nothing of the failed install is left in the database either
     let app_db = s.data_dir().join("databases/app.db");
     assert_eq!(trex_tables(&app_db), Vec::<String>::new());
-    assert_eq!(
-        c.call_ok("plugin-list", json!({})).await["plugins"],
-        json!([])
-    );
     // a good one: applied to the registered database, listed as plugin:notes
     let d = plugin_dir(
         &work.path().join("c"),
