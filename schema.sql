@@ -315,3 +315,31 @@ CREATE TABLE plugins (
     installed_at TEXT NOT NULL,
     installed_by TEXT
 );
+
+-- version: 10
+
+-- ETL/CDC pipelines: one row per pipeline, whether it is wanted running (`desired`), its last
+-- known state and error. Where it stands in the source (its checkpoint) is kept with the
+-- replica in trexdb's main file (`_trex_etl_checkpoints`), committed with each batch.
+CREATE TABLE pipelines (
+    id                 TEXT PRIMARY KEY,
+    name               TEXT NOT NULL UNIQUE,
+    database_id        TEXT NOT NULL,
+    credential_id      TEXT,
+    mode               TEXT NOT NULL CHECK (mode IN ('copy_and_cdc', 'cdc_only', 'copy_only')),
+    publication        TEXT,
+    schema_name        TEXT NOT NULL DEFAULT 'public',
+    tables             TEXT,                -- JSON array of table names, or NULL for all
+    slot               TEXT NOT NULL,       -- replication slot / change-table suffix
+    batch_size         INTEGER NOT NULL,
+    batch_timeout_ms   INTEGER NOT NULL,
+    retry_delay_ms     INTEGER NOT NULL,
+    retry_max_attempts INTEGER NOT NULL,
+    desired            TEXT NOT NULL CHECK (desired IN ('running', 'stopped')),
+    state              TEXT NOT NULL,
+    error              TEXT,
+    node               TEXT,                -- the node that runs it
+    created_at         TEXT NOT NULL,
+    created_by         TEXT,
+    updated_at         TEXT NOT NULL
+);

@@ -48,6 +48,8 @@ pub struct App {
     /// The servers being served, once `server::start` has them (plugins add tools to the admin
     /// server); unset in the CLI.
     pub catalogue: std::sync::OnceLock<Arc<crate::servers::Catalogue>>,
+    /// The ETL/CDC pipelines running on this node.
+    pub pipelines: crate::pipelines::Running,
 }
 
 /// Associated data of the master key's check value.
@@ -150,6 +152,7 @@ impl App {
             metrics: Default::default(),
             services: Default::default(),
             catalogue: Default::default(),
+            pipelines: Default::default(),
         });
         let n = app.sessions.load().await?;
         if n > 0 {

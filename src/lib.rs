@@ -44,6 +44,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod migrate;
 pub mod ops;
+pub mod pipelines;
 pub mod plugins;
 pub mod server;
 pub mod servers;

@@ -79,6 +79,8 @@ pub async fn start(
     let _ = app.catalogue.set(catalogue.clone());
     crate::ops::plugins::sweep(&app).await;
     crate::ops::plugins::publish(&app).await;
+    // pipelines that were running when the server last stopped (however it stopped)
+    crate::ops::pipelines::resume_all(&app).await;
     let routes = http::routes(app.clone(), catalogue.clone(), &extra);
     let grace = Duration::from_secs(app.config.server.shutdown_grace_secs);
     let stop = app.shutdown.clone();

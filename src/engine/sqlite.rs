@@ -122,6 +122,16 @@ pub fn open_reporting(
     linear::install(&conn, limits.max_bytes).map_err(db)?;
     conn.authorizer(Some(|ctx: AuthContext<'_>| match ctx.action {
         AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
+        // the pipelines' bookkeeping is read, never written, by user SQL
+        AuthAction::Insert { table_name }
+        | AuthAction::Delete { table_name }
+        | AuthAction::Update { table_name, .. }
+        | AuthAction::DropTable { table_name, .. }
+        | AuthAction::AlterTable { table_name, .. }
+            if table_name.starts_with("_trex_etl_") =>
+        {
+            Authorization::Deny
+        }
         AuthAction::Function { function_name }
             if function_name.eq_ignore_ascii_case("load_extension") =>
         {

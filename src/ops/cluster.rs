@@ -184,7 +184,7 @@ pub struct Status {
     pub jobs_queued: i64,
     pub jobs_running: i64,
     pub jobs_failed: i64,
-    /// ETL pipelines (none in this build).
+    /// ETL pipelines running on this node.
     pub pipelines: usize,
 }
 
@@ -222,6 +222,6 @@ pub async fn status(app: &App) -> Result<Status> {
         jobs_queued: count("queued"),
         jobs_running: count("running"),
         jobs_failed: count("failed"),
-        pipelines: 0,
+        pipelines: app.pipelines.count(),
     })
 }

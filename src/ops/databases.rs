@@ -381,6 +381,13 @@ pub async fn update(app: &App, actor: &Actor, id: &str, a: Changes) -> Result<Da
 pub async fn delete(app: &App, actor: &Actor, id: &str) -> Result<()> {
     audited(app, actor, "database-delete", json!({"id": id}), async {
         in_scope(actor, id)?;
+        let users = super::pipelines::of_database(app, id).await?;
+        if !users.is_empty() {
+            return Err(Error::Conflict(format!(
+                "Database '{id}' is read by pipeline(s) {}; delete them first (etl-delete-pipeline)",
+                users.join(", ")
+            )));
+        }
         let key = id.to_string();
         if !app.store.write(move |c| databases::delete(c, &key)).await? {
             return Err(not_found());

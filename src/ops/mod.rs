@@ -19,6 +19,7 @@ pub mod databases;
 pub mod definitions;
 pub mod keys;
 pub mod migrations;
+pub mod pipelines;
 pub mod plugins;
 pub mod roles;
 pub mod runs;

@@ -269,3 +269,20 @@ pub fn delete_credential(conn: &Conn<'_>, id: &str) -> Result<bool> {
         .execute("DELETE FROM database_credentials WHERE id = ?1", [id])?
         == 1)
 }
+
+/// One credential of a database with its sealed password: `(id, username, sealed)`.
+pub fn secret(
+    conn: &Conn<'_>,
+    database_id: &str,
+    credential_id: &str,
+) -> Result<Option<(String, String, String)>> {
+    Ok(conn
+        .db()
+        .prepare_cached(
+            "SELECT id, username, password FROM database_credentials WHERE database_id = ?1 AND id = ?2",
+        )?
+        .query_row([database_id, credential_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?)
+}

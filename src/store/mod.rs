@@ -15,6 +15,7 @@ pub mod databases;
 pub mod jobs;
 pub mod migrations;
 pub mod nodes;
+pub mod pipelines;
 pub mod plugins;
 pub mod roles;
 pub mod schema;

@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod databases;
 pub mod definitions;
 pub mod endpoint;
+pub mod etl;
 pub mod migrations;
 pub mod plugins;
 pub mod roles;
@@ -96,6 +97,7 @@ pub fn admin_server() -> McpServer {
         .tools(backups::tools())
         .tools(cluster::tools())
         .tools(plugins::tools())
+        .tools(etl::tools())
         .resource(Resource {
             uri: GUIDE_URI.into(),
             name: "plugin-development-guide".into(),

@@ -140,10 +140,10 @@ fn bad_config_stops_start_up_naming_the_key() {
 }
 
 /// A `trex serve` child with its bound address and first-start stdout.
-struct Served {
-    child: Child,
-    addr: String,
-    stdout: String,
+pub(crate) struct Served {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
+    pub(crate) stdout: String,
 }
 
 fn serve(dir: &str) -> Served {
@@ -151,7 +151,7 @@ fn serve(dir: &str) -> Served {
 }
 
 /// [`serve`] with extra environment variables (`TREX_*` configuration).
-fn serve_with(dir: &str, env: &[(&str, &str)]) -> Served {
+pub(crate) fn serve_with(dir: &str, env: &[(&str, &str)]) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_trex"))
         .args(["serve", "--data-dir", dir, "--listen", "127.0.0.1:0"])
         .envs(env.iter().copied())

@@ -14,6 +14,7 @@ mod hardening;
 mod identity;
 mod jobs;
 mod migrations;
+mod pipelines;
 mod plugins;
 mod python_sdk;
 mod readme;

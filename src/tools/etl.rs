@@ -1,0 +1,152 @@
+//! `etl-*` tools: ETL/CDC pipelines from registered PostgreSQL and SQLite databases into
+//! trexdb ([`ops::pipelines`]), with trexsql's arguments plus `credentialId` and `tables`.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
+use crate::ops;
+use crate::ops::pipelines::{PipelineView, StartArgs};
+use crate::pipelines::Mode;
+
+/// The tools of this group.
+pub fn tools() -> Vec<Tool> {
+    vec![
+        Tool::typed(
+            "etl-list-pipelines",
+            "List ETL pipelines",
+            "Every pipeline with its state (starting, snapshotting, streaming, stopping, stopped, error), mode, \
+             source connection (never a password), publication, replication slot, rowsReplicated, lastActivity, \
+             lagBytes and lagMs (with p50/p99 over recent commits), replica tables and error.",
+            Annotations::READ,
+            list,
+        ),
+        Tool::typed(
+            "etl-start-pipeline",
+            "Start an ETL pipeline",
+            "Replicate a registered database into trexdb tables `<schema>__<table>` (PostgreSQL) or \
+             `<databaseId>__<table>` (SQLite). Modes: copy_and_cdc (copy, then stream changes; PostgreSQL needs \
+             `publication` and wal_level=logical), cdc_only, copy_only (`schema`, default public). `credentialId` \
+             picks the credential (required when the database has more than one); `tables` limits what is \
+             replicated. A start of an existing stopped pipeline resumes it from its checkpoint. Exactly once \
+             across restarts.",
+            Annotations::CREATE,
+            start,
+        ),
+        Tool::typed(
+            "etl-stop-pipeline",
+            "Stop an ETL pipeline",
+            "Stop a pipeline at a safe point. It keeps its row, slot and checkpoint: etl-start-pipeline with the \
+             same name resumes it.",
+            Annotations::UPDATE,
+            stop,
+        ),
+        Tool::typed(
+            "etl-delete-pipeline",
+            "Delete an ETL pipeline",
+            "Stop and delete a pipeline: its replication slot (PostgreSQL) or change-capture triggers and change \
+             table (SQLite), its checkpoint, and with `dropTables` its replica tables. A source that cannot be \
+             reached keeps the pipeline unless `force`.",
+            Annotations::DESTROY,
+            delete,
+        ),
+    ]
+}
+
+/// Result of `etl-list-pipelines`.
+#[derive(Serialize, JsonSchema)]
+pub struct Listed {
+    pub pipelines: Vec<PipelineView>,
+}
+
+async fn list(ctx: ToolCtx, _a: super::trexdb::NoArgs) -> Result<Listed, ToolError> {
+    Ok(Listed {
+        pipelines: ops::pipelines::list(&ctx.app, &ctx.actor).await?,
+    })
+}
+
+/// Arguments of `etl-start-pipeline`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StartToolArgs {
+    /// The pipeline's name (1–64 letters, digits, `_`, `-`, `.`).
+    pub name: String,
+    /// The registered database to read (required for a new pipeline).
+    pub database_id: Option<String>,
+    /// copy_and_cdc, cdc_only or copy_only (required for a new pipeline).
+    pub mode: Option<Mode>,
+    /// The PostgreSQL publication to stream (CDC modes on PostgreSQL).
+    pub publication: Option<String>,
+    /// The schema a PostgreSQL copy_only reads (default public).
+    pub schema: Option<String>,
+    /// Only these tables (`table` or `schema.table`); default: every table of the publication,
+    /// schema or SQLite file.
+    pub tables: Option<Vec<String>>,
+    /// Which stored credential of the database to use (required when it has more than one).
+    pub credential_id: Option<String>,
+    /// Changes per replica commit at most (default 1000).
+    pub batch_size: Option<i64>,
+    /// Longest a batch stays open under constant load, ms (default 5000).
+    pub batch_timeout_ms: Option<i64>,
+    /// Wait between retries after a lost connection, ms (default 10000).
+    pub retry_delay_ms: Option<i64>,
+    /// Retries before the pipeline stops in `error` (default 5).
+    pub retry_max_attempts: Option<i64>,
+}
+
+/// A one-line outcome.
+#[derive(Serialize, JsonSchema)]
+pub struct Said {
+    pub message: String,
+}
+
+async fn start(ctx: ToolCtx, a: StartToolArgs) -> Result<Said, ToolError> {
+    let args = StartArgs {
+        name: a.name,
+        database_id: a.database_id,
+        mode: a.mode,
+        publication: a.publication,
+        schema: a.schema,
+        tables: a.tables,
+        credential_id: a.credential_id,
+        batch_size: a.batch_size,
+        batch_timeout_ms: a.batch_timeout_ms,
+        retry_delay_ms: a.retry_delay_ms,
+        retry_max_attempts: a.retry_max_attempts,
+    };
+    Ok(Said {
+        message: ops::pipelines::start(&ctx.app, &ctx.actor, args).await?,
+    })
+}
+
+/// Arguments of `etl-stop-pipeline`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NameArgs {
+    pub name: String,
+}
+
+async fn stop(ctx: ToolCtx, a: NameArgs) -> Result<Said, ToolError> {
+    Ok(Said {
+        message: ops::pipelines::stop(&ctx.app, &ctx.actor, &a.name).await?,
+    })
+}
+
+/// Arguments of `etl-delete-pipeline`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeleteArgs {
+    pub name: String,
+    /// Also drop the replica tables in trexdb (default false).
+    #[serde(default)]
+    pub drop_tables: bool,
+    /// Delete even if the source's slot or triggers cannot be removed (default false).
+    #[serde(default)]
+    pub force: bool,
+}
+
+async fn delete(ctx: ToolCtx, a: DeleteArgs) -> Result<Said, ToolError> {
+    Ok(Said {
+        message: ops::pipelines::delete(&ctx.app, &ctx.actor, &a.name, a.drop_tables, a.force).await?,
+    })
+}
