@@ -317,7 +317,7 @@ async fn start_inner(app: &Arc<App>, actor: &Actor, a: StartArgs) -> Result<Stri
     let run = run_of(app, &row).await?;
     preflight(&run)
         .await
-        .map_err(|m| Error::Invalid(format!("Pipeline '{}' not started: {m}", row.name)))?;
+        .map_err(|m| Error::Conflict(format!("Pipeline '{}' not started: {m}", row.name)))?;
     let r = row.clone();
     app.store.write(move |c| store::insert(c, &r)).await?;
     launch(app, run);
@@ -385,7 +385,7 @@ async fn resume(app: &Arc<App>, p: &mut Pipeline, a: StartArgs) -> Result<String
     let run = run_of(app, p).await?;
     preflight(&run)
         .await
-        .map_err(|m| Error::Invalid(format!("Pipeline '{}' not started: {m}", p.name)))?;
+        .map_err(|m| Error::Conflict(format!("Pipeline '{}' not started: {m}", p.name)))?;
     p.desired = "running".into();
     p.state = "starting".into();
     p.error = None;

@@ -231,10 +231,10 @@ async fn catalog(client: &Client, run: &Run) -> Result<Vec<TableSpec>, Fail> {
                 "SELECT a.attname::text, a.atttypid::int8, format_type(a.atttypid, a.atttypmod),
                         CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END::int8,
                         bt.typcategory::text, bt.typelem::int8, c.relreplident::text,
-                        coalesce(a.attnum = ANY ((SELECT i.indkey::int2[] FROM pg_index i
+                        a.attnum = ANY (coalesce((SELECT i.indkey::int2[] FROM pg_index i
                             WHERE i.indrelid = c.oid AND
                                   CASE c.relreplident WHEN 'i' THEN i.indisreplident ELSE i.indisprimary END
-                            LIMIT 1)), false)
+                            LIMIT 1), '{}'::int2[]))
                  FROM pg_attribute a
                  JOIN pg_class c ON c.oid = a.attrelid
                  JOIN pg_namespace n ON n.oid = c.relnamespace
