@@ -120,12 +120,14 @@ async fn run_of(app: &Arc<App>, p: &Pipeline) -> Result<Run> {
             "databaseName",
         )?)
     } else {
-        let (_, user, sealed) = secret.ok_or_else(|| {
-            Error::NotFound("No credentials configured for this database".into())
-        })?;
+        let (_, user, sealed) = secret
+            .ok_or_else(|| Error::NotFound("No credentials configured for this database".into()))?;
         let password = app
             .master
-            .open(&sealed, &crate::engine::registry::credential_aad(&db.id, &user))
+            .open(
+                &sealed,
+                &crate::engine::registry::credential_aad(&db.id, &user),
+            )
             .map_err(|e| Error::Other(format!("opening a sealed credential: {e}")))?;
         Source::Postgres(crate::engine::postgres::Target {
             host: db.host.clone().unwrap_or_else(|| "127.0.0.1".into()),
@@ -182,7 +184,10 @@ async fn preflight(run: &Run) -> std::result::Result<(), String> {
             let (run, path) = (run.clone(), path.clone());
             tokio::task::spawn_blocking(move || {
                 if !path.is_file() {
-                    return Err(format!("the database file {} does not exist", path.display()));
+                    return Err(format!(
+                        "the database file {} does not exist",
+                        path.display()
+                    ));
                 }
                 let c = rusqlite::Connection::open_with_flags(
                     &path,
@@ -203,7 +208,14 @@ pub async fn start(app: &Arc<App>, actor: &Actor, a: StartArgs) -> Result<String
         "publication": a.publication, "schema": a.schema, "tables": a.tables, "credentialId": a.credential_id,
         "batchSize": a.batch_size, "batchTimeoutMs": a.batch_timeout_ms, "retryDelayMs": a.retry_delay_ms,
         "retryMaxAttempts": a.retry_max_attempts});
-    audited(app, actor, "etl-start-pipeline", args, start_inner(app, actor, a)).await
+    audited(
+        app,
+        actor,
+        "etl-start-pipeline",
+        args,
+        start_inner(app, actor, a),
+    )
+    .await
 }
 
 async fn start_inner(app: &Arc<App>, actor: &Actor, a: StartArgs) -> Result<String> {
@@ -218,9 +230,12 @@ async fn start_inner(app: &Arc<App>, actor: &Actor, a: StartArgs) -> Result<Stri
     if let Some(mut p) = existing {
         return resume(app, &mut p, a).await;
     }
-    let mode = a
-        .mode
-        .ok_or_else(|| invalid("mode", "is required for a new pipeline (copy_and_cdc, cdc_only or copy_only)"))?;
+    let mode = a.mode.ok_or_else(|| {
+        invalid(
+            "mode",
+            "is required for a new pipeline (copy_and_cdc, cdc_only or copy_only)",
+        )
+    })?;
     let database_id = a
         .database_id
         .clone()
@@ -228,12 +243,18 @@ async fn start_inner(app: &Arc<App>, actor: &Actor, a: StartArgs) -> Result<Stri
     if let Some(p) = &a.publication
         && (p.is_empty() || p.len() > 63 || p.contains(',') || p.contains('\0'))
     {
-        return Err(invalid("publication", "must be a publication name (1 to 63 characters, no commas)"));
+        return Err(invalid(
+            "publication",
+            "must be a publication name (1 to 63 characters, no commas)",
+        ));
     }
     if let Some(t) = &a.tables
         && (t.is_empty() || t.iter().any(|x| x.is_empty() || x.len() > 128))
     {
-        return Err(invalid("tables", "must list 1 or more table names (`table` or `schema.table`)"));
+        return Err(invalid(
+            "tables",
+            "must list 1 or more table names (`table` or `schema.table`)",
+        ));
     }
     let batch_size = bounded("batchSize", a.batch_size, 1000, 1, 100_000)?;
     let batch_timeout_ms = bounded("batchTimeoutMs", a.batch_timeout_ms, 5000, 1, 600_000)?;
@@ -253,7 +274,10 @@ async fn start_inner(app: &Arc<App>, actor: &Actor, a: StartArgs) -> Result<Stri
     super::databases::in_scope(actor, &db.id)?;
     let postgres = db.dialect != "sqlite";
     if postgres && mode.streams() && a.publication.is_none() {
-        return Err(invalid("publication", "Publication name is required for CDC modes"));
+        return Err(invalid(
+            "publication",
+            "Publication name is required for CDC modes",
+        ));
     }
     let credential_id = if postgres {
         match (&a.credential_id, creds.as_slice()) {
@@ -299,9 +323,16 @@ async fn start_inner(app: &Arc<App>, actor: &Actor, a: StartArgs) -> Result<Stri
         database_id: db.id.clone(),
         credential_id,
         mode: mode.as_str().into(),
-        publication: if postgres { a.publication.clone() } else { None },
+        publication: if postgres {
+            a.publication.clone()
+        } else {
+            None
+        },
         schema_name: a.schema.clone().unwrap_or_else(|| "public".into()),
-        tables: a.tables.as_ref().map(|t| serde_json::to_string(t).expect("json")),
+        tables: a
+            .tables
+            .as_ref()
+            .map(|t| serde_json::to_string(t).expect("json")),
         batch_size,
         batch_timeout_ms,
         retry_delay_ms,
@@ -354,13 +385,23 @@ async fn resume(app: &Arc<App>, p: &mut Pipeline, a: StartArgs) -> Result<String
             _ => Ok(()),
         }
     };
-    differs("databaseId", a.database_id.clone(), Some(p.database_id.clone()))?;
-    differs("mode", a.mode.map(|m| m.as_str().to_string()), Some(p.mode.clone()))?;
+    differs(
+        "databaseId",
+        a.database_id.clone(),
+        Some(p.database_id.clone()),
+    )?;
+    differs(
+        "mode",
+        a.mode.map(|m| m.as_str().to_string()),
+        Some(p.mode.clone()),
+    )?;
     differs("publication", a.publication.clone(), p.publication.clone())?;
     differs("schema", a.schema.clone(), Some(p.schema_name.clone()))?;
     differs(
         "tables",
-        a.tables.as_ref().map(|t| serde_json::to_string(t).expect("json")),
+        a.tables
+            .as_ref()
+            .map(|t| serde_json::to_string(t).expect("json")),
         p.tables.clone(),
     )?;
     if let Some(c) = &a.credential_id {
@@ -379,9 +420,27 @@ async fn resume(app: &Arc<App>, p: &mut Pipeline, a: StartArgs) -> Result<String
         p.credential_id = Some(c.clone());
     }
     p.batch_size = bounded("batchSize", a.batch_size, p.batch_size, 1, 100_000)?;
-    p.batch_timeout_ms = bounded("batchTimeoutMs", a.batch_timeout_ms, p.batch_timeout_ms, 1, 600_000)?;
-    p.retry_delay_ms = bounded("retryDelayMs", a.retry_delay_ms, p.retry_delay_ms, 0, 3_600_000)?;
-    p.retry_max_attempts = bounded("retryMaxAttempts", a.retry_max_attempts, p.retry_max_attempts, 0, 1000)?;
+    p.batch_timeout_ms = bounded(
+        "batchTimeoutMs",
+        a.batch_timeout_ms,
+        p.batch_timeout_ms,
+        1,
+        600_000,
+    )?;
+    p.retry_delay_ms = bounded(
+        "retryDelayMs",
+        a.retry_delay_ms,
+        p.retry_delay_ms,
+        0,
+        3_600_000,
+    )?;
+    p.retry_max_attempts = bounded(
+        "retryMaxAttempts",
+        a.retry_max_attempts,
+        p.retry_max_attempts,
+        0,
+        1000,
+    )?;
     let run = run_of(app, p).await?;
     preflight(&run)
         .await
@@ -391,7 +450,9 @@ async fn resume(app: &Arc<App>, p: &mut Pipeline, a: StartArgs) -> Result<String
     p.error = None;
     p.node = app.node.get().cloned();
     let row = p.clone();
-    app.store.write(move |c| store::set_desired(c, &row)).await?;
+    app.store
+        .write(move |c| store::set_desired(c, &row))
+        .await?;
     launch(app, run);
     Ok(format!(
         "Pipeline '{}' started (resuming from its checkpoint)",
@@ -409,30 +470,44 @@ async fn find(app: &App, name: &str) -> Result<Pipeline> {
 
 /// Stops a pipeline at a safe point; it keeps its row and checkpoint.
 pub async fn stop(app: &Arc<App>, actor: &Actor, name: &str) -> Result<String> {
-    audited(app, actor, "etl-stop-pipeline", json!({"name": name}), async {
-        let mut p = find(app, name).await?;
-        super::databases::in_scope(actor, &p.database_id)?;
-        if !app.pipelines.stop(&p.id, STOP_GRACE).await {
-            return Err(Error::Other(format!(
-                "Pipeline '{name}' did not stop within {} s; it stops at its next safe point",
-                STOP_GRACE.as_secs()
-            )));
-        }
-        p.desired = "stopped".into();
-        if p.state != "error" {
-            p.state = "stopped".into();
-        }
-        let row = p.clone();
-        app.store.write(move |c| store::set_desired(c, &row)).await?;
-        Ok(format!("Pipeline '{name}' stopped"))
-    })
+    audited(
+        app,
+        actor,
+        "etl-stop-pipeline",
+        json!({"name": name}),
+        async {
+            let mut p = find(app, name).await?;
+            super::databases::in_scope(actor, &p.database_id)?;
+            if !app.pipelines.stop(&p.id, STOP_GRACE).await {
+                return Err(Error::Other(format!(
+                    "Pipeline '{name}' did not stop within {} s; it stops at its next safe point",
+                    STOP_GRACE.as_secs()
+                )));
+            }
+            p.desired = "stopped".into();
+            if p.state != "error" {
+                p.state = "stopped".into();
+            }
+            let row = p.clone();
+            app.store
+                .write(move |c| store::set_desired(c, &row))
+                .await?;
+            Ok(format!("Pipeline '{name}' stopped"))
+        },
+    )
     .await
 }
 
 /// Deletes a pipeline: stops it, removes its replication slot (PostgreSQL) or triggers and
 /// change table (SQLite), its checkpoint, and its replica tables with `drop_tables`. A source
 /// that cannot be cleaned keeps the pipeline, unless `force`.
-pub async fn delete(app: &Arc<App>, actor: &Actor, name: &str, drop_tables: bool, force: bool) -> Result<String> {
+pub async fn delete(
+    app: &Arc<App>,
+    actor: &Actor,
+    name: &str,
+    drop_tables: bool,
+    force: bool,
+) -> Result<String> {
     let args = json!({"name": name, "dropTables": drop_tables, "force": force});
     audited(app, actor, "etl-delete-pipeline", args, async {
         let p = find(app, name).await?;
@@ -532,7 +607,10 @@ pub async fn list(app: &Arc<App>, actor: &Actor) -> Result<Vec<PipelineView>> {
             continue;
         }
         let live = app.pipelines.live(&p.id);
-        let cp = checkpoints.iter().find(|(id, _)| id == &p.id).map(|(_, c)| c);
+        let cp = checkpoints
+            .iter()
+            .find(|(id, _)| id == &p.id)
+            .map(|(_, c)| c);
         let (state, error) = match &live {
             Some(l) => {
                 let (s, e) = l.state();
@@ -548,7 +626,10 @@ pub async fn list(app: &Arc<App>, actor: &Actor) -> Result<Vec<PipelineView>> {
         let (lag_ms, p50, p99) = live.as_ref().map(|l| l.lag()).unwrap_or((None, None, None));
         let last = live
             .as_ref()
-            .map(|l| l.last_activity_ms.load(std::sync::atomic::Ordering::Relaxed))
+            .map(|l| {
+                l.last_activity_ms
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
             .filter(|&t| t > 0)
             .and_then(chrono::DateTime::from_timestamp_millis)
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
@@ -587,7 +668,10 @@ pub async fn list(app: &Arc<App>, actor: &Actor) -> Result<Vec<PipelineView>> {
             connection,
             publication: p.publication,
             schema: Some(p.schema_name),
-            tables: p.tables.as_deref().and_then(|t| serde_json::from_str(t).ok()),
+            tables: p
+                .tables
+                .as_deref()
+                .and_then(|t| serde_json::from_str(t).ok()),
             slot: p.slot,
             rows_replicated,
             last_activity: last,

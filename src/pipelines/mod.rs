@@ -185,7 +185,11 @@ pub enum Fail {
 
 /// The replication slot name of a pipeline id: `trex_` and the id's first 16 hex digits.
 pub fn slot_name(id: &str) -> String {
-    let hex: String = id.chars().filter(|c| c.is_ascii_hexdigit()).take(16).collect();
+    let hex: String = id
+        .chars()
+        .filter(|c| c.is_ascii_hexdigit())
+        .take(16)
+        .collect();
     format!("trex_{}", hex.to_ascii_lowercase())
 }
 

@@ -103,7 +103,9 @@ impl<'a> Reader<'a> {
                 b'u' => Cell::Unchanged,
                 b't' | b'b' => {
                     let len = self.u32("a column length")? as usize;
-                    Cell::Text(String::from_utf8_lossy(self.take(len, "a column value")?).into_owned())
+                    Cell::Text(
+                        String::from_utf8_lossy(self.take(len, "a column value")?).into_owned(),
+                    )
                 }
                 other => return Err(format!("pgoutput: unknown tuple column kind {other:?}")),
             });
@@ -231,7 +233,10 @@ mod tests {
         let Message::Relation(r) = decode(&m).unwrap() else {
             panic!()
         };
-        assert_eq!((r.id, r.schema.as_str(), r.name.as_str()), (7, "public", "orders"));
+        assert_eq!(
+            (r.id, r.schema.as_str(), r.name.as_str()),
+            (7, "public", "orders")
+        );
         assert!(r.columns[0].key && !r.columns[1].key);
 
         let mut u = vec![b'U'];

@@ -131,10 +131,7 @@ pub fn timestamp(text: &str, zoned: bool) -> String {
     if hms.len() != 8 || frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return keep();
     }
-    format!(
-        "{date}T{hms}.{frac:0<6}{}",
-        if zoned { "Z" } else { "" }
-    )
+    format!("{date}T{hms}.{frac:0<6}{}", if zoned { "Z" } else { "" })
 }
 
 /// A PostgreSQL array literal (`{1,2,NULL}`, `{{"a b",c}}`, `[0:1]={x,y}`) as a JSON array,

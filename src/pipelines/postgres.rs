@@ -20,7 +20,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use pgwire_replication::{Lsn, PgWireError, ReplicationClient, ReplicationConfig, ReplicationEvent};
+use pgwire_replication::{
+    Lsn, PgWireError, ReplicationClient, ReplicationConfig, ReplicationEvent,
+};
 use rusqlite::types::Value;
 use tokio_postgres::{Client, NoTls};
 
@@ -154,7 +156,10 @@ pub async fn preflight(run: &Run, t: &Target) -> Result<Vec<TableSpec>, String> 
         }
         let publication = run.publication.clone().unwrap_or_default();
         let found = client
-            .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&publication])
+            .query_opt(
+                "SELECT 1 FROM pg_publication WHERE pubname = $1",
+                &[&publication],
+            )
             .await
             .map_err(|e| db_error(&e))?;
         if found.is_none() {
@@ -470,7 +475,9 @@ pub async fn run(run: &Run, t: &Target) -> Result<Outcome, Fail> {
             Outcome::Done
         });
     }
-    drop_slot(&client, &run.slot).await.map_err(Fail::Transient)?;
+    drop_slot(&client, &run.slot)
+        .await
+        .map_err(Fail::Transient)?;
     let mut repl = ReplicationClient::connect_gated(repl_config(run, t, 0))
         .await
         .map_err(|e| wire_fail("replication", e))?;
@@ -503,7 +510,9 @@ pub async fn run(run: &Run, t: &Target) -> Result<Outcome, Fail> {
             rows: 0,
         };
         let applier = new_applier(run, wanted, &cp).await?;
-        repl.start().await.map_err(|e| wire_fail("replication", e))?;
+        repl.start()
+            .await
+            .map_err(|e| wire_fail("replication", e))?;
         return stream(run, repl, applier, consistent).await;
     }
     let snapshot = text(2)
@@ -541,15 +550,23 @@ pub async fn run(run: &Run, t: &Target) -> Result<Outcome, Fail> {
         .await
         .is_err()
     {
-        return Err(finish(tx, handle).await.err().unwrap_or(Fail::Fatal(
-            "the replica writer stopped".into(),
-        )));
+        return Err(finish(tx, handle)
+            .await
+            .err()
+            .unwrap_or(Fail::Fatal("the replica writer stopped".into())));
     }
-    repl.start().await.map_err(|e| wire_fail("replication", e))?;
+    repl.start()
+        .await
+        .map_err(|e| wire_fail("replication", e))?;
     stream_with(run, repl, tx, handle, wanted, consistent).await
 }
 
-async fn prepare(run: &Run, tables: &[TableSpec], phase: &'static str, position: u64) -> Result<(), Fail> {
+async fn prepare(
+    run: &Run,
+    tables: &[TableSpec],
+    phase: &'static str,
+    position: u64,
+) -> Result<(), Fail> {
     let (path, id, tables) = (run.target.clone(), run.id.clone(), tables.to_vec());
     blocking(move || {
         let mut c = target::open(&path)?;
@@ -618,7 +635,14 @@ async fn copy(
                 start = end + 1;
                 if rows.len() == CHUNK {
                     let batch = std::mem::replace(&mut rows, Vec::with_capacity(CHUNK));
-                    if tx.send(Op::Rows { table: i, rows: batch }).await.is_err() {
+                    if tx
+                        .send(Op::Rows {
+                            table: i,
+                            rows: batch,
+                        })
+                        .await
+                        .is_err()
+                    {
                         return Err(Fail::Fatal("the replica writer stopped".into()));
                     }
                 }
@@ -659,7 +683,12 @@ fn relation_ok(spec: &TableSpec, rel: &Relation) -> Option<String> {
     schema_diff(spec, &now)
 }
 
-async fn stream(run: &Run, repl: ReplicationClient, applier: Applier, from: u64) -> Result<Outcome, Fail> {
+async fn stream(
+    run: &Run,
+    repl: ReplicationClient,
+    applier: Applier,
+    from: u64,
+) -> Result<Outcome, Fail> {
     let tables = applier.tables().to_vec();
     let (tx, handle) = target::spawn(applier, 256);
     stream_with(run, repl, tx, handle, tables, from).await
@@ -716,8 +745,9 @@ async fn stream_with(
             })) => {
                 in_txn = true;
                 skipping = final_lsn.0 < from;
-                commit_ms =
-                    Some(pgwire_replication::protocol::pg_to_unix_timestamp(commit_time_micros) / 1000);
+                commit_ms = Some(
+                    pgwire_replication::protocol::pg_to_unix_timestamp(commit_time_micros) / 1000,
+                );
                 continue;
             }
             Ok(Some(ReplicationEvent::Commit { end_lsn, .. })) => {
@@ -780,9 +810,9 @@ fn changes(
     msg: Message,
 ) -> Result<Vec<Op>, String> {
     let table = |rels: &HashMap<u32, Option<usize>>, rel: u32| -> Result<Option<usize>, String> {
-        rels.get(&rel)
-            .copied()
-            .ok_or_else(|| format!("pgoutput: a change for relation {rel} came before its description"))
+        rels.get(&rel).copied().ok_or_else(|| {
+            format!("pgoutput: a change for relation {rel} came before its description")
+        })
     };
     Ok(match msg {
         Message::Relation(r) => {
@@ -818,7 +848,12 @@ fn changes(
                 let t = &tables[i];
                 vec![Op::Insert {
                     table: i,
-                    row: t.columns.iter().zip(&new).map(|(c, v)| cell_value(c, v)).collect(),
+                    row: t
+                        .columns
+                        .iter()
+                        .zip(&new)
+                        .map(|(c, v)| cell_value(c, v))
+                        .collect(),
                 }]
             }
         },
@@ -827,7 +862,12 @@ fn changes(
             Some(i) => {
                 let t = &tables[i];
                 let from = old.as_ref().unwrap_or(&new);
-                let key = t.columns.iter().zip(from).map(|(c, v)| cell_value(c, v)).collect();
+                let key = t
+                    .columns
+                    .iter()
+                    .zip(from)
+                    .map(|(c, v)| cell_value(c, v))
+                    .collect();
                 let set = t
                     .columns
                     .iter()
@@ -845,7 +885,12 @@ fn changes(
                 let t = &tables[i];
                 vec![Op::Delete {
                     table: i,
-                    key: t.columns.iter().zip(&old).map(|(c, v)| cell_value(c, v)).collect(),
+                    key: t
+                        .columns
+                        .iter()
+                        .zip(&old)
+                        .map(|(c, v)| cell_value(c, v))
+                        .collect(),
                 }]
             }
         },

@@ -74,7 +74,12 @@ pub fn catalog(c: &Connection, run: &Run) -> Result<Vec<TableSpec>, String> {
         )
         .map_err(err)?;
     let all: Vec<(String, String)> = st
-        .query_map([], |r| Ok((r.get(0)?, r.get::<_, Option<String>>(1)?.unwrap_or_default())))
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+            ))
+        })
         .map_err(err)?
         .collect::<rusqlite::Result<_>>()
         .map_err(err)?;
@@ -272,15 +277,26 @@ fn run_blocking(run: &Run, path: &Path) -> Result<Outcome, Fail> {
     drop(tc);
     if let Some(cp) = cp.filter(|c| c.phase == "streaming" && run.mode.streams()) {
         unchanged(&src, run, &owned).map_err(fatal)?;
-        let applier = Applier::new(&run.target, &run.id, owned, run.batch, run.live.clone(), &cp)
-            .map_err(fatal)?;
+        let applier = Applier::new(
+            &run.target,
+            &run.id,
+            owned,
+            run.batch,
+            run.live.clone(),
+            &cp,
+        )
+        .map_err(fatal)?;
         return follow(run, &src, applier, cp.position);
     }
     let tables = catalog(&src, run).map_err(fatal)?;
     if run.mode.streams() {
         install(&mut src, &run.slot, &tables).map_err(fatal)?;
     }
-    let phase = if run.mode.copies() { "snapshotting" } else { "streaming" };
+    let phase = if run.mode.copies() {
+        "snapshotting"
+    } else {
+        "streaming"
+    };
     {
         let mut tc = target::open(&run.target).map_err(fatal)?;
         target::prepare(&mut tc, &run.id, &tables, phase, 0).map_err(fatal)?;
@@ -290,8 +306,15 @@ fn run_blocking(run: &Run, path: &Path) -> Result<Outcome, Fail> {
         position: 0,
         rows: 0,
     };
-    let mut applier = Applier::new(&run.target, &run.id, tables.clone(), run.batch, run.live.clone(), &at)
-        .map_err(fatal)?;
+    let mut applier = Applier::new(
+        &run.target,
+        &run.id,
+        tables.clone(),
+        run.batch,
+        run.live.clone(),
+        &at,
+    )
+    .map_err(fatal)?;
     if !run.mode.copies() {
         return follow(run, &src, applier, 0);
     }
@@ -301,21 +324,30 @@ fn run_blocking(run: &Run, path: &Path) -> Result<Outcome, Fail> {
     let copied = (|| -> Result<Option<u64>, String> {
         let position: u64 = if run.mode.streams() {
             src.query_row(
-                &format!("SELECT coalesce(max(seq), 0) FROM {}", ident(&change_table(&run.slot))),
+                &format!(
+                    "SELECT coalesce(max(seq), 0) FROM {}",
+                    ident(&change_table(&run.slot))
+                ),
                 [],
                 |r| r.get::<_, i64>(0),
             )
             .map_err(err)? as u64
         } else {
             // starts the read transaction on a read-only file
-            src.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get::<_, i64>(0))
-                .map_err(err)?;
+            src.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(err)?;
             0
         };
         for (i, t) in tables.iter().enumerate() {
             let cols: Vec<String> = t.columns.iter().map(|c| ident(&c.name)).collect();
             let mut st = src
-                .prepare(&format!("SELECT rowid, {} FROM {}", cols.join(", "), ident(&t.name)))
+                .prepare(&format!(
+                    "SELECT rowid, {} FROM {}",
+                    cols.join(", "),
+                    ident(&t.name)
+                ))
                 .map_err(err)?;
             let mut rows = st.query([]).map_err(err)?;
             let mut chunk = Vec::with_capacity(2000);
@@ -329,11 +361,23 @@ fn run_blocking(run: &Run, path: &Path) -> Result<Outcome, Fail> {
                     if run.cancel.is_cancelled() {
                         return Ok(None);
                     }
-                    applier.apply(Op::Rows { table: i, rows: std::mem::take(&mut chunk) }, false)?;
+                    applier.apply(
+                        Op::Rows {
+                            table: i,
+                            rows: std::mem::take(&mut chunk),
+                        },
+                        false,
+                    )?;
                 }
             }
             if !chunk.is_empty() {
-                applier.apply(Op::Rows { table: i, rows: chunk }, false)?;
+                applier.apply(
+                    Op::Rows {
+                        table: i,
+                        rows: chunk,
+                    },
+                    false,
+                )?;
             }
         }
         Ok(Some(position))
@@ -350,7 +394,11 @@ fn run_blocking(run: &Run, path: &Path) -> Result<Outcome, Fail> {
             return Err(fatal(e));
         }
     };
-    let phase = if run.mode.streams() { "streaming" } else { "done" };
+    let phase = if run.mode.streams() {
+        "streaming"
+    } else {
+        "done"
+    };
     applier
         .apply(Op::SnapshotDone { position, phase }, true)
         .map_err(fatal)?;
@@ -361,7 +409,12 @@ fn run_blocking(run: &Run, path: &Path) -> Result<Outcome, Fail> {
 }
 
 /// Polls the change table and applies what changed, until stopped or failed.
-fn follow(run: &Run, src: &Connection, mut applier: Applier, mut position: u64) -> Result<Outcome, Fail> {
+fn follow(
+    run: &Run,
+    src: &Connection,
+    mut applier: Applier,
+    mut position: u64,
+) -> Result<Outcome, Fail> {
     let fatal = Fail::Fatal;
     run.live.set("streaming", None);
     run.live
@@ -399,9 +452,10 @@ fn follow(run: &Run, src: &Connection, mut applier: Applier, mut position: u64) 
                 ))
                 .map_err(err)?;
             let changes: Vec<(i64, String, i64, i64)> = st
-                .query_map(rusqlite::params![position as i64, run.batch.size as i64], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })
+                .query_map(
+                    rusqlite::params![position as i64, run.batch.size as i64],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
                 .map_err(err)?
                 .collect::<rusqlite::Result<_>>()
                 .map_err(err)?;

@@ -20,7 +20,7 @@
 //! Updates and deletes that find no row, and inserts that find one, are errors — the replica
 //! has diverged (someone wrote to it) and the pipeline stops rather than drift.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -140,11 +140,20 @@ pub fn ident(s: &str) -> String {
 pub enum Op {
     /// Rows of the initial copy of table `table` (index into the specs); a SQLite source's rows
     /// start with their rowid.
-    Rows { table: usize, rows: Vec<Vec<Value>> },
+    Rows {
+        table: usize,
+        rows: Vec<Vec<Value>>,
+    },
     /// The initial copy is complete; changes after `position` follow (`phase` `streaming`), or
     /// there is nothing more (`done`).
-    SnapshotDone { position: u64, phase: &'static str },
-    Insert { table: usize, row: Vec<Value> },
+    SnapshotDone {
+        position: u64,
+        phase: &'static str,
+    },
+    Insert {
+        table: usize,
+        row: Vec<Value>,
+    },
     /// `key`: the values that find the row (key columns, every column for `Full`, or the rowid);
     /// `set`: the columns that change (TOASTed unchanged values are left out).
     Update {
@@ -152,8 +161,13 @@ pub enum Op {
         key: Vec<Value>,
         set: Vec<(usize, Value)>,
     },
-    Delete { table: usize, key: Vec<Value> },
-    Truncate { tables: Vec<usize> },
+    Delete {
+        table: usize,
+        key: Vec<Value>,
+    },
+    Truncate {
+        tables: Vec<usize>,
+    },
     /// A SQLite source's row as it is now (`None`: gone).
     Upsert {
         table: usize,
@@ -400,7 +414,7 @@ pub struct Applier {
 impl Applier {
     /// An applier for `pipeline`, its tables as `tables`, continuing from `at`.
     pub fn new(
-        path: &PathBuf,
+        path: &Path,
         pipeline: &str,
         tables: Vec<TableSpec>,
         batch: Batch,
@@ -498,7 +512,11 @@ impl Applier {
                 self.begin()?;
                 let t = &self.tables[table];
                 let sql = format!("DELETE FROM {} WHERE rowid = ?1", ident(&t.target));
-                self.conn.prepare_cached(&sql).map_err(err)?.execute([rowid]).map_err(err)?;
+                self.conn
+                    .prepare_cached(&sql)
+                    .map_err(err)?
+                    .execute([rowid])
+                    .map_err(err)?;
                 if let Some(row) = row {
                     self.insert(table, row, Some(rowid))?;
                 }
@@ -565,7 +583,9 @@ impl Applier {
         self.live.rows.store(self.rows, Ordering::Relaxed);
         self.live.last_activity_ms.store(now, Ordering::Relaxed);
         if self.phase == "streaming" {
-            self.live.applied.fetch_max(self.position, Ordering::Release);
+            self.live
+                .applied
+                .fetch_max(self.position, Ordering::Release);
         }
         let lags: Vec<i64> = self
             .commit_times
@@ -701,7 +721,12 @@ impl Applier {
         )
     }
 
-    fn update(&mut self, table: usize, key: Vec<Value>, set: Vec<(usize, Value)>) -> Result<(), String> {
+    fn update(
+        &mut self,
+        table: usize,
+        key: Vec<Value>,
+        set: Vec<(usize, Value)>,
+    ) -> Result<(), String> {
         if set.is_empty() {
             return Ok(());
         }
@@ -729,7 +754,11 @@ impl Applier {
                 rusqlite::Error::SqliteFailure(f, _)
                     if f.code == rusqlite::ErrorCode::ConstraintViolation =>
                 {
-                    format!("the replica has diverged: an update of {} ({})", t.target, err(e))
+                    format!(
+                        "the replica has diverged: an update of {} ({})",
+                        t.target,
+                        err(e)
+                    )
                 }
                 e => err(e),
             })?;

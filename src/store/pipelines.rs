@@ -173,5 +173,8 @@ pub fn ended(conn: &Conn<'_>, id: &str, state: &str, error: Option<&str>) -> Res
 
 /// Deletes a pipeline row.
 pub fn delete(conn: &Conn<'_>, id: &str) -> Result<bool> {
-    Ok(conn.db().execute("DELETE FROM pipelines WHERE id = ?1", [id])? == 1)
+    Ok(conn
+        .db()
+        .execute("DELETE FROM pipelines WHERE id = ?1", [id])?
+        == 1)
 }

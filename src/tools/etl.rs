@@ -147,6 +147,7 @@ pub struct DeleteArgs {
 
 async fn delete(ctx: ToolCtx, a: DeleteArgs) -> Result<Said, ToolError> {
     Ok(Said {
-        message: ops::pipelines::delete(&ctx.app, &ctx.actor, &a.name, a.drop_tables, a.force).await?,
+        message: ops::pipelines::delete(&ctx.app, &ctx.actor, &a.name, a.drop_tables, a.force)
+            .await?,
     })
 }

@@ -83,7 +83,11 @@ async fn source_rows(pg: &tokio_postgres::Client, s: &str, t: &str) -> Vec<Vec<V
                 .collect()
         })
         .collect();
-    out.sort_by(|a, b| a.iter().map(|v| v.to_string()).cmp(b.iter().map(|v| v.to_string())));
+    out.sort_by(|a, b| {
+        a.iter()
+            .map(|v| v.to_string())
+            .cmp(b.iter().map(|v| v.to_string()))
+    });
     out
 }
 
@@ -110,7 +114,11 @@ fn replica_rows(main: &std::path::Path, table: &str, arrays: &[usize]) -> Vec<Ve
         .unwrap()
         .map(|r| r.unwrap())
         .collect();
-    out.sort_by(|a, b| a.iter().map(|v| v.to_string()).cmp(b.iter().map(|v| v.to_string())));
+    out.sort_by(|a, b| {
+        a.iter()
+            .map(|v| v.to_string())
+            .cmp(b.iter().map(|v| v.to_string()))
+    });
     out
 }
 
@@ -155,7 +163,9 @@ async fn writer(s: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) 
     let mut x: u64 = 7;
     let mut n = 0u64;
     let mut rnd = move |m: u64| {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (x >> 33) % m
     };
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -176,9 +186,11 @@ async fn writer(s: String, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) 
         pg.batch_execute(&sql).await.unwrap();
         n += 1;
         if n == 150 {
-            pg.batch_execute(&format!("TRUNCATE {s}.events; INSERT INTO {s}.events VALUES (1, 'after truncate')"))
-                .await
-                .unwrap();
+            pg.batch_execute(&format!(
+                "TRUNCATE {s}.events; INSERT INTO {s}.events VALUES (1, 'after truncate')"
+            ))
+            .await
+            .unwrap();
         }
         tokio::time::sleep(Duration::from_millis(3)).await;
     }
@@ -203,7 +215,10 @@ async fn wait_state(c: &Client, name: &str, state: &str, wait: Duration) -> Valu
         if p["state"] == state {
             return p;
         }
-        assert!(Instant::now() < deadline, "pipeline never reached {state}: {p}");
+        assert!(
+            Instant::now() < deadline,
+            "pipeline never reached {state}: {p}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -273,7 +288,10 @@ async fn postgres_copy_and_cdc_is_exactly_once_across_kill_and_restart() {
     let p = wait_state(&c, "shop", "streaming", Duration::from_secs(60)).await;
     assert_eq!(p["mode"], "copy_and_cdc");
     assert_eq!(p["connection"], "postgresql://postgres@127.0.0.1:5432/test");
-    assert!(!p.to_string().contains("trust"), "no password in listings: {p}");
+    assert!(
+        !p.to_string().contains("trust"),
+        "no password in listings: {p}"
+    );
     let slot = p["slot"].as_str().unwrap().to_string();
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
@@ -319,10 +337,15 @@ async fn postgres_copy_and_cdc_is_exactly_once_across_kill_and_restart() {
             json!({"sql": "DELETE FROM _trex_etl_checkpoints", "allowWrite": true}),
         )
         .await;
-    assert!(e.contains("not authorized") || e.contains("authoriz"), "{e}");
+    assert!(
+        e.contains("not authorized") || e.contains("authoriz"),
+        "{e}"
+    );
 
     // stop keeps the row; changes made while stopped arrive after a start of the same name
-    let r = c.call_ok("etl-stop-pipeline", json!({"name": "shop"})).await;
+    let r = c
+        .call_ok("etl-stop-pipeline", json!({"name": "shop"}))
+        .await;
     assert_eq!(r["message"], "Pipeline 'shop' stopped");
     assert_eq!(pipeline(&c, "shop").await["state"], "stopped");
     pg.batch_execute(&format!(
@@ -345,7 +368,10 @@ async fn postgres_copy_and_cdc_is_exactly_once_across_kill_and_restart() {
     .unwrap();
     let p = wait_state(&c, "shop", "error", Duration::from_secs(30)).await;
     assert!(
-        p["error"].as_str().unwrap().contains("column `extra` added"),
+        p["error"]
+            .as_str()
+            .unwrap()
+            .contains("column `extra` added"),
         "{p}"
     );
 
@@ -421,7 +447,11 @@ impl ReplicaServer {
             "-U",
             "postgres",
         ]);
-        assert!(o.status.success(), "initdb: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let opts = format!(
             "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c wal_level=replica",
             dir.display()
@@ -437,7 +467,11 @@ impl ReplicaServer {
             dir.join("log").to_str().unwrap(),
             "start",
         ]);
-        assert!(o.status.success(), "pg_ctl: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "pg_ctl: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         Some(ReplicaServer { dir, port })
     }
 }
@@ -445,7 +479,13 @@ impl ReplicaServer {
 impl Drop for ReplicaServer {
     fn drop(&mut self) {
         let _ = std::process::Command::new("runuser")
-            .args(["-u", "postgres", "--", "/usr/lib/postgresql/15/bin/pg_ctl", "-D"])
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                "/usr/lib/postgresql/15/bin/pg_ctl",
+                "-D",
+            ])
             .arg(self.dir.join("data"))
             .args(["-m", "immediate", "stop"])
             .output();
@@ -476,25 +516,33 @@ async fn postgres_pipeline_errors_are_clear_and_a_quoted_password_works() {
     )
     .await;
     let start = |name: &str, extra: Value| {
-        let mut a = json!({"name": name, "databaseId": "src", "mode": "copy_and_cdc", "publication": s});
+        let mut a =
+            json!({"name": name, "databaseId": "src", "mode": "copy_and_cdc", "publication": s});
         a.as_object_mut()
             .unwrap()
             .extend(extra.as_object().unwrap().clone());
         a
     };
     assert_eq!(
-        c.call_err("etl-start-pipeline", start("p", json!({}))).await,
+        c.call_err("etl-start-pipeline", start("p", json!({})))
+            .await,
         "No credentials configured for this database"
     );
     assert!(
-        c.call_err("etl-start-pipeline", json!({"name": "p", "databaseId": "src", "mode": "cdc_only"}))
-            .await
-            .contains("Publication name is required for CDC modes")
+        c.call_err(
+            "etl-start-pipeline",
+            json!({"name": "p", "databaseId": "src", "mode": "cdc_only"})
+        )
+        .await
+        .contains("Publication name is required for CDC modes")
     );
     assert!(
-        c.call_err("etl-start-pipeline", json!({"name": "p", "databaseId": "nope", "mode": "copy_only"}))
-            .await
-            .contains("Database not found")
+        c.call_err(
+            "etl-start-pipeline",
+            json!({"name": "p", "databaseId": "nope", "mode": "copy_only"})
+        )
+        .await
+        .contains("Database not found")
     );
     // a role whose password holds ' and \, checked by scram (pg_hba: see .ci/run)
     let password = r#"it's a \back'slash\\ pass"#;
@@ -519,10 +567,10 @@ async fn postgres_pipeline_errors_are_clear_and_a_quoted_password_works() {
     .await
     .unwrap();
     c.call_ok(
-            "database-credential-save",
-            json!({"databaseId": "src", "username": "trex_pw", "password": "wrong"}),
-        )
-        .await;
+        "database-credential-save",
+        json!({"databaseId": "src", "username": "trex_pw", "password": "wrong"}),
+    )
+    .await;
     let e = c
         .call_err("etl-start-pipeline", start("p", json!({})))
         .await;
@@ -543,19 +591,30 @@ async fn postgres_pipeline_errors_are_clear_and_a_quoted_password_works() {
         json!({"databaseId": "src", "username": "postgres", "password": "x"}),
     )
     .await;
-    let e = c.call_err("etl-start-pipeline", start("p", json!({}))).await;
-    assert!(e.contains("`credentialId` is required") && e.contains("2 credentials"), "{e}");
+    let e = c
+        .call_err("etl-start-pipeline", start("p", json!({})))
+        .await;
+    assert!(
+        e.contains("`credentialId` is required") && e.contains("2 credentials"),
+        "{e}"
+    );
     let e = c
         .call_err(
             "etl-start-pipeline",
-            start("p", json!({"publication": "nope", "credentialId": good["id"]})),
+            start(
+                "p",
+                json!({"publication": "nope", "credentialId": good["id"]}),
+            ),
         )
         .await;
     assert!(e.contains("publication 'nope' does not exist"), "{e}");
     assert!(
         c.call_err(
             "etl-start-pipeline",
-            start("p", json!({"credentialId": good["id"], "tables": ["missing"]}))
+            start(
+                "p",
+                json!({"credentialId": good["id"], "tables": ["missing"]})
+            )
         )
         .await
         .contains("table 'missing' is not in publication")
@@ -567,7 +626,10 @@ async fn postgres_pipeline_errors_are_clear_and_a_quoted_password_works() {
     );
     c.call_ok(
         "etl-start-pipeline",
-        start("p", json!({"credentialId": good["id"]})),
+        start(
+            "p",
+            json!({"credentialId": good["id"], "retryDelayMs": 200, "retryMaxAttempts": 2}),
+        ),
     )
     .await;
     let p = wait_state(&c, "p", "streaming", Duration::from_secs(30)).await;
@@ -582,11 +644,55 @@ async fn postgres_pipeline_errors_are_clear_and_a_quoted_password_works() {
         if rows.len() == 10 && rows.iter().any(|r| r[1] == json!("changed")) {
             break;
         }
-        assert!(Instant::now() < deadline, "the update never arrived: {rows:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the update never arrived: {rows:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    c.call_ok("etl-delete-pipeline", json!({"name": "p", "dropTables": true}))
-        .await;
+    // a dropped connection: the pipeline reconnects and goes on
+    let slot = p["slot"].as_str().unwrap().to_string();
+    let kill_walsender = || async {
+        pg.execute(
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active",
+            &[&slot],
+        )
+        .await
+        .unwrap()
+    };
+    assert_eq!(kill_walsender().await, 1);
+    pg.batch_execute(&format!("UPDATE {s}.t SET v = 'after reconnect' WHERE id = 4"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let rows = replica_rows(&main, &format!("{s}__t"), &[]);
+        if rows.iter().any(|r| r[1] == json!("after reconnect")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no change after the reconnect: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // a source that stays unreachable: retries, then `error` with the reason
+    pg.batch_execute("ALTER ROLE trex_pw CONNECTION LIMIT 0")
+        .await
+        .unwrap();
+    wait_state(&c, "p", "streaming", Duration::from_secs(10)).await;
+    assert_eq!(kill_walsender().await, 1);
+    let p = wait_state(&c, "p", "error", Duration::from_secs(20)).await;
+    pg.batch_execute("ALTER ROLE trex_pw CONNECTION LIMIT -1")
+        .await
+        .unwrap();
+    let e = p["error"].as_str().unwrap();
+    assert!(
+        e.contains("too many connections") && e.contains("gave up after 2 retries"),
+        "{p}"
+    );
+    c.call_ok(
+        "etl-delete-pipeline",
+        json!({"name": "p", "dropTables": true}),
+    )
+    .await;
 
     // copy_only from a schema
     c.call_ok(
@@ -597,11 +703,17 @@ async fn postgres_pipeline_errors_are_clear_and_a_quoted_password_works() {
     let p = wait_state(&c, "once", "stopped", Duration::from_secs(30)).await;
     assert_eq!(p["rowsReplicated"], 10, "{p}");
     assert_eq!(replica_rows(&main, &format!("{s}__t"), &[]).len(), 10);
-    c.call_ok("etl-delete-pipeline", json!({"name": "once", "dropTables": true}))
-        .await;
+    c.call_ok(
+        "etl-delete-pipeline",
+        json!({"name": "once", "dropTables": true}),
+    )
+    .await;
 
     // a server without logical decoding
-    if let Some(replica) = ReplicaServer::start() {
+    {
+        let replica = ReplicaServer::start().expect(
+            "this test starts a PostgreSQL 15 server of its own (/usr/lib/postgresql/15/bin/initdb)",
+        );
         c.call_ok(
             "database-create",
             json!({"id": "plain", "host": "127.0.0.1", "port": replica.port, "databaseName": "postgres"}),
@@ -618,7 +730,10 @@ async fn postgres_pipeline_errors_are_clear_and_a_quoted_password_works() {
                 json!({"name": "plain", "databaseId": "plain", "mode": "cdc_only", "publication": "any"}),
             )
             .await;
-        assert!(e.contains("wal_level = replica") && e.contains("wal_level = logical"), "{e}");
+        assert!(
+            e.contains("wal_level = replica") && e.contains("wal_level = logical"),
+            "{e}"
+        );
     }
     cleanup(&pg, &s).await;
 }
@@ -696,7 +811,10 @@ async fn sqlite_source_with_change_capture_triggers() {
         if same {
             break;
         }
-        assert!(Instant::now() < deadline, "the SQLite replica never matched");
+        assert!(
+            Instant::now() < deadline,
+            "the SQLite replica never matched"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let triggers: i64 = src
@@ -718,17 +836,22 @@ async fn sqlite_source_with_change_capture_triggers() {
     assert_eq!(left, 1);
 
     // stop, change, start: resumes from the change-table position
-    c.call_ok("etl-stop-pipeline", json!({"name": "lite"})).await;
+    c.call_ok("etl-stop-pipeline", json!({"name": "lite"}))
+        .await;
     src.execute_batch("INSERT INTO items (name) VALUES ('while stopped')")
         .unwrap();
-    c.call_ok("etl-start-pipeline", json!({"name": "lite"})).await;
+    c.call_ok("etl-start-pipeline", json!({"name": "lite"}))
+        .await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let t = rusqlite::Connection::open(&main).unwrap();
         if dump(&src, "items") == dump(&t, "shop__items") {
             break;
         }
-        assert!(Instant::now() < deadline, "the change made while stopped never arrived");
+        assert!(
+            Instant::now() < deadline,
+            "the change made while stopped never arrived"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
@@ -736,7 +859,8 @@ async fn sqlite_source_with_change_capture_triggers() {
             .await
             .contains("read by pipeline(s) lite")
     );
-    c.call_ok("etl-delete-pipeline", json!({"name": "lite"})).await;
+    c.call_ok("etl-delete-pipeline", json!({"name": "lite"}))
+        .await;
     let objects: i64 = src
         .query_row(
             "SELECT count(*) FROM sqlite_schema WHERE name LIKE '\\_trex\\_%' ESCAPE '\\'",
@@ -744,7 +868,14 @@ async fn sqlite_source_with_change_capture_triggers() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(objects, 0, "triggers and change table removed from the source");
+    assert_eq!(
+        objects, 0,
+        "triggers and change table removed from the source"
+    );
     let t = rusqlite::Connection::open(&main).unwrap();
-    assert_eq!(dump(&t, "shop__items").len(), dump(&src, "items").len(), "tables kept without dropTables");
+    assert_eq!(
+        dump(&t, "shop__items").len(),
+        dump(&src, "items").len(),
+        "tables kept without dropTables"
+    );
 }
