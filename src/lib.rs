@@ -25,7 +25,10 @@
 //!   table group — all control-store SQL lives there, behind an opaque [`store::Conn`], so no
 //!   `rusqlite` type leaves it), [`plugins`] (the plugin package format: manifest checks,
 //!   archive unpacking with every entry checked, request-path normalisation, the function
-//!   runner's process contract; installing and calling them is [`ops`]'s plugins file).
+//!   runner's process contract; installing and calling them is [`ops`]'s plugins file),
+//!   [`pipelines`] (ETL/CDC mechanics: PostgreSQL logical replication over pgoutput, SQLite
+//!   change-capture triggers, the replica writer with its exactly-once checkpoints, one
+//!   supervised task per running pipeline; the rules are [`ops`]'s pipelines file).
 //! - Plumbing: [`config`] (`trex.toml` + `TREX_*` + flags, strict), [`error`] (the error type,
 //!   status mapping, internal errors with a correlation id), [`app`] (configuration plus
 //!   services, background tasks), [`server`] (bind, accept loop with connection limits, serve,

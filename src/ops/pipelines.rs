@@ -272,6 +272,9 @@ async fn start_inner(app: &Arc<App>, actor: &Actor, a: StartArgs) -> Result<Stri
         .await?;
     let db = db.ok_or_else(|| Error::NotFound("Database not found".into()))?;
     super::databases::in_scope(actor, &db.id)?;
+    if !db.enabled {
+        return Err(Error::Conflict(format!("Database '{}' is disabled", db.id)));
+    }
     let postgres = db.dialect != "sqlite";
     if postgres && mode.streams() && a.publication.is_none() {
         return Err(invalid(

@@ -83,7 +83,7 @@ pub struct Live {
 }
 
 /// How many commit lags the percentiles are taken over.
-const LAG_WINDOW: usize = 2048;
+const LAG_WINDOW: usize = 16384;
 
 impl Live {
     pub fn set(&self, state: &'static str, error: Option<String>) {

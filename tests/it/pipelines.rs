@@ -661,16 +661,21 @@ async fn postgres_pipeline_errors_are_clear_and_a_quoted_password_works() {
         .unwrap()
     };
     assert_eq!(kill_walsender().await, 1);
-    pg.batch_execute(&format!("UPDATE {s}.t SET v = 'after reconnect' WHERE id = 4"))
-        .await
-        .unwrap();
+    pg.batch_execute(&format!(
+        "UPDATE {s}.t SET v = 'after reconnect' WHERE id = 4"
+    ))
+    .await
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let rows = replica_rows(&main, &format!("{s}__t"), &[]);
         if rows.iter().any(|r| r[1] == json!("after reconnect")) {
             break;
         }
-        assert!(Instant::now() < deadline, "no change after the reconnect: {rows:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no change after the reconnect: {rows:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // a source that stays unreachable: retries, then `error` with the reason
