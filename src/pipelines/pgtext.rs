@@ -107,6 +107,14 @@ pub fn convert(kind: Kind, elem: Kind, text: &str) -> Value {
     }
 }
 
+/// [`convert`] of a value already owned (text kinds keep its allocation).
+pub fn convert_owned(kind: Kind, elem: Kind, text: String) -> Value {
+    match kind {
+        Kind::Numeric | Kind::Json | Kind::Text => Value::Text(text),
+        _ => convert(kind, elem, &text),
+    }
+}
+
 /// `2026-12-02 10:00:00.12+00` → `2026-12-02T10:00:00.120000Z` (with `zoned`), and
 /// `2026-12-02 10:00:00` → `2026-12-02T10:00:00.000000`; anything else (infinity, BC dates,
 /// years past 9999) is kept as PostgreSQL prints it.

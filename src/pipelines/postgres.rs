@@ -662,7 +662,7 @@ fn row_of(spec: &TableSpec, fields: Vec<Option<String>>) -> Vec<Value> {
         .zip(&spec.columns)
         .map(|(f, c)| match f {
             None => Value::Null,
-            Some(s) => pgtext::convert(c.kind, c.elem, &s),
+            Some(s) => pgtext::convert_owned(c.kind, c.elem, s),
         })
         .collect()
 }

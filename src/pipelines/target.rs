@@ -20,6 +20,7 @@
 //! Updates and deletes that find no row, and inserts that find one, are errors — the replica
 //! has diverged (someone wrote to it) and the pipeline stops rather than drift.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -409,6 +410,8 @@ pub struct Applier {
     rows: u64,
     phase: String,
     position: u64,
+    /// The statements made so far, by (table, kind, changed columns): built once, not per row.
+    sqls: HashMap<(usize, u8, Vec<usize>), Arc<str>>,
 }
 
 impl Applier {
@@ -435,6 +438,7 @@ impl Applier {
             rows: at.rows,
             phase: at.phase.clone(),
             position: at.position,
+            sqls: HashMap::new(),
         })
     }
 
@@ -510,8 +514,9 @@ impl Applier {
             }
             Op::Upsert { table, rowid, row } => {
                 self.begin()?;
-                let t = &self.tables[table];
-                let sql = format!("DELETE FROM {} WHERE rowid = ?1", ident(&t.target));
+                let sql = self.statement((table, 4, Vec::new()), |_, t| {
+                    Ok(format!("DELETE FROM {} WHERE rowid = ?1", ident(&t.target)))
+                })?;
                 self.conn
                     .prepare_cached(&sql)
                     .map_err(err)?
@@ -601,6 +606,20 @@ impl Applier {
         self.commit()
     }
 
+    /// The statement of `key`, made by `make` the first time.
+    fn statement(
+        &mut self,
+        key: (usize, u8, Vec<usize>),
+        make: impl FnOnce(&Applier, &TableSpec) -> Result<String, String>,
+    ) -> Result<Arc<str>, String> {
+        if let Some(s) = self.sqls.get(&key) {
+            return Ok(s.clone());
+        }
+        let sql: Arc<str> = make(self, &self.tables[key.0])?.into();
+        self.sqls.insert(key, sql.clone());
+        Ok(sql)
+    }
+
     fn insert(&mut self, table: usize, row: Vec<Value>, rowid: Option<i64>) -> Result<(), String> {
         let t = &self.tables[table];
         if row.len() != t.columns.len() {
@@ -611,33 +630,20 @@ impl Applier {
                 t.columns.len()
             ));
         }
-        let names: Vec<String> = t.columns.iter().map(|c| ident(&c.name)).collect();
-        let (sql, n) = match rowid {
-            Some(_) => (
-                format!(
-                    "INSERT INTO {} (rowid, {}) VALUES ({})",
-                    ident(&t.target),
-                    names.join(", "),
-                    (1..=names.len() + 1)
-                        .map(|i| format!("?{i}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                names.len() + 1,
-            ),
-            None => (
-                format!(
-                    "INSERT INTO {} ({}) VALUES ({})",
-                    ident(&t.target),
-                    names.join(", "),
-                    (1..=names.len())
-                        .map(|i| format!("?{i}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                names.len(),
-            ),
-        };
+        let with_rowid = rowid.is_some();
+        let sql = self.statement((table, with_rowid as u8, Vec::new()), |_, t| {
+            let names: Vec<String> = t.columns.iter().map(|c| ident(&c.name)).collect();
+            let n = names.len() + with_rowid as usize;
+            let marks: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
+            Ok(format!(
+                "INSERT INTO {} ({}{}) VALUES ({})",
+                ident(&t.target),
+                if with_rowid { "rowid, " } else { "" },
+                names.join(", "),
+                marks.join(", ")
+            ))
+        })?;
+        let t = &self.tables[table];
         let mut st = self.conn.prepare_cached(&sql).map_err(err)?;
         let r = match rowid {
             Some(id) => st.execute(params_from_iter(
@@ -645,7 +651,6 @@ impl Applier {
             )),
             None => st.execute(params_from_iter(row)),
         };
-        debug_assert!(n > 0);
         r.map(|_| ()).map_err(|e| match e {
             rusqlite::Error::SqliteFailure(f, _)
                 if f.code == rusqlite::ErrorCode::ConstraintViolation =>
@@ -731,18 +736,21 @@ impl Applier {
             return Ok(());
         }
         let key = self.key_values(table, key);
+        let cols: Vec<usize> = set.iter().map(|(i, _)| *i).collect();
+        let sql = self.statement((table, 2, cols), |a, t| {
+            let loc = a.located(table, set.len() + 1)?;
+            let assigns: Vec<String> = set
+                .iter()
+                .enumerate()
+                .map(|(n, (i, _))| format!("{} = ?{}", ident(&t.columns[*i].name), n + 1))
+                .collect();
+            Ok(format!(
+                "UPDATE {} SET {} WHERE {loc}",
+                ident(&t.target),
+                assigns.join(", ")
+            ))
+        })?;
         let t = &self.tables[table];
-        let assigns: Vec<String> = set
-            .iter()
-            .enumerate()
-            .map(|(n, (i, _))| format!("{} = ?{}", ident(&t.columns[*i].name), n + 1))
-            .collect();
-        let loc = self.located(table, set.len() + 1)?;
-        let sql = format!(
-            "UPDATE {} SET {} WHERE {loc}",
-            ident(&t.target),
-            assigns.join(", ")
-        );
         let n = self
             .conn
             .prepare_cached(&sql)
@@ -770,9 +778,10 @@ impl Applier {
 
     fn delete(&mut self, table: usize, key: Vec<Value>) -> Result<(), String> {
         let key = self.key_values(table, key);
-        let t = &self.tables[table];
-        let loc = self.located(table, 1)?;
-        let sql = format!("DELETE FROM {} WHERE {loc}", ident(&t.target));
+        let sql = self.statement((table, 3, Vec::new()), |a, t| {
+            let loc = a.located(table, 1)?;
+            Ok(format!("DELETE FROM {} WHERE {loc}", ident(&t.target)))
+        })?;
         let n = self
             .conn
             .prepare_cached(&sql)
