@@ -293,7 +293,14 @@ async fn postgres_copy_and_cdc_is_exactly_once_across_kill_and_restart() {
         "no password in listings: {p}"
     );
     let slot = p["slot"].as_str().unwrap().to_string();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // copy and stream under writes: compared once the writer pauses
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let before = w.await.unwrap();
+    converge(&pg, &s, &main, Duration::from_secs(30)).await;
+    stop.store(false, std::sync::atomic::Ordering::Relaxed);
+    let w = tokio::spawn(writer(s.clone(), stop.clone()));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
 
     // kill -9 mid-stream: the writer keeps writing while trex is down
     first.child.kill().unwrap();
@@ -307,7 +314,10 @@ async fn postgres_copy_and_cdc_is_exactly_once_across_kill_and_restart() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let txns = w.await.unwrap();
-    assert!(txns > 100, "the writer committed {txns} transactions");
+    assert!(
+        before > 50 && txns > 50,
+        "the writer committed {before} + {txns} transactions"
+    );
     converge(&pg, &s, &main, Duration::from_secs(30)).await;
     let p = pipeline(&c, "shop").await;
     assert!(p["rowsReplicated"].as_u64().unwrap() > 640, "{p}");
