@@ -30,7 +30,11 @@ pub fn tools() -> Vec<Tool> {
              picks the credential (required when the database has more than one); `tables` limits what is \
              replicated. A start of an existing stopped pipeline resumes it from its checkpoint. Exactly once \
              across restarts.",
-            Annotations::CREATE,
+            // it connects to the source database
+            Annotations {
+                open_world: true,
+                ..Annotations::CREATE
+            },
             start,
         ),
         Tool::typed(
@@ -47,7 +51,10 @@ pub fn tools() -> Vec<Tool> {
             "Stop and delete a pipeline: its replication slot (PostgreSQL) or change-capture triggers and change \
              table (SQLite), its checkpoint, and with `dropTables` its replica tables. A source that cannot be \
              reached keeps the pipeline unless `force`.",
-            Annotations::DESTROY,
+            Annotations {
+                open_world: true,
+                ..Annotations::DESTROY
+            },
             delete,
         ),
     ]

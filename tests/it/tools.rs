@@ -70,12 +70,16 @@ async fn every_tool_has_schemas_and_truthful_annotations() {
             || name.ends_with("-uninstall")
             || name == "plugin-function-invoke"
             || name == "trexdb-execute-sql"
-            || name == "migration-run";
+            || name == "migration-run"
+            || name == "etl-delete-pipeline";
         assert_eq!(a["destructiveHint"], destroys, "{name}");
         // only the tools that reach external servers (registered PostgreSQL databases) say so
         assert_eq!(
             a["openWorldHint"],
-            name == "database-test-connection" || name.starts_with("migration-"),
+            name == "database-test-connection"
+                || name.starts_with("migration-")
+                || name == "etl-start-pipeline"
+                || name == "etl-delete-pipeline",
             "{name}"
         );
     }
