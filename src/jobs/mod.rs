@@ -388,6 +388,11 @@ impl Jobs {
                 }
             })
         };
+        // a cancel asked between the claim and the registration above found no token to fire
+        if self.cancel_requested(&job.id).await {
+            cancel_asked.store(true, std::sync::atomic::Ordering::Release);
+            token.cancel();
+        }
         let ctx = JobCtx {
             id: job.id.clone(),
             attempt: job.attempts,

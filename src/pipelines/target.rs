@@ -463,18 +463,23 @@ impl Applier {
             Op::Rows { table, rows } => {
                 self.begin()?;
                 let n = rows.len() as u64;
+                // a SQLite source's rows come with their rowid first, as the statement takes it
                 let by_rowid = self.tables[table].matching == Match::Rowid;
-                for mut row in rows {
-                    // a SQLite source's rows come with their rowid first
-                    let rowid = match by_rowid {
-                        true => match row.remove(0) {
-                            Value::Integer(i) => Some(i),
-                            _ => return Err("a copied row came without its rowid".into()),
-                        },
-                        false => None,
-                    };
-                    self.insert(table, row, rowid)?;
+                let sql = self.insert_sql(table, by_rowid)?;
+                let width = self.tables[table].columns.len() + by_rowid as usize;
+                let mut st = self.conn.prepare_cached(&sql).map_err(err)?;
+                for row in rows {
+                    if row.len() != width {
+                        return Err(format!(
+                            "{}: a copied row has {} values, not {width}",
+                            self.tables[table].source(),
+                            row.len()
+                        ));
+                    }
+                    st.execute(params_from_iter(row))
+                        .map_err(|e| insert_error(&self.tables[table], e))?;
                 }
+                drop(st);
                 self.rows += n;
                 self.changes += n;
                 // the copy commits in large pieces (a crash restarts it anyway)
@@ -630,8 +635,21 @@ impl Applier {
                 t.columns.len()
             ));
         }
-        let with_rowid = rowid.is_some();
-        let sql = self.statement((table, with_rowid as u8, Vec::new()), |_, t| {
+        let sql = self.insert_sql(table, rowid.is_some())?;
+        let t = &self.tables[table];
+        let mut st = self.conn.prepare_cached(&sql).map_err(err)?;
+        let r = match rowid {
+            Some(id) => st.execute(params_from_iter(
+                std::iter::once(Value::Integer(id)).chain(row),
+            )),
+            None => st.execute(params_from_iter(row)),
+        };
+        r.map(|_| ()).map_err(|e| insert_error(t, e))
+    }
+
+    /// The INSERT of `table` (with the rowid as its first value when `with_rowid`).
+    fn insert_sql(&mut self, table: usize, with_rowid: bool) -> Result<Arc<str>, String> {
+        self.statement((table, with_rowid as u8, Vec::new()), |_, t| {
             let names: Vec<String> = t.columns.iter().map(|c| ident(&c.name)).collect();
             let n = names.len() + with_rowid as usize;
             let marks: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
@@ -642,26 +660,6 @@ impl Applier {
                 names.join(", "),
                 marks.join(", ")
             ))
-        })?;
-        let t = &self.tables[table];
-        let mut st = self.conn.prepare_cached(&sql).map_err(err)?;
-        let r = match rowid {
-            Some(id) => st.execute(params_from_iter(
-                std::iter::once(Value::Integer(id)).chain(row),
-            )),
-            None => st.execute(params_from_iter(row)),
-        };
-        r.map(|_| ()).map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(f, _)
-                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                format!(
-                    "the replica has diverged: an insert into {} found its key already there ({}); was the replica written to?",
-                    t.target,
-                    err(e)
-                )
-            }
-            e => err(e),
         })
     }
 
@@ -800,6 +798,22 @@ impl Applier {
             let _ = self.conn.execute_batch("ROLLBACK");
             self.open = false;
         }
+    }
+}
+
+/// An insert's error; a key already there means the replica diverged.
+fn insert_error(t: &TableSpec, e: rusqlite::Error) -> String {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            format!(
+                "the replica has diverged: an insert into {} found its key already there ({}); was the replica written to?",
+                t.target,
+                err(e)
+            )
+        }
+        e => err(e),
     }
 }
 
