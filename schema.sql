@@ -343,3 +343,9 @@ CREATE TABLE pipelines (
     created_by         TEXT,
     updated_at         TEXT NOT NULL
 );
+
+-- version: 11
+
+-- SSO sign-in: a provider other than `github` signs in by OpenID Connect discovery from its
+-- issuer URL (NULL: not set yet; such a provider cannot be enabled).
+ALTER TABLE sso_providers ADD COLUMN issuer TEXT;

@@ -33,6 +33,28 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// Installed plugins: archive limits and function runners.
     pub plugins: PluginsConfig,
+    /// Sign-in to the admin page through SSO providers.
+    pub sso: SsoConfig,
+}
+
+/// `[sso]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SsoConfig {
+    /// What an SSO sign-in with a verified email that no user has does: `refuse` (the default),
+    /// or `create` (a new `user`-role account, which an admin may then promote).
+    pub unknown_users: String,
+    /// Seconds a started SSO sign-in may take before its callback is refused.
+    pub login_timeout_secs: u64,
+}
+
+impl Default for SsoConfig {
+    fn default() -> Self {
+        SsoConfig {
+            unknown_users: "refuse".into(),
+            login_timeout_secs: 600,
+        }
+    }
 }
 
 /// `[plugins]`
@@ -217,6 +239,9 @@ pub struct ServerConfig {
     /// Who may read `/metrics`: `off` (404), `local` (loopback callers only) or `key` (an API
     /// key, any address).
     pub metrics: String,
+    /// The URL users reach this server at, e.g. `https://trex.example.com` behind a proxy; SSO
+    /// redirect URLs are made from it. Empty: from the request's own `Host` (plain http).
+    pub public_url: String,
 }
 
 /// `[store]`
@@ -276,6 +301,7 @@ impl Default for ServerConfig {
             body_read_timeout_secs: 30,
             max_connections: 1024,
             metrics: "local".into(),
+            public_url: String::new(),
         }
     }
 }
@@ -316,6 +342,7 @@ impl Default for LogConfig {
 /// Sections whose keys may be set through `TREX_<SECTION>_<KEY>`.
 const SECTIONS: &[&str] = &[
     "server", "store", "mcp", "engine", "log", "audit", "jobs", "backup", "cluster", "plugins",
+    "sso",
 ];
 
 /// Short environment names kept for convenience (`TREX_LISTEN`, `TREX_DATA_DIR`).
@@ -420,6 +447,26 @@ impl Config {
             return bad(
                 "server.base_path",
                 "must look like `/trex`: a leading slash, segments of letters, digits, - and _",
+            );
+        }
+        if !matches!(self.sso.unknown_users.as_str(), "refuse" | "create") {
+            return bad("sso.unknown_users", "must be `refuse` or `create`");
+        }
+        if self.sso.login_timeout_secs == 0 {
+            return bad("sso.login_timeout_secs", "must be at least 1");
+        }
+        let pu = &self.server.public_url;
+        if !pu.is_empty()
+            && url::Url::parse(pu).map_or(true, |u| {
+                !matches!(u.scheme(), "http" | "https")
+                    || u.host().is_none()
+                    || u.path() != "/"
+                    || u.query().is_some()
+            })
+        {
+            return bad(
+                "server.public_url",
+                "must be a scheme and host (and port), such as `https://trex.example.com`",
             );
         }
         if self.server.body_limit < 1024 {

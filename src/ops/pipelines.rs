@@ -228,6 +228,7 @@ async fn start_inner(app: &Arc<App>, actor: &Actor, a: StartArgs) -> Result<Stri
     let name = a.name.clone();
     let existing = app.store.run(move |c| store::by_name(c, &name)).await?;
     if let Some(mut p) = existing {
+        super::databases::in_scope(actor, &p.database_id)?;
         return resume(app, &mut p, a).await;
     }
     let mode = a.mode.ok_or_else(|| {
@@ -479,7 +480,7 @@ pub async fn stop(app: &Arc<App>, actor: &Actor, name: &str) -> Result<String> {
         "etl-stop-pipeline",
         json!({"name": name}),
         async {
-            let mut p = find(app, name).await?;
+            let p = find(app, name).await?;
             super::databases::in_scope(actor, &p.database_id)?;
             if !app.pipelines.stop(&p.id, STOP_GRACE).await {
                 return Err(Error::Other(format!(
@@ -487,13 +488,10 @@ pub async fn stop(app: &Arc<App>, actor: &Actor, name: &str) -> Result<String> {
                     STOP_GRACE.as_secs()
                 )));
             }
-            p.desired = "stopped".into();
-            if p.state != "error" {
-                p.state = "stopped".into();
-            }
-            let row = p.clone();
+            // only what is wanted changes: an error the run recorded while stopping stays
+            let id = p.id.clone();
             app.store
-                .write(move |c| store::set_desired(c, &row))
+                .write(move |c| store::mark_stopped(c, &id))
                 .await?;
             Ok(format!("Pipeline '{name}' stopped"))
         },

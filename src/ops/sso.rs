@@ -1,5 +1,8 @@
 //! SSO providers: saved by id with their client secret sealed at rest (never shown again;
-//! an empty secret keeps the stored one); new providers start disabled.
+//! an empty secret keeps the stored one); new providers start disabled. The provider `github`
+//! is GitHub's OAuth; any other id is an OpenID Connect provider found by discovery from its
+//! `issuer` URL, which it needs before it can be enabled. Signing in through them is
+//! [`crate::ops::sso_login`]'s.
 
 use serde_json::json;
 
@@ -17,8 +20,36 @@ pub struct Provider {
     pub client_id: String,
     /// Empty or `None` keeps the stored secret.
     pub client_secret: Option<String>,
+    /// OIDC issuer URL; `None` keeps the stored one, `""` clears it.
+    pub issuer: Option<String>,
     /// `None` keeps the current value.
     pub enabled: Option<bool>,
+}
+
+/// The id of the GitHub OAuth provider (not OpenID Connect: no issuer).
+pub const GITHUB: &str = "github";
+
+/// Checks an issuer URL: absolute `https` (or `http` to a loopback host, for a provider on
+/// this machine), no query or fragment. Returns it without a trailing `/`.
+pub fn check_issuer(raw: &str) -> Result<String> {
+    let bad = |why: &str| invalid("issuer", why);
+    let u = url::Url::parse(raw.trim()).map_err(|e| bad(&format!("is not a URL ({e})")))?;
+    let loopback = match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        None => return Err(bad("must name a host")),
+    };
+    match u.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => return Err(bad("must be https (http only for a loopback host)")),
+        _ => return Err(bad("must be an https URL")),
+    }
+    if u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() {
+        return Err(bad("must not have a query, fragment or user name"));
+    }
+    Ok(raw.trim().trim_end_matches('/').to_string())
 }
 
 fn valid_id(id: &str) -> bool {
@@ -37,7 +68,7 @@ pub async fn list(app: &App, page: Page) -> Result<Paged<SsoProvider>> {
 /// Creates or updates a provider; `true` with it when it is new.
 pub async fn save(app: &App, actor: &Actor, p: Provider) -> Result<(SsoProvider, bool)> {
     let args = json!({"id": p.id, "displayName": p.display_name, "clientId": p.client_id,
-        "clientSecret": p.client_secret, "enabled": p.enabled});
+        "clientSecret": p.client_secret, "issuer": p.issuer, "enabled": p.enabled});
     audited(app, actor, "sso-save", args, async {
         if !valid_id(&p.id) {
             return Err(invalid(
@@ -49,6 +80,17 @@ pub async fn save(app: &App, actor: &Actor, p: Provider) -> Result<(SsoProvider,
         if p.client_id.trim().is_empty() {
             return Err(invalid("clientId", "must not be empty"));
         }
+        let issuer = match p.issuer.as_deref().map(str::trim) {
+            Some("") => Some(String::new()),
+            Some(_) if p.id == GITHUB => {
+                return Err(invalid(
+                    "issuer",
+                    "GitHub signs in by OAuth, not OpenID Connect: leave issuer out for `github`",
+                ));
+            }
+            Some(i) => Some(check_issuer(i)?),
+            None => None,
+        };
         let sealed = p
             .client_secret
             .as_deref()
@@ -59,14 +101,31 @@ pub async fn save(app: &App, actor: &Actor, p: Provider) -> Result<(SsoProvider,
             });
         app.store
             .write(move |c| {
-                sso::save(
-                    c,
-                    &p.id,
-                    p.display_name.trim(),
-                    p.client_id.trim(),
-                    sealed.as_deref(),
-                    p.enabled,
-                )
+                let save = sso::Save {
+                    id: &p.id,
+                    display_name: p.display_name.trim(),
+                    client_id: p.client_id.trim(),
+                    sealed_secret: sealed.as_deref(),
+                    issuer: issuer.as_deref(),
+                    enabled: p.enabled,
+                };
+                sso::save(c, &save, |saved| {
+                    if !saved.enabled {
+                        Ok(())
+                    } else if saved.id != GITHUB && saved.issuer.is_none() {
+                        Err(invalid(
+                            "issuer",
+                            "is required to enable an OpenID Connect provider (the URL its discovery document is under)",
+                        ))
+                    } else if saved.id == GITHUB && !saved.has_client_secret {
+                        Err(invalid(
+                            "clientSecret",
+                            "is required to enable GitHub sign-in",
+                        ))
+                    } else {
+                        Ok(())
+                    }
+                })
             })
             .await
     })

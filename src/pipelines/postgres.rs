@@ -127,6 +127,18 @@ pub async fn preflight(run: &Run, t: &Target) -> Result<Vec<TableSpec>, String> 
         Fail::Fatal(m) | Fail::Transient(m) => m,
     };
     let client = connect(t).await.map_err(msg)?;
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await
+        .map_err(|e| db_error(&e))?
+        .get(0);
+    if version < 120_000 {
+        return Err(format!(
+            "database '{}' runs PostgreSQL {}; pipelines need PostgreSQL 12 or newer",
+            run.database_id,
+            version / 10_000
+        ));
+    }
     if run.mode.streams() {
         let wal: String = client
             .query_one("SHOW wal_level", &[])
@@ -239,7 +251,8 @@ async fn catalog(client: &Client, run: &Run) -> Result<Vec<TableSpec>, Fail> {
                         a.attnum = ANY (coalesce((SELECT i.indkey::int2[] FROM pg_index i
                             WHERE i.indrelid = c.oid AND
                                   CASE c.relreplident WHEN 'i' THEN i.indisreplident ELSE i.indisprimary END
-                            LIMIT 1), '{}'::int2[]))
+                            LIMIT 1), '{}'::int2[])),
+                        c.oid::int8
                  FROM pg_attribute a
                  JOIN pg_class c ON c.oid = a.attrelid
                  JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -289,6 +302,7 @@ async fn catalog(client: &Client, run: &Run) -> Result<Vec<TableSpec>, Fail> {
                 c.key = false;
             }
         }
+        let oid = rows.first().map(|r| r.get::<_, i64>(8) as u32);
         out.push(TableSpec {
             target: format!("{schema}__{name}"),
             schema: schema.clone(),
@@ -296,6 +310,7 @@ async fn catalog(client: &Client, run: &Run) -> Result<Vec<TableSpec>, Fail> {
             columns,
             matching,
             rowid_alias: None,
+            oid,
         });
     }
     Ok(out)
@@ -409,6 +424,12 @@ pub async fn run(run: &Run, t: &Target) -> Result<Outcome, Fail> {
                         run.publication.clone().unwrap_or_default()
                     )));
                 }
+                Some(w) if spec.oid.is_some() && w.oid != spec.oid => {
+                    return Err(Fail::Fatal(format!(
+                        "table {} was dropped and created again on the source; delete the pipeline and start it again",
+                        spec.source()
+                    )));
+                }
                 Some(w) => {
                     let cols: Vec<(String, u32, bool)> = w
                         .columns
@@ -475,6 +496,11 @@ pub async fn run(run: &Run, t: &Target) -> Result<Outcome, Fail> {
             Outcome::Done
         });
     }
+    // the replica tables first: a name another pipeline or table has fails here, before a slot
+    // exists to hold the source's WAL
+    if run.mode.copies() {
+        prepare(run, &wanted, "snapshotting", 0).await?;
+    }
     drop_slot(&client, &run.slot)
         .await
         .map_err(Fail::Transient)?;
@@ -503,7 +529,10 @@ pub async fn run(run: &Run, t: &Target) -> Result<Outcome, Fail> {
         .ok_or_else(|| Fail::Fatal("CREATE_REPLICATION_SLOT gave no consistent point".into()))?
         .0;
     if !run.mode.copies() {
-        prepare(run, &wanted, "streaming", consistent).await?;
+        if let Err(e) = prepare(run, &wanted, "streaming", consistent).await {
+            let _ = drop_slot(&client, &run.slot).await;
+            return Err(e);
+        }
         let cp = Checkpoint {
             phase: "streaming".into(),
             position: consistent,
@@ -518,7 +547,6 @@ pub async fn run(run: &Run, t: &Target) -> Result<Outcome, Fail> {
     let snapshot = text(2)
         .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
         .ok_or_else(|| Fail::Fatal("CREATE_REPLICATION_SLOT exported no snapshot".into()))?;
-    prepare(run, &wanted, "snapshotting", 0).await?;
     run.live.set("snapshotting", None);
     let applier = new_applier(run, wanted.clone(), &fresh).await?;
     let (tx, handle) = target::spawn(applier, 16);
@@ -530,14 +558,19 @@ pub async fn run(run: &Run, t: &Target) -> Result<Outcome, Fail> {
         .map_err(|e| pg_fail("opening the slot's snapshot", e))?;
     let copied = copy(&client, &wanted, &tx, run).await;
     let _ = client.batch_execute("COMMIT").await;
-    drop(client);
     let copied = match copied {
         Ok(c) => c,
         Err(e) => {
             let _ = finish(tx, handle).await;
+            // a copy that cannot succeed leaves no slot holding WAL behind (a retry makes a
+            // new one anyway)
+            if matches!(e, Fail::Fatal(_)) {
+                let _ = drop_slot(&client, &run.slot).await;
+            }
             return Err(e);
         }
     };
+    drop(client);
     if !copied {
         finish(tx, handle).await?;
         return Ok(Outcome::Stopped);
@@ -763,7 +796,9 @@ async fn stream_with(
             }
             Ok(Some(ReplicationEvent::XLogData { wal_end, data, .. })) => {
                 live.wal_end.fetch_max(wal_end.0, Ordering::Relaxed);
-                if skipping {
+                // a transaction already applied is skipped, but not the relation descriptions
+                // in it: the server sends each one once per stream, before its first change
+                if skipping && data.first() != Some(&b'R') {
                     continue;
                 }
                 let msg = match pgoutput::decode(&data) {
@@ -816,9 +851,30 @@ fn changes(
     };
     Ok(match msg {
         Message::Relation(r) => {
+            // the same table under another name, or another table under the same name: what
+            // the replica holds is no longer what the source calls it
+            if let Some(t) = tables
+                .iter()
+                .find(|t| t.oid == Some(r.id) && (t.schema != r.schema || t.name != r.name))
+            {
+                return Err(format!(
+                    "table {} was renamed to {}.{} on the source; delete the pipeline and start it again",
+                    t.source(),
+                    r.schema,
+                    r.name
+                ));
+            }
             let found = tables
                 .iter()
                 .position(|t| t.schema == r.schema && t.name == r.name);
+            if let Some(i) = found
+                && tables[i].oid.is_some_and(|o| o != r.id)
+            {
+                return Err(format!(
+                    "table {} was dropped and created again on the source; delete the pipeline and start it again",
+                    tables[i].source()
+                ));
+            }
             match found {
                 Some(i) => {
                     if let Some(d) = relation_ok(&tables[i], &r) {

@@ -145,6 +145,7 @@ fn describe(c: &Connection, database_id: &str, name: &str) -> Result<TableSpec, 
             .collect(),
         matching: Match::Rowid,
         rowid_alias,
+        oid: None,
     })
 }
 

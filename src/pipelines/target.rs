@@ -90,6 +90,9 @@ pub struct TableSpec {
     /// The SQLite source's `INTEGER PRIMARY KEY` column, kept as the replica's rowid alias.
     #[serde(default)]
     pub rowid_alias: Option<String>,
+    /// The PostgreSQL source table's oid (a rename or a drop and re-create is seen by it).
+    #[serde(default)]
+    pub oid: Option<u32>,
 }
 
 impl TableSpec {
@@ -112,8 +115,9 @@ impl TableSpec {
                 if self.rowid_alias.as_deref() == Some(c.name.as_str()) {
                     format!("{} INTEGER PRIMARY KEY", ident(&c.name))
                 } else if self.matching == Match::Rowid {
-                    // a SQLite source keeps its declared types (same engine, same affinity)
-                    format!("{} {}", ident(&c.name), c.type_name)
+                    // a SQLite source keeps its declared type (same engine, same affinity) when
+                    // it is a plain type name; anything else gets the affinity it stands for
+                    format!("{} {}", ident(&c.name), declared_type(&c.type_name))
                 } else {
                     format!("{} {}", ident(&c.name), c.kind.sqlite_type())
                 }
@@ -129,6 +133,34 @@ impl TableSpec {
         }
         format!("CREATE TABLE {} ({})", ident(&self.target), cols.join(", "))
     }
+}
+
+/// A SQLite source column's declared type as the replica declares it: the name itself when it
+/// is words, digits and a size such as `VARCHAR(20)`, else the affinity SQLite gives it — never
+/// text pasted into DDL as it came.
+fn declared_type(t: &str) -> String {
+    let plain = t.len() <= 64
+        && t.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '_' | '(' | ')' | ','))
+        && t.chars().filter(|&c| c == '(').count() <= 1
+        && t.chars().filter(|&c| c == ')').count() == t.chars().filter(|&c| c == '(').count();
+    if plain {
+        return t.to_string();
+    }
+    // SQLite's affinity rules (https://sqlite.org/datatype3.html §3.1)
+    let u = t.to_ascii_uppercase();
+    if u.contains("INT") {
+        "INTEGER"
+    } else if u.contains("CHAR") || u.contains("CLOB") || u.contains("TEXT") {
+        "TEXT"
+    } else if u.contains("BLOB") || u.is_empty() {
+        "BLOB"
+    } else if u.contains("REAL") || u.contains("FLOA") || u.contains("DOUB") {
+        "REAL"
+    } else {
+        "NUMERIC"
+    }
+    .to_string()
 }
 
 /// An SQL identifier, quoted.
@@ -205,7 +237,8 @@ fn err(e: rusqlite::Error) -> String {
 pub fn open(path: &Path) -> Result<Connection, String> {
     let c = Connection::open(path).map_err(err)?;
     c.busy_timeout(Duration::from_secs(30)).map_err(err)?;
-    c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+    // FULL: a batch's commit is on disk before the source is told it may forget those changes
+    c.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
         .map_err(err)?;
     c.set_prepared_statement_cache_capacity(256);
     c.execute_batch(BOOKKEEPING).map_err(err)?;
@@ -412,6 +445,11 @@ pub struct Applier {
     position: u64,
     /// The statements made so far, by (table, kind, changed columns): built once, not per row.
     sqls: HashMap<(usize, u8, Vec<usize>), Arc<str>>,
+    /// Changes were applied after the last source transaction end (they belong to a source
+    /// transaction not seen to its end yet, undone if the batch must close now).
+    since_end: bool,
+    /// `rows` at the last source transaction end.
+    rows_at_end: u64,
 }
 
 impl Applier {
@@ -439,6 +477,8 @@ impl Applier {
             phase: at.phase.clone(),
             position: at.position,
             sqls: HashMap::new(),
+            since_end: false,
+            rows_at_end: at.rows,
         })
     }
 
@@ -447,12 +487,26 @@ impl Applier {
         &self.tables
     }
 
+    /// Opens a batch, with a savepoint marking where the next source transaction starts.
     fn begin(&mut self) -> Result<(), String> {
         if !self.open {
-            self.conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+            self.conn
+                .execute_batch("BEGIN IMMEDIATE; SAVEPOINT trex_end")
+                .map_err(err)?;
             self.open = true;
+            self.since_end = false;
             self.started = Instant::now();
         }
+        Ok(())
+    }
+
+    /// A change of a source transaction begins in the batch.
+    fn change(&mut self) -> Result<(), String> {
+        self.begin()?;
+        if !self.since_end {
+            self.rows_at_end = self.rows;
+        }
+        self.since_end = true;
         Ok(())
     }
 
@@ -495,22 +549,22 @@ impl Applier {
                 self.commit()?;
             }
             Op::Insert { table, row } => {
-                self.begin()?;
+                self.change()?;
                 self.insert(table, row, None)?;
                 self.counted();
             }
             Op::Update { table, key, set } => {
-                self.begin()?;
+                self.change()?;
                 self.update(table, key, set)?;
                 self.counted();
             }
             Op::Delete { table, key } => {
-                self.begin()?;
+                self.change()?;
                 self.delete(table, key)?;
                 self.counted();
             }
             Op::Truncate { tables } => {
-                self.begin()?;
+                self.change()?;
                 for t in tables {
                     let sql = format!("DELETE FROM {}", ident(&self.tables[t].target));
                     self.conn.execute(&sql, []).map_err(err)?;
@@ -518,7 +572,7 @@ impl Applier {
                 self.counted();
             }
             Op::Upsert { table, rowid, row } => {
-                self.begin()?;
+                self.change()?;
                 let sql = self.statement((table, 4, Vec::new()), |_, t| {
                     Ok(format!("DELETE FROM {} WHERE rowid = ?1", ident(&t.target)))
                 })?;
@@ -546,7 +600,13 @@ impl Applier {
                         || self.started.elapsed() >= self.batch.timeout)
                 {
                     self.commit()?;
-                } else if !self.open {
+                } else if self.open {
+                    // the batch stays open: the next source transaction starts here
+                    self.conn
+                        .execute_batch("RELEASE trex_end; SAVEPOINT trex_end")
+                        .map_err(err)?;
+                    self.since_end = false;
+                } else {
                     // a transaction with nothing for us (other tables): just move on
                     self.begin()?;
                     if queue_empty {
@@ -606,8 +666,18 @@ impl Applier {
         Ok(())
     }
 
-    /// Commits what is open (a stop, the end of a poll).
+    /// Commits what is open (a stop, a lost connection, the end of a poll) up to the last source
+    /// transaction end: the changes of a transaction not seen to its end are undone, so the
+    /// replica only ever holds whole source transactions and the checkpoint matches it. The
+    /// source sends that transaction again, whole, from the checkpoint.
     pub fn flush(&mut self) -> Result<(), String> {
+        if self.open && self.since_end {
+            self.conn
+                .execute_batch("ROLLBACK TO trex_end")
+                .map_err(err)?;
+            self.rows = self.rows_at_end;
+            self.since_end = false;
+        }
         self.commit()
     }
 
@@ -698,7 +768,11 @@ impl Applier {
     fn key_values(&self, table: usize, key: Vec<Value>) -> Vec<Value> {
         let t = &self.tables[table];
         match t.matching {
-            Match::Key => t.keys().into_iter().map(|i| key[i].clone()).collect(),
+            Match::Key => t
+                .keys()
+                .into_iter()
+                .map(|i| key.get(i).cloned().unwrap_or(Value::Null))
+                .collect(),
             _ => key,
         }
     }

@@ -139,6 +139,17 @@ pub fn of_database(conn: &Conn<'_>, database_id: &str) -> Result<Vec<String>> {
     Ok(rows)
 }
 
+/// Marks a pipeline wanted stopped, and stopped unless it is in `error` (whose reason stays).
+pub fn mark_stopped(conn: &Conn<'_>, id: &str) -> Result<()> {
+    conn.db().execute(
+        "UPDATE pipelines SET desired = 'stopped',
+                state = CASE WHEN state = 'error' THEN state ELSE 'stopped' END, updated_at = ?2
+         WHERE id = ?1",
+        params![id, crate::util::now_rfc3339()],
+    )?;
+    Ok(())
+}
+
 /// Sets what is wanted of a pipeline and its settings that may change on a restart.
 pub fn set_desired(conn: &Conn<'_>, p: &Pipeline) -> Result<()> {
     conn.db().execute(

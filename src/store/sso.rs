@@ -16,6 +16,8 @@ pub struct SsoProvider {
     pub id: String,
     pub display_name: String,
     pub client_id: String,
+    /// OpenID Connect issuer URL (discovery); `None` for GitHub, or not set yet.
+    pub issuer: Option<String>,
     pub enabled: bool,
     pub has_client_secret: bool,
     pub created_at: String,
@@ -31,10 +33,12 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SsoProvider> {
         has_client_secret: !r.get::<_, String>(4)?.is_empty(),
         created_at: r.get(5)?,
         updated_at: r.get(6)?,
+        issuer: r.get(7)?,
     })
 }
 
-const COLUMNS: &str = "id, display_name, client_id, enabled, client_secret, created_at, updated_at";
+const COLUMNS: &str =
+    "id, display_name, client_id, enabled, client_secret, created_at, updated_at, issuer";
 
 /// One provider.
 pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<SsoProvider>> {
@@ -63,31 +67,49 @@ pub fn list(conn: &Conn<'_>, page: &Page) -> Result<Paged<SsoProvider>> {
     }))
 }
 
-/// Creates or updates a provider. `sealed_secret: None` keeps the stored secret (a new row gets
-/// none); `enabled: None` keeps the current value (a new row is disabled). Returns the provider
-/// and whether it was created.
+/// What [`save`] writes; `None` members keep the stored value (a new row: no secret, no
+/// issuer, disabled). `issuer: Some("")` clears the issuer.
+pub struct Save<'a> {
+    pub id: &'a str,
+    pub display_name: &'a str,
+    pub client_id: &'a str,
+    pub sealed_secret: Option<&'a str>,
+    pub issuer: Option<&'a str>,
+    pub enabled: Option<bool>,
+}
+
+/// Creates or updates a provider, then `check`s what the row became (inside the caller's
+/// transaction of `Store::write`: its error rolls the save back). Returns the provider and
+/// whether it was created.
 pub fn save(
     conn: &Conn<'_>,
-    id: &str,
-    display_name: &str,
-    client_id: &str,
-    sealed_secret: Option<&str>,
-    enabled: Option<bool>,
+    p: &Save<'_>,
+    check: impl FnOnce(&SsoProvider) -> Result<()>,
 ) -> Result<(SsoProvider, bool)> {
+    let Save {
+        id,
+        display_name,
+        client_id,
+        sealed_secret,
+        issuer,
+        enabled,
+    } = *p;
     let now = now_rfc3339();
     let existed = get(conn, id)?.is_some();
     conn.db().execute(
-        "INSERT INTO sso_providers (id, display_name, client_id, client_secret, enabled, created_at, updated_at)
-         VALUES (?1, ?2, ?3, COALESCE(?4, ''), COALESCE(?5, 0), ?6, ?6)
+        "INSERT INTO sso_providers (id, display_name, client_id, client_secret, enabled, created_at, updated_at, issuer)
+         VALUES (?1, ?2, ?3, COALESCE(?4, ''), COALESCE(?5, 0), ?6, ?6, NULLIF(?7, ''))
          ON CONFLICT (id) DO UPDATE SET
             display_name = excluded.display_name,
             client_id = excluded.client_id,
             client_secret = COALESCE(?4, sso_providers.client_secret),
             enabled = COALESCE(?5, sso_providers.enabled),
+            issuer = CASE WHEN ?7 IS NULL THEN sso_providers.issuer ELSE NULLIF(?7, '') END,
             updated_at = excluded.updated_at",
-        params![id, display_name, client_id, sealed_secret, enabled, now],
+        params![id, display_name, client_id, sealed_secret, enabled, now, issuer],
     )?;
     let p = get(conn, id)?.expect("just saved");
+    check(&p)?;
     Ok((p, !existed))
 }
 

@@ -59,6 +59,10 @@ pub struct SaveArgs {
     pub client_id: String,
     /// The OAuth client secret; empty or omitted keeps the stored one.
     pub client_secret: Option<String>,
+    /// OpenID Connect issuer URL (its discovery document is at
+    /// `{issuer}/.well-known/openid-configuration`); required to enable any provider but
+    /// `github`. Omit to keep the stored one; `""` clears it.
+    pub issuer: Option<String>,
     /// Omit to keep the current value (new providers start disabled).
     pub enabled: Option<bool>,
 }
@@ -76,6 +80,7 @@ async fn sso_save(ctx: ToolCtx, a: SaveArgs) -> Result<Saved, ToolError> {
         display_name: a.display_name,
         client_id: a.client_id,
         client_secret: a.client_secret,
+        issuer: a.issuer,
         enabled: a.enabled,
     };
     let (provider, created) = ops::sso::save(&ctx.app, &ctx.actor, p).await?;

@@ -482,11 +482,41 @@ async fn sso_providers_keep_secrets_sealed() {
         "new providers start disabled"
     );
     assert_eq!(r["provider"]["hasClientSecret"], true);
-    c.call_ok(
+    // an OpenID Connect provider cannot be enabled before it has an issuer to discover from
+    let e = c
+        .call_err(
+            "sso-save",
+            json!({"id": "google", "displayName": "Google", "clientId": "cid", "enabled": true}),
+        )
+        .await;
+    assert!(e.contains("`issuer`"), "{e}");
+    for bad in [
+        "ftp://accounts.google.com",
+        "http://accounts.example.com",
+        "https://x.example/?a=1",
+        "not a url",
+    ] {
+        let e = c
+            .call_err(
+                "sso-save",
+                json!({"id": "google", "displayName": "Google", "clientId": "cid", "issuer": bad}),
+            )
+            .await;
+        assert!(e.contains("`issuer`"), "{bad}: {e}");
+    }
+    let e = c
+        .call_err(
+            "sso-save",
+            json!({"id": "github", "displayName": "GitHub", "clientId": "c", "issuer": "https://github.com"}),
+        )
+        .await;
+    assert!(e.contains("`issuer`"), "{e}");
+    let r = c.call_ok(
         "sso-save",
-        json!({"id": "google", "displayName": "Google", "clientId": "cid", "enabled": true}),
+        json!({"id": "google", "displayName": "Google", "clientId": "cid", "enabled": true, "issuer": "https://accounts.google.com/"}),
     )
     .await;
+    assert_eq!(r["provider"]["issuer"], "https://accounts.google.com");
     let r = c.call_ok("sso-save", json!({"id": "google", "displayName": "Google SSO", "clientId": "cid2", "clientSecret": ""})).await;
     assert_eq!(
         r["provider"]["enabled"], true,
@@ -536,7 +566,7 @@ async fn sso_providers_keep_secrets_sealed() {
     );
     // the audit log never holds the secret either
     let audit = c.call_ok("audit-list", json!({"tool": "sso-save"})).await;
-    assert_eq!(audit["entries"].as_array().unwrap().len(), 4);
+    assert_eq!(audit["entries"].as_array().unwrap().len(), 10);
     assert!(!audit.to_string().contains(secret));
 }
 

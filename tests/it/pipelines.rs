@@ -753,6 +753,105 @@ async fn postgres_pipeline_errors_are_clear_and_a_quoted_password_works() {
     cleanup(&pg, &s).await;
 }
 
+/// Rows of the replica table `t` (0 while it does not exist yet).
+fn replica_count(main: &std::path::Path, t: &str) -> i64 {
+    rusqlite::Connection::open(main)
+        .and_then(|c| c.query_row(&format!("SELECT count(*) FROM \"{t}\""), [], |r| r.get(0)))
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_whole_transactions_only_and_a_renamed_table_stops_it() {
+    if !postgres_or_skip("postgres_whole_transactions").await {
+        return;
+    }
+    let pg = pg_admin().await;
+    let s = format!("etl_{}", trex::util::random_hex(4));
+    pg.batch_execute(&format!(
+        "CREATE SCHEMA {s}; CREATE TABLE {s}.big (id int PRIMARY KEY, v text);
+         CREATE TABLE {s}.r (id int PRIMARY KEY);
+         CREATE PUBLICATION {s} FOR TABLE {s}.big, {s}.r;"
+    ))
+    .await
+    .unwrap();
+    let srv = TestServer::start().await;
+    let mut c = srv.client();
+    c.initialize().await;
+    c.call_ok(
+        "database-create",
+        json!({"id": "src", "host": "127.0.0.1", "port": 5432, "databaseName": "test"}),
+    )
+    .await;
+    c.call_ok(
+        "database-credential-save",
+        json!({"databaseId": "src", "username": "postgres", "password": "unused-with-trust"}),
+    )
+    .await;
+    c.call_ok(
+        "etl-start-pipeline",
+        json!({"name": "w", "databaseId": "src", "mode": "copy_and_cdc", "publication": s,
+               "retryDelayMs": 200, "retryMaxAttempts": 5}),
+    )
+    .await;
+    let p = wait_state(&c, "w", "streaming", Duration::from_secs(30)).await;
+    let slot = p["slot"].as_str().unwrap().to_string();
+    let main = srv.data_dir().join("data").join("main.db");
+    let big = format!("{s}__big");
+    // a large source transaction is cut off part-way twice: by a dropped connection, and by a
+    // stop; each time the replica keeps none of it, and takes it whole when it comes again
+    let mut want = 0;
+    for cut in ["dropped connection", "stop"] {
+        let from = want + 1;
+        want += 200_000;
+        pg.batch_execute(&format!(
+            "INSERT INTO {s}.big SELECT g, 'v' || g FROM generate_series({from}, {want}) g"
+        ))
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        if cut == "stop" {
+            c.call_ok("etl-stop-pipeline", json!({"name": "w"})).await;
+            let n = replica_count(&main, &big);
+            assert!(
+                n == want - 200_000 || n == want,
+                "a stop left part of a source transaction: {n} rows"
+            );
+            c.call_ok("etl-start-pipeline", json!({"name": "w"})).await;
+        } else {
+            pg.execute(
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active",
+                &[&slot],
+            )
+            .await
+            .unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while replica_count(&main, &big) != want {
+            let p = pipeline(&c, "w").await;
+            assert_ne!(p["state"], "error", "after a {cut}: {p}");
+            assert!(Instant::now() < deadline, "after a {cut}: {p}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let p = wait_state(&c, "w", "streaming", Duration::from_secs(30)).await;
+        assert_eq!(p["error"], Value::Null, "after a {cut}: {p}");
+    }
+    // a renamed source table is not silently dropped from the stream
+    pg.batch_execute(&format!(
+        "ALTER TABLE {s}.r RENAME TO r2; INSERT INTO {s}.r2 VALUES (1);"
+    ))
+    .await
+    .unwrap();
+    let p = wait_state(&c, "w", "error", Duration::from_secs(30)).await;
+    let e = p["error"].as_str().unwrap();
+    assert!(e.contains(&format!("{s}.r was renamed to {s}.r2")), "{p}");
+    c.call_ok(
+        "etl-delete-pipeline",
+        json!({"name": "w", "dropTables": true}),
+    )
+    .await;
+    cleanup(&pg, &s).await;
+}
+
 /// `'…'` with quotes doubled (a test-only literal for CREATE ROLE … PASSWORD, which takes no
 /// parameters).
 fn tokio_postgres_literal(s: &str) -> String {
