@@ -132,7 +132,8 @@ fn same_origin(h: &HeaderMap) -> bool {
 }
 
 /// Host/Origin check, then the caller: an API key, or — for a same-origin request without an
-/// `Authorization` header — the admin page's web session cookie. Yields the caller and the
+/// `Authorization` header that carries the session's anti-CSRF token in `X-Trex-Csrf` — the
+/// admin page's web session cookie. Yields the caller and the
 /// request headers.
 pub fn authenticated(
     app: Arc<App>,
@@ -160,6 +161,13 @@ pub fn authenticated(
                         return Err(ApiError::new(
                             StatusCode::FORBIDDEN,
                             "Forbidden: the session cookie works only from this server's own pages (same origin)",
+                        )
+                        .reject());
+                    }
+                    if !crate::http::web_auth::csrf_ok(&h, &token) {
+                        return Err(ApiError::new(
+                            StatusCode::FORBIDDEN,
+                            "Forbidden: the X-Trex-Csrf header must carry this session's token (GET /api/auth/session)",
                         )
                         .reject());
                     }

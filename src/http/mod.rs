@@ -2,6 +2,7 @@
 //! (`transport.rs` for MCP), guards before bodies, and one `recover` that turns every rejection
 //! into JSON.
 
+pub mod admin;
 pub mod body;
 pub mod endpoints;
 pub mod guard;
@@ -119,6 +120,14 @@ pub fn routes(
         .boxed();
     all = all
         .or(web_auth::routes(
+            app.clone(),
+            policy.clone(),
+            &app.config.base_segments(),
+        ))
+        .unify()
+        .boxed();
+    all = all
+        .or(admin::routes(
             app.clone(),
             policy.clone(),
             &app.config.base_segments(),

@@ -27,6 +27,7 @@ pub mod secrets;
 pub mod services;
 pub mod sessions;
 pub mod sso;
+pub mod sso_login;
 pub mod users;
 pub mod web;
 

@@ -65,6 +65,14 @@ pub async fn list(app: &App, page: Page) -> Result<Paged<SsoProvider>> {
     app.store.run(move |c| sso::list(c, &page)).await
 }
 
+/// The enabled providers (for the sign-in page), by display name.
+pub async fn enabled(app: &App) -> Result<Vec<SsoProvider>> {
+    let mut all = app.store.run(sso::all).await?;
+    all.retain(|p| p.enabled);
+    all.sort_by(|a, b| a.display_name.cmp(&b.display_name));
+    Ok(all)
+}
+
 /// Creates or updates a provider; `true` with it when it is new.
 pub async fn save(app: &App, actor: &Actor, p: Provider) -> Result<(SsoProvider, bool)> {
     let args = json!({"id": p.id, "displayName": p.display_name, "clientId": p.client_id,

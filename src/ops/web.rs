@@ -45,7 +45,7 @@ pub fn token_hash(t: &str) -> String {
 }
 
 /// Writes the audit row of a web sign-in or sign-out.
-async fn record(
+pub(crate) async fn record(
     app: &App,
     user_id: Option<String>,
     ip: IpAddr,
@@ -121,6 +121,19 @@ pub async fn sign_in(
         return Ok(Err(Refused::Banned));
     }
     app.login_limiter.succeeded(ip, email);
+    let done = open_session(app, user, ip, user_agent).await?;
+    record(app, uid, ip, "login", &done.user.email, "ok", None).await;
+    Ok(Ok(done))
+}
+
+/// A new web session of `user` (whose sign-in was checked): the token for the cookie, of
+/// which only the hash is stored.
+pub(crate) async fn open_session(
+    app: &App,
+    user: User,
+    ip: IpAddr,
+    user_agent: Option<String>,
+) -> Result<SignedIn> {
     let token = random_hex(32);
     let expires_at = rfc3339(chrono::Utc::now() + chrono::Duration::days(SESSION_DAYS));
     let (id, th, exp, ipstr) = (
@@ -134,12 +147,27 @@ pub async fn sign_in(
             web_sessions::insert(c, &id, &th, Some(&ipstr), user_agent.as_deref(), &exp)
         })
         .await?;
-    record(app, uid, ip, "login", &user.email, "ok", None).await;
-    Ok(Ok(SignedIn {
+    Ok(SignedIn {
         user,
         token,
         expires_at,
-    }))
+    })
+}
+
+/// The anti-CSRF token of the web session whose cookie holds `token`: the admin page reads it
+/// from `GET {base}/api/auth/session` (a same-origin read another site cannot make) and sends
+/// it as `X-Trex-Csrf` with every call. Derived from the session's secret, so nothing more is
+/// stored and it dies with the session.
+pub fn csrf_token(token: &str) -> String {
+    crate::auth::keys::hash(&format!("trex-csrf:{token}"))
+}
+
+/// True when `sent` is the anti-CSRF token of the session of `token` (compared in constant
+/// time).
+pub fn csrf_ok(token: &str, sent: Option<&str>) -> bool {
+    use subtle::ConstantTimeEq;
+    let want = csrf_token(token);
+    sent.is_some_and(|s| bool::from(s.as_bytes().ct_eq(want.as_bytes())))
 }
 
 /// Ends the web session of `token` (nothing when there is none).

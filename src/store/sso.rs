@@ -51,6 +51,16 @@ pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<SsoProvider>> {
         .optional()?)
 }
 
+/// Every provider.
+pub fn all(conn: &Conn<'_>) -> Result<Vec<SsoProvider>> {
+    let rows = conn
+        .db()
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM sso_providers ORDER BY id"))?
+        .query_map([], from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
 /// Providers, newest first.
 pub fn list(conn: &Conn<'_>, page: &Page) -> Result<Paged<SsoProvider>> {
     let (ac, ai) = page.after.clone().unzip();

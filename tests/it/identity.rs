@@ -77,6 +77,7 @@ async fn web_sign_in_sets_a_strict_cookie_and_logout_ends_it() {
     let cookie = cookie_of(&r);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["user"]["email"], "web@example.com");
+    let csrf = v["csrfToken"].as_str().unwrap().to_string();
     assert_eq!(web_me(&s, &cookie).await, 200);
 
     let bad = login(&s, "web@example.com", "wrong-password").await;
@@ -105,9 +106,19 @@ async fn web_sign_in_sets_a_strict_cookie_and_logout_ends_it() {
         .unwrap();
     assert_eq!(r.status(), 400);
 
+    // logging out needs the session's anti-CSRF token, so another site cannot log one out
     let out = reqwest::Client::new()
         .post(format!("{}/trex/api/auth/logout", s.base()))
         .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 403);
+    assert_eq!(web_me(&s, &cookie).await, 200);
+    let out = reqwest::Client::new()
+        .post(format!("{}/trex/api/auth/logout", s.base()))
+        .header("cookie", &cookie)
+        .header("x-trex-csrf", &csrf)
         .send()
         .await
         .unwrap();

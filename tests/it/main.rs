@@ -1,5 +1,6 @@
 //! Integration tests: one binary, each module driving a real server over HTTP on 127.0.0.1.
 
+mod admin_page;
 mod auth;
 mod backups;
 mod catalogue;

@@ -23,20 +23,24 @@ async fn a_web_session_calls_the_admin_server_from_its_own_origin_only() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    let csrf = r.json::<Value>().await.unwrap()["csrfToken"]
+        .as_str()
         .unwrap()
+        .to_string();
+    let cookie = set
         .split(';')
         .next()
         .unwrap()
         .to_string();
     let origin = s.base();
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "admin-page", "version": "1"}}});
-    let post = |origin: Option<&str>, body: &Value, session: Option<&str>| {
+    let post_with = |origin: Option<&str>, body: &Value, session: Option<&str>, token: &str| {
         let mut b = http
             .post(s.url())
             .headers(post_headers())
             .header("cookie", &cookie)
+            .header("x-trex-csrf", token)
             .json(body);
         if let Some(o) = origin {
             b = b.header("origin", o);
@@ -48,6 +52,16 @@ async fn a_web_session_calls_the_admin_server_from_its_own_origin_only() {
         }
         b.send()
     };
+    let post = |origin: Option<&str>, body: &Value, session: Option<&str>| {
+        post_with(origin, body, session, &csrf)
+    };
+    // its own origin without the session's anti-CSRF token, or with another one, is refused
+    for token in ["", "0123abcd"] {
+        let r = post_with(Some(&origin), &init, None, token).await.unwrap();
+        assert_eq!(r.status(), 403, "token {token:?}");
+        let v: Value = r.json().await.unwrap();
+        assert!(v.to_string().contains("X-Trex-Csrf"), "{v}");
+    }
     // another origin (a page on another local port) and no origin at all are refused
     let r = post(Some("http://127.0.0.1:1"), &init, None).await.unwrap();
     assert_eq!(r.status(), 403);
@@ -73,6 +87,7 @@ async fn a_web_session_calls_the_admin_server_from_its_own_origin_only() {
     // after logout the cookie no longer works
     http.post(format!("{}/trex/api/auth/logout", s.base()))
         .header("cookie", &cookie)
+        .header("x-trex-csrf", &csrf)
         .send()
         .await
         .unwrap();
