@@ -92,7 +92,12 @@ pub fn routes(app: Arc<App>, policy: Arc<HostPolicy>, base: &[String]) -> BoxedF
     let mut seg = base.to_vec();
     seg.push("admin".into());
     let root = super::exact_prefix(&seg);
-    let base_path = app.config.server.base_path.trim_end_matches('/').to_string();
+    let base_path = app
+        .config
+        .server
+        .base_path
+        .trim_end_matches('/')
+        .to_string();
     let guard = {
         let policy = policy.clone();
         warp::header::headers_cloned()
@@ -118,10 +123,8 @@ pub fn routes(app: Arc<App>, policy: Arc<HostPolicy>, base: &[String]) -> BoxedF
                     }
                     let mut r = Response::new(Vec::new().into());
                     *r.status_mut() = StatusCode::MOVED_PERMANENTLY;
-                    r.headers_mut().insert(
-                        header::LOCATION,
-                        HeaderValue::from_str(&to).expect("ascii"),
-                    );
+                    r.headers_mut()
+                        .insert(header::LOCATION, HeaderValue::from_str(&to).expect("ascii"));
                     Ok(secured(r))
                 }
             })

@@ -62,7 +62,10 @@ fn session_cookie(app: &App, token: Option<&str>) -> HeaderValue {
             SESSION_DAYS * 86_400,
             secure(app)
         ),
-        None => format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}", secure(app)),
+        None => format!(
+            "{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0{}",
+            secure(app)
+        ),
     };
     HeaderValue::from_str(&v).expect("ascii")
 }
@@ -320,7 +323,11 @@ fn callback_url(app: &App, h: &HeaderMap, id: &str) -> Option<String> {
         let host = h.get(header::HOST)?.to_str().ok()?;
         format!("http://{host}")
     } else {
-        app.config.server.public_url.trim_end_matches('/').to_string()
+        app.config
+            .server
+            .public_url
+            .trim_end_matches('/')
+            .to_string()
     };
     Some(format!(
         "{origin}{}/api/auth/sso/{id}/callback",

@@ -88,7 +88,9 @@ async fn provider(app: &App, id: &str) -> Result<(sso::SsoProvider, Option<Strin
         return Err(Error::NotFound(format!("SSO provider '{id}' not found")));
     };
     if !p.enabled {
-        return Err(Error::NotFound(format!("SSO provider '{id}' is not enabled")));
+        return Err(Error::NotFound(format!(
+            "SSO provider '{id}' is not enabled"
+        )));
     }
     let secret = match sealed.filter(|s| !s.is_empty()) {
         Some(s) => Some(
@@ -149,7 +151,9 @@ pub async fn begin(app: &App, id: &str, callback: &str) -> Result<Begun> {
         url
     } else {
         let issuer = p.issuer.as_deref().ok_or_else(|| {
-            Error::Conflict(format!("SSO provider '{id}' has no issuer (sso-save issuer)"))
+            Error::Conflict(format!(
+                "SSO provider '{id}' has no issuer (sso-save issuer)"
+            ))
         })?;
         let meta = discover(issuer).await?;
         let client = CoreClient::from_provider_metadata(
@@ -228,14 +232,15 @@ pub async fn finish(
         let shown = "This sign-in was not started here, or its cookie is gone; start again".into();
         return refuse("no sign-in state cookie", None, None, shown).await;
     };
-    let fresh = crate::util::now_ms() - pending.t
-        <= app.config.sso.login_timeout_secs as i64 * 1000;
+    let fresh =
+        crate::util::now_ms() - pending.t <= app.config.sso.login_timeout_secs as i64 * 1000;
     let state_ok = cb.state.as_deref().is_some_and(|s| {
         use subtle::ConstantTimeEq;
         bool::from(s.as_bytes().ct_eq(pending.s.as_bytes()))
     });
     if pending.p != id || !state_ok {
-        let shown = "The sign-in answer does not match the sign-in started here; start again".into();
+        let shown =
+            "The sign-in answer does not match the sign-in started here; start again".into();
         return refuse("state mismatch", None, None, shown).await;
     }
     if !fresh {
@@ -259,14 +264,17 @@ pub async fn finish(
         }
         Err(e) => {
             let shown = crate::error::internal("SSO sign-in", &e);
-            return refuse("the provider could not be reached or answered wrongly", None, None, shown).await;
+            return refuse(
+                "the provider could not be reached or answered wrongly",
+                None,
+                None,
+                shown,
+            )
+            .await;
         }
     };
     let key = email.clone();
-    let found = app
-        .store
-        .run(move |c| users::get_by_email(c, &key))
-        .await?;
+    let found = app.store.run(move |c| users::get_by_email(c, &key)).await?;
     let user: User = match found {
         Some(u) if u.deleted_at.is_some() => {
             let shown = "This account is deleted".into();
@@ -321,7 +329,12 @@ async fn oidc_email(
         .await;
     let token = match token {
         Ok(t) => t,
-        Err(e) => return Ok(Err(format!("the code was not accepted ({})", error_chain(&e)))),
+        Err(e) => {
+            return Ok(Err(format!(
+                "the code was not accepted ({})",
+                error_chain(&e)
+            )));
+        }
     };
     let Some(id_token) = token.id_token() else {
         return Ok(Err("the provider sent no ID token".into()));
@@ -336,7 +349,9 @@ async fn oidc_email(
     );
     if email.is_none() {
         // not in the ID token: ask the userinfo endpoint, for the same subject
-        if let Ok(req) = client.user_info(token.access_token().clone(), Some(claims.subject().clone())) {
+        if let Ok(req) =
+            client.user_info(token.access_token().clone(), Some(claims.subject().clone()))
+        {
             let info: std::result::Result<CoreUserInfoClaims, _> = req.request_async(&*HTTP).await;
             if let Ok(info) = info {
                 email = info.email().map(|e| e.to_string());
@@ -381,7 +396,12 @@ async fn github_email(
         .await;
     let token = match token {
         Ok(t) => t,
-        Err(e) => return Ok(Err(format!("the code was not accepted ({})", error_chain(&e)))),
+        Err(e) => {
+            return Ok(Err(format!(
+                "the code was not accepted ({})",
+                error_chain(&e)
+            )));
+        }
     };
     let emails: Vec<GithubEmail> = HTTP
         .get(GITHUB_EMAILS)

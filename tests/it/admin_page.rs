@@ -83,7 +83,10 @@ async fn the_admin_page_in_a_real_browser() {
     );
     // what the page did is in the audit log as web calls
     let audit = c
-        .call_ok("audit-list", json!({"tool": "api-key-create", "via": "web"}))
+        .call_ok(
+            "audit-list",
+            json!({"tool": "api-key-create", "via": "web"}),
+        )
         .await;
     assert_eq!(audit["entries"].as_array().unwrap().len(), 1, "{audit}");
 }
@@ -127,11 +130,7 @@ async fn the_page_is_served_from_the_binary_with_strict_headers() {
         .find(|p| p.starts_with("/trex/admin/assets/app.") && p.ends_with(".js"))
         .expect("the page names its script")
         .to_string();
-    let r = http
-        .get(format!("{}{js}", s.base()))
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(format!("{}{js}", s.base())).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.headers()["cache-control"],
@@ -145,7 +144,10 @@ async fn the_page_is_served_from_the_binary_with_strict_headers() {
     );
     // an unknown asset, and a path outside: JSON 404s, never HTML
     let r = http
-        .get(format!("{}/trex/admin/assets/app.000000000000.js", s.base()))
+        .get(format!(
+            "{}/trex/admin/assets/app.000000000000.js",
+            s.base()
+        ))
         .send()
         .await
         .unwrap();
@@ -219,7 +221,10 @@ async fn sso_sign_in_refuses_what_it_cannot_trust() {
         .json()
         .await
         .unwrap();
-    assert_eq!(v["providers"], json!([{"id": "corp", "displayName": "Corp"}]));
+    assert_eq!(
+        v["providers"],
+        json!([{"id": "corp", "displayName": "Corp"}])
+    );
     let r = get("/trex/api/auth/sso/corp/start".into()).await.unwrap();
     assert_eq!(r.status(), 303);
     assert!(r.headers().get("set-cookie").is_none());
@@ -235,7 +240,10 @@ async fn sso_sign_in_refuses_what_it_cannot_trust() {
         .unwrap();
     assert_eq!(r.status(), 303);
     let loc = r.headers()["location"].to_str().unwrap();
-    assert!(loc.contains("sso_error=") && loc.contains("not+started+here"), "{loc}");
+    assert!(
+        loc.contains("sso_error=") && loc.contains("not+started+here"),
+        "{loc}"
+    );
     let cookies: Vec<_> = r
         .headers()
         .get_all("set-cookie")

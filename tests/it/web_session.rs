@@ -28,11 +28,7 @@ async fn a_web_session_calls_the_admin_server_from_its_own_origin_only() {
         .as_str()
         .unwrap()
         .to_string();
-    let cookie = set
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = set.split(';').next().unwrap().to_string();
     let origin = s.base();
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "admin-page", "version": "1"}}});
     let post_with = |origin: Option<&str>, body: &Value, session: Option<&str>, token: &str| {
