@@ -34,15 +34,23 @@ impl HostPolicy {
         if !ip.is_unspecified() {
             names.push(ip.to_string());
         }
+        let mut origins: Vec<String> = c
+            .server
+            .allowed_origins
+            .iter()
+            .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+            .collect();
+        // the address users reach the server at (behind a proxy) is its own
+        if let Ok(u) = url::Url::parse(&c.server.public_url)
+            && let Some(host) = u.host_str()
+        {
+            names.push(host.to_ascii_lowercase());
+            origins.push(u.origin().ascii_serialization().to_ascii_lowercase());
+        }
         HostPolicy {
             any_host: ip.is_unspecified() && c.server.allowed_hosts.is_empty(),
             names,
-            origins: c
-                .server
-                .allowed_origins
-                .iter()
-                .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
-                .collect(),
+            origins,
         }
     }
 

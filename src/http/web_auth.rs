@@ -237,7 +237,7 @@ async fn login(
     );
     r.headers_mut()
         .insert(header::SET_COOKIE, session_cookie(&app, Some(&done.token)));
-    Ok(r)
+    Ok(no_store(r))
 }
 
 /// A 500 whose detail goes to the log with a correlation id, never to the client.
@@ -285,16 +285,23 @@ async fn current(
         return Ok(error(StatusCode::UNAUTHORIZED, "Not signed in"));
     };
     match crate::ops::web::current(&app, &t).await {
-        Ok(Some((id, u, exp))) => Ok(json_response(
+        Ok(Some((id, u, exp))) => Ok(no_store(json_response(
             StatusCode::OK,
             &json!({"sessionId": id, "user": {"id": u.id, "name": u.name, "email": u.email, "role": u.role},
                     "admin": u.role == "admin", "expiresAt": exp, "now": now_rfc3339(),
                     "csrfToken": crate::ops::web::csrf_token(&t), "version": env!("CARGO_PKG_VERSION"),
                     "rowLimit": app.config.engine.row_limit}),
-        )),
+        ))),
         Ok(None) => Ok(error(StatusCode::UNAUTHORIZED, "Not signed in")),
         Err(e) => Ok(internal("session lookup", &e)),
     }
+}
+
+/// `r` marked not to be stored by any cache (it carries the session's anti-CSRF token).
+fn no_store(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 /// GET {base}/api/auth/providers — the enabled SSO providers, for the sign-in page.
@@ -411,13 +418,15 @@ async fn sso_start(
 async fn sso_callback(
     id: String,
     app: Arc<App>,
-    _policy: Arc<HostPolicy>,
+    policy: Arc<HostPolicy>,
     h: HeaderMap,
     remote: Option<SocketAddr>,
     q: std::collections::HashMap<String, String>,
 ) -> Result<Response, Rejection> {
-    // no Origin check: a provider's redirect is a cross-site top-level navigation by design;
-    // the sealed state cookie and `state` are what tie it to a sign-in started here
+    // the provider's redirect is a cross-site top-level navigation (no Origin on such a GET);
+    // the Host is checked like everywhere, since the callback URL is made from it, and the
+    // sealed state cookie and `state` tie the answer to a sign-in started here
+    check_origin(&policy, &h)?;
     let ip = remote.map(|r| r.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let Some(cb_url) = callback_url(&app, &h, &id) else {
         return Ok(error(StatusCode::BAD_REQUEST, "A Host header is required"));

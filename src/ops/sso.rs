@@ -30,7 +30,7 @@ pub struct Provider {
 pub const GITHUB: &str = "github";
 
 /// Checks an issuer URL: absolute `https` (or `http` to a loopback host, for a provider on
-/// this machine), no query or fragment. Returns it without a trailing `/`.
+/// this machine), no query or fragment.
 pub fn check_issuer(raw: &str) -> Result<String> {
     let bad = |why: &str| invalid("issuer", why);
     let u = url::Url::parse(raw.trim()).map_err(|e| bad(&format!("is not a URL ({e})")))?;
@@ -49,7 +49,8 @@ pub fn check_issuer(raw: &str) -> Result<String> {
     if u.query().is_some() || u.fragment().is_some() || !u.username().is_empty() {
         return Err(bad("must not have a query, fragment or user name"));
     }
-    Ok(raw.trim().trim_end_matches('/').to_string())
+    // kept exactly as given: the ID token's `iss` must equal it (some issuers end in `/`)
+    Ok(raw.trim().to_string())
 }
 
 fn valid_id(id: &str) -> bool {

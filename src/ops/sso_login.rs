@@ -112,11 +112,28 @@ fn upstream(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Other(format!("SSO {what}: {e}"))
 }
 
+/// Discovery documents (with their signing keys) by issuer, kept [`DISCOVERY_TTL`]: a sign-in
+/// fetches them at its start and its callback, and a flood of starts must not become a flood of
+/// requests to the provider. A cache only: a stale entry costs at most a failed verification
+/// until it expires.
+type Discovered = std::collections::HashMap<String, (std::time::Instant, CoreProviderMetadata)>;
+static DISCOVERED: LazyLock<std::sync::Mutex<Discovered>> = LazyLock::new(Default::default);
+const DISCOVERY_TTL: Duration = Duration::from_secs(300);
+
 async fn discover(issuer: &str) -> Result<CoreProviderMetadata> {
+    if let Some((at, m)) = DISCOVERED.lock().unwrap().get(issuer)
+        && at.elapsed() < DISCOVERY_TTL
+    {
+        return Ok(m.clone());
+    }
     let url = IssuerUrl::new(issuer.to_string()).map_err(|e| upstream("issuer URL", e))?;
-    CoreProviderMetadata::discover_async(url, &*HTTP)
+    let m = CoreProviderMetadata::discover_async(url, &*HTTP)
         .await
-        .map_err(|e| upstream(&format!("discovery at {issuer}"), error_chain(&e)))
+        .map_err(|e| upstream(&format!("discovery at {issuer}"), error_chain(&e)))?;
+    let mut cache = DISCOVERED.lock().unwrap();
+    cache.retain(|_, (at, _)| at.elapsed() < DISCOVERY_TTL);
+    cache.insert(issuer.to_string(), (std::time::Instant::now(), m.clone()));
+    Ok(m)
 }
 
 /// An error with its causes, `a: b: c`.
@@ -221,10 +238,6 @@ pub async fn finish(
             Ok(Err(Refused(shown)))
         }
     };
-    if let Some(e) = cb.error {
-        let shown = format!("The provider did not sign you in ({e})");
-        return refuse(&format!("provider answered {e}"), None, None, shown).await;
-    }
     let pending: Option<Pending> = cookie
         .and_then(|c| app.master.open(c, STATE_COOKIE).ok())
         .and_then(|j| serde_json::from_str(&j).ok());
@@ -247,6 +260,13 @@ pub async fn finish(
         let shown = "The sign-in took too long; start again".into();
         return refuse("sign-in expired", None, None, shown).await;
     }
+    // only now, for a sign-in started here, what the provider said: logged without control
+    // characters, shown as a fixed text
+    if let Some(e) = cb.error {
+        let e: String = e.chars().filter(|c| !c.is_control()).take(300).collect();
+        let shown = "The provider did not sign you in".into();
+        return refuse(&format!("provider answered {e}"), None, None, shown).await;
+    }
     let Some(code) = cb.code else {
         return refuse("no code", None, None, "The provider sent no code".into()).await;
     };
@@ -258,9 +278,8 @@ pub async fn finish(
     };
     let email = match verified {
         Ok(Ok(e)) => e,
-        Ok(Err(why)) => {
-            let shown = format!("Sign-in refused: {why}");
-            return refuse(&why, None, None, shown).await;
+        Ok(Err(Why { shown, detail })) => {
+            return refuse(&detail, None, None, shown.into()).await;
         }
         Err(e) => {
             let shown = crate::error::internal("SSO sign-in", &e);
@@ -301,6 +320,20 @@ pub async fn finish(
     Ok(Ok(done))
 }
 
+/// Why the provider's answer was refused: a fixed text for the sign-in page, and the detail for
+/// the log and the audit row only.
+struct Why {
+    shown: &'static str,
+    detail: String,
+}
+
+fn why(shown: &'static str, detail: impl Into<String>) -> Why {
+    Why {
+        shown,
+        detail: detail.into(),
+    }
+}
+
 /// The verified email of an OpenID Connect sign-in (`Ok(Err)`: the answer was refused).
 async fn oidc_email(
     p: &sso::SsoProvider,
@@ -309,7 +342,7 @@ async fn oidc_email(
     code: String,
     verifier: String,
     nonce: String,
-) -> Result<std::result::Result<String, String>> {
+) -> Result<std::result::Result<String, Why>> {
     let issuer = p
         .issuer
         .as_deref()
@@ -330,30 +363,37 @@ async fn oidc_email(
     let token = match token {
         Ok(t) => t,
         Err(e) => {
-            return Ok(Err(format!(
-                "the code was not accepted ({})",
-                error_chain(&e)
+            let d = format!("the code was not accepted: {}", error_chain(&e));
+            return Ok(Err(why(
+                "The provider did not accept the sign-in; start again",
+                d,
             )));
         }
     };
+    let unverified = "The provider's answer could not be verified";
     let Some(id_token) = token.id_token() else {
-        return Ok(Err("the provider sent no ID token".into()));
+        return Ok(Err(why(unverified, "the provider sent no ID token")));
     };
     let claims = match id_token.claims(&client.id_token_verifier(), &Nonce::new(nonce)) {
         Ok(c) => c.clone(),
-        Err(e) => return Ok(Err(format!("the ID token did not verify ({e})"))),
+        Err(e) => {
+            let d = format!("the ID token did not verify: {e}");
+            return Ok(Err(why(unverified, d)));
+        }
     };
     let (mut email, mut verified) = (
         claims.email().map(|e| e.to_string()),
         claims.email_verified(),
     );
-    if email.is_none() {
-        // not in the ID token: ask the userinfo endpoint, for the same subject
+    if email.is_none() || verified != Some(true) {
+        // not (verified) in the ID token: ask the userinfo endpoint, for the same subject
         if let Ok(req) =
             client.user_info(token.access_token().clone(), Some(claims.subject().clone()))
         {
             let info: std::result::Result<CoreUserInfoClaims, _> = req.request_async(&*HTTP).await;
-            if let Ok(info) = info {
+            if let Ok(info) = info
+                && info.email().is_some()
+            {
                 email = info.email().map(|e| e.to_string());
                 verified = info.email_verified();
             }
@@ -361,8 +401,14 @@ async fn oidc_email(
     }
     match (email, verified) {
         (Some(e), Some(true)) => Ok(Ok(e)),
-        (Some(e), _) => Ok(Err(format!("the provider has not verified the email {e}"))),
-        (None, _) => Ok(Err("the provider gave no email".into())),
+        (Some(e), _) => Ok(Err(why(
+            "The provider has not verified your email address",
+            format!("email {e} not verified by the provider"),
+        ))),
+        (None, _) => Ok(Err(why(
+            "The provider gave no email address",
+            "no email in the ID token or from userinfo",
+        ))),
     }
 }
 
@@ -381,7 +427,7 @@ async fn github_email(
     callback: &str,
     code: String,
     verifier: String,
-) -> Result<std::result::Result<String, String>> {
+) -> Result<std::result::Result<String, Why>> {
     let mut client = oauth2::basic::BasicClient::new(ClientId::new(p.client_id.clone()))
         .set_auth_uri(oauth2::AuthUrl::new(GITHUB_AUTHORIZE.into()).expect("a URL"))
         .set_token_uri(oauth2::TokenUrl::new(GITHUB_TOKEN.into()).expect("a URL"))
@@ -397,9 +443,10 @@ async fn github_email(
     let token = match token {
         Ok(t) => t,
         Err(e) => {
-            return Ok(Err(format!(
-                "the code was not accepted ({})",
-                error_chain(&e)
+            let d = format!("the code was not accepted: {}", error_chain(&e));
+            return Ok(Err(why(
+                "GitHub did not accept the sign-in; start again",
+                d,
             )));
         }
     };
@@ -418,7 +465,12 @@ async fn github_email(
         .into_iter()
         .find(|e| e.primary && e.verified)
         .map(|e| e.email)
-        .ok_or_else(|| "the GitHub account has no verified primary email".to_string()))
+        .ok_or_else(|| {
+            why(
+                "Your GitHub account has no verified primary email",
+                "no verified primary email on the GitHub account",
+            )
+        }))
 }
 
 /// The audit row of an SSO sign-in or refusal.

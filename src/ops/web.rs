@@ -103,11 +103,15 @@ pub async fn sign_in(
         .await?;
     // verify even for unknown users, so timing does not tell which emails exist
     static DUMMY: LazyLock<String> =
-        LazyLock::new(|| password::hash("no such user").unwrap_or_default());
-    let phc = hash.clone().unwrap_or_else(|| DUMMY.clone());
-    let ok = tokio::task::spawn_blocking(move || password::verify(&password, &phc))
-        .await
-        .unwrap_or(false);
+        LazyLock::new(|| password::hash("no such user").expect("hashing a constant password"));
+    let known = hash.clone();
+    // the dummy is made (once) on the blocking pool too: argon2 never runs on the runtime
+    let ok = tokio::task::spawn_blocking(move || {
+        let phc = known.unwrap_or_else(|| DUMMY.clone());
+        password::verify(&password, &phc)
+    })
+    .await
+    .unwrap_or(false);
     let uid = user.as_ref().map(|u| u.id.clone());
     let Some(user) = user.filter(|u| ok && hash.is_some() && u.deleted_at.is_none()) else {
         tracing::warn!(remote = %ip, "sign-in failed: wrong email or password");

@@ -242,6 +242,19 @@ try {
   await ssoAs('stranger@example.com');
   await page.getByText('No account has the email stranger@example.com').waitFor();
   step('an unknown email is refused by SSO sign-in');
+  // a banned admin is refused; a demoted one signs in but gets no admin page
+  const ssoUser = (await tool('user-list', { search: SSO_ADMIN })).users[0];
+  await tool('user-ban', { userId: ssoUser.id, banned: true, reason: 'test' });
+  await context.clearCookies();
+  await ssoAs(SSO_ADMIN);
+  await page.getByText('This user is banned').waitFor();
+  await tool('user-ban', { userId: ssoUser.id, banned: false });
+  await tool('user-update-role', { userId: ssoUser.id, role: 'user' });
+  await context.clearCookies();
+  await ssoAs(SSO_ADMIN);
+  await page.getByText('who has no admin role').waitFor();
+  assert.equal(await page.getByRole('link', { name: 'Users' }).count(), 0);
+  step('a banned user is refused by SSO sign-in; a demoted one gets no admin page');
   const logins = (await tool('audit-list', { via: 'web', limit: 50 })).entries.filter((e) => (e.tool || e.action) === 'login');
   assert.ok(logins.some((e) => e.outcome === 'ok' && JSON.stringify(e).includes('local')), JSON.stringify(logins));
   assert.ok(logins.some((e) => e.outcome !== 'ok' && JSON.stringify(e).includes('stranger@example.com')), JSON.stringify(logins));

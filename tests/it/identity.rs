@@ -524,7 +524,7 @@ async fn sso_providers_keep_secrets_sealed() {
     assert!(e.contains("`issuer`"), "{e}");
     let r = c.call_ok(
         "sso-save",
-        json!({"id": "google", "displayName": "Google", "clientId": "cid", "enabled": true, "issuer": "https://accounts.google.com/"}),
+        json!({"id": "google", "displayName": "Google", "clientId": "cid", "enabled": true, "issuer": " https://accounts.google.com "}),
     )
     .await;
     assert_eq!(r["provider"]["issuer"], "https://accounts.google.com");

@@ -64,6 +64,8 @@ function form(fields, label, submit, opts = {}) {
     for (const s of fields) {
       const el = f.elements[s.name];
       if (s.type === 'checkbox') v[s.name] = el.checked;
+      else if (s.type === 'password') { if (el.value !== '') v[s.name] = el.value; } // passwords as typed
+      else if (s.type === 'select' && s.keepEmpty) { if (el.value !== '') v[s.name] = el.value; }
       else if (el.value.trim() !== '') v[s.name] = el.value.trim();
     }
     btn.disabled = true;
@@ -250,7 +252,8 @@ function frame() {
 
 async function signOut() {
   await admin.end(); await migrations.end();
-  await api('logout', { method: 'POST', headers: { 'x-trex-csrf': S.csrf } });
+  const { status, body } = await api('logout', { method: 'POST', headers: { 'x-trex-csrf': S.csrf } });
+  if (status !== 200) { pageErr.textContent = 'Sign-out failed: ' + (body.error || status); return; }
   signedOut('Signed out.');
 }
 
@@ -459,7 +462,11 @@ async function ssoPage(el) {
     { name: 'id', label: 'Id (github, or e.g. google, okta)', required: true }, { name: 'displayName', label: 'Display name', required: true },
     { name: 'clientId', label: 'Client id', required: true }, { name: 'clientSecret', label: 'Client secret (empty keeps the stored one)', type: 'password' },
     { name: 'issuer', label: 'Issuer URL (OpenID Connect; not for github)', placeholder: 'https://accounts.google.com' },
-    { name: 'enabled', label: 'Enabled', type: 'checkbox' }], 'Save provider', async (v) => { await call('sso-save', v); refresh(); }, { name: 'Save SSO provider' });
+    { name: 'enabled', label: 'Enabled', type: 'select', keepEmpty: true, options: [['', 'keep as it is (new: disabled)'], ['true', 'enabled'], ['false', 'disabled']] }],
+  'Save provider', async (v) => {
+    if (v.enabled !== undefined) v.enabled = v.enabled === 'true';
+    await call('sso-save', v); refresh();
+  }, { name: 'Save SSO provider' });
   el.replaceChildren(
     h('p', {}, 'Redirect URL to register with a provider: ', h('code', {}, location.origin + BASE + '/api/auth/sso/<id>/callback')),
     err, table(r.providers, [['Id', (p) => h('code', {}, p.id)], ['Name', (p) => p.displayName], ['Client id', (p) => p.clientId],
