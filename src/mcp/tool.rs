@@ -205,13 +205,59 @@ pub struct Tool {
     handler: Handler,
 }
 
-/// The JSON Schema (2020-12) of `T`, without the Rust type name as `title`.
+/// The JSON Schema (2020-12, MCP's default dialect, so no `$schema`) of `T`, lean: without the
+/// Rust type name as `title`, without the type's own doc line (`Arguments of …` / `Result of …`:
+/// the tool's description says it), and without schemars' non-standard `format`s (`uint64`,
+/// `int32`, `double`, …), which validators warn about on every call — the `minimum` schemars
+/// sets for unsigned types stays.
 pub fn schema_of<T: JsonSchema>() -> Value {
     let mut v = serde_json::to_value(schemars::schema_for!(T)).expect("schema serializes");
     if let Some(o) = v.as_object_mut() {
         o.remove("title");
+        o.remove("$schema");
+        o.remove("description");
     }
+    drop_nonstandard_formats(&mut v);
     v
+}
+
+/// The `format` values JSON Schema 2020-12 defines; any other is dropped from our schemas.
+const STANDARD_FORMATS: &[&str] = &[
+    "date-time",
+    "date",
+    "time",
+    "duration",
+    "email",
+    "idn-email",
+    "hostname",
+    "idn-hostname",
+    "ipv4",
+    "ipv6",
+    "uri",
+    "uri-reference",
+    "iri",
+    "iri-reference",
+    "uuid",
+    "uri-template",
+    "json-pointer",
+    "relative-json-pointer",
+    "regex",
+];
+
+fn drop_nonstandard_formats(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            if o.get("format")
+                .and_then(Value::as_str)
+                .is_some_and(|f| !STANDARD_FORMATS.contains(&f))
+            {
+                o.remove("format");
+            }
+            o.values_mut().for_each(drop_nonstandard_formats);
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_nonstandard_formats),
+        _ => {}
+    }
 }
 
 /// A serde message without the value it quotes: `invalid type: integer `123`, expected a
@@ -238,6 +284,46 @@ pub fn without_values(msg: &str) -> String {
         .map(|j| i + 2 + j)
         .unwrap_or(msg.len());
     format!("{}{}", head.trim_end(), &msg[end..])
+}
+
+/// Debug builds (every test) check each typed tool's result against the output schema it
+/// publishes, so a schema that stops describing what the tool returns fails the tests that
+/// call it instead of a client's validator. Release builds do not pay for it.
+#[cfg(debug_assertions)]
+struct OutputCheck {
+    tool: String,
+    validator: jsonschema::Validator,
+}
+
+#[cfg(debug_assertions)]
+impl OutputCheck {
+    fn new(tool: &str, schema: &Value) -> OutputCheck {
+        let validator = jsonschema::validator_for(schema)
+            .unwrap_or_else(|e| panic!("tool {tool}: its output schema does not compile: {e}"));
+        OutputCheck {
+            tool: tool.to_string(),
+            validator,
+        }
+    }
+
+    fn check(&self, json: &str) -> Result<(), String> {
+        let v: Value = serde_json::from_str(json).expect("just serialized");
+        let errors: Vec<String> = self
+            .validator
+            .iter_errors(&v)
+            .take(3)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "tool {}: its result does not match its outputSchema: {}",
+                self.tool,
+                errors.join("; ")
+            ))
+        }
+    }
 }
 
 /// Deserializes arguments, naming the offending field on failure (and never echoing its value).
@@ -271,9 +357,14 @@ impl Tool {
     {
         let f = Arc::new(f);
         let tool_name = name.to_string();
+        let output_schema = schema_of::<O>();
+        #[cfg(debug_assertions)]
+        let conformance = Arc::new(OutputCheck::new(&tool_name, &output_schema));
         let handler: Handler = Arc::new(move |ctx, args| {
             let f = f.clone();
             let tool_name = tool_name.clone();
+            #[cfg(debug_assertions)]
+            let conformance = conformance.clone();
             Box::pin(async move {
                 let args = if args.is_null() { json!({}) } else { args };
                 let input = match parse_args::<I>(args) {
@@ -282,6 +373,8 @@ impl Tool {
                 };
                 match f(ctx, input).await {
                     Ok(out) => match serde_json::to_string(&out) {
+                        #[cfg(debug_assertions)]
+                        Ok(s) if let Err(why) = conformance.check(&s) => ToolOutput::Err(why),
                         Ok(s) => ToolOutput::Json(s),
                         Err(e) => ToolOutput::Err(crate::error::internal(
                             &format!("tool {tool_name}: cannot serialize result"),
@@ -297,7 +390,7 @@ impl Tool {
             title: Some(title.to_string()),
             description: description.to_string(),
             input_schema: schema_of::<I>(),
-            output_schema: Some(schema_of::<O>()),
+            output_schema: Some(output_schema),
             annotations,
             streaming: false,
             read_only_capable: false,
@@ -431,6 +524,39 @@ mod tests {
             without_values("unknown field `bogus`"),
             "unknown field `bogus`"
         );
+    }
+
+    #[test]
+    fn a_result_its_schema_does_not_describe_is_caught() {
+        let c = OutputCheck::new(
+            "t",
+            &json!({"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}, "required": ["n"]}),
+        );
+        assert!(c.check(r#"{"n": 3}"#).is_ok());
+        let e = c.check(r#"{"n": -1}"#).unwrap_err();
+        assert!(e.contains("tool t") && e.contains("/n"), "{e}");
+        assert!(c.check("{}").is_err());
+    }
+
+    #[test]
+    fn schemas_are_lean_and_standard() {
+        #[derive(JsonSchema)]
+        #[allow(dead_code)]
+        /// Arguments of `t`.
+        struct Counts {
+            a: u64,
+            b: u32,
+            c: i64,
+            d: f64,
+        }
+        let s = schema_of::<Counts>();
+        let text = s.to_string();
+        assert!(!text.contains("format"), "{text}");
+        assert!(
+            s.get("$schema").is_none() && s.get("description").is_none(),
+            "{text}"
+        );
+        assert_eq!(s["properties"]["a"]["minimum"], 0);
     }
 
     #[test]

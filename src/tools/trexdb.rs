@@ -158,7 +158,7 @@ pub struct EngineDatabase {
 pub struct Databases {
     pub databases: Vec<EngineDatabase>,
     /// Registered databases that are not attached, and why.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
 }
 

@@ -271,12 +271,16 @@ async fn sso_sign_in_refuses_what_it_cannot_trust() {
     );
     // a provider error for a sign-in not started here is not taken at its word, nor shown
     let r = get(
-        "/trex/api/auth/sso/corp/callback?error=access_denied&error_description=call+us+at+555".into(),
+        "/trex/api/auth/sso/corp/callback?error=access_denied&error_description=call+us+at+555"
+            .into(),
     )
     .await
     .unwrap();
     let loc = r.headers()["location"].to_str().unwrap();
-    assert!(loc.contains("not+started+here") && !loc.contains("555"), "{loc}");
+    assert!(
+        loc.contains("not+started+here") && !loc.contains("555"),
+        "{loc}"
+    );
     let audit = c
         .call_ok("audit-list", json!({"tool": "login", "via": "web"}))
         .await;

@@ -371,3 +371,54 @@ async fn the_plugin_guide_resource_reads() {
     );
     let _: Value = c.rpc("ping", json!({})).await;
 }
+
+/// Every read tool that needs no arguments is called once on a store with data in it, so the
+/// debug build's check of each result against the tool's published `outputSchema` (see
+/// `mcp::tool::OutputCheck`) runs for all of them; a result the schema does not describe is an
+/// error here. The schemas themselves are lean: no `$schema`, no non-standard `format`.
+#[tokio::test]
+async fn read_tools_return_what_their_output_schemas_say() {
+    let (s, c) = ready().await;
+    c.call_ok(
+        "user-create",
+        json!({"name": "Schema", "email": "schema@example.com", "password": "pass-word-1"}),
+    )
+    .await;
+    c.call_ok("role-create", json!({"name": "auditors"})).await;
+    let dir = s.data_dir().join("databases");
+    std::fs::create_dir_all(&dir).unwrap();
+    rusqlite::Connection::open(dir.join("s.db"))
+        .unwrap()
+        .execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+        .unwrap();
+    c.call_ok(
+        "database-create",
+        json!({"id": "s", "dialect": "sqlite", "databaseName": "s.db"}),
+    )
+    .await;
+    let tools = c.rpc("tools/list", json!({})).await["result"]["tools"].clone();
+    let mut called = 0;
+    for t in tools.as_array().unwrap() {
+        let name = t["name"].as_str().unwrap();
+        let text = t.to_string();
+        assert!(
+            !text.contains("json-schema.org/draft"),
+            "{name} repeats $schema"
+        );
+        for f in ["uint", "int32", "int64", "double", "float"] {
+            assert!(
+                !text.contains(&format!("\"format\":\"{f}")),
+                "{name} has format {f}"
+            );
+        }
+        let needs_args = t["inputSchema"]["required"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty());
+        if t["annotations"]["readOnlyHint"] == true && !needs_args {
+            let r = c.call(name, json!({})).await;
+            assert_eq!(r["isError"], false, "{name}: {r}");
+            called += 1;
+        }
+    }
+    assert!(called >= 15, "only {called} read tools called");
+}
