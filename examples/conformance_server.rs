@@ -79,6 +79,106 @@ async fn elicit(ctx: &ToolCtx, message: &str, schema: Value) -> ToolOutput {
     }
 }
 
+/// An elicitation question for `ask`.
+fn question(message: &str, field: &str, kind: &str) -> Value {
+    json!({"message": message, "requestedSchema": {"type": "object",
+        "properties": {field: {"type": kind}}, "required": [field]}})
+}
+
+fn sampling(text: &str, max: u32) -> Value {
+    json!({"messages": [{"role": "user", "content": {"type": "text", "text": text}}], "maxTokens": max})
+}
+
+/// A fixture of the 2026-07-28 multi-round-trip scenarios: `run` asks through `ctx.call.ask`
+/// and answers from what comes back; a pending question ends the run (the transport then sends
+/// the questions).
+fn asking<F, Fut>(name: &str, run: F) -> Tool
+where
+    F: Fn(ToolCtx) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<String, trex::mcp::protocol::RpcError>> + Send + 'static,
+{
+    let run = std::sync::Arc::new(run);
+    Tool::raw(name, &format!("Conformance fixture {name}"), no_args(), Annotations::READ, move |c: ToolCtx, _a| {
+        let run = run.clone();
+        async move {
+            match run(c).await {
+                Ok(t) => ToolOutput::text(t),
+                Err(e) => ToolOutput::Err(e.message),
+            }
+        }
+    })
+}
+
+/// The multi-round-trip fixtures (each asks what its scenario names, under its key).
+fn mrtr_fixtures(s: McpServer) -> McpServer {
+    s.tool(asking("test_input_required_result_elicitation", |c| async move {
+        let r = c.call.ask("user_name", "elicitation/create", question("What is your name?", "name", "string")).await?;
+        Ok(format!("Hello, {}!", r.pointer("/content/name").and_then(Value::as_str).unwrap_or("?")))
+    }))
+    .tool(asking("test_input_required_result_sampling", |c| async move {
+        let r = c.call.ask("capital_question", "sampling/createMessage", sampling("What is the capital of France?", 100)).await?;
+        Ok(format!("LLM said: {}", r.pointer("/content/text").and_then(Value::as_str).unwrap_or("")))
+    }))
+    .tool(asking("test_input_required_result_list_roots", |c| async move {
+        let r = c.call.ask("client_roots", "roots/list", json!({})).await?;
+        Ok(format!("Roots: {}", r.get("roots").cloned().unwrap_or(Value::Null)))
+    }))
+    .tool(asking("test_input_required_result_request_state", |c| async move {
+        c.call.ask("confirm", "elicitation/create", question("Please confirm", "ok", "boolean")).await?;
+        let verified = c.call.mrtr.as_ref().is_some_and(|m| m.state_verified);
+        Ok(if verified { "state-ok: confirmed".into() } else { "confirmed without state".into() })
+    }))
+    .tool(asking("test_input_required_result_multiple_inputs", |c| async move {
+        // all three go out in one round: ask each before giving up
+        let a = c.call.ask("user_name", "elicitation/create", question("What is your name?", "name", "string")).await;
+        let b = c.call.ask("greeting", "sampling/createMessage", sampling("Generate a greeting", 50)).await;
+        let r = c.call.ask("client_roots", "roots/list", json!({})).await;
+        let (a, b, r) = (a?, b?, r?);
+        Ok(format!("name={} greeting={} roots={}", a["content"], b["content"], r["roots"]))
+    }))
+    .tool(asking("test_input_required_result_multi_round", |c| async move {
+        let one = c.call.ask("step1", "elicitation/create", question("Step 1: What is your name?", "name", "string")).await?;
+        let two = c.call.ask("step2", "elicitation/create", question("Step 2: What is your favorite color?", "color", "string")).await?;
+        Ok(format!("{} likes {}", one["content"]["name"], two["content"]["color"]))
+    }))
+    .tool(asking("test_input_required_result_tampered_state", |c| async move {
+        c.call.ask("confirm", "elicitation/create", question("Please confirm", "ok", "boolean")).await?;
+        Ok("confirmed".into())
+    }))
+    .tool(asking("test_input_required_result_capabilities", |c| async move {
+        // only what the client declared
+        let mut got = Vec::new();
+        let mut pending = None;
+        if c.call.client_can("elicitation") {
+            match c.call.ask("user_name", "elicitation/create", question("What is your name?", "name", "string")).await {
+                Ok(v) => got.push(v),
+                Err(e) => pending = Some(e),
+            }
+        }
+        if c.call.client_can("sampling") {
+            match c.call.ask("greeting", "sampling/createMessage", sampling("Generate a greeting", 50)).await {
+                Ok(v) => got.push(v),
+                Err(e) => pending = Some(e),
+            }
+        }
+        if let Some(e) = pending {
+            return Err(e);
+        }
+        Ok(format!("{} answers", got.len()))
+    }))
+    .tool(asking("test_missing_capability", |c| async move {
+        c.call.ask("needs_sampling", "sampling/createMessage", sampling("Say hi", 10)).await?;
+        Ok("sampled".into())
+    }))
+    .tool(
+        Tool::raw("test_logging_tool", "Logs when asked to", no_args(), Annotations::READ, |c: ToolCtx, _a| async move {
+            c.call.log("info", Some("conformance"), json!("a log line"));
+            ToolOutput::text("logged (if the request set a log level)")
+        })
+        .streaming(),
+    )
+}
+
 fn fixtures() -> McpServer {
     let mut s = McpServer::new("conformance", "trex-conformance", "trex conformance fixtures")
         .tool(fixed("test_simple_text", vec![json!({"type": "text", "text": "This is a simple text response for testing."})]))
@@ -357,7 +457,7 @@ async fn main() -> anyhow::Result<()> {
         };
     let mount = Mount {
         segments: vec!["mcp".into()],
-        server: Arc::new(fixtures()),
+        server: Arc::new(mrtr_fixtures(fixtures())),
     };
     let catalogue = Arc::new(trex::servers::Catalogue::new());
     let running = server::start(app.clone(), catalogue, vec![mount]).await?;

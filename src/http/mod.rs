@@ -8,6 +8,7 @@ pub mod endpoints;
 pub mod guard;
 pub mod plugins;
 pub mod rejection;
+pub mod stateless;
 pub mod transport;
 pub mod web_auth;
 

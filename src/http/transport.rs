@@ -1,4 +1,5 @@
-//! The MCP Streamable HTTP transport (revisions 2025-03-26, 2025-06-18, 2025-11-25): POST for
+//! The MCP Streamable HTTP transport (revisions 2025-03-26, 2025-06-18, 2025-11-25; requests of
+//! the stateless 2026-07-28 era are handed to [`super::stateless`]): POST for
 //! client messages, GET for the standalone SSE stream and `Last-Event-ID` resumption, DELETE to
 //! end a session. Requests are answered with one JSON object, or over SSE when the work may talk
 //! back to the client (progress, logs, server→client requests) — the SSE work runs in its own task,
@@ -156,6 +157,15 @@ async fn post_inner(
     let parsed: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(StatusCode::BAD_REQUEST, format!("Parse error: {e}")).code(code::PARSE_ERROR)
     })?;
+    // a request of the stateless era (no session, its revision in the header and `_meta`)
+    // (`initialize` is the session era's, unless it comes as a stateless request: 404 there)
+    if header_str(&h, SESSION_HEADER).is_none()
+        && super::stateless::is_stateless(&h, &parsed)
+        && (parsed.get("method").and_then(Value::as_str) != Some("initialize")
+            || parsed.pointer("/params/_meta").is_some_and(|m| m.get(super::stateless::META_VERSION).is_some()))
+    {
+        return Ok(super::stateless::serve(app, server, principal, h, parsed).await);
+    }
     check_version_header(&h)?;
     let session = match header_str(&h, SESSION_HEADER) {
         Some(id) => Some(find_session(&app, &server, &principal, id).await?),
@@ -343,6 +353,8 @@ fn context(
         progress_token: params.pointer("/_meta/progressToken").cloned(),
         cancel,
         peer,
+        log_level: None,
+        mrtr: None,
     })
 }
 

@@ -16,6 +16,9 @@ use super::stream::EventStream;
 use crate::auth::Principal;
 use crate::error::code;
 
+/// -32021: the request needs a client capability the client did not declare (2026-07-28).
+pub const MISSING_CLIENT_CAPABILITY: i64 = -32021;
+
 /// How long a server→client request may wait for its answer.
 pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -30,6 +33,43 @@ pub struct CallContext {
     pub cancel: CancellationToken,
     /// Where messages for the client go while this request runs (its SSE stream), if anywhere.
     pub peer: Option<Arc<EventStream>>,
+    /// The lowest log level the request asked for in `_meta` (the stateless era; a session
+    /// keeps its own from `logging/setLevel`). `None` without a session: no log messages.
+    pub log_level: Option<u8>,
+    /// The stateless era's multi-round-trip state: what the client answered so far, and what
+    /// this run asks. `None` in the session era (questions go to the client over the stream).
+    pub mrtr: Option<Mrtr>,
+}
+
+/// Multi-round-trip requests (2026-07-28): instead of sending the client a request and waiting,
+/// the work records what it needs ([`CallContext::ask`]) and fails; the transport answers
+/// `resultType: "input_required"` with those questions and a sealed `requestState`, and the
+/// client calls again with `inputResponses`. The work runs again from the start and finds its
+/// answers. Tools written with `ask` work in both eras.
+#[derive(Debug, Default)]
+pub struct Mrtr {
+    /// Answers by key: those sealed in the `requestState` the client sent back, and its
+    /// `inputResponses`.
+    pub responses: serde_json::Map<String, Value>,
+    /// True when the request came back with a `requestState` that verified.
+    pub state_verified: bool,
+    /// Questions of this run not answered yet, by key: `{method, params}`.
+    pub asked: std::sync::Mutex<serde_json::Map<String, Value>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+/// Internal code of an [`CallContext::ask`] that must go to the client first (never sent: the
+/// transport answers with the questions instead).
+pub const INPUT_PENDING: i64 = -32090;
+
+/// The client capability a server→client method needs.
+fn capability_of(method: &str) -> Option<&'static str> {
+    match method {
+        "elicitation/create" => Some("elicitation"),
+        "sampling/createMessage" => Some("sampling"),
+        "roots/list" => Some("roots"),
+        _ => None,
+    }
 }
 
 impl CallContext {
@@ -58,7 +98,13 @@ impl CallContext {
 
     /// Sends `notifications/message` if `level` is at or above the session's level.
     pub fn log(&self, level: &str, logger: Option<&str>, data: Value) {
-        let want = self.session.as_ref().map(|s| s.log_level()).unwrap_or(1);
+        let want = match &self.session {
+            Some(s) => s.log_level(),
+            None => match self.log_level {
+                Some(l) => l,
+                None => return,
+            },
+        };
         if log_level_index(level).is_none_or(|l| l < want) {
             return;
         }
@@ -82,8 +128,46 @@ impl CallContext {
         self.client_capabilities.get(capability).is_some()
     }
 
-    /// Sends a request to the client and waits for its answer (sampling, elicitation, roots).
+    /// Asks the client `method` (elicitation, sampling, roots) under `key`: in the session era
+    /// a request on the stream, answered while this call waits; in the stateless era the answer
+    /// the client sent under `key`, or — when it has not yet — an [`INPUT_PENDING`] error after
+    /// recording the question (call every `ask` a round needs before giving up, so they go out
+    /// together). A capability the client did not declare is -32021 in the stateless era.
+    pub async fn ask(&self, key: &str, method: &str, params: Value) -> Result<Value, RpcError> {
+        let Some(m) = &self.mrtr else {
+            return self.request_client_now(method, params).await;
+        };
+        if let Some(cap) = capability_of(method)
+            && !self.client_can(cap)
+        {
+            return Err(RpcError::new(
+                MISSING_CLIENT_CAPABILITY,
+                format!("This request needs the client capability `{cap}`, which it did not declare"),
+            )
+            .with_data(json!({"requiredCapabilities": {cap: {}}})));
+        }
+        if let Some(v) = m.responses.get(key) {
+            return Ok(v.clone());
+        }
+        m.asked
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), json!({"method": method, "params": params}));
+        Err(RpcError::new(INPUT_PENDING, format!("waiting for the client's answer to {method}")))
+    }
+
+    /// Sends a request to the client and waits for its answer (sampling, elicitation, roots);
+    /// in the stateless era an [`ask`](Self::ask) under a key made from the method and its turn.
     pub async fn request_client(&self, method: &str, params: Value) -> Result<Value, RpcError> {
+        if let Some(m) = &self.mrtr {
+            let n = m.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let key = format!("{}_{n}", method.replace('/', "_"));
+            return self.ask(&key, method, params).await;
+        }
+        self.request_client_now(method, params).await
+    }
+
+    async fn request_client_now(&self, method: &str, params: Value) -> Result<Value, RpcError> {
         let (Some(session), Some(peer)) = (&self.session, &self.peer) else {
             return Err(RpcError::new(
                 code::INTERNAL_ERROR,

@@ -1,0 +1,483 @@
+//! The MCP 2026-07-28 era on the same endpoints as the session era: no `initialize`, no
+//! `Mcp-Session-Id`; each POST is one request that names its revision in the
+//! `MCP-Protocol-Version` header and in `params._meta["io.modelcontextprotocol/protocolVersion"]`,
+//! brings its client capabilities (and optionally its log level) in `_meta`, and mirrors
+//! `method` and the tool, prompt or resource name into `Mcp-Method` / `Mcp-Name`. Headers that
+//! are missing or disagree with the body get 400 and `HeaderMismatch` (-32020); a revision not
+//! served gets 400 and `UnsupportedProtocolVersion` (-32022) listing those that are; a method
+//! this era does not have gets 404 and -32601.
+//!
+//! The request is answered by the same [`dispatch`] as a session's, with a [`CallContext`]
+//! filled from `_meta` (no session), so tools do not know which era called them. Results carry
+//! `resultType` and the server's identity in `_meta`; lists and reads that a client may cache
+//! carry `ttlMs` and `cacheScope` (`private`: what a key sees depends on its scopes). A request
+//! that may report progress or logs is answered over an SSE stream of its own, without event ids
+//! (nothing is replayed in this era), and closing that stream cancels the request.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
+
+use super::rejection::json_text;
+use crate::app::App;
+use crate::auth::Principal;
+use crate::error::code;
+use crate::mcp::context::CallContext;
+use crate::mcp::dispatch::dispatch;
+use crate::mcp::protocol::{
+    Json, Message, RpcError, SUPPORTED_VERSIONS, error_response, log_level_index, result_response,
+};
+use crate::mcp::server::McpServer;
+
+/// The stateless revisions served.
+pub const MODERN_VERSIONS: &[&str] = &["2026-07-28"];
+
+/// `_meta` keys of this era.
+pub const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
+const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+
+/// JSON-RPC codes this era defines.
+pub const HEADER_MISMATCH: i64 = -32020;
+pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+
+/// How long a client may keep a list or a read (ms): tool lists change when a plugin is
+/// installed or a key's scopes change, so a short hint.
+const LIST_TTL_MS: u64 = 60_000;
+
+/// Every revision served, newest first (what `server/discover` and -32022 name).
+pub fn all_versions() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = MODERN_VERSIONS.to_vec();
+    v.extend(SUPPORTED_VERSIONS.iter().rev());
+    v
+}
+
+/// True when a request without a session is one of this era: its `MCP-Protocol-Version` is
+/// not a session-era revision (a stateless one, or one we do not know, which this era answers
+/// with -32022), or its body carries the era's `_meta` version.
+pub fn is_stateless(h: &HeaderMap, body: &Value) -> bool {
+    let header = h.get("mcp-protocol-version").and_then(|v| v.to_str().ok());
+    let meta = body
+        .get("params")
+        .and_then(|p| p.get("_meta"))
+        .and_then(|m| m.get(META_VERSION))
+        .is_some();
+    match header {
+        Some(v) => !SUPPORTED_VERSIONS.contains(&v) || meta,
+        None => meta,
+    }
+}
+
+fn reject(status: StatusCode, id: &Value, e: RpcError) -> warp::reply::Response {
+    json_text(status, error_response(id, &e))
+}
+
+fn mismatch(id: &Value, what: String) -> warp::reply::Response {
+    reject(
+        StatusCode::BAD_REQUEST,
+        id,
+        RpcError::new(HEADER_MISMATCH, format!("Header mismatch: {what}")),
+    )
+}
+
+/// A header value, with the `=?base64?…?=` sentinel decoded.
+fn decoded(raw: &str) -> Option<String> {
+    match raw
+        .strip_prefix("=?base64?")
+        .and_then(|r| r.strip_suffix("?="))
+    {
+        Some(b64) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok()),
+        None => Some(raw.to_string()),
+    }
+}
+
+/// Serves one stateless POST body (already parsed; auth, Origin and body limit done).
+pub async fn serve(
+    app: Arc<App>,
+    server: Arc<McpServer>,
+    principal: Arc<Principal>,
+    h: HeaderMap,
+    body: Value,
+) -> warp::reply::Response {
+    if body.is_array() {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            &Value::Null,
+            RpcError::new(
+                code::INVALID_REQUEST,
+                "Invalid Request: batches are not part of protocol version 2026-07-28",
+            ),
+        );
+    }
+    let (id, method, params) = match Message::parse(body) {
+        Err((id, e)) => return reject(StatusCode::BAD_REQUEST, &id, e),
+        // no client notification exists in this era over HTTP; accept and drop any
+        Ok(Message::Notification { .. }) => {
+            let mut r = warp::reply::Response::new(bytes::Bytes::new().into());
+            *r.status_mut() = StatusCode::ACCEPTED;
+            return r;
+        }
+        Ok(Message::Response { id, .. }) => {
+            return reject(
+                StatusCode::BAD_REQUEST,
+                &id,
+                RpcError::new(
+                    code::INVALID_REQUEST,
+                    "Invalid Request: clients send no responses in protocol version 2026-07-28",
+                ),
+            );
+        }
+        Ok(Message::Request { id, method, params }) => (id, method, params),
+    };
+    let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+    let Some(version) = header("mcp-protocol-version") else {
+        return mismatch(&id, "the MCP-Protocol-Version header is required".into());
+    };
+    if !MODERN_VERSIONS.contains(&version) {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            &id,
+            RpcError::new(UNSUPPORTED_PROTOCOL_VERSION, "Unsupported protocol version")
+                .with_data(json!({"supported": all_versions(), "requested": version})),
+        );
+    }
+    let meta = params.get("_meta").cloned().unwrap_or(Value::Null);
+    let invalid = |what: String| {
+        reject(
+            StatusCode::BAD_REQUEST,
+            &id,
+            RpcError::invalid_params(format!("Invalid params: {what}")),
+        )
+    };
+    if !meta.is_object() {
+        return invalid("`_meta` is required in protocol version 2026-07-28".into());
+    }
+    match meta.get(META_VERSION).and_then(Value::as_str) {
+        Some(v) if v == version => {}
+        Some(v) => {
+            return mismatch(
+                &id,
+                format!("MCP-Protocol-Version is {version} but _meta names {v}"),
+            );
+        }
+        None => return invalid(format!("`_meta[\"{META_VERSION}\"]` is required")),
+    }
+    if !meta.get(META_CAPABILITIES).is_some_and(Value::is_object) {
+        return invalid(format!("`_meta[\"{META_CAPABILITIES}\"]` is required (an object)"));
+    }
+    match header("mcp-method") {
+        Some(m) if m == method => {}
+        Some(m) => {
+            return mismatch(
+                &id,
+                format!("Mcp-Method header value '{m}' does not match body value '{method}'"),
+            );
+        }
+        None => return mismatch(&id, "the Mcp-Method header is required".into()),
+    }
+    let named = match method.as_str() {
+        "tools/call" | "prompts/get" => params.get("name").and_then(Value::as_str),
+        "resources/read" => params.get("uri").and_then(Value::as_str),
+        _ => None,
+    };
+    if let Some(name) = named {
+        match header("mcp-name").map(decoded) {
+            Some(Some(n)) if n == name => {}
+            Some(Some(n)) => {
+                return mismatch(
+                    &id,
+                    format!("Mcp-Name header value '{n}' does not match body value '{name}'"),
+                );
+            }
+            Some(None) => return mismatch(&id, "the Mcp-Name header is not valid base64".into()),
+            None => return mismatch(&id, "the Mcp-Name header is required".into()),
+        }
+    }
+    // what this era does not have
+    if matches!(
+        method.as_str(),
+        "initialize" | "ping" | "logging/setLevel" | "resources/subscribe" | "resources/unsubscribe"
+    ) {
+        return reject(
+            StatusCode::NOT_FOUND,
+            &id,
+            RpcError::method_not_found(&method),
+        );
+    }
+    if method == "server/discover" {
+        let mut r = json!({
+            "supportedVersions": all_versions(),
+            "capabilities": server.capabilities(),
+            "serverInfo": server.info(version),
+            "resultType": "complete",
+            "ttlMs": LIST_TTL_MS,
+            "cacheScope": "public",
+            "_meta": {META_SERVER_INFO: server.info(version)},
+        });
+        if let Some(i) = &server.instructions {
+            r["instructions"] = json!(i);
+        }
+        return json_text(StatusCode::OK, result_response(&id, &Json::of(&r)));
+    }
+    let caps = meta
+        .get(META_CAPABILITIES)
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let log_level = meta
+        .get(META_LOG_LEVEL)
+        .and_then(Value::as_str)
+        .and_then(log_level_index);
+    let mrtr = match mrtr_of(&app, &principal, &method, &params) {
+        Ok(m) => m,
+        Err(e) => return reject(StatusCode::BAD_REQUEST, &id, e),
+    };
+    let streams = wants_stream(&server, &method, &params, log_level.is_some());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let info = Arc::new(server.info(version));
+    let cacheable = matches!(
+        method.as_str(),
+        "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" | "resources/read"
+    );
+    let hub = streams.then(|| crate::mcp::stream::StreamHub::new(1, usize::MAX));
+    let peer = hub.as_ref().map(|h| h.open());
+    let ctx = Arc::new(CallContext {
+        principal,
+        protocol_version: Arc::from(version),
+        client_capabilities: Arc::new(caps),
+        session: None,
+        request_id: id.clone(),
+        progress_token: params.pointer("/_meta/progressToken").cloned(),
+        cancel: cancel.clone(),
+        peer: peer.clone(),
+        log_level,
+        mrtr: Some(mrtr),
+    });
+    let sealer = Sealer {
+        app: app.clone(),
+        key: ctx.principal.key_id.clone(),
+        method: method.clone(),
+        target: target_of(&method, &params),
+        digest: args_digest(&params),
+    };
+    let Some(stream) = peer else {
+        let r = dispatch(&app, &server, ctx.clone(), &method, params).await;
+        let r = sealer.input_required(&ctx).map(Ok).unwrap_or(r);
+        let (status, body) = answer(&id, r, &info, cacheable);
+        return json_text(status, body);
+    };
+    let rx = stream.attach(0);
+    let guard = CancelOnDrop(cancel.clone());
+    let task = {
+        let (app, server, stream, id) = (app.clone(), server.clone(), stream.clone(), id.clone());
+        async move {
+            let r = tokio::select! {
+                r = dispatch(&app, &server, ctx.clone(), &method, params) => Some(r),
+                _ = cancel.cancelled() => None,
+            };
+            if let Some(r) = r {
+                let r = sealer.input_required(&ctx).map(Ok).unwrap_or(r);
+                stream.push(answer(&id, r, &info, cacheable).1);
+            }
+            stream.finish();
+        }
+    };
+    app.tasks.spawn(task);
+    // the response body owns the guard: when the client closes the stream, the request stops
+    let _hub = hub;
+    let events = UnboundedReceiverStream::new(rx).map(move |f| {
+        let _held = &guard;
+        Ok::<_, std::convert::Infallible>(warp::sse::Event::default().data(f.data.to_string()))
+    });
+    let keepalive = std::time::Duration::from_secs(app.config.mcp.keepalive_secs);
+    let events = warp::sse::keep_alive().interval(keepalive).stream(events);
+    let mut r = warp::reply::Reply::into_response(warp::sse::reply(events));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
+}
+
+/// Cancels its token when dropped: held by a stateless SSE response body, so a closed stream
+/// is the request's cancellation.
+struct CancelOnDrop(tokio_util::sync::CancellationToken);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// Whether the request is answered over SSE: it asked for progress or logs, or the tool talks
+/// while it runs.
+fn wants_stream(server: &McpServer, method: &str, params: &Value, logs: bool) -> bool {
+    params.pointer("/_meta/progressToken").is_some()
+        || method == "tools/call"
+            && params
+                .get("name")
+                .and_then(Value::as_str)
+                .and_then(|n| server.find_tool(n))
+                .is_some_and(|t| t.streaming || logs)
+}
+
+/// The response to request `id`: the result with `resultType`, the server's identity and, for
+/// what may be cached, `ttlMs` and `cacheScope`; or the error, with this era's codes.
+fn answer(
+    id: &Value,
+    r: Result<Json, RpcError>,
+    info: &Value,
+    cacheable: bool,
+) -> (StatusCode, Json) {
+    match r {
+        Ok(j) => {
+            let mut v: Value = serde_json::from_str(j.as_str()).unwrap_or_else(|_| json!({}));
+            if let Some(o) = v.as_object_mut() {
+                o.entry("resultType").or_insert_with(|| json!("complete"));
+                let meta = o.entry("_meta").or_insert_with(|| json!({}));
+                if let Some(m) = meta.as_object_mut() {
+                    m.insert(META_SERVER_INFO.into(), info.clone());
+                }
+                if cacheable {
+                    o.insert("ttlMs".into(), json!(LIST_TTL_MS));
+                    o.insert("cacheScope".into(), json!("private"));
+                }
+            }
+            (StatusCode::OK, result_response(id, &Json::of(&v)))
+        }
+        Err(mut e) => {
+            // SEP-2164: an unknown resource is an invalid parameter in this era
+            if e.code == code::RESOURCE_NOT_FOUND {
+                e.code = code::INVALID_PARAMS;
+            }
+            let status = match e.code {
+                code::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
+                crate::mcp::context::MISSING_CLIENT_CAPABILITY => StatusCode::BAD_REQUEST,
+                _ => StatusCode::OK,
+            };
+            (status, error_response(id, &e))
+        }
+    }
+}
+
+/// How long a `requestState` stays good: a client answers a question within this.
+const STATE_TTL_MS: i64 = 10 * 60 * 1000;
+/// Additional data of the sealed `requestState` (another sealed value cannot pass for one).
+const STATE_AAD: &str = "mcp-request-state";
+
+/// What a `requestState` is bound to and carries: the key that asked, the method and its
+/// target (tool, prompt or resource), a digest of the arguments, when, and the answers so far.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct State {
+    k: String,
+    m: String,
+    n: Option<String>,
+    a: String,
+    t: i64,
+    r: serde_json::Map<String, Value>,
+}
+
+fn target_of(method: &str, params: &Value) -> Option<String> {
+    match method {
+        "resources/read" => params.get("uri"),
+        _ => params.get("name"),
+    }
+    .and_then(Value::as_str)
+    .map(str::to_string)
+}
+
+/// A digest of the request's arguments (what a `requestState` may be replayed with).
+fn args_digest(params: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    let a = params.get("arguments").cloned().unwrap_or(Value::Null);
+    hex::encode(&Sha256::digest(a.to_string().as_bytes())[..12])
+}
+
+/// The answers a retried request brings: its `inputResponses`, and those sealed in its
+/// `requestState`, which must open with this server's key and be bound to this caller, method,
+/// target and arguments, and be recent — else -32602.
+fn mrtr_of(
+    app: &App,
+    principal: &Principal,
+    method: &str,
+    params: &Value,
+) -> Result<crate::mcp::context::Mrtr, RpcError> {
+    let mut m = crate::mcp::context::Mrtr::default();
+    if let Some(raw) = params.get("requestState") {
+        let bad = || {
+            RpcError::invalid_params(
+                "Invalid params: `requestState` failed its integrity check (it is not one this server issued for this request)",
+            )
+        };
+        let sealed = raw.as_str().ok_or_else(bad)?;
+        let state: State = app
+            .master
+            .open(sealed, STATE_AAD)
+            .ok()
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .ok_or_else(bad)?;
+        let fresh = crate::util::now_ms() - state.t <= STATE_TTL_MS;
+        if state.k != principal.key_id
+            || state.m != method
+            || state.n != target_of(method, params)
+            || state.a != args_digest(params)
+            || !fresh
+        {
+            return Err(bad());
+        }
+        m.responses = state.r;
+        m.state_verified = true;
+    }
+    if let Some(r) = params.get("inputResponses") {
+        let Value::Object(r) = r else {
+            return Err(RpcError::invalid_params(
+                "Invalid params: `inputResponses` must be an object",
+            ));
+        };
+        m.responses.extend(r.clone());
+    }
+    Ok(m)
+}
+
+/// Turns a run that asked the client something into the `input_required` result.
+struct Sealer {
+    app: Arc<App>,
+    key: String,
+    method: String,
+    target: Option<String>,
+    digest: String,
+}
+
+impl Sealer {
+    fn input_required(&self, ctx: &CallContext) -> Option<Json> {
+        let m = ctx.mrtr.as_ref()?;
+        let asked = std::mem::take(&mut *m.asked.lock().unwrap());
+        if asked.is_empty() {
+            return None;
+        }
+        let state = State {
+            k: self.key.clone(),
+            m: self.method.clone(),
+            n: self.target.clone(),
+            a: self.digest.clone(),
+            t: crate::util::now_ms(),
+            r: m.responses.clone(),
+        };
+        let sealed = self
+            .app
+            .master
+            .seal(&serde_json::to_string(&state).expect("json"), STATE_AAD);
+        Some(Json::of(&json!({
+            "resultType": "input_required",
+            "inputRequests": asked,
+            "requestState": sealed,
+        })))
+    }
+}
