@@ -95,86 +95,256 @@ fn sampling(text: &str, max: u32) -> Value {
 fn asking<F, Fut>(name: &str, run: F) -> Tool
 where
     F: Fn(ToolCtx) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<String, trex::mcp::protocol::RpcError>> + Send + 'static,
+    Fut: std::future::Future<Output = Result<String, trex::mcp::protocol::RpcError>>
+        + Send
+        + 'static,
 {
     let run = std::sync::Arc::new(run);
-    Tool::raw(name, &format!("Conformance fixture {name}"), no_args(), Annotations::READ, move |c: ToolCtx, _a| {
-        let run = run.clone();
-        async move {
-            match run(c).await {
-                Ok(t) => ToolOutput::text(t),
-                Err(e) => ToolOutput::Err(e.message),
+    Tool::raw(
+        name,
+        &format!("Conformance fixture {name}"),
+        no_args(),
+        Annotations::READ,
+        move |c: ToolCtx, _a| {
+            let run = run.clone();
+            async move {
+                match run(c).await {
+                    Ok(t) => ToolOutput::text(t),
+                    Err(e) => ToolOutput::Err(e.message),
+                }
             }
-        }
-    })
+        },
+    )
 }
 
 /// The multi-round-trip fixtures (each asks what its scenario names, under its key).
 fn mrtr_fixtures(s: McpServer) -> McpServer {
-    s.tool(asking("test_input_required_result_elicitation", |c| async move {
-        let r = c.call.ask("user_name", "elicitation/create", question("What is your name?", "name", "string")).await?;
-        Ok(format!("Hello, {}!", r.pointer("/content/name").and_then(Value::as_str).unwrap_or("?")))
-    }))
-    .tool(asking("test_input_required_result_sampling", |c| async move {
-        let r = c.call.ask("capital_question", "sampling/createMessage", sampling("What is the capital of France?", 100)).await?;
-        Ok(format!("LLM said: {}", r.pointer("/content/text").and_then(Value::as_str).unwrap_or("")))
-    }))
-    .tool(asking("test_input_required_result_list_roots", |c| async move {
-        let r = c.call.ask("client_roots", "roots/list", json!({})).await?;
-        Ok(format!("Roots: {}", r.get("roots").cloned().unwrap_or(Value::Null)))
-    }))
-    .tool(asking("test_input_required_result_request_state", |c| async move {
-        c.call.ask("confirm", "elicitation/create", question("Please confirm", "ok", "boolean")).await?;
-        let verified = c.call.mrtr.as_ref().is_some_and(|m| m.state_verified);
-        Ok(if verified { "state-ok: confirmed".into() } else { "confirmed without state".into() })
-    }))
-    .tool(asking("test_input_required_result_multiple_inputs", |c| async move {
-        // all three go out in one round: ask each before giving up
-        let a = c.call.ask("user_name", "elicitation/create", question("What is your name?", "name", "string")).await;
-        let b = c.call.ask("greeting", "sampling/createMessage", sampling("Generate a greeting", 50)).await;
-        let r = c.call.ask("client_roots", "roots/list", json!({})).await;
-        let (a, b, r) = (a?, b?, r?);
-        Ok(format!("name={} greeting={} roots={}", a["content"], b["content"], r["roots"]))
-    }))
-    .tool(asking("test_input_required_result_multi_round", |c| async move {
-        let one = c.call.ask("step1", "elicitation/create", question("Step 1: What is your name?", "name", "string")).await?;
-        let two = c.call.ask("step2", "elicitation/create", question("Step 2: What is your favorite color?", "color", "string")).await?;
-        Ok(format!("{} likes {}", one["content"]["name"], two["content"]["color"]))
-    }))
-    .tool(asking("test_input_required_result_tampered_state", |c| async move {
-        c.call.ask("confirm", "elicitation/create", question("Please confirm", "ok", "boolean")).await?;
-        Ok("confirmed".into())
-    }))
-    .tool(asking("test_input_required_result_capabilities", |c| async move {
-        // only what the client declared
-        let mut got = Vec::new();
-        let mut pending = None;
-        if c.call.client_can("elicitation") {
-            match c.call.ask("user_name", "elicitation/create", question("What is your name?", "name", "string")).await {
-                Ok(v) => got.push(v),
-                Err(e) => pending = Some(e),
+    s.tool(asking(
+        "test_input_required_result_elicitation",
+        |c| async move {
+            let r = c
+                .call
+                .ask(
+                    "user_name",
+                    "elicitation/create",
+                    question("What is your name?", "name", "string"),
+                )
+                .await?;
+            Ok(format!(
+                "Hello, {}!",
+                r.pointer("/content/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+            ))
+        },
+    ))
+    .tool(asking(
+        "test_input_required_result_sampling",
+        |c| async move {
+            let r = c
+                .call
+                .ask(
+                    "capital_question",
+                    "sampling/createMessage",
+                    sampling("What is the capital of France?", 100),
+                )
+                .await?;
+            Ok(format!(
+                "LLM said: {}",
+                r.pointer("/content/text")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+            ))
+        },
+    ))
+    .tool(asking(
+        "test_input_required_result_list_roots",
+        |c| async move {
+            let r = c.call.ask("client_roots", "roots/list", json!({})).await?;
+            Ok(format!(
+                "Roots: {}",
+                r.get("roots").cloned().unwrap_or(Value::Null)
+            ))
+        },
+    ))
+    .tool(asking(
+        "test_input_required_result_request_state",
+        |c| async move {
+            c.call
+                .ask(
+                    "confirm",
+                    "elicitation/create",
+                    question("Please confirm", "ok", "boolean"),
+                )
+                .await?;
+            let verified = c.call.mrtr.as_ref().is_some_and(|m| m.state_verified);
+            Ok(if verified {
+                "state-ok: confirmed".into()
+            } else {
+                "confirmed without state".into()
+            })
+        },
+    ))
+    .tool(asking(
+        "test_input_required_result_multiple_inputs",
+        |c| async move {
+            // all three go out in one round: ask each before giving up
+            let a = c
+                .call
+                .ask(
+                    "user_name",
+                    "elicitation/create",
+                    question("What is your name?", "name", "string"),
+                )
+                .await;
+            let b = c
+                .call
+                .ask(
+                    "greeting",
+                    "sampling/createMessage",
+                    sampling("Generate a greeting", 50),
+                )
+                .await;
+            let r = c.call.ask("client_roots", "roots/list", json!({})).await;
+            let (a, b, r) = (a?, b?, r?);
+            Ok(format!(
+                "name={} greeting={} roots={}",
+                a["content"], b["content"], r["roots"]
+            ))
+        },
+    ))
+    .tool(asking(
+        "test_input_required_result_multi_round",
+        |c| async move {
+            let one = c
+                .call
+                .ask(
+                    "step1",
+                    "elicitation/create",
+                    question("Step 1: What is your name?", "name", "string"),
+                )
+                .await?;
+            let two = c
+                .call
+                .ask(
+                    "step2",
+                    "elicitation/create",
+                    question("Step 2: What is your favorite color?", "color", "string"),
+                )
+                .await?;
+            Ok(format!(
+                "{} likes {}",
+                one["content"]["name"], two["content"]["color"]
+            ))
+        },
+    ))
+    .tool(asking(
+        "test_input_required_result_tampered_state",
+        |c| async move {
+            c.call
+                .ask(
+                    "confirm",
+                    "elicitation/create",
+                    question("Please confirm", "ok", "boolean"),
+                )
+                .await?;
+            Ok("confirmed".into())
+        },
+    ))
+    .tool(asking(
+        "test_input_required_result_capabilities",
+        |c| async move {
+            // only what the client declared
+            let mut got = Vec::new();
+            let mut pending = None;
+            if c.call.client_can("elicitation") {
+                match c
+                    .call
+                    .ask(
+                        "user_name",
+                        "elicitation/create",
+                        question("What is your name?", "name", "string"),
+                    )
+                    .await
+                {
+                    Ok(v) => got.push(v),
+                    Err(e) => pending = Some(e),
+                }
             }
-        }
-        if c.call.client_can("sampling") {
-            match c.call.ask("greeting", "sampling/createMessage", sampling("Generate a greeting", 50)).await {
-                Ok(v) => got.push(v),
-                Err(e) => pending = Some(e),
+            if c.call.client_can("sampling") {
+                match c
+                    .call
+                    .ask(
+                        "greeting",
+                        "sampling/createMessage",
+                        sampling("Generate a greeting", 50),
+                    )
+                    .await
+                {
+                    Ok(v) => got.push(v),
+                    Err(e) => pending = Some(e),
+                }
             }
-        }
-        if let Some(e) = pending {
-            return Err(e);
-        }
-        Ok(format!("{} answers", got.len()))
-    }))
+            if let Some(e) = pending {
+                return Err(e);
+            }
+            Ok(format!("{} answers", got.len()))
+        },
+    ))
+    .tool(
+        asking("test_streaming_elicitation", |c| async move {
+            c.call.progress(0.0, Some(1.0), None);
+            let r = c
+                .call
+                .ask(
+                    "user_name",
+                    "elicitation/create",
+                    question("What is your name?", "name", "string"),
+                )
+                .await?;
+            Ok(format!(
+                "Hello, {}!",
+                r.pointer("/content/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+            ))
+        })
+        .streaming(),
+    )
     .tool(asking("test_missing_capability", |c| async move {
-        c.call.ask("needs_sampling", "sampling/createMessage", sampling("Say hi", 10)).await?;
+        c.call
+            .ask(
+                "needs_sampling",
+                "sampling/createMessage",
+                sampling("Say hi", 10),
+            )
+            .await?;
         Ok("sampled".into())
     }))
+    .tool(Tool::raw(
+        "test_trigger_tool_change",
+        "Tells listeners the tool list changed",
+        no_args(),
+        Annotations::READ,
+        |c: ToolCtx, _a| async move {
+            let n = c
+                .app
+                .sessions
+                .notify_server("conformance", "notifications/tools/list_changed");
+            ToolOutput::text(format!("told {n} session(s) and every listener"))
+        },
+    ))
     .tool(
-        Tool::raw("test_logging_tool", "Logs when asked to", no_args(), Annotations::READ, |c: ToolCtx, _a| async move {
-            c.call.log("info", Some("conformance"), json!("a log line"));
-            ToolOutput::text("logged (if the request set a log level)")
-        })
+        Tool::raw(
+            "test_logging_tool",
+            "Logs when asked to",
+            no_args(),
+            Annotations::READ,
+            |c: ToolCtx, _a| async move {
+                c.call.log("info", Some("conformance"), json!("a log line"));
+                ToolOutput::text("logged (if the request set a log level)")
+            },
+        )
         .streaming(),
     )
 }

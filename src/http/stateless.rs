@@ -47,8 +47,8 @@ pub const HEADER_MISMATCH: i64 = -32020;
 pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
 
 /// How long a client may keep a list or a read (ms): tool lists change when a plugin is
-/// installed or a key's scopes change, so a short hint.
-const LIST_TTL_MS: u64 = 60_000;
+/// installed or a key's scopes change (listeners are told at once), so a short hint.
+const LIST_TTL_MS: u64 = 10_000;
 
 /// Every revision served, newest first (what `server/discover` and -32022 name).
 pub fn all_versions() -> Vec<&'static str> {
@@ -171,7 +171,9 @@ pub async fn serve(
         None => return invalid(format!("`_meta[\"{META_VERSION}\"]` is required")),
     }
     if !meta.get(META_CAPABILITIES).is_some_and(Value::is_object) {
-        return invalid(format!("`_meta[\"{META_CAPABILITIES}\"]` is required (an object)"));
+        return invalid(format!(
+            "`_meta[\"{META_CAPABILITIES}\"]` is required (an object)"
+        ));
     }
     match header("mcp-method") {
         Some(m) if m == method => {}
@@ -204,13 +206,20 @@ pub async fn serve(
     // what this era does not have
     if matches!(
         method.as_str(),
-        "initialize" | "ping" | "logging/setLevel" | "resources/subscribe" | "resources/unsubscribe"
+        "initialize"
+            | "ping"
+            | "logging/setLevel"
+            | "resources/subscribe"
+            | "resources/unsubscribe"
     ) {
         return reject(
             StatusCode::NOT_FOUND,
             &id,
             RpcError::method_not_found(&method),
         );
+    }
+    if method == "subscriptions/listen" {
+        return listen(&app, &server, &id, &params, version);
     }
     if method == "server/discover" {
         let mut r = json!({
@@ -244,7 +253,11 @@ pub async fn serve(
     let info = Arc::new(server.info(version));
     let cacheable = matches!(
         method.as_str(),
-        "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" | "resources/read"
+        "tools/list"
+            | "prompts/list"
+            | "resources/list"
+            | "resources/templates/list"
+            | "resources/read"
     );
     let hub = streams.then(|| crate::mcp::stream::StreamHub::new(1, usize::MAX));
     let peer = hub.as_ref().map(|h| h.open());
@@ -269,7 +282,7 @@ pub async fn serve(
     };
     let Some(stream) = peer else {
         let r = dispatch(&app, &server, ctx.clone(), &method, params).await;
-        let r = sealer.input_required(&ctx).map(Ok).unwrap_or(r);
+        let r = sealer.input_required(&ctx).unwrap_or(r);
         let (status, body) = answer(&id, r, &info, cacheable);
         return json_text(status, body);
     };
@@ -283,7 +296,7 @@ pub async fn serve(
                 _ = cancel.cancelled() => None,
             };
             if let Some(r) = r {
-                let r = sealer.input_required(&ctx).map(Ok).unwrap_or(r);
+                let r = sealer.input_required(&ctx).unwrap_or(r);
                 stream.push(answer(&id, r, &info, cacheable).1);
             }
             stream.finish();
@@ -456,8 +469,12 @@ struct Sealer {
 }
 
 impl Sealer {
-    fn input_required(&self, ctx: &CallContext) -> Option<Json> {
+    /// The answer instead of the work's own: a refused question's error, or the questions.
+    fn input_required(&self, ctx: &CallContext) -> Option<Result<Json, RpcError>> {
         let m = ctx.mrtr.as_ref()?;
+        if let Some(e) = m.refused.lock().unwrap().take() {
+            return Some(Err(e));
+        }
         let asked = std::mem::take(&mut *m.asked.lock().unwrap());
         if asked.is_empty() {
             return None;
@@ -474,10 +491,69 @@ impl Sealer {
             .app
             .master
             .seal(&serde_json::to_string(&state).expect("json"), STATE_AAD);
-        Some(Json::of(&json!({
+        Some(Ok(Json::of(&json!({
             "resultType": "input_required",
             "inputRequests": asked,
             "requestState": sealed,
-        })))
+        }))))
     }
+}
+
+/// `subscriptions/listen`: a long-lived SSE stream of the change notifications the client opted
+/// into (`toolsListChanged`, `promptsListChanged`, `resourcesListChanged`), acknowledged first
+/// and each tagged with the subscription's id; it ends when the client closes it or the server
+/// stops.
+fn listen(
+    app: &Arc<App>,
+    server: &Arc<McpServer>,
+    id: &Value,
+    params: &Value,
+    version: &str,
+) -> warp::reply::Response {
+    let wanted = params.get("notifications").cloned().unwrap_or(json!({}));
+    let on = |k: &str| wanted.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let mut methods: Vec<&'static str> = Vec::new();
+    let mut accepted = serde_json::Map::new();
+    if on("toolsListChanged") {
+        methods.push("notifications/tools/list_changed");
+        accepted.insert("toolsListChanged".into(), json!(true));
+    }
+    if on("promptsListChanged") {
+        methods.push("notifications/prompts/list_changed");
+        accepted.insert("promptsListChanged".into(), json!(true));
+    }
+    if on("resourcesListChanged") {
+        methods.push("notifications/resources/list_changed");
+        accepted.insert("resourcesListChanged".into(), json!(true));
+    }
+    // the subscription is named by the id of the request that opened it
+    let tag = json!({"io.modelcontextprotocol/subscriptionId": id});
+    let ack = json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
+        "params": {"_meta": tag.clone(), "notifications": accepted}});
+    let _ = version;
+    let server_id: Arc<str> = Arc::from(server.id.as_str());
+    let changes =
+        tokio_stream::wrappers::BroadcastStream::new(app.sessions.changes()).filter_map(move |c| {
+            let (server_id, tag, methods) = (server_id.clone(), tag.clone(), methods.clone());
+            async move {
+                let (sid, method) = c.ok()?;
+                (sid == server_id && methods.contains(&&*method)).then(
+                    || json!({"jsonrpc": "2.0", "method": &*method, "params": {"_meta": tag}}),
+                )
+            }
+        });
+    let events = futures_util::stream::iter([ack])
+        .chain(changes)
+        .take_until(app.shutdown.clone().cancelled_owned())
+        .map(|m| {
+            Ok::<_, std::convert::Infallible>(warp::sse::Event::default().data(m.to_string()))
+        });
+    let keepalive = std::time::Duration::from_secs(app.config.mcp.keepalive_secs);
+    let events = warp::sse::keep_alive().interval(keepalive).stream(events);
+    let mut r = warp::reply::Reply::into_response(warp::sse::reply(events));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
 }

@@ -162,7 +162,9 @@ async fn post_inner(
     if header_str(&h, SESSION_HEADER).is_none()
         && super::stateless::is_stateless(&h, &parsed)
         && (parsed.get("method").and_then(Value::as_str) != Some("initialize")
-            || parsed.pointer("/params/_meta").is_some_and(|m| m.get(super::stateless::META_VERSION).is_some()))
+            || parsed
+                .pointer("/params/_meta")
+                .is_some_and(|m| m.get(super::stateless::META_VERSION).is_some()))
     {
         return Ok(super::stateless::serve(app, server, principal, h, parsed).await);
     }

@@ -55,6 +55,9 @@ pub struct Mrtr {
     pub state_verified: bool,
     /// Questions of this run not answered yet, by key: `{method, params}`.
     pub asked: std::sync::Mutex<serde_json::Map<String, Value>>,
+    /// A question the client cannot be asked (a capability it did not declare): the request's
+    /// answer is this error, whatever the work made of it.
+    pub refused: std::sync::Mutex<Option<RpcError>>,
     next: std::sync::atomic::AtomicUsize,
 }
 
@@ -140,11 +143,15 @@ impl CallContext {
         if let Some(cap) = capability_of(method)
             && !self.client_can(cap)
         {
-            return Err(RpcError::new(
+            let e = RpcError::new(
                 MISSING_CLIENT_CAPABILITY,
-                format!("This request needs the client capability `{cap}`, which it did not declare"),
+                format!(
+                    "This request needs the client capability `{cap}`, which it did not declare"
+                ),
             )
-            .with_data(json!({"requiredCapabilities": {cap: {}}})));
+            .with_data(json!({"requiredCapabilities": {cap: {}}}));
+            *m.refused.lock().unwrap() = Some(e.clone());
+            return Err(e);
         }
         if let Some(v) = m.responses.get(key) {
             return Ok(v.clone());
@@ -153,7 +160,10 @@ impl CallContext {
             .lock()
             .unwrap()
             .insert(key.to_string(), json!({"method": method, "params": params}));
-        Err(RpcError::new(INPUT_PENDING, format!("waiting for the client's answer to {method}")))
+        Err(RpcError::new(
+            INPUT_PENDING,
+            format!("waiting for the client's answer to {method}"),
+        ))
     }
 
     /// Sends a request to the client and waits for its answer (sampling, elicitation, roots);

@@ -191,6 +191,9 @@ pub struct Sessions {
     max_per_user: usize,
     idle_ms: i64,
     replay: (usize, usize),
+    /// Server-wide change notifications `(server id, method)` for the stateless era's
+    /// `subscriptions/listen` streams (sessions get theirs on their standalone stream).
+    changes: tokio::sync::broadcast::Sender<(Arc<str>, Arc<str>)>,
 }
 
 impl Sessions {
@@ -203,6 +206,7 @@ impl Sessions {
         replay: (usize, usize),
     ) -> Self {
         Sessions {
+            changes: tokio::sync::broadcast::channel(64).0,
             store,
             map: RwLock::new(HashMap::new()),
             max,
@@ -411,7 +415,13 @@ impl Sessions {
 
     /// Sends notification `method` (no params) on the standalone stream of every session of
     /// server `server_id` that has one open; returns how many got it.
+    /// Change notifications of every server from now on (for `subscriptions/listen`).
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<(Arc<str>, Arc<str>)> {
+        self.changes.subscribe()
+    }
+
     pub fn notify_server(&self, server_id: &str, method: &str) -> usize {
+        let _ = self.changes.send((Arc::from(server_id), Arc::from(method)));
         let msg = super::protocol::Json::of(&super::protocol::notification(
             method,
             serde_json::json!({}),

@@ -21,6 +21,7 @@ mod python_sdk;
 mod readme;
 mod sessions;
 mod sse;
+mod stateless;
 mod tools;
 mod transport;
 mod web_session;

@@ -112,3 +112,40 @@ async fn python_sdk_2x_sees_plugin_tools_come_and_go() {
 async fn python_sdk_1x_sees_plugin_tools_come_and_go() {
     plugins("venv-mcp1").await;
 }
+
+/// The Python SDK 2.x in its default mode negotiates the stateless 2026-07-28 era with
+/// `/trex/mcp` (no session is opened) and calls tools; what it changed is audited like any call.
+#[tokio::test]
+#[ignore = "needs the MCP kit: bash ../shared/mcpkit/setup.sh .mcpkit, then cargo test -- --include-ignored"]
+async fn python_sdk_2x_negotiates_the_stateless_era() {
+    let s = TestServer::start().await;
+    let python = require_mcpkit().join("venv/bin/python");
+    let script = format!("{}/tests/python/sdk_modern.py", env!("CARGO_MANIFEST_DIR"));
+    let (url, key) = (s.url(), s.key.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .args([&script, &url, &key])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("OK 2026-07-28"),
+        "python client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut c = s.client();
+    c.initialize().await;
+    let audit = c
+        .call_ok("audit-list", serde_json::json!({"tool": "role-create"}))
+        .await;
+    assert_eq!(audit["entries"].as_array().unwrap().len(), 2, "{audit}");
+    let sessions = c.call_ok("session-list", serde_json::json!({})).await;
+    assert_eq!(
+        sessions["sessions"].as_array().unwrap().len(),
+        1,
+        "only this test's own session: {sessions}"
+    );
+}

@@ -1,5 +1,6 @@
 """Installs, calls and removes the example plugin through trex's admin server with the official
-Python SDK (mcp 1.x or 2.x), and checks the SDK is told the tool list changed each time.
+Python SDK (mcp 1.x or 2.x), and checks the SDK is told the tool list changed each time (in
+the session era on its stream; in the stateless era, which 2.x picks, on subscriptions/listen).
 
 usage: python sdk_plugins.py URL API_KEY PLUGIN_DIR     (prints OK and exits 0 on success)
 """
@@ -80,7 +81,20 @@ async def v2():
 
     async with httpx2.AsyncClient(headers=HEADERS) as http:
         async with Client(streamable_http_client(URL, http_client=http), message_handler=on_message) as client:
-            await exercise(client)
+            if client.protocol_version < "2026-07-28":
+                await exercise(client)
+                return
+            # the stateless era: change notifications come on a subscriptions/listen stream
+            async with client.listen(tools_list_changed=True) as sub:
+                async def watch():
+                    async for _event in sub:
+                        seen.append("notifications/tools/list_changed")
+                        changed.set()
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(watch)
+                    await exercise(client)
+                    tg.cancel_scope.cancel()
 
 
 version = importlib.metadata.version("mcp")
