@@ -334,6 +334,21 @@ fn mrtr_fixtures(s: McpServer) -> McpServer {
             ToolOutput::text(format!("told {n} session(s) and every listener"))
         },
     ))
+    .prompt(Prompt {
+        name: "test_input_required_result_prompt".into(),
+        title: None,
+        description: "A prompt that asks the user for its context first".into(),
+        arguments: vec![],
+        render: Arc::new(|_a: &Map<String, Value>, c| {
+            let context = if c.mrtr.is_some() {
+                let r = c.ask_stateless("user_context", "elicitation/create", question("What context should the prompt use?", "context", "string"))?;
+                r.pointer("/content/context").and_then(Value::as_str).unwrap_or("").to_string()
+            } else {
+                "(no context asked in the session era)".into()
+            };
+            Ok(json!({"messages": [{"role": "user", "content": {"type": "text", "text": format!("Use this context: {context}")}}]}))
+        }),
+    })
     .tool(
         Tool::raw(
             "test_logging_tool",
@@ -524,7 +539,7 @@ fn fixtures() -> McpServer {
             title: None,
             description: "A simple prompt".into(),
             arguments: vec![],
-            render: Arc::new(|_a| {
+            render: Arc::new(|_a, _c| {
                 Ok(json!({"messages": [{"role": "user", "content": {"type": "text", "text": "This is a simple prompt for testing."}}]}))
             }),
         })
@@ -533,7 +548,7 @@ fn fixtures() -> McpServer {
             title: None,
             description: "A prompt with arguments".into(),
             arguments: vec![("arg1".into(), "First test argument".into(), true), ("arg2".into(), "Second test argument".into(), true)],
-            render: Arc::new(|a: &Map<String, Value>| {
+            render: Arc::new(|a: &Map<String, Value>, _c| {
                 let g = |k: &str| a.get(k).and_then(Value::as_str).unwrap_or("").to_string();
                 Ok(json!({"messages": [{"role": "user", "content": {"type": "text",
                     "text": format!("Prompt with arguments: arg1='{}', arg2='{}'", g("arg1"), g("arg2"))}}]}))
@@ -544,7 +559,7 @@ fn fixtures() -> McpServer {
             title: None,
             description: "A prompt with an embedded resource".into(),
             arguments: vec![("resourceUri".into(), "URI of the resource to embed".into(), true)],
-            render: Arc::new(|a: &Map<String, Value>| {
+            render: Arc::new(|a: &Map<String, Value>, _c| {
                 let uri = a.get("resourceUri").and_then(Value::as_str).unwrap_or("test://example-resource");
                 Ok(json!({"messages": [
                     {"role": "user", "content": {"type": "resource", "resource": {"uri": uri, "mimeType": "text/plain", "text": "Embedded resource content for testing."}}},
@@ -556,7 +571,7 @@ fn fixtures() -> McpServer {
             title: None,
             description: "A prompt with an image".into(),
             arguments: vec![],
-            render: Arc::new(|_a| {
+            render: Arc::new(|_a, _c| {
                 Ok(json!({"messages": [
                     {"role": "user", "content": {"type": "image", "data": PNG, "mimeType": "image/png"}},
                     {"role": "user", "content": {"type": "text", "text": "Please analyze the image above."}}]}))

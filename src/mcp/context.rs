@@ -137,8 +137,20 @@ impl CallContext {
     /// recording the question (call every `ask` a round needs before giving up, so they go out
     /// together). A capability the client did not declare is -32021 in the stateless era.
     pub async fn ask(&self, key: &str, method: &str, params: Value) -> Result<Value, RpcError> {
-        let Some(m) = &self.mrtr else {
+        if self.mrtr.is_none() {
             return self.request_client_now(method, params).await;
+        }
+        self.ask_stateless(key, method, params)
+    }
+
+    /// [`ask`](Self::ask) for work that cannot wait (a prompt's renderer): the stateless era's
+    /// answer or question; in the session era an error (nothing can be awaited here).
+    pub fn ask_stateless(&self, key: &str, method: &str, params: Value) -> Result<Value, RpcError> {
+        let Some(m) = &self.mrtr else {
+            return Err(RpcError::new(
+                code::INTERNAL_ERROR,
+                format!("{method} can be asked here only in protocol version 2026-07-28"),
+            ));
         };
         if let Some(cap) = capability_of(method)
             && !self.client_can(cap)

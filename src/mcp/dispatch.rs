@@ -83,7 +83,7 @@ async fn other(
             page_guard(&params)?;
             Ok(json!({"prompts": server.prompt_list()}))
         }
-        "prompts/get" if !server.prompts.is_empty() => prompts_get(server, &params),
+        "prompts/get" if !server.prompts.is_empty() => prompts_get(server, &ctx, &params),
         "completion/complete" if server.completer.is_some() => {
             (server.completer.as_ref().expect("checked"))(&params)
         }
@@ -248,7 +248,7 @@ async fn fallback_audit(
     crate::audit::record(&app.store, app.config.audit, actor, event).await;
 }
 
-fn prompts_get(server: &McpServer, params: &Value) -> Result<Value, RpcError> {
+fn prompts_get(server: &McpServer, ctx: &CallContext, params: &Value) -> Result<Value, RpcError> {
     let name = str_param(params, "name")?;
     let prompt = server
         .prompts
@@ -272,5 +272,5 @@ fn prompts_get(server: &McpServer, params: &Value) -> Result<Value, RpcError> {
             )));
         }
     }
-    (prompt.render)(args)
+    (prompt.render)(args, ctx)
 }

@@ -78,7 +78,11 @@ pub struct ResourceTemplate {
 }
 
 /// Renders a prompt from its arguments.
-pub type PromptRenderer = Arc<dyn Fn(&Map<String, Value>) -> Result<Value, RpcError> + Send + Sync>;
+pub type PromptRenderer = Arc<
+    dyn Fn(&Map<String, Value>, &crate::mcp::context::CallContext) -> Result<Value, RpcError>
+        + Send
+        + Sync,
+>;
 
 /// A prompt.
 #[derive(Clone)]
