@@ -303,20 +303,13 @@ pub async fn serve(
         }
     };
     app.tasks.spawn(task);
+    drop(hub);
     // the response body owns the guard: when the client closes the stream, the request stops
-    let _hub = hub;
     let events = UnboundedReceiverStream::new(rx).map(move |f| {
         let _held = &guard;
         Ok::<_, std::convert::Infallible>(warp::sse::Event::default().data(f.data.to_string()))
     });
-    let keepalive = std::time::Duration::from_secs(app.config.mcp.keepalive_secs);
-    let events = warp::sse::keep_alive().interval(keepalive).stream(events);
-    let mut r = warp::reply::Reply::into_response(warp::sse::reply(events));
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    r.headers_mut()
-        .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    r
+    sse_reply(&app, events)
 }
 
 /// Cancels its token when dropped: held by a stateless SSE response body, so a closed stream
@@ -548,6 +541,18 @@ fn listen(
         .map(|m| {
             Ok::<_, std::convert::Infallible>(warp::sse::Event::default().data(m.to_string()))
         });
+    sse_reply(app, events)
+}
+
+/// An SSE response of `events` with keep-alive comments, not to be cached or buffered by
+/// proxies.
+fn sse_reply<S>(app: &App, events: S) -> warp::reply::Response
+where
+    S: futures_util::Stream<Item = Result<warp::sse::Event, std::convert::Infallible>>
+        + Send
+        + Sync
+        + 'static,
+{
     let keepalive = std::time::Duration::from_secs(app.config.mcp.keepalive_secs);
     let events = warp::sse::keep_alive().interval(keepalive).stream(events);
     let mut r = warp::reply::Reply::into_response(warp::sse::reply(events));

@@ -12,23 +12,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::common::{TestServer, require_mcpkit};
-
-/// An SQLite database `app` for the migration the page tests.
-async fn app_database(s: &TestServer) {
-    let dir = s.data_dir().join("databases");
-    std::fs::create_dir_all(&dir).unwrap();
-    rusqlite::Connection::open(dir.join("app.db"))
-        .unwrap()
-        .execute_batch("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT); INSERT INTO users (email) VALUES ('a@x');")
-        .unwrap();
-    let mut c = s.client();
-    c.initialize().await;
-    c.call_ok(
-        "database-create",
-        json!({"id": "app", "dialect": "sqlite", "databaseName": "app.db"}),
-    )
-    .await;
-}
+use crate::python_sdk::app_database;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs chromium (apt-get install chromium), the browser kit (cd tests/browser && npm ci) and the MCP kit; cargo test -- --include-ignored"]

@@ -60,7 +60,7 @@ async fn python_sdk_1x_drives_the_admin_server() {
 }
 
 /// Registers the SQLite database `app` (a `users` table) for the migrations script.
-async fn app_database(s: &TestServer) {
+pub(crate) async fn app_database(s: &TestServer) {
     let dir = s.data_dir().join("databases");
     std::fs::create_dir_all(&dir).unwrap();
     rusqlite::Connection::open(dir.join("app.db"))
