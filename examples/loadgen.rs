@@ -9,6 +9,7 @@
 //! ```sh
 //! cargo build --release --bin trex --example loadgen
 //! taskset -c 1 target/release/examples/loadgen --pin 0
+//! taskset -c 1 target/release/examples/loadgen --pin 0 --stateless   # the 2026-07-28 era
 //! ```
 
 use std::net::SocketAddr;
@@ -52,6 +53,10 @@ struct Args {
     /// interleaved rounds, for before/after figures.
     #[arg(long)]
     baseline_bin: Option<PathBuf>,
+    /// Call in the stateless 2026-07-28 era (no sessions: each request carries its version,
+    /// `_meta` and the `Mcp-Method` / `Mcp-Name` headers) instead of over sessions.
+    #[arg(long)]
+    stateless: bool,
     /// Internal: run the bare warp server and print its address.
     #[arg(long, hide = true)]
     bare_server: bool,
@@ -287,10 +292,14 @@ async fn main() -> Result<()> {
     );
 
     println!(
-        "trex {} | {} connections over {} sessions | tool {} | {} s × {} rounds | servers pinned: {}",
+        "trex {} | {} connections over {} | tool {} | {} s × {} rounds | servers pinned: {}",
         env!("CARGO_PKG_VERSION"),
         args.connections,
-        per_session.len(),
+        if args.stateless {
+            "no sessions (2026-07-28)".to_string()
+        } else {
+            format!("{} sessions", per_session.len())
+        },
         args.tool,
         args.seconds,
         args.rounds,
@@ -530,7 +539,18 @@ async fn start_trex(args: &Args, trex_bin: &std::path::Path) -> Result<Trex> {
         "user-list" | "api-key-list" => json!({"limit": 10}),
         _ => json!({}),
     };
-    let call = Bytes::from(json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name": args.tool, "arguments": call_args}}).to_string());
+    let mut call = Bytes::from(json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name": args.tool, "arguments": call_args}}).to_string());
+    if args.stateless {
+        // every connection sends the era's headers and `_meta`; no session is used
+        call = Bytes::from(json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name": args.tool, "arguments": call_args,
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}}).to_string());
+        per_session = vec![vec![
+            ("authorization", auth.clone()),
+            ("mcp-protocol-version", "2026-07-28".to_string()),
+            ("mcp-method", "tools/call".to_string()),
+            ("mcp-name", args.tool.clone()),
+        ]];
+    }
 
     Ok(Trex {
         child: trex,

@@ -278,7 +278,7 @@ pub async fn serve(
         key: ctx.principal.key_id.clone(),
         method: method.clone(),
         target: target_of(&method, &params),
-        digest: args_digest(&params),
+        arguments: params.get("arguments").cloned(),
     };
     let Some(stream) = peer else {
         let r = dispatch(&app, &server, ctx.clone(), &method, params).await;
@@ -335,7 +335,9 @@ fn wants_stream(server: &McpServer, method: &str, params: &Value, logs: bool) ->
 }
 
 /// The response to request `id`: the result with `resultType`, the server's identity and, for
-/// what may be cached, `ttlMs` and `cacheScope`; or the error, with this era's codes.
+/// what may be cached, `ttlMs` and `cacheScope`; or the error, with this era's codes. The
+/// members are written in front of the result's own text when it has neither `resultType` nor
+/// `_meta` of its own (the common case: no re-parse of what may be a large result).
 fn answer(
     id: &Value,
     r: Result<Json, RpcError>,
@@ -343,6 +345,23 @@ fn answer(
     cacheable: bool,
 ) -> (StatusCode, Json) {
     match r {
+        Ok(j) if !j.as_str().contains("\"resultType\"") && !j.as_str().contains("\"_meta\"") => {
+            let body = j.as_str().trim_start();
+            let rest = body.strip_prefix('{').unwrap_or("}").trim_start();
+            let mut head = format!(
+                "{{\"resultType\":\"complete\",\"_meta\":{{\"{META_SERVER_INFO}\":{info}}}"
+            );
+            if cacheable {
+                head.push_str(&format!(
+                    ",\"ttlMs\":{LIST_TTL_MS},\"cacheScope\":\"private\""
+                ));
+            }
+            if !rest.starts_with('}') {
+                head.push(',');
+            }
+            head.push_str(rest);
+            (StatusCode::OK, result_response(id, &Json::trusted(head)))
+        }
         Ok(j) => {
             let mut v: Value = serde_json::from_str(j.as_str()).unwrap_or_else(|_| json!({}));
             if let Some(o) = v.as_object_mut() {
@@ -400,10 +419,12 @@ fn target_of(method: &str, params: &Value) -> Option<String> {
 }
 
 /// A digest of the request's arguments (what a `requestState` may be replayed with).
-fn args_digest(params: &Value) -> String {
+fn args_digest(arguments: Option<&Value>) -> String {
     use sha2::{Digest, Sha256};
-    let a = params.get("arguments").cloned().unwrap_or(Value::Null);
-    hex::encode(&Sha256::digest(a.to_string().as_bytes())[..12])
+    let text = arguments
+        .map(Value::to_string)
+        .unwrap_or_else(|| "null".into());
+    hex::encode(&Sha256::digest(text.as_bytes())[..12])
 }
 
 /// The answers a retried request brings: its `inputResponses`, and those sealed in its
@@ -433,7 +454,7 @@ fn mrtr_of(
         if state.k != principal.key_id
             || state.m != method
             || state.n != target_of(method, params)
-            || state.a != args_digest(params)
+            || state.a != args_digest(params.get("arguments"))
             || !fresh
         {
             return Err(bad());
@@ -458,7 +479,8 @@ struct Sealer {
     key: String,
     method: String,
     target: Option<String>,
-    digest: String,
+    /// The request's arguments (digested only when a question goes out).
+    arguments: Option<Value>,
 }
 
 impl Sealer {
@@ -476,7 +498,7 @@ impl Sealer {
             k: self.key.clone(),
             m: self.method.clone(),
             n: self.target.clone(),
-            a: self.digest.clone(),
+            a: args_digest(self.arguments.as_ref()),
             t: crate::util::now_ms(),
             r: m.responses.clone(),
         };
@@ -561,4 +583,66 @@ where
     r.headers_mut()
         .insert("x-accel-buffering", HeaderValue::from_static("no"));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(j: &Json) -> Value {
+        serde_json::from_str(j.as_str()).unwrap()
+    }
+
+    #[test]
+    fn results_get_the_era_members_spliced_or_parsed() {
+        let info = json!({"name": "trex", "version": "1"});
+        for (text, cacheable) in [
+            (r#"{"tools":[{"name":"a"}]}"#, true),
+            (r#" { } "#, false),
+            (
+                r#"{"content":[{"type":"text","text":"say \"_meta\" here"}],"isError":false}"#,
+                false,
+            ),
+            (r#"{"_meta":{"x":1},"v":2}"#, true),
+            (
+                r#"{"resultType":"input_required","inputRequests":{}}"#,
+                false,
+            ),
+        ] {
+            let (st, j) = answer(&json!(1), Ok(Json::trusted(text.into())), &info, cacheable);
+            assert_eq!(st, StatusCode::OK);
+            let v = body(&j);
+            let r = &v["result"];
+            let own: Value = serde_json::from_str(text).unwrap();
+            for (k, val) in own.as_object().unwrap() {
+                if k != "_meta" {
+                    assert_eq!(&r[k], val, "{text}");
+                }
+            }
+            assert_eq!(r["_meta"][META_SERVER_INFO], info, "{text}");
+            assert!(r["resultType"].is_string(), "{text}");
+            assert_eq!(r.get("ttlMs").is_some(), cacheable, "{text}");
+        }
+        let (_, j) = answer(
+            &json!(1),
+            Ok(Json::trusted(r#"{"_meta":{"x":1}}"#.into())),
+            &info,
+            false,
+        );
+        assert_eq!(
+            body(&j)["result"]["_meta"]["x"],
+            1,
+            "the result's own _meta is kept"
+        );
+        let (st, j) = answer(
+            &json!(1),
+            Err(RpcError::new(code::RESOURCE_NOT_FOUND, "nope")),
+            &info,
+            false,
+        );
+        assert_eq!(
+            (st, body(&j)["error"]["code"].clone()),
+            (StatusCode::OK, json!(-32602))
+        );
+    }
 }
