@@ -349,3 +349,34 @@ CREATE TABLE pipelines (
 -- SSO sign-in: a provider other than `github` signs in by OpenID Connect discovery from its
 -- issuer URL (NULL: not set yet; such a provider cannot be enabled).
 ALTER TABLE sso_providers ADD COLUMN issuer TEXT;
+
+-- version: 12
+
+-- Tasks of the MCP tasks extension (2026-07-28, io.modelcontextprotocol/tasks): a tool call run
+-- in the background and polled with tasks/get from any connection or node. `key_id` is the
+-- caller that created it (only that caller sees it); `runner` the process running it, which
+-- renews `lease_until` (ms) while it does; `backing` (JSON) names durable work the task follows
+-- (a migration run's job), so a task whose runner died is still answered from that work.
+-- Times are ms since the epoch. Rows are deleted once `created_at + ttl_ms` has passed.
+CREATE TABLE mcp_tasks (
+    id               TEXT PRIMARY KEY,
+    key_id           TEXT NOT NULL,
+    server_id        TEXT NOT NULL,
+    tool             TEXT NOT NULL,
+    status           TEXT NOT NULL CHECK (status IN ('working', 'input_required', 'completed', 'failed', 'cancelled')),
+    status_message   TEXT,
+    backing          TEXT,
+    runner           TEXT,
+    lease_until      INTEGER NOT NULL,
+    result           TEXT,
+    error            TEXT,
+    input_requests   TEXT NOT NULL DEFAULT '{}',
+    input_responses  TEXT NOT NULL DEFAULT '{}',
+    answered         TEXT NOT NULL DEFAULT '[]',
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    ttl_ms           INTEGER NOT NULL
+);
+CREATE INDEX mcp_tasks_runner ON mcp_tasks (runner, status);
+CREATE INDEX mcp_tasks_expiry ON mcp_tasks (created_at);

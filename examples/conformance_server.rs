@@ -20,7 +20,7 @@ use trex::config::{Config, Overrides};
 use trex::http::Mount;
 use trex::mcp::protocol::RpcError;
 use trex::mcp::server::{McpServer, Prompt, Resource, ResourceBody, ResourceTemplate};
-use trex::mcp::tool::{Annotations, Tool, ToolCtx, ToolOutput};
+use trex::mcp::tool::{Annotations, TaskSupport, Tool, ToolCtx, ToolOutput};
 use trex::{App, ops, server};
 
 const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
@@ -115,6 +115,100 @@ where
             }
         },
     )
+}
+
+/// The tasks-extension fixtures (the `tasks-*` scenarios name them), and a tool with a
+/// parameter mirrored into a header (`http-custom-header-server-validation`).
+fn task_fixtures(s: McpServer) -> McpServer {
+    let obj = |props: Value, required: Value| json!({"type": "object", "properties": props, "required": required});
+    s.tool(Tool::raw(
+        "greet",
+        "Says hello (always answered in the request)",
+        obj(json!({"name": {"type": "string"}}), json!(["name"])),
+        Annotations::READ,
+        |_c, a: Value| async move {
+            ToolOutput::text(format!("Hello, {}!", a["name"].as_str().unwrap_or("?")))
+        },
+    ))
+    .tool(
+        Tool::raw(
+            "slow_compute",
+            "Sleeps `seconds`, then answers (a task when the client supports tasks)",
+            obj(json!({"seconds": {"type": "integer", "minimum": 0}, "label": {"type": "string"}}), json!(["seconds"])),
+            Annotations::READ,
+            |_c, a: Value| async move {
+                let secs = a["seconds"].as_u64().unwrap_or(0).min(600);
+                tokio::time::sleep(Duration::from_secs(secs)).await;
+                ToolOutput::text(format!("Computed {} after {secs}s", a["label"].as_str().unwrap_or("")))
+            },
+        )
+        .task(TaskSupport::Optional),
+    )
+    .tool(
+        Tool::raw("failing_job", "Fails as a tool after a second (tasks only)", no_args(), Annotations::READ, |_c, _a| async move {
+            tokio::time::sleep(Duration::from_millis(1000)).await;
+            ToolOutput::Err("The job failed".into())
+        })
+        .task(TaskSupport::Required),
+    )
+    .tool(
+        Tool::raw("protocol_error_job", "Crashes (a protocol-level failure)", no_args(), Annotations::READ, |_c, _a| async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            panic!("protocol_error_job crashes on purpose");
+        })
+        .task(TaskSupport::Optional),
+    )
+    .tool(
+        Tool::raw(
+            "confirm_delete",
+            "Asks the client to confirm, then answers",
+            obj(json!({"filename": {"type": "string"}}), json!(["filename"])),
+            Annotations::READ,
+            |c: ToolCtx, a: Value| async move {
+                let file = a["filename"].as_str().unwrap_or("").to_string();
+                let q = question(&format!("Delete {file}?"), "confirm", "boolean");
+                match c.call.ask("confirm_delete", "elicitation/create", q).await {
+                    Ok(r) => ToolOutput::text(format!("{file}: {}", r["action"].as_str().unwrap_or("?"))),
+                    Err(e) => ToolOutput::Err(e.message),
+                }
+            },
+        )
+        .task(TaskSupport::Optional),
+    )
+    .tool(
+        Tool::raw("multi_input", "Asks two questions at once", no_args(), Annotations::READ, |c: ToolCtx, _a| async move {
+            let (a, b) = tokio::join!(
+                c.call.ask("first", "elicitation/create", question("First name?", "name", "string")),
+                c.call.ask("second", "elicitation/create", question("Confirm?", "confirm", "boolean")),
+            );
+            match (a, b) {
+                (Ok(a), Ok(b)) => ToolOutput::text(format!("{} {}", a["content"], b["content"])),
+                (Err(e), _) | (_, Err(e)) => ToolOutput::Err(e.message),
+            }
+        })
+        .task(TaskSupport::Optional),
+    )
+    .tool(
+        Tool::raw("test_tool_with_task", "Asks a name in the request, then runs as a task", no_args(), Annotations::READ, |c: ToolCtx, _a| async move {
+            let r = match c.call.ask("user_name", "elicitation/create", question("What is your name?", "name", "string")).await {
+                Ok(r) => r,
+                Err(e) => return ToolOutput::Err(e.message),
+            };
+            if let Err(e) = c.call.start_task().await {
+                return ToolOutput::Err(e.message);
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            ToolOutput::text(format!("Hello, {}!", r.pointer("/content/name").and_then(Value::as_str).unwrap_or("?")))
+        })
+        .task(TaskSupport::Deferred),
+    )
+    .tool(Tool::raw(
+        "test_custom_header",
+        "Echoes a region mirrored into the Mcp-Param-Region header",
+        obj(json!({"region": {"type": "string", "x-mcp-header": "Region"}, "query": {"type": "string"}}), json!(["region"])),
+        Annotations::READ,
+        |_c, a: Value| async move { ToolOutput::text(format!("region {}", a["region"])) },
+    ))
 }
 
 /// The multi-round-trip fixtures (each asks what its scenario names, under its key).
@@ -480,8 +574,13 @@ fn fixtures() -> McpServer {
             json!({
                 "$schema": "https://json-schema.org/draft/2020-12/schema",
                 "type": "object",
-                "$defs": {"address": {"type": "object", "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
-                "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+                "$defs": {"address": {"$anchor": "addressDef", "type": "object", "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
+                "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"},
+                    "contactMethod": {"type": "string", "enum": ["phone", "email"]}, "phone": {"type": "string"}, "email": {"type": "string"}},
+                "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+                "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+                "then": {"required": ["phone"]},
+                "else": {"required": ["email"]},
                 "additionalProperties": false
             }),
             Annotations::READ,
@@ -642,7 +741,7 @@ async fn main() -> anyhow::Result<()> {
         };
     let mount = Mount {
         segments: vec!["mcp".into()],
-        server: Arc::new(mrtr_fixtures(fixtures())),
+        server: Arc::new(task_fixtures(mrtr_fixtures(fixtures()))),
     };
     let catalogue = Arc::new(trex::servers::Catalogue::new());
     let running = server::start(app.clone(), catalogue, vec![mount]).await?;

@@ -33,6 +33,8 @@ pub struct App {
     pub login_limiter: crate::auth::limiter::LoginLimiter,
     /// The durable job runtime (migration runs, backups, pipeline snapshots).
     pub jobs: Arc<crate::jobs::Jobs>,
+    /// Tool calls run as tasks of the MCP tasks extension (rows, leased by this process).
+    pub mcp_tasks: Arc<crate::mcp::tasks::Tasks>,
     /// Every background task of the server (reapers, flusher, SSE work), so shutdown can wait.
     pub tasks: tokio_util::task::TaskTracker,
     /// Cancelled to stop the server and every background task.
@@ -135,9 +137,11 @@ impl App {
         let jobs =
             crate::jobs::Jobs::new(store.clone(), Duration::from_secs(config.jobs.lease_secs));
         let functions = crate::plugins::functions::Runners::new(&config.plugins);
+        let mcp_tasks = crate::mcp::tasks::Tasks::new(store.clone(), jobs.owner.clone());
         let app = Arc::new(App {
             functions,
             jobs,
+            mcp_tasks,
             tasks: tokio_util::task::TaskTracker::new(),
             engine,
             config,
@@ -166,6 +170,13 @@ impl App {
         self.auth
             .spawn_watcher(WATCH_EVERY, self.shutdown.clone())?;
         self.jobs.start(self.config.jobs.workers);
+        self.tasks
+            .spawn(self.mcp_tasks.clone().maintain(self.shutdown.clone()));
+        self.services.started(
+            "task-upkeep",
+            serde_json::json!({"what": "leases, cancellations and expiry of MCP tasks"}),
+            None,
+        );
         self.services.started(
             "job-workers",
             serde_json::json!({"workers": self.config.jobs.workers, "lease_secs": self.config.jobs.lease_secs}),

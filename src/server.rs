@@ -71,6 +71,8 @@ pub async fn start(
         .map_err(|e| Error::io("cannot read the bound address", e))?;
     // the job kinds of the domain layer, before the workers start
     crate::ops::runs::register(&app);
+    crate::tools::definitions::register_task_resumers(&app);
+    crate::tools::etl::register_task_resumers(&app);
     app.spawn_background()?;
     crate::ops::backups::spawn_schedule(&app);
     let node = crate::ops::cluster::register(&app, &addr.to_string()).await?;

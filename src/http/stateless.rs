@@ -32,6 +32,8 @@ use crate::mcp::protocol::{
     Json, Message, RpcError, SUPPORTED_VERSIONS, error_response, log_level_index, result_response,
 };
 use crate::mcp::server::McpServer;
+use crate::mcp::tasks;
+use crate::mcp::tool::{TaskSupport, Tool};
 
 /// The stateless revisions served.
 pub const MODERN_VERSIONS: &[&str] = &["2026-07-28"];
@@ -188,6 +190,9 @@ pub async fn serve(
     let named = match method.as_str() {
         "tools/call" | "prompts/get" => params.get("name").and_then(Value::as_str),
         "resources/read" => params.get("uri").and_then(Value::as_str),
+        "tasks/get" | "tasks/update" | "tasks/cancel" => {
+            params.get("taskId").and_then(Value::as_str)
+        }
         _ => None,
     };
     if let Some(name) = named {
@@ -202,6 +207,14 @@ pub async fn serve(
             Some(None) => return mismatch(&id, "the Mcp-Name header is not valid base64".into()),
             None => return mismatch(&id, "the Mcp-Name header is required".into()),
         }
+    }
+    let tool = (method == "tools/call")
+        .then(|| named.and_then(|n| server.find_tool(n)))
+        .flatten();
+    if let Some(t) = &tool
+        && let Err(what) = check_param_headers(t, params.get("arguments"), &h)
+    {
+        return mismatch(&id, what);
     }
     // what this era does not have
     if matches!(
@@ -219,12 +232,21 @@ pub async fn serve(
         );
     }
     if method == "subscriptions/listen" {
-        return listen(&app, &server, &id, &params, version);
+        return listen(&app, &server, &id, &params, &principal.key_id);
     }
     if method == "server/discover" {
+        let mut caps = server.capabilities();
+        if server
+            .tool_table()
+            .list
+            .iter()
+            .any(|t| !matches!(t.task, TaskSupport::Never))
+        {
+            caps["extensions"] = json!({tasks::EXTENSION: {}});
+        }
         let mut r = json!({
             "supportedVersions": all_versions(),
-            "capabilities": server.capabilities(),
+            "capabilities": caps,
             "serverInfo": server.info(version),
             "resultType": "complete",
             "ttlMs": LIST_TTL_MS,
@@ -240,6 +262,19 @@ pub async fn serve(
         .get(META_CAPABILITIES)
         .cloned()
         .unwrap_or_else(|| json!({}));
+    let tasks_declared = caps
+        .pointer("/extensions")
+        .and_then(|e| e.get(tasks::EXTENSION))
+        .is_some();
+    if let Some(r) = task_method(&app, &principal, &method, &params, tasks_declared).await {
+        let (status, body) = answer(&id, r, &server.info(version), false);
+        return json_text(status, body);
+    }
+    let support = tool.as_ref().map(|t| t.task.clone()).unwrap_or_default();
+    if matches!(support, TaskSupport::Required | TaskSupport::Deferred) && !tasks_declared {
+        let (status, body) = answer(&id, Err(tasks::missing_extension()), &Value::Null, false);
+        return json_text(status, body);
+    }
     let log_level = meta
         .get(META_LOG_LEVEL)
         .and_then(Value::as_str)
@@ -248,8 +283,19 @@ pub async fn serve(
         Ok(m) => m,
         Err(e) => return reject(StatusCode::BAD_REQUEST, &id, e),
     };
-    let streams = wants_stream(&server, &method, &params, log_level.is_some());
     let cancel = tokio_util::sync::CancellationToken::new();
+    let slot = (tasks_declared && !matches!(support, TaskSupport::Never)).then(|| {
+        let name = named.unwrap_or_default();
+        tasks::TaskSlot::new(
+            app.mcp_tasks.clone(),
+            &principal.key_id,
+            &server.id,
+            name,
+            cancel.clone(),
+        )
+    });
+    // a call that may become a task is answered in JSON: a task reports no progress or logs
+    let streams = slot.is_none() && wants_stream(&server, &method, &params, log_level.is_some());
     let info = Arc::new(server.info(version));
     let cacheable = matches!(
         method.as_str(),
@@ -272,6 +318,7 @@ pub async fn serve(
         peer: peer.clone(),
         log_level,
         mrtr: Some(mrtr),
+        task: slot.clone(),
     });
     let sealer = Sealer {
         app: app.clone(),
@@ -280,6 +327,22 @@ pub async fn serve(
         target: target_of(&method, &params),
         arguments: params.get("arguments").cloned(),
     };
+    if let Some(slot) = slot {
+        if !matches!(support, TaskSupport::Deferred)
+            && let Err(e) = slot.start().await
+        {
+            let (status, body) = answer(&id, Err(e), &info, false);
+            return json_text(status, body);
+        }
+        let work = {
+            let (app, server, ctx) = (app.clone(), server.clone(), ctx.clone());
+            Box::pin(async move { dispatch(&app, &server, ctx, &method, params).await })
+        };
+        let r = tasks::run(slot, work, &app.tasks).await;
+        let r = sealer.input_required(&ctx).unwrap_or(r);
+        let (status, body) = answer(&id, r, &info, false);
+        return json_text(status, body);
+    }
     let Some(stream) = peer else {
         let r = dispatch(&app, &server, ctx.clone(), &method, params).await;
         let r = sealer.input_required(&ctx).unwrap_or(r);
@@ -310,6 +373,108 @@ pub async fn serve(
         Ok::<_, std::convert::Infallible>(warp::sse::Event::default().data(f.data.to_string()))
     });
     sse_reply(&app, events)
+}
+
+/// `tasks/get`, `tasks/update` and `tasks/cancel` (the tasks extension), for a client that
+/// declared it (else -32021); `None` for any other method. A task is seen only by the key that
+/// created it; any other id is -32602.
+async fn task_method(
+    app: &Arc<App>,
+    principal: &Principal,
+    method: &str,
+    params: &Value,
+    declared: bool,
+) -> Option<Result<Json, RpcError>> {
+    if !matches!(method, "tasks/get" | "tasks/update" | "tasks/cancel") {
+        return None;
+    }
+    if !declared {
+        return Some(Err(tasks::missing_extension()));
+    }
+    let Some(id) = params.get("taskId").and_then(Value::as_str) else {
+        return Some(Err(RpcError::invalid_params(
+            "Invalid params: `taskId` must be a string",
+        )));
+    };
+    if app.auth.recheck(principal).await.is_err() {
+        return Some(Err(RpcError::new(
+            code::SERVER_ERROR,
+            crate::auth::AuthFailure::MESSAGE,
+        )));
+    }
+    let t = &app.mcp_tasks;
+    let key = &principal.key_id;
+    let r = match method {
+        "tasks/get" => t.get(id, key).await,
+        "tasks/update" => {
+            let empty = json!({});
+            let responses = params.get("inputResponses").unwrap_or(&empty);
+            t.update(id, key, responses).await.map(|_| json!({}))
+        }
+        _ => t.cancel(id, key, &app.jobs).await.map(|_| json!({})),
+    };
+    Some(r.map(|v| Json::of(&v)))
+}
+
+/// Checks each `Mcp-Param-{name}` header a tool's `x-mcp-header` annotations ask for against
+/// the argument it mirrors: present exactly when the argument is, equal to it once decoded
+/// (`=?base64?…?=`) and trimmed, integers compared as numbers. The error says which and why.
+fn check_param_headers(
+    tool: &Tool,
+    arguments: Option<&Value>,
+    h: &HeaderMap,
+) -> Result<(), String> {
+    for p in tool.param_headers.iter() {
+        let mut v = arguments;
+        for k in &p.path {
+            v = v.and_then(|x| x.get(k));
+        }
+        let v = v.filter(|x| !x.is_null());
+        let raw = match h.get(&p.header) {
+            None if v.is_none() => continue,
+            None => {
+                return Err(format!(
+                    "the {} header is required (its argument is set)",
+                    p.header
+                ));
+            }
+            Some(raw) => raw,
+        };
+        let text = raw
+            .to_str()
+            .map_err(|_| format!("the {} header holds characters a header may not", p.header))?
+            .trim_matches([' ', '\t']);
+        let value = match text
+            .strip_prefix("=?base64?")
+            .and_then(|r| r.strip_suffix("?="))
+        {
+            Some(b64) => base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| format!("the {} header is not valid base64", p.header))?,
+            None => text.to_string(),
+        };
+        let Some(v) = v else {
+            return Err(format!(
+                "the {} header is set but its argument is not",
+                p.header
+            ));
+        };
+        let same = match (p.kind, v) {
+            ("string", Value::String(s)) => *s == value,
+            ("integer", Value::Number(n)) => value.parse::<f64>().ok() == n.as_f64(),
+            ("boolean", Value::Bool(b)) => value == if *b { "true" } else { "false" },
+            _ => false,
+        };
+        if !same {
+            return Err(format!(
+                "the {} header does not match the argument it mirrors",
+                p.header
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Cancels its token when dropped: held by a stateless SSE response body, so a closed stream
@@ -523,9 +688,40 @@ fn listen(
     server: &Arc<McpServer>,
     id: &Value,
     params: &Value,
-    version: &str,
+    key_id: &str,
 ) -> warp::reply::Response {
     let wanted = params.get("notifications").cloned().unwrap_or(json!({}));
+    // task status notifications (tasks extension): only for a client that declared it
+    let task_ids: Option<Vec<String>> = match wanted.get("taskIds") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => Some(
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+        ),
+        Some(_) => {
+            return reject(
+                StatusCode::BAD_REQUEST,
+                id,
+                RpcError::invalid_params(
+                    "Invalid params: `notifications.taskIds` must be an array of strings",
+                ),
+            );
+        }
+    };
+    if task_ids.is_some()
+        && params
+            .pointer(&format!(
+                "/_meta/{}/extensions",
+                META_CAPABILITIES.replace('/', "~1")
+            ))
+            .and_then(|e| e.get(tasks::EXTENSION))
+            .is_none()
+    {
+        let (status, body) = answer(id, Err(tasks::missing_extension()), &Value::Null, false);
+        return json_text(status, body);
+    }
     let on = |k: &str| wanted.get(k).and_then(Value::as_bool).unwrap_or(false);
     let mut methods: Vec<&'static str> = Vec::new();
     let mut accepted = serde_json::Map::new();
@@ -541,12 +737,15 @@ fn listen(
         methods.push("notifications/resources/list_changed");
         accepted.insert("resourcesListChanged".into(), json!(true));
     }
+    if let Some(ids) = &task_ids {
+        accepted.insert("taskIds".into(), json!(ids));
+    }
     // the subscription is named by the id of the request that opened it
     let tag = json!({"io.modelcontextprotocol/subscriptionId": id});
     let ack = json!({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
         "params": {"_meta": tag.clone(), "notifications": accepted}});
-    let _ = version;
     let server_id: Arc<str> = Arc::from(server.id.as_str());
+    let task_tag = tag.clone();
     let changes =
         tokio_stream::wrappers::BroadcastStream::new(app.sessions.changes()).filter_map(move |c| {
             let (server_id, tag, methods) = (server_id.clone(), tag.clone(), methods.clone());
@@ -557,8 +756,23 @@ fn listen(
                 )
             }
         });
+    // each carries the whole task as tasks/get would show it; only the caller's own tasks
+    let (key, ids) = (key_id.to_string(), task_ids.unwrap_or_default());
+    let task_changes = tokio_stream::wrappers::BroadcastStream::new(app.mcp_tasks.updates())
+        .filter_map(move |u| {
+            let (key, ids, tag) = (key.clone(), ids.clone(), task_tag.clone());
+            async move {
+                let (owner, mut task) = u.ok()?;
+                let tid = task.get("taskId")?.as_str()?.to_string();
+                if owner != key || !ids.contains(&tid) {
+                    return None;
+                }
+                task["_meta"] = tag;
+                Some(json!({"jsonrpc": "2.0", "method": "notifications/tasks", "params": task}))
+            }
+        });
     let events = futures_util::stream::iter([ack])
-        .chain(changes)
+        .chain(futures_util::stream::select(changes, task_changes))
         .take_until(app.shutdown.clone().cancelled_owned())
         .map(|m| {
             Ok::<_, std::convert::Infallible>(warp::sse::Event::default().data(m.to_string()))

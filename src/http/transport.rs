@@ -357,6 +357,7 @@ fn context(
         peer,
         log_level: None,
         mrtr: None,
+        task: None,
     })
 }
 

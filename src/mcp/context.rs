@@ -39,6 +39,9 @@ pub struct CallContext {
     /// The stateless era's multi-round-trip state: what the client answered so far, and what
     /// this run asks. `None` in the session era (questions go to the client over the stream).
     pub mrtr: Option<Mrtr>,
+    /// The request's way into the tasks extension (2026-07-28, when the client declared it and
+    /// the tool may run as a task); `None` otherwise.
+    pub task: Option<Arc<super::tasks::TaskSlot>>,
 }
 
 /// Multi-round-trip requests (2026-07-28): instead of sending the client a request and waiting,
@@ -75,7 +78,40 @@ fn capability_of(method: &str) -> Option<&'static str> {
     }
 }
 
+/// -32021 for a question the client cannot be asked.
+fn missing_capability(cap: &str) -> RpcError {
+    RpcError::new(
+        MISSING_CLIENT_CAPABILITY,
+        format!("This request needs the client capability `{cap}`, which it did not declare"),
+    )
+    .with_data(json!({"requiredCapabilities": {cap: {}}}))
+}
+
 impl CallContext {
+    /// Makes this request a task now, when it may be one (the client declared the tasks
+    /// extension and the tool supports it): the client is answered with the task, and the work
+    /// goes on in the background. Questions asked before go out as `input_required` results;
+    /// questions asked after, as the task's `inputRequests`. Without a task slot, nothing.
+    pub async fn start_task(&self) -> Result<(), RpcError> {
+        match &self.task {
+            Some(slot) => slot.start().await,
+            None => Ok(()),
+        }
+    }
+
+    /// True while this request runs as a task.
+    pub fn is_task(&self) -> bool {
+        self.task.as_ref().is_some_and(|t| t.id().is_some())
+    }
+
+    /// Records durable work a running task follows (`{"kind": …}`; see
+    /// [`crate::mcp::tasks::Tasks::register_resumer`]); nothing outside a task.
+    pub async fn follow(&self, backing: Value) {
+        if let Some(slot) = &self.task {
+            slot.follow(backing).await;
+        }
+    }
+
     /// Sends a notification to the client on this request's stream (dropped when the request
     /// is answered with plain JSON).
     pub fn notify(&self, method: &str, params: Value) {
@@ -137,6 +173,17 @@ impl CallContext {
     /// recording the question (call every `ask` a round needs before giving up, so they go out
     /// together). A capability the client did not declare is -32021 in the stateless era.
     pub async fn ask(&self, key: &str, method: &str, params: Value) -> Result<Value, RpcError> {
+        if let Some(slot) = &self.task
+            && slot.id().is_some()
+        {
+            if let Some(cap) = capability_of(method)
+                && !self.client_can(cap)
+            {
+                return Err(missing_capability(cap));
+            }
+            let request = json!({"method": method, "params": params});
+            return slot.ask(key, request, &self.cancel).await;
+        }
         if self.mrtr.is_none() {
             return self.request_client_now(method, params).await;
         }
@@ -155,13 +202,7 @@ impl CallContext {
         if let Some(cap) = capability_of(method)
             && !self.client_can(cap)
         {
-            let e = RpcError::new(
-                MISSING_CLIENT_CAPABILITY,
-                format!(
-                    "This request needs the client capability `{cap}`, which it did not declare"
-                ),
-            )
-            .with_data(json!({"requiredCapabilities": {cap: {}}}));
+            let e = missing_capability(cap);
             *m.refused.lock().unwrap() = Some(e.clone());
             return Err(e);
         }

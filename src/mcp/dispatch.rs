@@ -157,7 +157,10 @@ fn tools_list(
         }
     };
     let end = (start + size).min(visible.len());
-    let tools: Vec<Value> = visible[start..end].iter().map(|t| t.describe()).collect();
+    let tools: Vec<Value> = visible[start..end]
+        .iter()
+        .map(|t| t.describe(&ctx.protocol_version))
+        .collect();
     let mut r = json!({"tools": tools});
     if end < visible.len() {
         r["nextCursor"] = json!(crate::util::encode_offset(end));

@@ -9,4 +9,5 @@ pub mod protocol;
 pub mod server;
 pub mod session;
 pub mod stream;
+pub mod tasks;
 pub mod tool;

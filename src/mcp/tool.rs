@@ -67,17 +67,29 @@ impl Annotations {
         open_world: false,
     };
 
+    /// The hints that differ from the spec's defaults (`readOnlyHint` false, `destructiveHint`
+    /// true, `idempotentHint` false, `openWorldHint` true; the middle two mean something only
+    /// when the tool is not read-only), so clients read the same and the list stays short.
+    /// `title` goes here only for 2025-03-26 clients, which have no tool-level title.
     fn to_value(self, title: Option<&str>) -> Value {
-        let mut v = json!({
-            "readOnlyHint": self.read_only,
-            "destructiveHint": self.destructive,
-            "idempotentHint": self.idempotent,
-            "openWorldHint": self.open_world,
-        });
-        if let Some(t) = title {
-            v["title"] = json!(t);
+        let mut v = serde_json::Map::new();
+        if self.read_only {
+            v.insert("readOnlyHint".into(), json!(true));
+        } else {
+            if !self.destructive {
+                v.insert("destructiveHint".into(), json!(false));
+            }
+            if self.idempotent {
+                v.insert("idempotentHint".into(), json!(true));
+            }
         }
-        v
+        if !self.open_world {
+            v.insert("openWorldHint".into(), json!(false));
+        }
+        if let Some(t) = title {
+            v.insert("title".into(), json!(t));
+        }
+        Value::Object(v)
     }
 }
 
@@ -202,7 +214,126 @@ pub struct Tool {
     /// True when a read-only key may call it although it is not read-only: the tool itself then
     /// does only what reads (the SQL tools run Safe statements only, engine-enforced).
     pub read_only_capable: bool,
+    /// Arguments mirrored into `Mcp-Param-{name}` headers (`x-mcp-header` in the input schema,
+    /// 2026-07-28): the stateless transport checks each header against the body.
+    pub param_headers: Arc<[ParamHeader]>,
+    /// Whether and how a call may run as a task (the tasks extension of 2026-07-28).
+    pub task: TaskSupport,
     handler: Handler,
+}
+
+/// Whether a tool's calls may become tasks (`io.modelcontextprotocol/tasks`).
+#[derive(Clone, Default)]
+pub enum TaskSupport {
+    /// Always answered in the request.
+    #[default]
+    Never,
+    /// Run as a task when the client declared the extension, else answered in the request.
+    Optional,
+    /// Only as a task: a client without the extension gets -32021.
+    Required,
+    /// Only as a task, which the tool starts itself ([`CallContext::start_task`]) after what it
+    /// asks in the request (multi-round-trip) is answered.
+    ///
+    /// [`CallContext::start_task`]: super::context::CallContext::start_task
+    Deferred,
+}
+
+/// A tool argument mirrored into a request header (`x-mcp-header`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamHeader {
+    /// The chain of `properties` keys leading to the argument.
+    pub path: Vec<String>,
+    /// The header's name, lowercase: `mcp-param-{x-mcp-header}`.
+    pub header: String,
+    /// `string`, `integer` or `boolean`.
+    pub kind: &'static str,
+}
+
+/// True for an RFC 9110 `tchar`.
+fn is_tchar(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
+/// The `x-mcp-header` annotations of an input schema, checked as 2026-07-28 requires: a
+/// non-empty token, unique regardless of case, on a string, integer or boolean property
+/// reachable from the root through `properties` keys only. Anything else is an error naming
+/// where (a client would drop the tool).
+pub fn param_headers(schema: &Value) -> Result<Vec<ParamHeader>, String> {
+    fn walk(
+        v: &Value,
+        path: &mut Vec<String>,
+        reachable: bool,
+        out: &mut Vec<ParamHeader>,
+    ) -> Result<(), String> {
+        match v {
+            Value::Object(o) => {
+                if let Some(h) = o.get("x-mcp-header") {
+                    let at = format!("/{}", path.join("/"));
+                    let name = h
+                        .as_str()
+                        .filter(|n| !n.is_empty() && n.chars().all(is_tchar))
+                        .ok_or_else(|| format!("x-mcp-header at {at} must be a non-empty token"))?;
+                    if !reachable || path.is_empty() {
+                        return Err(format!(
+                            "x-mcp-header at {at} is not on a property reachable through `properties` only"
+                        ));
+                    }
+                    let kind = match o.get("type").and_then(Value::as_str) {
+                        Some("string") => "string",
+                        Some("integer") => "integer",
+                        Some("boolean") => "boolean",
+                        _ => {
+                            return Err(format!(
+                                "x-mcp-header at {at} must be on a string, integer or boolean property"
+                            ));
+                        }
+                    };
+                    let header = format!("mcp-param-{}", name.to_ascii_lowercase());
+                    if out.iter().any(|p| p.header == header) {
+                        return Err(format!("x-mcp-header {name:?} is used twice"));
+                    }
+                    out.push(ParamHeader {
+                        path: path.clone(),
+                        header,
+                        kind,
+                    });
+                }
+                for (k, child) in o {
+                    if k == "properties"
+                        && let Value::Object(props) = child
+                    {
+                        for (name, p) in props {
+                            path.push(name.clone());
+                            walk(p, path, reachable, out)?;
+                            path.pop();
+                        }
+                    } else if k != "x-mcp-header" {
+                        path.push(k.clone());
+                        walk(child, path, false, out)?;
+                        path.pop();
+                    }
+                }
+                Ok(())
+            }
+            Value::Array(a) => {
+                for x in a {
+                    walk(x, path, false, out)?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+    let mut out = Vec::new();
+    walk(schema, &mut Vec::new(), true, &mut out)?;
+    Ok(out)
+}
+
+fn headers_of(name: &str, schema: &Value) -> Arc<[ParamHeader]> {
+    param_headers(schema)
+        .unwrap_or_else(|e| panic!("tool {name}: {e}"))
+        .into()
 }
 
 /// The JSON Schema (2020-12, MCP's default dialect, so no `$schema`) of `T`, lean: without the
@@ -218,6 +349,94 @@ pub fn schema_of<T: JsonSchema>() -> Value {
         o.remove("description");
     }
     drop_nonstandard_formats(&mut v);
+    v
+}
+
+/// An output schema as `tools/list` sends it: without `description`s (a client validates and
+/// reads a result with it; what each field means is the tool's description and the input
+/// schema's business) and with every `$defs` entry that is used once put in its place. It
+/// accepts exactly what the full schema accepts.
+pub fn lean_output(mut v: Value) -> Value {
+    fn strip(v: &mut Value, in_properties: bool) {
+        match v {
+            Value::Object(o) => {
+                if !in_properties && o.get("description").is_some_and(Value::is_string) {
+                    o.remove("description");
+                }
+                for (k, x) in o.iter_mut() {
+                    strip(x, !in_properties && (k == "properties" || k == "$defs"));
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|x| strip(x, false)),
+            _ => {}
+        }
+    }
+    fn count(v: &Value, uses: &mut std::collections::HashMap<String, usize>) {
+        match v {
+            Value::Object(o) => {
+                if let Some(r) = o.get("$ref").and_then(Value::as_str)
+                    && let Some(name) = r.strip_prefix("#/$defs/")
+                {
+                    *uses.entry(name.to_string()).or_default() += 1;
+                }
+                o.values().for_each(|x| count(x, uses));
+            }
+            Value::Array(a) => a.iter().for_each(|x| count(x, uses)),
+            _ => {}
+        }
+    }
+    fn inline(v: &mut Value, defs: &serde_json::Map<String, Value>, once: &[String]) {
+        match v {
+            Value::Object(o) => {
+                let target = o
+                    .get("$ref")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.strip_prefix("#/$defs/"))
+                    .filter(|n| once.iter().any(|x| x == n))
+                    .map(str::to_string);
+                if let Some(name) = target
+                    && let Some(Value::Object(body)) = defs.get(&name)
+                {
+                    o.remove("$ref");
+                    for (k, x) in body {
+                        o.entry(k.clone()).or_insert_with(|| x.clone());
+                    }
+                }
+                o.values_mut().for_each(|x| inline(x, defs, once));
+            }
+            Value::Array(a) => a.iter_mut().for_each(|x| inline(x, defs, once)),
+            _ => {}
+        }
+    }
+    strip(&mut v, false);
+    let mut uses = std::collections::HashMap::new();
+    count(&v, &mut uses);
+    let Some(Value::Object(defs)) = v.get("$defs").cloned() else {
+        return v;
+    };
+    // a definition used once, and not by itself or another definition, moves to its use
+    let mut inner = std::collections::HashMap::new();
+    count(&Value::Object(defs.clone()), &mut inner);
+    let once: Vec<String> = defs
+        .keys()
+        .filter(|k| uses.get(*k) == Some(&1) && !inner.contains_key(*k))
+        .cloned()
+        .collect();
+    if once.is_empty() {
+        return v;
+    }
+    if let Some(o) = v.as_object_mut() {
+        let mut rest = defs.clone();
+        for k in &once {
+            rest.remove(k);
+        }
+        if rest.is_empty() {
+            o.remove("$defs");
+        } else {
+            o.insert("$defs".into(), Value::Object(rest));
+        }
+    }
+    inline(&mut v, &defs, &once);
     v
 }
 
@@ -357,7 +576,7 @@ impl Tool {
     {
         let f = Arc::new(f);
         let tool_name = name.to_string();
-        let output_schema = schema_of::<O>();
+        let output_schema = lean_output(schema_of::<O>());
         #[cfg(debug_assertions)]
         let conformance = Arc::new(OutputCheck::new(&tool_name, &output_schema));
         let handler: Handler = Arc::new(move |ctx, args| {
@@ -385,15 +604,18 @@ impl Tool {
                 }
             })
         });
+        let input_schema = schema_of::<I>();
         Tool {
             name: name.to_string(),
             title: Some(title.to_string()),
             description: description.to_string(),
-            input_schema: schema_of::<I>(),
+            param_headers: headers_of(name, &input_schema),
+            input_schema,
             output_schema: Some(output_schema),
             annotations,
             streaming: false,
             read_only_capable: false,
+            task: TaskSupport::Never,
             handler,
         }
     }
@@ -415,6 +637,8 @@ impl Tool {
             name: name.to_string(),
             title: None,
             description: description.to_string(),
+            param_headers: headers_of(name, &input_schema),
+            task: TaskSupport::Never,
             input_schema,
             output_schema: None,
             annotations,
@@ -427,6 +651,13 @@ impl Tool {
     /// Marks the tool as one that talks to the client while it runs (answered over SSE).
     pub fn streaming(mut self) -> Tool {
         self.streaming = true;
+        self
+    }
+
+    /// Lets the tool's calls run as tasks (`Optional`: when the client supports them;
+    /// `Required`: only so).
+    pub fn task(mut self, support: TaskSupport) -> Tool {
+        self.task = support;
         self
     }
 
@@ -453,15 +684,20 @@ impl Tool {
         (self.handler)(ctx, args)
     }
 
-    /// The entry of `tools/list`.
-    pub fn describe(&self) -> Value {
+    /// The entry of `tools/list` for a client of `protocol_version`.
+    pub fn describe(&self, protocol_version: &str) -> Value {
+        // 2025-03-26 knows a title only inside annotations; later revisions beside the name
+        let old = protocol_version == "2025-03-26";
+        let annotations = self
+            .annotations
+            .to_value(self.title.as_deref().filter(|_| old));
         let mut v = json!({
             "name": self.name,
             "description": self.description,
             "inputSchema": self.input_schema,
-            "annotations": self.annotations.to_value(self.title.as_deref()),
+            "annotations": annotations,
         });
-        if let Some(t) = &self.title {
+        if let Some(t) = self.title.as_ref().filter(|_| !old) {
             v["title"] = json!(t);
         }
         if let Some(o) = &self.output_schema {
@@ -557,6 +793,97 @@ mod tests {
             "{text}"
         );
         assert_eq!(s["properties"]["a"]["minimum"], 0);
+    }
+
+    #[test]
+    fn lean_output_schemas_accept_what_the_full_ones_do() {
+        #[derive(JsonSchema, Serialize)]
+        /// A role.
+        struct Role {
+            /// Its id.
+            id: String,
+            /// What it is for (a field named `description`).
+            description: Option<String>,
+        }
+        #[derive(JsonSchema, Serialize)]
+        struct Out {
+            /// The roles.
+            roles: Vec<Role>,
+            main: Option<Role>,
+            count: u32,
+        }
+        let full = schema_of::<Out>();
+        let lean = lean_output(full.clone());
+        let text = lean.to_string();
+        assert!(text.len() < full.to_string().len(), "{text}");
+        assert!(
+            !text.contains("Its id") && !text.contains("A role"),
+            "{text}"
+        );
+        assert!(
+            lean["$defs"]["Role"]["properties"]["description"].is_object(),
+            "{text}"
+        );
+        let (f, l) = (
+            jsonschema::validator_for(&full).unwrap(),
+            jsonschema::validator_for(&lean).unwrap(),
+        );
+        for v in [
+            json!({"roles": [{"id": "r", "description": null}], "main": null, "count": 1}),
+            json!({"roles": [], "main": {"id": "a", "description": "d"}, "count": 0}),
+            json!({"roles": [{"id": 5}], "main": null, "count": 1}),
+            json!({"roles": [], "count": -1}),
+            json!({"main": null, "count": 1}),
+        ] {
+            assert_eq!(f.is_valid(&v), l.is_valid(&v), "{v} with {text}");
+        }
+        // a definition used once moves to its use
+        #[derive(JsonSchema)]
+        #[allow(dead_code)]
+        struct One {
+            only: Role,
+        }
+        let one = lean_output(schema_of::<One>());
+        assert!(one.get("$defs").is_none(), "{one}");
+        assert_eq!(one["properties"]["only"]["type"], "object", "{one}");
+    }
+
+    #[test]
+    fn annotations_say_only_what_differs_from_the_defaults() {
+        assert_eq!(
+            Annotations::READ.to_value(None),
+            json!({"readOnlyHint": true, "openWorldHint": false})
+        );
+        assert_eq!(
+            Annotations::DESTROY.to_value(Some("Delete")),
+            json!({"idempotentHint": true, "openWorldHint": false, "title": "Delete"})
+        );
+        assert_eq!(
+            Annotations::CREATE.to_value(None),
+            json!({"destructiveHint": false, "openWorldHint": false})
+        );
+    }
+
+    #[test]
+    fn param_headers_follow_the_rules() {
+        let ok = json!({"type": "object", "properties": {
+            "region": {"type": "string", "x-mcp-header": "Region"},
+            "opts": {"type": "object", "properties": {"n": {"type": "integer", "x-mcp-header": "N"}}}}});
+        let h = param_headers(&ok).unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[1].path, vec!["region".to_string()]);
+        assert_eq!(h[1].header, "mcp-param-region");
+        assert_eq!(h[0].path, vec!["opts".to_string(), "n".to_string()]);
+        for bad in [
+            json!({"properties": {"a": {"type": "number", "x-mcp-header": "A"}}}),
+            json!({"properties": {"a": {"type": "string", "x-mcp-header": ""}}}),
+            json!({"properties": {"a": {"type": "string", "x-mcp-header": "A B"}}}),
+            json!({"properties": {"a": {"type": "string", "x-mcp-header": "A"}, "b": {"type": "string", "x-mcp-header": "a"}}}),
+            json!({"properties": {"a": {"type": "array", "items": {"type": "string", "x-mcp-header": "A"}}}}),
+            json!({"anyOf": [{"properties": {"a": {"type": "string", "x-mcp-header": "A"}}}]}),
+        ] {
+            assert!(param_headers(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

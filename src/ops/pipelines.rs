@@ -572,6 +572,27 @@ pub async fn delete(
 }
 
 /// Every pipeline with its live figures.
+/// Where pipeline `name`'s first copy stands: `None` while it starts or copies, `Ok` with a
+/// line once it streams (or was stopped), `Err` with the reason once it stopped in `error`.
+pub async fn snapshot_outcome(
+    app: &App,
+    name: &str,
+) -> Result<Option<std::result::Result<String, String>>> {
+    let key = name.to_string();
+    let Some(p) = app.store.run(move |c| store::by_name(c, &key)).await? else {
+        return Ok(Some(Err(format!("Pipeline '{name}' no longer exists"))));
+    };
+    Ok(match p.state.as_str() {
+        "starting" | "snapshotting" => None,
+        "error" => Some(Err(p
+            .error
+            .unwrap_or_else(|| format!("Pipeline '{name}' stopped in error")))),
+        state => Some(Ok(format!(
+            "Pipeline '{name}' copied its tables and is {state}"
+        ))),
+    })
+}
+
 pub async fn list(app: &Arc<App>, actor: &Actor) -> Result<Vec<PipelineView>> {
     let rows = app.store.run(store::list).await?;
     let main = crate::engine::paths::main_file(&app.config);

@@ -161,6 +161,24 @@ pub async fn get(app: &App, run_id: &str, touching: Option<&str>) -> Result<Valu
     Ok(v)
 }
 
+/// The job that carries run `run_id`, once it has one.
+pub async fn job_of(app: &App, run_id: &str) -> Result<Option<String>> {
+    let key = run_id.to_string();
+    Ok(app
+        .store
+        .run(move |c| rows::run(c, &key))
+        .await?
+        .and_then(|r| r.job_id))
+}
+
+/// True when a run's view ([`get`]) shows it has ended.
+pub fn has_ended(view: &Value) -> bool {
+    !matches!(
+        view.get("state").and_then(Value::as_str),
+        Some("pending" | "running" | "rolling_back")
+    )
+}
+
 /// Starts a run of the latest version of `migration_id`; returns the run id. Checks what must
 /// hold before anything runs: a supported strategy, a passed test bound to the targets' schemas
 /// for `migrate`, no other run of the definition under way.

@@ -22,6 +22,7 @@ pub mod schema;
 pub mod sessions;
 pub mod settings;
 pub mod sso;
+pub mod tasks;
 pub mod users;
 pub mod web_sessions;
 

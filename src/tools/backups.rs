@@ -4,7 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
+use crate::mcp::tool::{Annotations, TaskSupport, Tool, ToolCtx, ToolError};
 use crate::ops;
 use crate::ops::backups::Backup;
 
@@ -21,7 +21,8 @@ pub fn tools() -> Vec<Tool> {
             Annotations::CREATE,
             backup_create,
         )
-        .streaming(),
+        .streaming()
+        .task(TaskSupport::Optional),
         Tool::typed(
             "backup-list",
             "List backups",

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::mcp::server::McpServer;
-use crate::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
+use crate::mcp::tool::{Annotations, TaskSupport, Tool, ToolCtx, ToolError, ToolOutput};
 use crate::ops;
 use crate::ops::definitions::MigrationView;
 
@@ -241,6 +241,13 @@ fn run_tool(db: Option<String>) -> Tool {
                     Mode::Migrate => "migrate",
                 };
                 let run = ops::runs::start(&ctx.app, &ctx.actor, &a.migration_id, mode, db.as_deref()).await?;
+                if ctx.call.is_task() {
+                    // the task follows the run: polled after a restart, it is answered from it
+                    let job = ops::runs::job_of(&ctx.app, &run).await?;
+                    ctx.call
+                        .follow(json!({"kind": RUN_BACKING, "run": run, "db": db, "job": job}))
+                        .await;
+                }
                 if !a.wait.unwrap_or(true) {
                     return Ok::<_, ToolError>(shown(json!({"runId": run, "state": "pending"})));
                 }
@@ -263,6 +270,35 @@ fn run_tool(db: Option<String>) -> Tool {
         },
     )
     .streaming()
+    .task(TaskSupport::Optional)
+}
+
+/// The `kind` of a task's backing that follows a migration run.
+const RUN_BACKING: &str = "migration-run";
+
+/// Lets tasks of `run_migration` be answered from their run when the process that ran them
+/// stopped: the run's view once it has ended, as the tool would have returned it.
+pub fn register_task_resumers(app: &std::sync::Arc<crate::App>) {
+    let weak = std::sync::Arc::downgrade(app);
+    app.mcp_tasks.register_resumer(
+        RUN_BACKING,
+        std::sync::Arc::new(move |b: Value| {
+            let weak = weak.clone();
+            Box::pin(async move {
+                let app = weak.upgrade()?;
+                let run = b.get("run")?.as_str()?.to_string();
+                let db = b.get("db").and_then(Value::as_str).map(str::to_string);
+                match ops::runs::get(&app, &run, db.as_deref()).await {
+                    Ok(v) if ops::runs::has_ended(&v) => {
+                        let text = serde_json::to_string(&shown(v)).ok()?;
+                        Some(Ok(ToolOutput::Json(text).into_result()))
+                    }
+                    Ok(_) => None,
+                    Err(e) => Some(Ok(ToolOutput::Err(e.to_string()).into_result())),
+                }
+            })
+        }),
+    );
 }
 
 /// Arguments naming a run.

@@ -4,10 +4,11 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
+use crate::mcp::tool::{Annotations, TaskSupport, Tool, ToolCtx, ToolError, ToolOutput};
 use crate::ops;
 use crate::ops::pipelines::{PipelineView, StartArgs};
 use crate::pipelines::Mode;
+use serde_json::json;
 
 /// The tools of this group.
 pub fn tools() -> Vec<Tool> {
@@ -36,7 +37,8 @@ pub fn tools() -> Vec<Tool> {
                 ..Annotations::CREATE
             },
             start,
-        ),
+        )
+        .task(TaskSupport::Optional),
         Tool::typed(
             "etl-stop-pipeline",
             "Stop an ETL pipeline",
@@ -121,9 +123,50 @@ async fn start(ctx: ToolCtx, a: StartToolArgs) -> Result<Said, ToolError> {
         retry_delay_ms: a.retry_delay_ms,
         retry_max_attempts: a.retry_max_attempts,
     };
-    Ok(Said {
-        message: ops::pipelines::start(&ctx.app, &ctx.actor, args).await?,
-    })
+    let name = args.name.clone();
+    let message = ops::pipelines::start(&ctx.app, &ctx.actor, args).await?;
+    if !ctx.call.is_task() {
+        return Ok(Said { message });
+    }
+    // as a task: done when the first copy is, followed through the pipeline's row
+    ctx.call
+        .follow(json!({"kind": SNAPSHOT_BACKING, "name": name}))
+        .await;
+    loop {
+        match ops::pipelines::snapshot_outcome(&ctx.app, &name).await? {
+            None => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+            Some(Ok(message)) => return Ok(Said { message }),
+            Some(Err(why)) => return Err(ToolError::Failed(why)),
+        }
+    }
+}
+
+/// The `kind` of a task's backing that follows a pipeline's first copy.
+const SNAPSHOT_BACKING: &str = "pipeline-snapshot";
+
+/// Lets tasks of `etl-start-pipeline` be answered from their pipeline's row when the process
+/// that ran them stopped (the pipeline resumes on the next start).
+pub fn register_task_resumers(app: &std::sync::Arc<crate::App>) {
+    let weak = std::sync::Arc::downgrade(app);
+    app.mcp_tasks.register_resumer(
+        SNAPSHOT_BACKING,
+        std::sync::Arc::new(move |b: serde_json::Value| {
+            let weak = weak.clone();
+            Box::pin(async move {
+                let app = weak.upgrade()?;
+                let name = b.get("name")?.as_str()?.to_string();
+                let out = match ops::pipelines::snapshot_outcome(&app, &name).await {
+                    Ok(None) => return None,
+                    Ok(Some(Ok(message))) => {
+                        ToolOutput::Json(serde_json::to_string(&Said { message }).ok()?)
+                    }
+                    Ok(Some(Err(why))) => ToolOutput::Err(why),
+                    Err(e) => ToolOutput::Err(e.to_string()),
+                };
+                Some(Ok(out.into_result()))
+            })
+        }),
+    );
 }
 
 /// Arguments of `etl-stop-pipeline`.

@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::mcp::tool::{Annotations, Tool, ToolCtx, ToolError};
+use crate::mcp::tool::{Annotations, TaskSupport, Tool, ToolCtx, ToolError};
 use crate::ops;
 use crate::ops::migrations::{TargetRun, TargetStatus};
 
@@ -39,7 +39,8 @@ pub fn tools() -> Vec<Tool> {
                 open_world: true,
             },
             migration_run,
-        ),
+        )
+        .task(TaskSupport::Optional),
     ]
 }
 

@@ -22,6 +22,7 @@ mod readme;
 mod sessions;
 mod sse;
 mod stateless;
+mod tasks;
 mod tools;
 mod transport;
 mod web_session;
