@@ -48,6 +48,7 @@ pub fn routes(
         .and(warp::post())
         .and(with.clone())
         .and(auth.clone())
+        .and(crate::http::query())
         .and(crate::http::body_of(&app, app.config.server.body_limit))
         .and_then(post);
     let get = server
@@ -150,10 +151,11 @@ async fn post(
     catalogue: Arc<Catalogue>,
     p: Arc<Principal>,
     h: HeaderMap,
+    query: String,
     body: Bytes,
 ) -> Result<Response, Rejection> {
     let (_, s) = resolve(&app, &catalogue, &p, &id, Some(&name)).await?;
-    transport::post(app, s.expect("named"), p, h, body).await
+    transport::post(app, s.expect("named"), p, h, query, body).await
 }
 
 /// GET /api/v1/endpoints/{id}/mcp/{server}

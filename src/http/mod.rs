@@ -149,6 +149,11 @@ pub fn routes(
     all.recover(rejection::handle_rejection).unify().boxed()
 }
 
+/// The request's query string, empty when it has none.
+pub fn query() -> impl Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {
+    warp::query::raw().or(warp::any().map(String::new)).unify()
+}
+
 /// Matches the leading path segments (and leaves the rest of the path).
 fn exact_prefix(segments: &[String]) -> BoxedFilter<()> {
     segments.iter().fold(warp::any().boxed(), |f, s| {
@@ -178,6 +183,7 @@ pub fn mcp(app: Arc<App>, policy: Arc<HostPolicy>, mount: &Mount) -> BoxedFilter
         .and(warp::post())
         .and(with.clone())
         .and(guard.clone())
+        .and(query())
         .and(body_of(&app, limit))
         .and_then(transport::post);
     let get = path

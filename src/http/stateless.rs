@@ -106,6 +106,7 @@ pub async fn serve(
     app: Arc<App>,
     server: Arc<McpServer>,
     principal: Arc<Principal>,
+    view: crate::mcp::context::ToolView,
     h: HeaderMap,
     body: Value,
 ) -> warp::reply::Response {
@@ -319,6 +320,7 @@ pub async fn serve(
         log_level,
         mrtr: Some(mrtr),
         task: slot.clone(),
+        view,
     });
     let sealer = Sealer {
         app: app.clone(),

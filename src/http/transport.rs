@@ -20,7 +20,7 @@ use super::rejection::{ApiError, json_text};
 use crate::app::App;
 use crate::auth::Principal;
 use crate::error::code;
-use crate::mcp::context::CallContext;
+use crate::mcp::context::{CallContext, ToolView};
 use crate::mcp::dispatch::dispatch;
 use crate::mcp::protocol::{
     self, Json, Message, RpcError, SUPPORTED_VERSIONS, error_response, negotiate, result_response,
@@ -115,26 +115,57 @@ fn missing_session() -> ApiError {
     )
 }
 
-/// POST {path}: one JSON-RPC message, or a batch under 2025-03-26.
+/// POST {path}: one JSON-RPC message, or a batch under 2025-03-26. `query` is the URL's query
+/// string (`tools=` selects a view of the tools).
 pub async fn post(
     app: Arc<App>,
     server: Arc<McpServer>,
     principal: Arc<Principal>,
     headers: HeaderMap,
+    query: String,
     body: Bytes,
 ) -> Reply {
-    Ok(post_inner(app, server, principal, headers, body)
+    Ok(post_inner(app, server, principal, &query, headers, body)
         .await
         .unwrap_or_else(ApiError::into_response))
+}
+
+/// The `tools=` view of a query string: comma-separated globs (`*`, `?`), each optionally
+/// `server:`-qualified, as key scopes write them. Anything else in the query is ignored.
+pub fn view_of(query: &str) -> Result<ToolView, ApiError> {
+    let Some((_, list)) = url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "tools")
+    else {
+        return Ok(None);
+    };
+    let globs: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .map(str::to_string)
+        .collect();
+    let ok = |g: &str| {
+        g.len() <= 200
+            && g.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.*?:".contains(c))
+    };
+    if globs.is_empty() || globs.len() > 100 || !globs.iter().all(|g| ok(g)) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Invalid `tools` in the URL: a comma-separated list of tool-name globs (letters, digits, _ - . * ? and server: prefixes)",
+        ));
+    }
+    Ok(Some(globs.into()))
 }
 
 async fn post_inner(
     app: Arc<App>,
     server: Arc<McpServer>,
     principal: Arc<Principal>,
+    query: &str,
     h: HeaderMap,
     body: Bytes,
 ) -> Result<warp::reply::Response, ApiError> {
+    let view = view_of(query)?;
     let ct_ok = header_str(&h, "content-type").is_some_and(|ct| {
         ct.split(';')
             .next()
@@ -166,7 +197,7 @@ async fn post_inner(
                 .pointer("/params/_meta")
                 .is_some_and(|m| m.get(super::stateless::META_VERSION).is_some()))
     {
-        return Ok(super::stateless::serve(app, server, principal, h, parsed).await);
+        return Ok(super::stateless::serve(app, server, principal, view, h, parsed).await);
     }
     check_version_header(&h)?;
     let session = match header_str(&h, SESSION_HEADER) {
@@ -174,7 +205,7 @@ async fn post_inner(
         None => None,
     };
     match parsed {
-        Value::Array(items) => batch(app, server, principal, session, items).await,
+        Value::Array(items) => batch(app, server, principal, view, session, items).await,
         single => {
             let msg = match Message::parse(single) {
                 Ok(m) => m,
@@ -195,7 +226,8 @@ async fn post_inner(
                 }
                 Message::Request { id, method, params } => {
                     let session = session.ok_or_else(missing_session)?;
-                    Ok(request(app, server, principal, session, id, method, params).await)
+                    let call = (id, method, params);
+                    Ok(request(app, server, principal, view, session, call).await)
                 }
                 other => {
                     let session = session.ok_or_else(missing_session)?;
@@ -340,6 +372,7 @@ fn wants_stream(server: &McpServer, method: &str, params: &Value) -> bool {
 
 fn context(
     principal: Arc<Principal>,
+    view: &ToolView,
     session: &Arc<Session>,
     id: &Value,
     params: &Value,
@@ -358,6 +391,7 @@ fn context(
         log_level: None,
         mrtr: None,
         task: None,
+        view: view.clone(),
     })
 }
 
@@ -366,14 +400,21 @@ async fn request(
     app: Arc<App>,
     server: Arc<McpServer>,
     principal: Arc<Principal>,
+    view: ToolView,
     session: Arc<Session>,
-    id: Value,
-    method: String,
-    params: Value,
+    (id, method, params): (Value, String, Value),
 ) -> warp::reply::Response {
     let cancel = session.begin_request(&id);
     if !wants_stream(&server, &method, &params) {
-        let ctx = context(principal, &session, &id, &params, cancel.clone(), None);
+        let ctx = context(
+            principal,
+            &view,
+            &session,
+            &id,
+            &params,
+            cancel.clone(),
+            None,
+        );
         let outcome = tokio::select! {
             r = dispatch(&app, &server, ctx, &method, params) => Some(r),
             _ = cancel.cancelled() => None,
@@ -394,6 +435,7 @@ async fn request(
     let priming = protocol::wants_priming(&session.protocol_version).then(|| stream.priming_id());
     let ctx = context(
         principal,
+        &view,
         &session,
         &id,
         &params,
@@ -425,6 +467,7 @@ async fn batch(
     app: Arc<App>,
     server: Arc<McpServer>,
     principal: Arc<Principal>,
+    view: ToolView,
     session: Option<Arc<Session>>,
     items: Vec<Value>,
 ) -> Result<warp::reply::Response, ApiError> {
@@ -467,15 +510,16 @@ async fn batch(
                 ))
             }
             Ok(Message::Request { id, method, params }) => {
-                let (app, server, principal, session) = (
+                let (app, server, principal, session, view) = (
                     app.clone(),
                     server.clone(),
                     principal.clone(),
                     session.clone(),
+                    view.clone(),
                 );
                 calls.push(async move {
                     let cancel = session.begin_request(&id);
-                    let ctx = context(principal, &session, &id, &params, cancel, None);
+                    let ctx = context(principal, &view, &session, &id, &params, cancel, None);
                     let r = dispatch(&app, &server, ctx, &method, params).await;
                     session.end_request(&id);
                     match r {

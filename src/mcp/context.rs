@@ -42,7 +42,13 @@ pub struct CallContext {
     /// The request's way into the tasks extension (2026-07-28, when the client declared it and
     /// the tool may run as a task); `None` otherwise.
     pub task: Option<Arc<super::tasks::TaskSlot>>,
+    /// The tools this request's URL asked to see (`?tools=user-*,audit-list`: globs, optionally
+    /// `server:`-qualified as in key scopes); `None`: all the key may use.
+    pub view: ToolView,
 }
+
+/// A subset of a server's tools a client asked for (see [`CallContext::view`]).
+pub type ToolView = Option<Arc<[String]>>;
 
 /// Multi-round-trip requests (2026-07-28): instead of sending the client a request and waiting,
 /// the work records what it needs ([`CallContext::ask`]) and fails; the transport answers

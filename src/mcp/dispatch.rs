@@ -132,6 +132,15 @@ fn in_scope(server: &McpServer, ctx: &CallContext, tool: &Tool) -> bool {
     )
 }
 
+/// True when `tool` is in the view the request's URL asked for (`?tools=`), if any.
+fn in_view(server: &McpServer, ctx: &CallContext, tool: &Tool) -> bool {
+    let scope = crate::servers::scope_name(&server.id);
+    ctx.view.as_ref().is_none_or(|v| {
+        v.iter()
+            .any(|g| crate::auth::scopes::Scopes::glob_matches(g, scope, &tool.name))
+    })
+}
+
 fn tools_list(
     app: &Arc<App>,
     server: &McpServer,
@@ -143,7 +152,7 @@ fn tools_list(
     let visible: Vec<&Arc<Tool>> = table
         .list
         .iter()
-        .filter(|t| in_scope(server, ctx, t))
+        .filter(|t| in_view(server, ctx, t) && in_scope(server, ctx, t))
         .collect();
     let start = match params.get("cursor") {
         None | Some(Value::Null) => 0,
@@ -177,6 +186,7 @@ async fn tools_call(
     let name = str_param(&params, "name")?.to_string();
     let tool = server
         .find_tool(&name)
+        .filter(|t| in_view(server, &ctx, t))
         .ok_or_else(|| RpcError::invalid_params(format!("Unknown tool: {name}")))?;
     let mut params = params;
     let args = match params.as_object_mut().and_then(|p| p.remove("arguments")) {

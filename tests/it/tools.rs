@@ -52,18 +52,22 @@ async fn every_tool_has_schemas_and_truthful_annotations() {
                 }
             }
         }
+        // a hint left out has the spec's default (read-only false, destructive true,
+        // idempotent false, open-world true); only those that differ are sent
         let a = &t["annotations"];
-        for h in [
-            "readOnlyHint",
-            "destructiveHint",
-            "idempotentHint",
-            "openWorldHint",
-        ] {
-            assert!(a[h].is_boolean(), "{name} lacks {h}");
-        }
+        let hint = |h: &str, default: bool| {
+            let v = &a[h];
+            assert!(v.is_null() || v.is_boolean(), "{name}: {h} is {v}");
+            assert_ne!(
+                v,
+                &json!(default),
+                "{name}: {h} sent with its default value"
+            );
+            v.as_bool().unwrap_or(default)
+        };
         let read =
             name.contains("-list") || name.contains("-get") || name == "database-test-connection";
-        assert_eq!(a["readOnlyHint"], read, "{name}");
+        assert_eq!(hint("readOnlyHint", false), read, "{name}");
         let destroys = name.ends_with("-revoke")
             || name.ends_with("-delete")
             || name.ends_with("-remove")
@@ -72,10 +76,23 @@ async fn every_tool_has_schemas_and_truthful_annotations() {
             || name == "trexdb-execute-sql"
             || name == "migration-run"
             || name == "etl-delete-pipeline";
-        assert_eq!(a["destructiveHint"], destroys, "{name}");
+        if read {
+            // meaningless for a read-only tool, so not sent
+            assert!(
+                a.get("destructiveHint").is_none() && a.get("idempotentHint").is_none(),
+                "{name}: {a}"
+            );
+        } else {
+            assert_eq!(hint("destructiveHint", true), destroys, "{name}");
+            hint("idempotentHint", false);
+        }
+        assert!(
+            a.get("title").is_none(),
+            "{name}: the title is the tool's own"
+        );
         // only the tools that reach external servers (registered PostgreSQL databases) say so
         assert_eq!(
-            a["openWorldHint"],
+            hint("openWorldHint", true),
             name == "database-test-connection"
                 || name.starts_with("migration-")
                 || name == "etl-start-pipeline"
@@ -83,6 +100,63 @@ async fn every_tool_has_schemas_and_truthful_annotations() {
             "{name}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_url_may_ask_for_a_subset_of_the_tools() {
+    let s = TestServer::start().await;
+    let mut c = Client::new(
+        &format!("{}?tools=user-*,trex:audit-list", s.url()),
+        Some(&s.key),
+    );
+    c.initialize().await;
+    let tools = c.rpc("tools/list", json!({})).await["result"]["tools"].clone();
+    let names: Vec<&str> = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"user-get") && names.contains(&"audit-list"),
+        "{names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .all(|n| n.starts_with("user-") || *n == "audit-list"),
+        "{names:?}"
+    );
+    // a tool outside the view is unknown here; one inside works
+    let r = c
+        .rpc("tools/call", json!({"name": "role-list", "arguments": {}}))
+        .await;
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    c.call_ok("user-list", json!({})).await;
+    // the same session without the view sees everything
+    let all = s.client();
+    let mut all = all;
+    all.initialize().await;
+    let n = all.rpc("tools/list", json!({})).await["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(n > names.len() + 20, "{n} vs {}", names.len());
+    // a view that is not a list of globs is refused, in JSON
+    let r = reqwest::Client::new()
+        .post(format!("{}?tools=%3Cscript%3E", s.url()))
+        .headers(crate::common::post_headers())
+        .header("authorization", format!("Bearer {}", s.key))
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let b: Value = r.json().await.unwrap();
+    assert!(
+        b["error"]["message"].as_str().unwrap().contains("tools"),
+        "{b}"
+    );
 }
 
 #[tokio::test]
