@@ -386,6 +386,9 @@ pub fn read_package(root: &Path) -> Result<Package> {
                 format!("is not a valid JSON Schema: {e}"),
             )
         })?;
+        // headers mirrored from arguments must follow 2026-07-28's rules (clients drop the tool)
+        crate::mcp::tool::param_headers(&t.input_schema)
+            .map_err(|e| bad(&format!("{tf}.inputSchema"), e))?;
     }
     if m.registered_types().is_empty() {
         return Err(bad(

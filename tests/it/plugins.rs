@@ -495,6 +495,12 @@ async fn bad_manifests_name_the_field_and_leave_nothing() {
             "trex.tools[0].inputSchema",
         ),
         (
+            // a header mirrored from a number argument (2026-07-28 allows string, integer, boolean)
+            r#"{"name":"a","version":"1.0.0","trex":{"functions":{"f":"f.sh"},"tools":[{"name":"t","description":"d","inputSchema":{"type":"object","properties":{"n":{"type":"number","x-mcp-header":"N"}}},"function":"f"}]}}"#,
+            vec![("f.sh", "#!/bin/sh\n")],
+            "trex.tools[0].inputSchema",
+        ),
+        (
             r#"{"name":"a","version":"1.0.0","trex":{"migrations":"m"}}"#,
             vec![("m/V1__bad.sql", "CREATE TABLE (;")],
             "trex.migrations",
