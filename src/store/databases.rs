@@ -5,7 +5,7 @@ use rusqlite::{OptionalExtension, Row, params};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::users::like_contains;
+use super::users::search_term;
 use super::{Conn, Page, Paged};
 use crate::error::{Error, Result};
 use crate::util::now_rfc3339;
@@ -69,15 +69,15 @@ pub fn list(
         .db()
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM databases
-             WHERE (?1 IS NULL OR id LIKE ?1 ESCAPE '\\' OR host LIKE ?1 ESCAPE '\\'
-                    OR database_name LIKE ?1 ESCAPE '\\' OR description LIKE ?1 ESCAPE '\\')
+             WHERE (?1 IS NULL OR instr(lower(id), ?1) > 0 OR instr(lower(host), ?1) > 0
+                    OR instr(lower(database_name), ?1) > 0 OR instr(lower(description), ?1) > 0)
                AND (?2 IS NULL OR (created_at, id) < (?2, ?3))
                AND (?5 IS NULL OR id IN (SELECT value FROM json_each(?5)))
              ORDER BY created_at DESC, id DESC LIMIT ?4"
         ))?
         .query_map(
             params![
-                search.map(like_contains),
+                search.map(search_term),
                 ac,
                 ai,
                 (page.limit + 1) as i64,

@@ -4,7 +4,7 @@ use rusqlite::{OptionalExtension, Row, params};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::users::like_contains;
+use super::users::search_term;
 use super::{Conn, Page, Paged};
 use crate::error::{Error, Result};
 use crate::util::now_rfc3339;
@@ -56,7 +56,7 @@ pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<Role>> {
 pub fn list(conn: &Conn<'_>, search: Option<&str>, page: &Page) -> Result<Paged<Role>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM roles
-         WHERE (?1 IS NULL OR name LIKE ?1 ESCAPE '\\' OR description LIKE ?1 ESCAPE '\\')
+         WHERE (?1 IS NULL OR instr(lower(name), ?1) > 0 OR instr(lower(description), ?1) > 0)
            AND (?2 IS NULL OR (created_at, id) < (?2, ?3))
          ORDER BY created_at DESC, id DESC LIMIT ?4"
     );
@@ -65,7 +65,7 @@ pub fn list(conn: &Conn<'_>, search: Option<&str>, page: &Page) -> Result<Paged<
         .db()
         .prepare_cached(&sql)?
         .query_map(
-            params![search.map(like_contains), ac, ai, (page.limit + 1) as i64],
+            params![search.map(search_term), ac, ai, (page.limit + 1) as i64],
             from_row,
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;

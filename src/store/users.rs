@@ -125,18 +125,12 @@ pub fn count(conn: &Conn<'_>) -> Result<i64> {
         .query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
 }
 
-/// Escapes `%`, `_` and `\` so a search term matches literally inside a LIKE pattern.
-pub fn like_contains(term: &str) -> String {
-    let mut p = String::with_capacity(term.len() + 2);
-    p.push('%');
-    for c in term.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            p.push('\\');
-        }
-        p.push(c);
-    }
-    p.push('%');
-    p
+/// A search term as the list queries compare it: `instr(lower(column), term) > 0`, a literal
+/// substring match that ignores ASCII case (as LIKE does). Not LIKE with a bound pattern: SQLite
+/// then prepares the statement again on every step (the pattern could change the plan), which
+/// made a list of one row cost 2.5 times a point read.
+pub fn search_term(term: &str) -> String {
+    term.to_ascii_lowercase()
 }
 
 /// Users newest first; `search` matches name or email literally (case-insensitive).
@@ -149,11 +143,11 @@ pub fn list(
     let sql = format!(
         "SELECT {COLUMNS} FROM users
          WHERE (?1 OR deleted_at IS NULL)
-           AND (?2 IS NULL OR name LIKE ?2 ESCAPE '\\' OR email LIKE ?2 ESCAPE '\\')
+           AND (?2 IS NULL OR instr(lower(name), ?2) > 0 OR instr(lower(email), ?2) > 0)
            AND (?3 IS NULL OR (created_at, id) < (?3, ?4))
          ORDER BY created_at DESC, id DESC LIMIT ?5"
     );
-    let pattern = search.map(like_contains);
+    let pattern = search.map(search_term);
     let (ac, ai) = page.after.clone().unzip();
     let mut stmt = conn.db().prepare_cached(&sql)?;
     let rows = stmt
