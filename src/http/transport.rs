@@ -51,14 +51,13 @@ fn accepts(h: &HeaderMap, want: &str) -> bool {
         return false;
     };
     let major = want.split('/').next().unwrap_or("");
+    // no allocation: this runs twice on every POST
     accept.split(',').any(|part| {
-        let t = part
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        t == want || t == "*/*" || t == format!("{major}/*")
+        let t = part.split(';').next().unwrap_or("").trim();
+        t.eq_ignore_ascii_case(want)
+            || t == "*/*"
+            || t.strip_suffix("/*")
+                .is_some_and(|m| m.eq_ignore_ascii_case(major))
     })
 }
 
