@@ -357,7 +357,7 @@ ALTER TABLE sso_providers ADD COLUMN issuer TEXT;
 -- caller that created it (only that caller sees it); `runner` the process running it, which
 -- renews `lease_until` (ms) while it does; `backing` (JSON) names durable work the task follows
 -- (a migration run's job), so a task whose runner died is still answered from that work.
--- Times are ms since the epoch. Rows are deleted once `created_at + ttl_ms` has passed.
+-- Times are ms since the epoch. Ended rows are deleted once `created_at + ttl_ms` has passed.
 CREATE TABLE mcp_tasks (
     id               TEXT PRIMARY KEY,
     key_id           TEXT NOT NULL,

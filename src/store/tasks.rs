@@ -95,10 +95,12 @@ pub fn insert(conn: &Conn<'_>, t: &TaskRow) -> Result<()> {
     Ok(())
 }
 
-/// The task `id` if `key_id` created it and it has not expired.
+/// The task `id` if `key_id` created it and it has not expired (a task that still runs does
+/// not expire: a migration may take longer than the time to live).
 pub fn get(conn: &Conn<'_>, id: &str, key_id: &str, now_ms: i64) -> Result<Option<TaskRow>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM mcp_tasks WHERE id = ?1 AND key_id = ?2 AND created_at + ttl_ms > ?3"
+        "SELECT {COLUMNS} FROM mcp_tasks WHERE id = ?1 AND key_id = ?2 \
+         AND (created_at + ttl_ms > ?3 OR {LIVE})"
     );
     Ok(conn
         .db()
@@ -278,10 +280,8 @@ pub fn renew(conn: &Conn<'_>, runner: &str, until_ms: i64) -> Result<usize> {
     Ok(conn.db().execute(&sql, params![runner, until_ms])?)
 }
 
-/// Deletes tasks whose time to live has passed; returns how many.
+/// Deletes ended tasks whose time to live has passed; returns how many.
 pub fn delete_expired(conn: &Conn<'_>, now_ms: i64) -> Result<usize> {
-    Ok(conn.db().execute(
-        "DELETE FROM mcp_tasks WHERE created_at + ttl_ms <= ?1",
-        [now_ms],
-    )?)
+    let sql = format!("DELETE FROM mcp_tasks WHERE created_at + ttl_ms <= ?1 AND NOT {LIVE}");
+    Ok(conn.db().execute(&sql, [now_ms])?)
 }
