@@ -267,7 +267,8 @@ pub async fn serve(
         .pointer("/extensions")
         .and_then(|e| e.get(tasks::EXTENSION))
         .is_some();
-    if let Some(r) = task_method(&app, &principal, &method, &params, tasks_declared).await {
+    if let Some(r) = task_method(&app, &server, &principal, &method, &params, tasks_declared).await
+    {
         let (status, body) = answer(&id, r, &server.info(version), false);
         return json_text(status, body);
     }
@@ -382,6 +383,7 @@ pub async fn serve(
 /// created it; any other id is -32602.
 async fn task_method(
     app: &Arc<App>,
+    server: &McpServer,
     principal: &Principal,
     method: &str,
     params: &Value,
@@ -415,6 +417,18 @@ async fn task_method(
         }
         _ => t.cancel(id, key, &app.jobs).await.map(|_| json!({})),
     };
+    // what changes a task is audited like a tool call (a poll is not)
+    if method != "tasks/get" {
+        let actor = crate::audit::Actor::of(principal, &server.id);
+        let detail = r.as_ref().err().map(|e| e.message.clone());
+        let event = crate::audit::Event {
+            action: method,
+            arguments: &json!({"taskId": id}),
+            outcome: if r.is_ok() { "ok" } else { "error" },
+            detail: detail.as_deref(),
+        };
+        crate::audit::record(&app.store, app.config.audit, &actor, event).await;
+    }
     Some(r.map(|v| Json::of(&v)))
 }
 

@@ -200,6 +200,15 @@ async fn long_tools_run_as_tasks_polled_from_anywhere_and_kept_across_restarts()
     .await;
     assert_eq!(ack["result"]["resultType"], "complete", "{ack}");
     assert!(ack["result"].get("status").is_none(), "{ack}");
+    // the cancel is in the audit log, with the task it named
+    let mut admin = s.client();
+    admin.initialize().await;
+    let audit = admin
+        .call_ok("audit-list", json!({"tool": "tasks/cancel"}))
+        .await;
+    let row = &audit["entries"][0];
+    assert_eq!(row["arguments"]["taskId"], backup_task.as_str(), "{audit}");
+    assert_eq!(row["outcome"], "ok", "{audit}");
     let (_, b) = send(
         &url,
         &s.key,
