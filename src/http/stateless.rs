@@ -263,10 +263,7 @@ pub async fn serve(
         .get(META_CAPABILITIES)
         .cloned()
         .unwrap_or_else(|| json!({}));
-    let tasks_declared = caps
-        .pointer("/extensions")
-        .and_then(|e| e.get(tasks::EXTENSION))
-        .is_some();
+    let tasks_declared = tasks::declared(&caps);
     if let Some(r) = task_method(&app, &server, &principal, &method, &params, tasks_declared).await
     {
         let (status, body) = answer(&id, r, &server.info(version), false);
@@ -460,17 +457,8 @@ fn check_param_headers(
             .to_str()
             .map_err(|_| format!("the {} header holds characters a header may not", p.header))?
             .trim_matches([' ', '\t']);
-        let value = match text
-            .strip_prefix("=?base64?")
-            .and_then(|r| r.strip_suffix("?="))
-        {
-            Some(b64) => base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| format!("the {} header is not valid base64", p.header))?,
-            None => text.to_string(),
-        };
+        let value =
+            decoded(text).ok_or_else(|| format!("the {} header is not valid base64", p.header))?;
         let Some(v) = v else {
             return Err(format!(
                 "the {} header is set but its argument is not",
@@ -726,15 +714,10 @@ fn listen(
             );
         }
     };
-    if task_ids.is_some()
-        && params
-            .pointer(&format!(
-                "/_meta/{}/extensions",
-                META_CAPABILITIES.replace('/', "~1")
-            ))
-            .and_then(|e| e.get(tasks::EXTENSION))
-            .is_none()
-    {
+    let caps = params
+        .pointer("/_meta")
+        .and_then(|m| m.get(META_CAPABILITIES));
+    if task_ids.is_some() && !caps.is_some_and(tasks::declared) {
         let (status, body) = answer(id, Err(tasks::missing_extension()), &Value::Null, false);
         return json_text(status, body);
     }

@@ -404,16 +404,17 @@ async fn request(
     (id, method, params): (Value, String, Value),
 ) -> warp::reply::Response {
     let cancel = session.begin_request(&id);
-    if !wants_stream(&server, &method, &params) {
-        let ctx = context(
-            principal,
-            &view,
-            &session,
-            &id,
-            &params,
-            cancel.clone(),
-            None,
-        );
+    let stream = wants_stream(&server, &method, &params).then(|| session.streams.open());
+    let ctx = context(
+        principal,
+        &view,
+        &session,
+        &id,
+        &params,
+        cancel.clone(),
+        stream.clone(),
+    );
+    let Some(stream) = stream else {
         let outcome = tokio::select! {
             r = dispatch(&app, &server, ctx, &method, params) => Some(r),
             _ = cancel.cancelled() => None,
@@ -428,19 +429,9 @@ async fn request(
             ),
         };
         return json_text(StatusCode::OK, body);
-    }
-    let stream = session.streams.open();
+    };
     let rx = stream.attach(0);
     let priming = protocol::wants_priming(&session.protocol_version).then(|| stream.priming_id());
-    let ctx = context(
-        principal,
-        &view,
-        &session,
-        &id,
-        &params,
-        cancel.clone(),
-        Some(stream.clone()),
-    );
     let task_session = session.clone();
     let response = sse_response(&app, &session, rx, priming);
     let tasks = app.tasks.clone();

@@ -62,6 +62,14 @@ struct Live {
     answered: Arc<Notify>,
 }
 
+/// True when client capabilities (a request's `_meta` ones) declare the extension.
+pub fn declared(capabilities: &Value) -> bool {
+    capabilities
+        .get("extensions")
+        .and_then(|e| e.get(EXTENSION))
+        .is_some()
+}
+
 /// The error a request without the extension gets from what needs it.
 pub fn missing_extension() -> RpcError {
     RpcError::new(
