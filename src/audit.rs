@@ -279,6 +279,41 @@ impl Actor {
         }
     }
 
+    /// The actor as a queued job keeps it, so work a call queued is done — and audited — as
+    /// that caller when it runs, on this process or (after a crash) the next.
+    pub fn to_json(&self) -> Value {
+        json!({"userId": self.user_id, "keyId": self.key_id, "webSession": self.web_session,
+            "scopes": self.scopes, "via": self.via, "server": self.server, "remote": self.remote})
+    }
+
+    /// The actor [`to_json`](Self::to_json) kept (an unreadable one acts as nobody in
+    /// particular: no user, no key, `via` "cli", server "system:job").
+    pub fn from_json(v: &Value) -> Actor {
+        let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        Actor {
+            user_id: s("userId"),
+            key_id: s("keyId"),
+            web_session: s("webSession"),
+            scopes: v
+                .get("scopes")
+                .and_then(|x| serde_json::from_value(x.clone()).ok()),
+            via: match v.get("via").and_then(Value::as_str) {
+                Some("mcp") => "mcp",
+                Some("web") => "web",
+                _ => "cli",
+            },
+            server: s("server").unwrap_or_else(|| "system:job".into()),
+            remote: s("remote"),
+            recorded: Default::default(),
+        }
+    }
+
+    /// Says this call's audit row is written by the job it queued (when the job ends, with its
+    /// outcome), so the dispatcher's fallback row is not written now.
+    pub fn recorded_by_job(&self) {
+        self.recorded.store(true, Ordering::Release);
+    }
+
     /// True once an audit row was written through this actor (or a clone of it).
     pub fn recorded(&self) -> bool {
         self.recorded.load(Ordering::Acquire)

@@ -401,7 +401,7 @@ pub fn main() -> Result<()> {
                 &Actor::cli(),
                 include_master_key,
                 out,
-                |_, _, _| {},
+                |_, _, _| true,
             ))?;
             eprintln!(
                 "Backed up {} file(s), {} bytes{}",

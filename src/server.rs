@@ -71,7 +71,10 @@ pub async fn start(
         .map_err(|e| Error::io("cannot read the bound address", e))?;
     // the job kinds of the domain layer, before the workers start
     crate::ops::runs::register(&app);
+    crate::ops::backups::register(&app);
+    crate::ops::migrations::register(&app);
     crate::tools::definitions::register_task_resumers(&app);
+    crate::tools::jobs::register_task_resumer(&app);
     crate::tools::etl::register_task_resumers(&app);
     app.spawn_background()?;
     crate::ops::backups::spawn_schedule(&app);

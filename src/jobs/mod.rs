@@ -469,3 +469,13 @@ impl Jobs {
         }
     }
 }
+
+/// The reason a job handler reports for a failed operation: the error's text, or for an
+/// internal one a generic sentence (the detail goes to the log, not to the caller).
+pub fn reason(kind: &str, e: &Error) -> String {
+    if e.is_internal() {
+        crate::error::internal(&format!("job {kind} failed"), e)
+    } else {
+        e.to_string()
+    }
+}

@@ -31,15 +31,29 @@ fn create_ledger(ledger: &str) -> String {
 }
 
 /// The ledger table `ledger` ([`super::ledger_table`]) of the database at `path`, read-only;
-/// empty when the file or the table is missing.
+/// empty when the file or the table is missing. A database whose writer died mid-transaction
+/// (a hot rollback journal, which a read-only connection may not roll back) is opened
+/// read-write once, so SQLite rolls the cut-short transaction back first.
 pub fn ledger(path: &Path, ledger: &str) -> Result<Vec<LedgerRow>> {
     if !path.exists() {
         return Ok(vec![]);
     }
-    let c = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
+    let ro = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    match read_ledger(&Connection::open_with_flags(path, ro)?, ledger) {
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.extended_code == rusqlite::ffi::SQLITE_READONLY_ROLLBACK =>
+        {
+            let rw = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            Ok(read_ledger(
+                &Connection::open_with_flags(path, rw)?,
+                ledger,
+            )?)
+        }
+        r => Ok(r?),
+    }
+}
+
+fn read_ledger(c: &Connection, ledger: &str) -> rusqlite::Result<Vec<LedgerRow>> {
     c.busy_timeout(BUSY)?;
     let exists: bool = c.query_row(
         "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1",

@@ -137,7 +137,7 @@ fn create_blocking(
     schema_version: i64,
     with_key: bool,
     out: Option<PathBuf>,
-    mut each: impl FnMut(usize, usize, &str),
+    mut each: impl FnMut(usize, usize, &str) -> bool,
 ) -> Result<Backup> {
     let data = config.store.data_dir.clone();
     let backups = dir(config);
@@ -168,7 +168,11 @@ fn create_blocking(
             }
             let (sha256, bytes) = sha256_file(&to)?;
             let path = r.to_string_lossy().replace('\\', "/");
-            each(i + 1, rel.len(), &path);
+            if !each(i + 1, rel.len(), &path) {
+                return Err(Error::Conflict(
+                    "The backup was cancelled; nothing was written".into(),
+                ));
+            }
             entries.push(FileEntry {
                 path,
                 sha256,
@@ -217,13 +221,15 @@ fn create_blocking(
     result
 }
 
-/// Takes an online backup as `actor` (`include_master_key` adds `master.key`).
+/// Takes an online backup as `actor` (`include_master_key` adds `master.key`); `each(done,
+/// total, path)` after each file, returning false to stop (the backup is then cancelled and
+/// leaves nothing behind).
 pub async fn create(
     app: &App,
     actor: &Actor,
     include_master_key: bool,
     out: Option<PathBuf>,
-    each: impl FnMut(usize, usize, &str) + Send + 'static,
+    each: impl FnMut(usize, usize, &str) -> bool + Send + 'static,
 ) -> Result<Backup> {
     let args = json!({"includeMasterKey": include_master_key, "out": out});
     audited(app, actor, "backup-create", args, async {
@@ -235,6 +241,59 @@ pub async fn create(
         .await?
     })
     .await
+}
+
+/// The job kind of a backup a tool call asked for (`backup-create`): a row, so a backup that a
+/// crash cut short is taken again by the next runtime (a cut-short attempt leaves only its
+/// `.partial` file and staging dir, which no later attempt reuses), and a task that follows it
+/// is answered from the row.
+pub const KIND: &str = "backup";
+
+/// Registers the backup job with the runtime (retried once after a crash).
+pub fn register(app: &std::sync::Arc<App>) {
+    let weak = std::sync::Arc::downgrade(app);
+    app.jobs.register(KIND, true, move |ctx, payload| {
+        let app = weak.upgrade();
+        async move {
+            let Some(app) = app else {
+                return Err("the server is stopping".into());
+            };
+            let actor = Actor::from_json(&payload["actor"]);
+            let with_key = payload["includeMasterKey"].as_bool().unwrap_or(false);
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, usize, String)>();
+            let stop = ctx.clone();
+            let each = move |done: usize, total: usize, path: &str| {
+                let _ = tx.send((done, total, path.to_string()));
+                !stop.is_cancelled()
+            };
+            let work = create(&app, &actor, with_key, None, each);
+            tokio::pin!(work);
+            loop {
+                tokio::select! {
+                    r = &mut work => {
+                        return r
+                            .map(|b| serde_json::to_value(b).expect("a backup is JSON"))
+                            .map_err(|e| crate::jobs::reason(KIND, &e));
+                    }
+                    Some((done, total, path)) = rx.recv() => {
+                        ctx.progress(done as f64, Some(total as f64), Some(&path)).await;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Queues a backup as `actor` (audited as `backup-create` when it ends, with its outcome);
+/// returns the job's id.
+pub async fn start(app: &App, actor: &Actor, include_master_key: bool) -> Result<String> {
+    let payload = json!({"includeMasterKey": include_master_key, "actor": actor.to_json()});
+    let id = app
+        .jobs
+        .enqueue(KIND, &payload, 2, actor.user_id.as_deref())
+        .await?;
+    actor.recorded_by_job();
+    Ok(id)
 }
 
 /// Reads the manifest of an archive.
@@ -323,7 +382,7 @@ pub fn start_schedule(app: &std::sync::Arc<App>, every: u64, keep: usize) {
             tokio::select! {
                 _ = tick.tick() => {
                     let actor = Actor::system(SCHEDULER);
-                    match create(&app2, &actor, false, None, |_, _, _| {}).await {
+                    match create(&app2, &actor, false, None, |_, _, _| true).await {
                         Ok(b) => {
                             tracing::info!("scheduled backup written: {} ({} bytes)", b.file, b.bytes);
                             app2.services.error(SCHEDULER, None);

@@ -385,6 +385,67 @@ pub async fn run(
     to_version: Option<i64>,
     dry_run: bool,
 ) -> Result<Vec<TargetRun>> {
+    run_in(app, actor, only, to_version, dry_run, None).await
+}
+
+/// The job kind of a `migration-run` call: a row, so a run that a crash cut short is taken
+/// again by the next runtime (each file commits with its ledger row, so the next attempt
+/// applies what is still pending and nothing twice), and a task that follows it is answered
+/// from the row.
+pub const KIND: &str = "migration-files";
+
+/// Registers the `migration-run` job with the runtime (retried once after a crash).
+pub fn register(app: &std::sync::Arc<App>) {
+    let weak = std::sync::Arc::downgrade(app);
+    app.jobs.register(KIND, true, move |ctx, payload| {
+        let app = weak.upgrade();
+        async move {
+            let Some(app) = app else {
+                return Err("the server is stopping".into());
+            };
+            let actor = Actor::from_json(&payload["actor"]);
+            let only = payload["target"].as_str();
+            let to = payload["toVersion"].as_i64();
+            match run_in(&app, &actor, only, to, false, Some(&ctx)).await {
+                Ok(t) => Ok(json!({"targets": t})),
+                Err(e) => Err(crate::jobs::reason(KIND, &e)),
+            }
+        }
+    });
+}
+
+/// Queues a `migration-run` of `only` (or every target) up to `to_version` as `actor`, after
+/// checking the arguments and that the target exists; audited when the job ends, with its
+/// outcome. Returns the job's id.
+pub async fn start(
+    app: &App,
+    actor: &Actor,
+    only: Option<&str>,
+    to_version: Option<i64>,
+) -> Result<String> {
+    if to_version.is_some_and(|v| v < 1) {
+        return Err(super::invalid("toVersion", "must be 1 or more"));
+    }
+    targets(app, actor, only).await?;
+    let payload = json!({"target": only, "toVersion": to_version, "actor": actor.to_json()});
+    let id = app
+        .jobs
+        .enqueue(KIND, &payload, 2, actor.user_id.as_deref())
+        .await?;
+    actor.recorded_by_job();
+    Ok(id)
+}
+
+/// [`run`], as job `job` when given: it reports each file as progress and stops before the
+/// next file once the job is cancelled.
+async fn run_in(
+    app: &App,
+    actor: &Actor,
+    only: Option<&str>,
+    to_version: Option<i64>,
+    dry_run: bool,
+    job: Option<&crate::jobs::JobCtx>,
+) -> Result<Vec<TargetRun>> {
     let args = json!({"target": only, "toVersion": to_version, "dryRun": dry_run});
     let action = "migration-run";
     audited(app, actor, action, args, async {
@@ -393,6 +454,7 @@ pub async fn run(
         }
         let by = applied_by(actor);
         let mut out = Vec::new();
+        let mut applied = 0u32;
         for t in targets(app, actor, only).await? {
             let (scan, ledger) = read(app, &t).await?;
             let mut r = TargetRun {
@@ -425,6 +487,17 @@ pub async fn run(
                 _ => None,
             };
             for f in todo {
+                if let Some(j) = job {
+                    if j.is_cancelled() {
+                        return Err(Error::Conflict(format!(
+                            "The run was cancelled before {} on target '{}' (files applied before it stay applied)",
+                            f.file, t.name
+                        )));
+                    }
+                    applied += 1;
+                    let m = format!("{}: {}", t.name, f.file);
+                    j.progress(applied as f64, None, Some(&m)).await;
+                }
                 let o = match (&t.place, client.as_mut()) {
                     (Place::Sqlite(p), _) => {
                         let (p, f, by, l) = (p.clone(), f.clone(), by.clone(), t.ledger.clone());

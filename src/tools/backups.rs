@@ -2,8 +2,8 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
+use super::jobs::Stored;
 use crate::mcp::tool::{Annotations, TaskSupport, Tool, ToolCtx, ToolError};
 use crate::ops;
 use crate::ops::backups::Backup;
@@ -16,7 +16,8 @@ pub fn tools() -> Vec<Tool> {
             "Back up the data dir",
             "Take a consistent online backup of trex.db, trexdb's data files and the registered SQLite \
              databases under the data dir (SQLite's online backup; the server keeps serving) into one .tar.gz \
-             with a manifest of checksums, in backup.dir. master.key is left out unless `includeMasterKey` \
+             with a manifest of checksums, in backup.dir. It runs on the job workers, surviving a restart; cancelling the call \
+             stops it between files. master.key is left out unless `includeMasterKey` \
              (an archive with the key opens every sealed secret). Progress per file.",
             Annotations::CREATE,
             backup_create,
@@ -42,17 +43,9 @@ pub struct CreateArgs {
     pub include_master_key: bool,
 }
 
-async fn backup_create(ctx: ToolCtx, a: CreateArgs) -> Result<Backup, ToolError> {
-    let call = ctx.call.clone();
-    let progress = move |done: usize, total: usize, path: &str| {
-        if let Some(tok) = &call.progress_token {
-            call.notify(
-                "notifications/progress",
-                json!({"progressToken": tok, "progress": done, "total": total, "message": path}),
-            );
-        }
-    };
-    Ok(ops::backups::create(&ctx.app, &ctx.actor, a.include_master_key, None, progress).await?)
+async fn backup_create(ctx: ToolCtx, a: CreateArgs) -> Result<Stored<Backup>, ToolError> {
+    let job = ops::backups::start(&ctx.app, &ctx.actor, a.include_master_key).await?;
+    super::jobs::follow(&ctx, &job).await
 }
 
 /// Result of `backup-list`.

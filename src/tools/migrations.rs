@@ -4,6 +4,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::jobs::Stored;
 use crate::mcp::tool::{Annotations, TaskSupport, Tool, ToolCtx, ToolError};
 use crate::ops;
 use crate::ops::migrations::{TargetRun, TargetStatus};
@@ -31,7 +32,8 @@ pub fn tools() -> Vec<Tool> {
              target, in version order, up to `toVersion`. Each file and its ledger row commit in one transaction \
              under a lock on the target, so two runs never apply a file twice. Every applied file's checksum is \
              verified first: a mismatch stops the run. The first failing file is rolled back, recorded as failed, \
-             and stops the run. `dryRun: true` lists what would run.",
+             and stops the run. Runs on the job workers, surviving a restart (cancelling stops it before the next file). \
+             `dryRun: true` lists what would run.",
             Annotations {
                 read_only: false,
                 destructive: true,
@@ -99,15 +101,14 @@ pub struct Ran {
     pub targets: Vec<TargetRun>,
 }
 
-async fn migration_run(ctx: ToolCtx, a: RunArgs) -> Result<Ran, ToolError> {
+async fn migration_run(ctx: ToolCtx, a: RunArgs) -> Result<Stored<Ran>, ToolError> {
     let target = target_arg(a.target, a.plugin_name)?;
-    let targets = ops::migrations::run(
-        &ctx.app,
-        &ctx.actor,
-        target.as_deref(),
-        a.to_version,
-        a.dry_run,
-    )
-    .await?;
-    Ok(Ran { targets })
+    if a.dry_run {
+        let targets =
+            ops::migrations::run(&ctx.app, &ctx.actor, target.as_deref(), a.to_version, true)
+                .await?;
+        return Ok(Stored::of(&Ran { targets }));
+    }
+    let job = ops::migrations::start(&ctx.app, &ctx.actor, target.as_deref(), a.to_version).await?;
+    super::jobs::follow(&ctx, &job).await
 }

@@ -11,6 +11,7 @@ pub mod databases;
 pub mod definitions;
 pub mod endpoint;
 pub mod etl;
+pub mod jobs;
 pub mod migrations;
 pub mod plugins;
 pub mod roles;

@@ -1034,3 +1034,151 @@ fn migration_commands_define_test_run_and_show_with_exit_status_1_on_failure() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("nicks"), "{}", stderr(&o));
 }
+
+/// `trex.db`'s job rows of `kind`: `(state, attempts, progress message)`.
+fn jobs_of(data: &std::path::Path, kind: &str) -> Vec<(String, i64, Option<String>)> {
+    let c = rusqlite::Connection::open(data.join("trex.db")).unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    let mut st = c
+        .prepare("SELECT state, attempts, progress_message FROM jobs WHERE kind = ?1")
+        .unwrap();
+    st.query_map([kind], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_migration_run_task_outlives_kill_9_of_its_server_and_is_polled_from_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let dbs = dir.path().join("databases");
+    std::fs::create_dir_all(&dbs).unwrap();
+    rusqlite::Connection::open(dbs.join("b.db"))
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT);
+             WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 3000)
+             INSERT INTO users (email) SELECT 'u' || n FROM s;",
+        )
+        .unwrap();
+    let migs = dir.path().join("migrations/b");
+    std::fs::create_dir_all(&migs).unwrap();
+    // V1 is slow (millions of rows in one transaction), V2 quick
+    std::fs::write(
+        migs.join("V1__pairs.sql"),
+        "CREATE TABLE pairs AS SELECT u1.id AS x, u2.id AS y FROM users u1, users u2 LIMIT 6000000;",
+    )
+    .unwrap();
+    std::fs::write(
+        migs.join("V2__marker.sql"),
+        "CREATE TABLE marker (x INTEGER);",
+    )
+    .unwrap();
+    let env = [("TREX_JOBS_LEASE_SECS", "3")];
+    let mut first = serve_with(d, &env);
+    let key = first
+        .stdout
+        .split_whitespace()
+        .find(|w| trex::auth::keys::well_formed(w))
+        .expect("first start prints a key")
+        .to_string();
+    let mut admin = Client::new(&format!("http://{}/trex/mcp", first.addr), Some(&key));
+    admin.initialize().await;
+    admin
+        .call_ok(
+            "database-create",
+            json!({"id": "b", "dialect": "sqlite", "databaseName": "b.db", "migrationsDir": "b"}),
+        )
+        .await;
+
+    // a client that declared the tasks extension gets a task at once
+    let url = format!("http://{}/trex/mcp", first.addr);
+    let call = json!({"name": "migration-run", "arguments": {"target": "b"}});
+    let (st, c) = crate::tasks::send(&url, &key, "tools/call", call, true).await;
+    assert_eq!(st, 200, "{c}");
+    assert_eq!(c["result"]["resultType"], "task", "{c}");
+    let task = c["result"]["taskId"].as_str().unwrap().to_string();
+
+    // kill -9 while V1 is being applied: no shutdown, no finishing write
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let j = jobs_of(dir.path(), "migration-files");
+        if j.first()
+            .is_some_and(|(s, _, m)| s == "running" && m.as_deref() == Some("b: V1__pairs.sql"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never saw V1 running: {j:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let j = jobs_of(dir.path(), "migration-files");
+    assert_eq!(j[0].0, "running", "killed mid-run: {j:?}");
+    assert_eq!(j[0].1, 1, "{j:?}");
+
+    // the next process takes the job over and the task, polled there on new connections,
+    // ends with the run's result
+    let mut second = serve_with(d, &env);
+    let url = format!("http://{}/trex/mcp", second.addr);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let done = loop {
+        let (st, b) =
+            crate::tasks::send(&url, &key, "tasks/get", json!({"taskId": task}), true).await;
+        assert_eq!(st, 200, "{b}");
+        let r = b["result"].clone();
+        if matches!(
+            r["status"].as_str(),
+            Some("completed" | "failed" | "cancelled")
+        ) {
+            break r;
+        }
+        assert_eq!(r["status"], "working", "{b}");
+        assert!(Instant::now() < deadline, "the task never ended: {b}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(done["status"], "completed", "{done}");
+    let ran = &done["result"]["structuredContent"]["targets"][0];
+    assert_eq!(ran["target"], "b", "{done}");
+    let applied: Vec<_> = ran["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["version"].as_i64().unwrap(),
+                o["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        applied,
+        [(1, "applied".to_string()), (2, "applied".to_string())],
+        "{done}"
+    );
+    let j = jobs_of(dir.path(), "migration-files");
+    assert_eq!((j[0].0.as_str(), j[0].1), ("succeeded", 2), "{j:?}");
+    // each file applied once, and V1's cut-short first attempt left nothing behind
+    let b = rusqlite::Connection::open(dbs.join("b.db")).unwrap();
+    let n: i64 = b
+        .query_row("SELECT count(*) FROM pairs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 6_000_000);
+    let mut m = Client::new(&url, Some(&key));
+    m.initialize().await;
+    let l = m.call_ok("migration-list", json!({"target": "b"})).await;
+    let files = l["targets"][0]["migrations"].as_array().unwrap();
+    assert_eq!(files.len(), 2, "{l}");
+    assert!(files.iter().all(|f| f["status"] == "applied"), "{l}");
+    // the run is audited once, as the caller who asked for it, with its outcome
+    let a = m
+        .call_ok("audit-list", json!({"tool": "migration-run"}))
+        .await;
+    assert_eq!(a["entries"].as_array().unwrap().len(), 1, "{a}");
+    assert_eq!(a["entries"][0]["outcome"], "ok", "{a}");
+    assert!(a["entries"][0]["keyId"].is_string(), "{a}");
+    sigterm(&second.child);
+    second.child.wait().unwrap();
+}

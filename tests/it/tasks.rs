@@ -1,8 +1,8 @@
 //! The tasks extension of 2026-07-28 on the real servers: long tools (`run_migration`,
 //! `backup-create`) become tasks for a client that declares the extension and stay plain calls
 //! for one that does not; a task is a row, so another connection polls it, a restart keeps
-//! it, and a task whose runner died is answered from the run it follows (or failed when it
-//! follows nothing durable); only the key that made a task sees it; the header and capability
+//! it, and a task whose runner died is answered from the run or job it follows (or failed
+//! when it follows nothing durable; `kill -9` mid-task is in `cli.rs`); only the key that made a task sees it; the header and capability
 //! rules hold.
 
 use serde_json::{Value, json};
@@ -13,7 +13,13 @@ const V: &str = "2026-07-28";
 const TASKS: &str = "io.modelcontextprotocol/tasks";
 
 /// One stateless request to `url`: `(status, body)`. `tasks`: declare the extension.
-async fn send(url: &str, key: &str, method: &str, mut params: Value, tasks: bool) -> (u16, Value) {
+pub(crate) async fn send(
+    url: &str,
+    key: &str,
+    method: &str,
+    mut params: Value,
+    tasks: bool,
+) -> (u16, Value) {
     let caps = if tasks {
         json!({"extensions": {TASKS: {}}})
     } else {
@@ -176,13 +182,22 @@ async fn long_tools_run_as_tasks_polled_from_anywhere_and_kept_across_restarts()
     let resumed = settle(&murl, &s.key, &id).await;
     assert_eq!(resumed["status"], "completed", "{resumed}");
     assert_eq!(resumed["result"]["structuredContent"]["state"], "completed");
-    // ...and one that follows nothing durable is failed, saying why
+    // ...backup-create's from the job it follows...
     sql.execute(
         "UPDATE mcp_tasks SET status = 'working', result = NULL, lease_until = 0 WHERE id = ?1",
         [&backup_task],
     )
     .unwrap();
     let url = s.url();
+    let from_job = settle(&url, &s.key, &backup_task).await;
+    assert_eq!(from_job["status"], "completed", "{from_job}");
+    assert_eq!(from_job["result"], b["result"], "the job's stored result");
+    // ...and one that follows nothing durable is failed, saying why
+    sql.execute(
+        "UPDATE mcp_tasks SET status = 'working', result = NULL, lease_until = 0, backing = NULL WHERE id = ?1",
+        [&backup_task],
+    )
+    .unwrap();
     let lost = settle(&url, &s.key, &backup_task).await;
     assert_eq!(lost["status"], "failed", "{lost}");
     assert_eq!(lost["error"]["code"], -32603, "{lost}");

@@ -1,0 +1,131 @@
+//! Tool calls that run on the job runtime ([`crate::jobs`]): `backup-create` and
+//! `migration-run` queue a job and wait for it, turning its progress into
+//! `notifications/progress` and a cancelled request into a cancelled job. When the call is a
+//! task (the 2026-07-28 tasks extension) the task follows the job (`{"kind": "job", "job": …}`),
+//! so after a crash or a restart the task is answered from the job's row — the job itself is
+//! claimed again by the next runtime and finished there — and can be polled from any
+//! connection.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::mcp::tool::{ToolCtx, ToolError, ToolOutput};
+
+/// The `kind` of a task's backing that follows a job.
+pub const JOB_BACKING: &str = "job";
+
+/// A result a job stored as JSON, shown with the schema of `T` (what the tool would have
+/// returned had it run in the request).
+pub struct Stored<T>(pub Value, PhantomData<T>);
+
+impl<T: Serialize> Stored<T> {
+    /// A result computed in the request, shown like a stored one.
+    pub fn of(v: &T) -> Stored<T> {
+        Stored(
+            serde_json::to_value(v).expect("a result is JSON"),
+            PhantomData,
+        )
+    }
+}
+
+impl<T> Serialize for Stored<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for Stored<T> {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        T::schema_name()
+    }
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        T::schema_id()
+    }
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::json_schema(g)
+    }
+}
+
+/// Waits for job `job` that this call queued: its progress becomes the call's
+/// `notifications/progress`, a cancelled call cancels the job (at its next safe point), and a
+/// task follows the job. Succeeded: the job's result; failed or cancelled: the job's error.
+pub async fn follow<T>(ctx: &ToolCtx, job: &str) -> Result<Stored<T>, ToolError> {
+    if ctx.call.is_task() {
+        ctx.call
+            .follow(json!({"kind": JOB_BACKING, "job": job}))
+            .await;
+    }
+    let call = ctx.call.clone();
+    let progress = move |p: f64, t: Option<f64>, m: Option<&str>| {
+        if let Some(tok) = &call.progress_token {
+            let mut params = json!({"progressToken": tok, "progress": p});
+            if let Some(t) = t {
+                params["total"] = json!(t);
+            }
+            if let Some(m) = m {
+                params["message"] = json!(m);
+            }
+            call.notify("notifications/progress", params);
+        }
+    };
+    let jobs = ctx.app.jobs.clone();
+    let wait = jobs.wait(job, progress);
+    tokio::pin!(wait);
+    let j = tokio::select! {
+        j = &mut wait => j?,
+        _ = ctx.call.cancel.cancelled() => {
+            jobs.cancel(job).await?;
+            wait.await?
+        }
+    };
+    match outcome(&j) {
+        Ok(v) => Ok(Stored(v, PhantomData)),
+        Err(m) => Err(ToolError::Failed(m)),
+    }
+}
+
+/// What an ended job answers: its result, or the reason it did not succeed.
+fn outcome(j: &crate::store::jobs::Job) -> Result<Value, String> {
+    match j.state.as_str() {
+        "succeeded" => Ok(j.result.clone().unwrap_or(Value::Null)),
+        "cancelled" => Err(j
+            .error
+            .clone()
+            .unwrap_or_else(|| "Cancelled before it finished".into())),
+        _ => Err(j.error.clone().unwrap_or_else(|| "The job failed".into())),
+    }
+}
+
+/// Lets tasks that follow a job be answered from the job's row when the process that ran the
+/// call stopped: nothing while the job is queued or running (on any node), its result or
+/// error once it has ended.
+pub fn register_task_resumer(app: &Arc<crate::App>) {
+    let weak = Arc::downgrade(app);
+    app.mcp_tasks.register_resumer(
+        JOB_BACKING,
+        Arc::new(move |b: Value| {
+            let weak = weak.clone();
+            Box::pin(async move {
+                let app = weak.upgrade()?;
+                let id = b.get("job")?.as_str()?.to_string();
+                let out = match app.jobs.get(&id).await {
+                    Ok(Some(j)) if matches!(j.state.as_str(), "queued" | "running") => return None,
+                    Ok(Some(j)) => match outcome(&j) {
+                        Ok(v) => ToolOutput::Json(v.to_string()),
+                        Err(m) => ToolOutput::Err(m),
+                    },
+                    Ok(None) => ToolOutput::Err(format!("The job {id} this task followed is gone")),
+                    Err(e) => ToolOutput::Err(crate::error::internal("reading a task's job", &e)),
+                };
+                Some(Ok(out.into_result()))
+            })
+        }),
+    );
+}
