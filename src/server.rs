@@ -87,12 +87,16 @@ pub async fn start(
     // pipelines that were running when the server last stopped (however it stopped)
     crate::ops::pipelines::resume_all(&app).await;
     let routes = http::routes(app.clone(), catalogue.clone(), &extra);
+    let lane = Arc::new(http::fast::FastLane::new(
+        app.clone(),
+        &http::mcp_mounts(&app, &catalogue, &extra),
+    ));
     let grace = Duration::from_secs(app.config.server.shutdown_grace_secs);
     let stop = app.shutdown.clone();
     let app2 = app.clone();
     let task = tokio::spawn(async move {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        accept_loop(&app2, listener, routes, &graceful).await;
+        accept_loop(&app2, listener, routes, lane, &graceful).await;
         app2.sessions.close_streams();
         // connections drain while running jobs get the same grace to finish
         let connections = async {
@@ -210,6 +214,7 @@ async fn accept_loop(
     app: &Arc<App>,
     listener: tokio::net::TcpListener,
     routes: warp::filters::BoxedFilter<(http::Response,)>,
+    lane: Arc<http::fast::FastLane>,
     graceful: &hyper_util::server::graceful::GracefulShutdown,
 ) {
     let cap = connection_cap(app.config.server.max_connections);
@@ -236,6 +241,7 @@ async fn accept_loop(
         }
         let (id, mark, kill) = conns.add();
         let svc = warp::service(routes.clone());
+        let lane = lane.clone();
         let service =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 // a request in progress is trusted once it authenticates (the guard marks it);
@@ -244,11 +250,26 @@ async fn accept_loop(
                     http::ConnMark::PENDING,
                     std::sync::atomic::Ordering::Release,
                 );
-                req.extensions_mut().insert(http::ClientAddr(peer));
-                req.extensions_mut().insert(http::ConnMark(mark.clone()));
-                let mut svc = svc.clone();
                 let answered = mark.clone();
-                let fut = tower_service::Service::call(&mut svc, req);
+                // POST to an MCP server's path: the fast lane; everything else: warp's routes
+                let fut = match lane.route(&req) {
+                    Some(server) => {
+                        let (lane, mark) = (lane.clone(), http::ConnMark(mark.clone()));
+                        futures_util::future::Either::Left(async move {
+                            Ok::<_, std::convert::Infallible>(
+                                lane.serve(server, req, peer, &mark).await,
+                            )
+                        })
+                    }
+                    None => {
+                        req.extensions_mut().insert(http::ClientAddr(peer));
+                        req.extensions_mut().insert(http::ConnMark(mark.clone()));
+                        let mut svc = svc.clone();
+                        futures_util::future::Either::Right(tower_service::Service::call(
+                            &mut svc, req,
+                        ))
+                    }
+                };
                 async move {
                     let r = fut.await;
                     let _ = answered.compare_exchange(

@@ -23,24 +23,37 @@ pub fn limited(
             }
             match tokio::time::timeout(timeout, collect(s, max)).await {
                 Ok(r) => r,
-                Err(_) => Err(ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    format!(
-                        "Request Timeout: the body did not arrive within {} s",
-                        timeout.as_secs()
-                    ),
-                )
-                .reject()),
+                Err(_) => Err(timeout_error(timeout).reject()),
             }
         })
 }
 
 fn too_large(max: usize) -> Rejection {
+    too_large_error(max).reject()
+}
+
+/// 413: the body is over `max` bytes.
+pub fn too_large_error(max: usize) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("Request body too large (limit {max} bytes)"),
     )
-    .reject()
+}
+
+/// 408: the body did not arrive whole within `timeout`.
+pub fn timeout_error(timeout: std::time::Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        format!(
+            "Request Timeout: the body did not arrive within {} s",
+            timeout.as_secs()
+        ),
+    )
+}
+
+/// 400: the body could not be read (the connection broke mid-body).
+pub fn unreadable_error() -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "Could not read the request body")
 }
 
 async fn collect<S, B>(s: S, max: usize) -> Result<Bytes, Rejection>
@@ -51,9 +64,7 @@ where
     let mut s = std::pin::pin!(s);
     let mut out = BytesMut::new();
     while let Some(chunk) = s.next().await {
-        let mut chunk = chunk.map_err(|_| {
-            ApiError::new(StatusCode::BAD_REQUEST, "Could not read the request body").reject()
-        })?;
+        let mut chunk = chunk.map_err(|_| unreadable_error().reject())?;
         if out.len() + chunk.remaining() > max {
             return Err(too_large(max));
         }

@@ -96,11 +96,16 @@ fn split_host(h: &str) -> &str {
 
 /// Refuses a bad `Host` or `Origin` with 403.
 pub fn check_origin(policy: &HostPolicy, h: &HeaderMap) -> Result<(), Rejection> {
+    origin_allowed(policy, h).map_err(ApiError::reject)
+}
+
+/// [`check_origin`] as the error to answer.
+fn origin_allowed(policy: &HostPolicy, h: &HeaderMap) -> Result<(), ApiError> {
     if let Some(host) = h.get(header::HOST) {
         let ok = host.to_str().is_ok_and(|v| policy.host_ok(v));
         if !ok {
             return Err(
-                ApiError::new(StatusCode::FORBIDDEN, "Forbidden: invalid Host header").reject(),
+                ApiError::new(StatusCode::FORBIDDEN, "Forbidden: invalid Host header"),
             );
         }
     }
@@ -108,7 +113,7 @@ pub fn check_origin(policy: &HostPolicy, h: &HeaderMap) -> Result<(), Rejection>
         let ok = origin.to_str().is_ok_and(|v| policy.origin_ok(v));
         if !ok {
             return Err(
-                ApiError::new(StatusCode::FORBIDDEN, "Forbidden: invalid Origin header").reject(),
+                ApiError::new(StatusCode::FORBIDDEN, "Forbidden: invalid Origin header"),
             );
         }
     }
@@ -154,61 +159,76 @@ pub fn authenticated(
             let app = app.clone();
             let policy = policy.clone();
             async move {
-                let trust = |p: Arc<Principal>| {
-                    if let Some(m) = &mark {
-                        m.trust();
-                    }
-                    p
-                };
-                check_origin(&policy, &h)?;
-                let auth = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-                if auth.is_none()
-                    && let Some(token) = crate::http::web_auth::cookie_token(&h)
-                {
-                    if !same_origin(&h) {
-                        return Err(ApiError::new(
-                            StatusCode::FORBIDDEN,
-                            "Forbidden: the session cookie works only from this server's own pages (same origin)",
-                        )
-                        .reject());
-                    }
-                    if !crate::http::web_auth::csrf_ok(&h, &token) {
-                        return Err(ApiError::new(
-                            StatusCode::FORBIDDEN,
-                            "Forbidden: the X-Trex-Csrf header must carry this session's token (GET /api/auth/session)",
-                        )
-                        .reject());
-                    }
-                    return match app.auth.web(&token).await {
-                        Ok(p) => Ok((trust(p), h)),
-                        Err(_) => Err(ApiError::unauthorized().reject()),
-                    };
-                }
-                match app.auth.authenticate(auth).await {
-                    Ok(p) => Ok((trust(p), h)),
-                    Err(why) => {
-                        // never the key itself: the 13-character display prefix of a trex key at
-                        // most (nothing of any other token)
-                        let prefix = auth
-                            .and_then(|a| a.split_whitespace().nth(1))
-                            .filter(|k| k.starts_with(crate::auth::keys::KEY_PREFIX))
-                            .map(|k| {
-                                k.chars()
-                                    .take(crate::auth::keys::PREFIX_LEN)
-                                    .collect::<String>()
-                            });
-                        tracing::warn!(
-                            remote = %remote.map(|r| r.to_string()).unwrap_or_default(),
-                            key_prefix = prefix.as_deref().unwrap_or("-"),
-                            reason = ?why,
-                            "API key refused"
-                        );
-                        Err(ApiError::unauthorized().reject())
-                    }
+                match authenticate(&app, &policy, &h, remote, mark.as_ref()).await {
+                    Ok(p) => Ok((p, h)),
+                    Err(e) => Err(e.reject()),
                 }
             }
         })
         .untuple_one()
+}
+
+/// What [`authenticated`] checks, for a request's headers `h` from `remote`: the caller, or the
+/// JSON error to answer (403 for a bad Host, Origin or cross-site cookie, 401 for no or a bad
+/// key). Marks the connection trusted once the caller is known. The one rule both the warp
+/// routes and the fast lane ([`super::fast`]) apply.
+pub async fn authenticate(
+    app: &App,
+    policy: &HostPolicy,
+    h: &HeaderMap,
+    remote: Option<std::net::SocketAddr>,
+    mark: Option<&crate::http::ConnMark>,
+) -> Result<Arc<Principal>, ApiError> {
+    let trust = |p: Arc<Principal>| {
+        if let Some(m) = mark {
+            m.trust();
+        }
+        p
+    };
+    origin_allowed(policy, h)?;
+    let auth = h.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if auth.is_none()
+        && let Some(token) = crate::http::web_auth::cookie_token(h)
+    {
+        if !same_origin(h) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden: the session cookie works only from this server's own pages (same origin)",
+            ));
+        }
+        if !crate::http::web_auth::csrf_ok(h, &token) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden: the X-Trex-Csrf header must carry this session's token (GET /api/auth/session)",
+            ));
+        }
+        return match app.auth.web(&token).await {
+            Ok(p) => Ok(trust(p)),
+            Err(_) => Err(ApiError::unauthorized()),
+        };
+    }
+    match app.auth.authenticate(auth).await {
+        Ok(p) => Ok(trust(p)),
+        Err(why) => {
+            // never the key itself: the 13-character display prefix of a trex key at most
+            // (nothing of any other token)
+            let prefix = auth
+                .and_then(|a| a.split_whitespace().nth(1))
+                .filter(|k| k.starts_with(crate::auth::keys::KEY_PREFIX))
+                .map(|k| {
+                    k.chars()
+                        .take(crate::auth::keys::PREFIX_LEN)
+                        .collect::<String>()
+                });
+            tracing::warn!(
+                remote = %remote.map(|r| r.to_string()).unwrap_or_default(),
+                key_prefix = prefix.as_deref().unwrap_or("-"),
+                reason = ?why,
+                "API key refused"
+            );
+            Err(ApiError::unauthorized())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod fast;
 pub mod endpoints;
 pub mod guard;
 pub mod plugins;
@@ -95,6 +96,20 @@ pub fn admin_mount(app: &App, catalogue: &crate::servers::Catalogue) -> Mount {
     }
 }
 
+/// The MCP servers at fixed paths: the admin server, the migrations server and `extra` (the
+/// endpoint servers are found by id under `/api/v1/endpoints/`).
+pub fn mcp_mounts(app: &App, catalogue: &crate::servers::Catalogue, extra: &[Mount]) -> Vec<Mount> {
+    let mut mounts = vec![
+        admin_mount(app, catalogue),
+        Mount {
+            segments: vec!["api".into(), "v1".into(), "mcp".into(), "migrations".into()],
+            server: catalogue.migrations(),
+        },
+    ];
+    mounts.extend(extra.iter().cloned());
+    mounts
+}
+
 /// Every route of the server — the catalogue's servers (admin and endpoint servers), `extra`
 /// mounts (the conformance fixtures), health, web sign-in — with rejections recovered as JSON.
 pub fn routes(
@@ -102,14 +117,7 @@ pub fn routes(
     catalogue: Arc<crate::servers::Catalogue>,
     extra: &[Mount],
 ) -> BoxedFilter<(Response,)> {
-    let mut mounts = vec![
-        admin_mount(&app, &catalogue),
-        Mount {
-            segments: vec!["api".into(), "v1".into(), "mcp".into(), "migrations".into()],
-            server: catalogue.migrations(),
-        },
-    ];
-    mounts.extend(extra.iter().cloned());
+    let mounts = mcp_mounts(&app, &catalogue, extra);
     let policy = Arc::new(HostPolicy::from_config(&app.config));
     let mut all = root(app.clone())
         .or(health(app.clone()))

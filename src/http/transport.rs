@@ -124,9 +124,22 @@ pub async fn post(
     query: String,
     body: Bytes,
 ) -> Reply {
-    Ok(post_inner(app, server, principal, &query, headers, body)
+    Ok(answer_post(app, server, principal, &query, headers, body).await)
+}
+
+/// [`post`] once the caller is known and the body read: the answer, errors included (the fast
+/// lane, [`super::fast`], calls this directly).
+pub async fn answer_post(
+    app: Arc<App>,
+    server: Arc<McpServer>,
+    principal: Arc<Principal>,
+    query: &str,
+    headers: HeaderMap,
+    body: Bytes,
+) -> warp::reply::Response {
+    post_inner(app, server, principal, query, headers, body)
         .await
-        .unwrap_or_else(ApiError::into_response))
+        .unwrap_or_else(ApiError::into_response)
 }
 
 /// The `tools=` view of a query string: comma-separated globs (`*`, `?`), each optionally
