@@ -197,7 +197,7 @@ pub async fn list(
 pub async fn get(app: &App, who: &str) -> Result<(User, Vec<Role>)> {
     let who = who.to_string();
     app.store
-        .read(move |c| {
+        .snapshot(move |c| {
             let user = find(c, &who)?;
             let roles = roles::of_user(c, &user.id)?;
             Ok((user, roles))
