@@ -142,13 +142,36 @@ pub async fn answer_post(
         .unwrap_or_else(ApiError::into_response)
 }
 
-/// The `tools=` view of a query string: comma-separated globs (`*`, `?`), each optionally
-/// `server:`-qualified, as key scopes write them. Anything else in the query is ignored.
+/// The view a query string asks for: `tools=` — comma-separated globs (`*`, `?`), each
+/// optionally `server:`-qualified, as key scopes write them — and `outputSchemas=true|false`
+/// (default false). Anything else in the query is ignored.
 pub fn view_of(query: &str) -> Result<ToolView, ApiError> {
-    let Some((_, list)) = url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "tools")
-    else {
-        return Ok(None);
-    };
+    let mut view = ToolView::default();
+    if query.is_empty() {
+        return Ok(view);
+    }
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        match &*k {
+            "tools" => view.globs = Some(globs_of(&v)?),
+            "outputSchemas" => {
+                view.output_schemas = match &*v {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => {
+                        return Err(ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            "Invalid `outputSchemas` in the URL: true or false",
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(view)
+}
+
+fn globs_of(list: &str) -> Result<std::sync::Arc<[String]>, ApiError> {
     let globs: Vec<String> = list
         .split(',')
         .map(str::trim)
@@ -166,7 +189,7 @@ pub fn view_of(query: &str) -> Result<ToolView, ApiError> {
             "Invalid `tools` in the URL: a comma-separated list of tool-name globs (letters, digits, _ - . * ? and server: prefixes)",
         ));
     }
-    Ok(Some(globs.into()))
+    Ok(globs.into())
 }
 
 async fn post_inner(

@@ -43,12 +43,20 @@ pub struct CallContext {
     /// the tool may run as a task); `None` otherwise.
     pub task: Option<Arc<super::tasks::TaskSlot>>,
     /// The tools this request's URL asked to see (`?tools=user-*,audit-list`: globs, optionally
-    /// `server:`-qualified as in key scopes); `None`: all the key may use.
+    /// `server:`-qualified as in key scopes), and whether with their output schemas.
     pub view: ToolView,
 }
 
-/// A subset of a server's tools a client asked for (see [`CallContext::view`]).
-pub type ToolView = Option<Arc<[String]>>;
+/// What of a server's tools a client asked to see, on its URL (see [`CallContext::view`]).
+#[derive(Debug, Clone, Default)]
+pub struct ToolView {
+    /// `?tools=user-*,audit-list`: tool-name globs; `None`: every tool the key may use.
+    pub globs: Option<Arc<[String]>>,
+    /// `?outputSchemas=true`: `tools/list` gives each tool's output schema too. Left out by
+    /// default (the lean list): results still carry `structuredContent`, and the schemas stay
+    /// what the server checks its results against.
+    pub output_schemas: bool,
+}
 
 /// Multi-round-trip requests (2026-07-28): instead of sending the client a request and waiting,
 /// the work records what it needs ([`CallContext::ask`]) and fails; the transport answers

@@ -135,7 +135,7 @@ fn in_scope(server: &McpServer, ctx: &CallContext, tool: &Tool) -> bool {
 /// True when `tool` is in the view the request's URL asked for (`?tools=`), if any.
 fn in_view(server: &McpServer, ctx: &CallContext, tool: &Tool) -> bool {
     let scope = crate::servers::scope_name(&server.id);
-    ctx.view.as_ref().is_none_or(|v| {
+    ctx.view.globs.as_ref().is_none_or(|v| {
         v.iter()
             .any(|g| crate::auth::scopes::Scopes::glob_matches(g, scope, &tool.name))
     })
@@ -168,7 +168,7 @@ fn tools_list(
     let end = (start + size).min(visible.len());
     let tools: Vec<Value> = visible[start..end]
         .iter()
-        .map(|t| t.describe(&ctx.protocol_version))
+        .map(|t| t.describe(&ctx.protocol_version, ctx.view.output_schemas))
         .collect();
     let mut r = json!({"tools": tools});
     if end < visible.len() {

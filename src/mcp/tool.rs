@@ -371,6 +371,69 @@ pub fn lean_output(mut v: Value) -> Value {
             _ => {}
         }
     }
+    strip(&mut v, false);
+    inline_single_use(v)
+}
+
+/// An input schema as `tools/list` sends it: every `$defs` entry used once put in its place
+/// (the property's own description kept over the definition's), and an optional property
+/// (not in `required`) described by its type alone — `"string"`, not `["string", "null"]`: a
+/// client leaves out what it does not mean to send, and the server still takes `null` for it.
+pub fn lean_input(v: Value) -> Value {
+    fn denull(p: &mut Value) {
+        let Some(o) = p.as_object_mut() else { return };
+        if let Some(Value::Array(types)) = o.get("type")
+            && types.len() == 2
+            && types.iter().any(|t| t == "null")
+        {
+            let t = types.iter().find(|t| *t != "null").cloned().unwrap_or_default();
+            o.insert("type".into(), t);
+        }
+        let null = json!({"type": "null"});
+        if let Some(Value::Array(any)) = o.get("anyOf")
+            && any.len() == 2
+            && any.contains(&null)
+            && let Some(Value::Object(mut other)) = any.iter().find(|x| **x != null).cloned()
+            && {
+                // the property's own description says it better than the type's
+                if o.contains_key("description") {
+                    other.remove("description");
+                }
+                other.keys().all(|k| !o.contains_key(k))
+            }
+        {
+            o.remove("anyOf");
+            o.extend(other);
+        }
+    }
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(o) => {
+                let required: Vec<String> = o
+                    .get("required")
+                    .and_then(Value::as_array)
+                    .map(|r| r.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                    .unwrap_or_default();
+                if let Some(Value::Object(props)) = o.get_mut("properties") {
+                    for (k, p) in props.iter_mut() {
+                        if !required.contains(k) {
+                            denull(p);
+                        }
+                    }
+                }
+                o.values_mut().for_each(walk);
+            }
+            Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut v = inline_single_use(v);
+    walk(&mut v);
+    v
+}
+
+/// `v` with every `$defs` entry that is used once (and not by a definition) put in its place.
+fn inline_single_use(mut v: Value) -> Value {
     fn count(v: &Value, uses: &mut std::collections::HashMap<String, usize>) {
         match v {
             Value::Object(o) => {
@@ -408,7 +471,6 @@ pub fn lean_output(mut v: Value) -> Value {
             _ => {}
         }
     }
-    strip(&mut v, false);
     let mut uses = std::collections::HashMap::new();
     count(&v, &mut uses);
     let Some(Value::Object(defs)) = v.get("$defs").cloned() else {
@@ -604,7 +666,7 @@ impl Tool {
                 }
             })
         });
-        let input_schema = schema_of::<I>();
+        let input_schema = lean_input(schema_of::<I>());
         Tool {
             name: name.to_string(),
             title: Some(title.to_string()),
@@ -684,8 +746,9 @@ impl Tool {
         (self.handler)(ctx, args)
     }
 
-    /// The entry of `tools/list` for a client of `protocol_version`.
-    pub fn describe(&self, protocol_version: &str) -> Value {
+    /// The entry of `tools/list` for a client of `protocol_version`, with the output schema
+    /// when `with_output` (the URL's `?outputSchemas=true`).
+    pub fn describe(&self, protocol_version: &str, with_output: bool) -> Value {
         // 2025-03-26 knows a title only inside annotations; later revisions beside the name
         let old = protocol_version == "2025-03-26";
         let annotations = self
@@ -700,7 +763,7 @@ impl Tool {
         if let Some(t) = self.title.as_ref().filter(|_| !old) {
             v["title"] = json!(t);
         }
-        if let Some(o) = &self.output_schema {
+        if let Some(o) = self.output_schema.as_ref().filter(|_| with_output) {
             v["outputSchema"] = o.clone();
         }
         v

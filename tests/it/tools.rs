@@ -16,8 +16,27 @@ async fn ready() -> (TestServer, Client) {
 
 #[tokio::test]
 async fn every_tool_has_schemas_and_truthful_annotations() {
-    let (_s, c) = ready().await;
+    let (s, lean) = ready().await;
+    // the default list is lean: no output schemas (results still carry structuredContent)
+    let default = lean.rpc("tools/list", json!({})).await["result"]["tools"].clone();
+    assert!(
+        default
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t.get("outputSchema").is_none()),
+        "{default}"
+    );
+    let mut c = Client::new(&format!("{}?outputSchemas=true", s.url()), Some(&s.key));
+    c.initialize().await;
     let tools = c.rpc("tools/list", json!({})).await["result"]["tools"].clone();
+    assert_eq!(tools.as_array().unwrap().len(), default.as_array().unwrap().len());
+    // a bad value is refused with 400, not ignored
+    let bad = Client::new(&format!("{}?outputSchemas=maybe", s.url()), Some(&s.key));
+    let r = bad.post().json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"}}})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
     let names: HashSet<&str> = tools
         .as_array()
         .unwrap()
@@ -452,7 +471,9 @@ async fn the_plugin_guide_resource_reads() {
 /// error here. The schemas themselves are lean: no `$schema`, no non-standard `format`.
 #[tokio::test]
 async fn read_tools_return_what_their_output_schemas_say() {
-    let (s, c) = ready().await;
+    let s = TestServer::start().await;
+    let mut c = Client::new(&format!("{}?outputSchemas=true", s.url()), Some(&s.key));
+    c.initialize().await;
     c.call_ok(
         "user-create",
         json!({"name": "Schema", "email": "schema@example.com", "password": "pass-word-1"}),
@@ -491,6 +512,12 @@ async fn read_tools_return_what_their_output_schemas_say() {
         if t["annotations"]["readOnlyHint"] == true && !needs_args {
             let r = c.call(name, json!({})).await;
             assert_eq!(r["isError"], false, "{name}: {r}");
+            // the published schema, checked here as a client would check it
+            let v = jsonschema::validator_for(&t["outputSchema"])
+                .unwrap_or_else(|e| panic!("{name}: its outputSchema does not compile: {e}"));
+            if let Err(e) = v.validate(&r["structuredContent"]) {
+                panic!("{name}: the result does not follow its outputSchema: {e}: {r}");
+            }
             called += 1;
         }
     }
