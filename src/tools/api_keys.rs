@@ -72,8 +72,7 @@ pub struct CreateArgs {
     pub name: String,
     /// Expiry, RFC 3339 (e.g. `2027-01-01T00:00:00Z`); omit for a key that does not expire.
     pub expires_at: Option<String>,
-    /// Limits of the key: `readOnly` (only read-only tools), `tools` (allow-list of tool-name
-    /// globs), `endpoints` (allow-list of database ids). Omit for an unrestricted key.
+    /// Limits of the key; omit for an unrestricted key.
     pub scopes: Option<Scopes>,
 }
 

@@ -16,8 +16,7 @@ pub fn tools() -> Vec<Tool> {
             "Back up the data dir",
             "Take a consistent online backup of trex.db, trexdb's data files and the registered SQLite \
              databases under the data dir (SQLite's online backup; the server keeps serving) into one .tar.gz \
-             with a manifest of checksums, in backup.dir. It runs on the job workers, surviving a restart; cancelling the call \
-             stops it between files. master.key is left out unless `includeMasterKey` \
+             with a manifest of checksums, in backup.dir. A job: it outlives a restart; cancelling stops it between files. master.key is left out unless `includeMasterKey` \
              (an archive with the key opens every sealed secret). Progress per file.",
             Annotations::CREATE,
             backup_create,

@@ -26,11 +26,8 @@ pub fn tools() -> Vec<Tool> {
             "etl-start-pipeline",
             "Start an ETL pipeline",
             "Replicate a registered database into trexdb tables `<schema>__<table>` (PostgreSQL) or \
-             `<databaseId>__<table>` (SQLite). Modes: copy_and_cdc (copy, then stream changes; PostgreSQL needs \
-             `publication` and wal_level=logical), cdc_only, copy_only (`schema`, default public). `credentialId` \
-             picks the credential (required when the database has more than one); `tables` limits what is \
-             replicated. A start of an existing stopped pipeline resumes it from its checkpoint. Exactly once \
-             across restarts.",
+             `<databaseId>__<table>` (SQLite). CDC on PostgreSQL needs wal_level=logical. Starting a stopped pipeline \
+             resumes it from its checkpoint; exactly once across restarts.",
             // it connects to the source database
             Annotations {
                 open_world: true,
