@@ -63,13 +63,18 @@ impl FastLane {
         mark: &ConnMark,
     ) -> warp::reply::Response {
         let (parts, body) = req.into_parts();
-        let principal =
-            match guard::authenticate(&self.app, &self.policy, &parts.headers, Some(peer), Some(mark))
-                .await
-            {
-                Ok(p) => p,
-                Err(e) => return e.into_response(),
-            };
+        let principal = match guard::authenticate(
+            &self.app,
+            &self.policy,
+            &parts.headers,
+            Some(peer),
+            Some(mark),
+        )
+        .await
+        {
+            Ok(p) => p,
+            Err(e) => return e.into_response(),
+        };
         let declared = parts
             .headers
             .get(header::CONTENT_LENGTH)
@@ -84,8 +89,15 @@ impl FastLane {
             Err(_) => return super::body::timeout_error(self.timeout).into_response(),
         };
         let query = parts.uri.query().unwrap_or("");
-        transport::answer_post(self.app.clone(), server, principal, query, parts.headers, body)
-            .await
+        transport::answer_post(
+            self.app.clone(),
+            server,
+            principal,
+            query,
+            parts.headers,
+            body,
+        )
+        .await
     }
 }
 
@@ -115,12 +127,17 @@ mod tests {
     #[test]
     fn status_codes_of_body_errors() {
         use super::super::body::*;
-        assert_eq!(too_large_error(10).status, warp::http::StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(
-            timeout_error(std::time::Duration::from_secs(1))
-            .status,
+            too_large_error(10).status,
+            warp::http::StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            timeout_error(std::time::Duration::from_secs(1)).status,
             warp::http::StatusCode::REQUEST_TIMEOUT
         );
-        assert_eq!(unreadable_error().status, warp::http::StatusCode::BAD_REQUEST);
+        assert_eq!(
+            unreadable_error().status,
+            warp::http::StatusCode::BAD_REQUEST
+        );
     }
 }

@@ -104,17 +104,19 @@ fn origin_allowed(policy: &HostPolicy, h: &HeaderMap) -> Result<(), ApiError> {
     if let Some(host) = h.get(header::HOST) {
         let ok = host.to_str().is_ok_and(|v| policy.host_ok(v));
         if !ok {
-            return Err(
-                ApiError::new(StatusCode::FORBIDDEN, "Forbidden: invalid Host header"),
-            );
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden: invalid Host header",
+            ));
         }
     }
     if let Some(origin) = h.get(header::ORIGIN) {
         let ok = origin.to_str().is_ok_and(|v| policy.origin_ok(v));
         if !ok {
-            return Err(
-                ApiError::new(StatusCode::FORBIDDEN, "Forbidden: invalid Origin header"),
-            );
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden: invalid Origin header",
+            ));
         }
     }
     Ok(())
@@ -155,16 +157,20 @@ pub fn authenticated(
     warp::header::headers_cloned()
         .and(crate::http::client_addr())
         .and(warp::ext::optional::<crate::http::ConnMark>())
-        .and_then(move |h: HeaderMap, remote: Option<std::net::SocketAddr>, mark: Option<crate::http::ConnMark>| {
-            let app = app.clone();
-            let policy = policy.clone();
-            async move {
-                match authenticate(&app, &policy, &h, remote, mark.as_ref()).await {
-                    Ok(p) => Ok((p, h)),
-                    Err(e) => Err(e.reject()),
+        .and_then(
+            move |h: HeaderMap,
+                  remote: Option<std::net::SocketAddr>,
+                  mark: Option<crate::http::ConnMark>| {
+                let app = app.clone();
+                let policy = policy.clone();
+                async move {
+                    match authenticate(&app, &policy, &h, remote, mark.as_ref()).await {
+                        Ok(p) => Ok((p, h)),
+                        Err(e) => Err(e.reject()),
+                    }
                 }
-            }
-        })
+            },
+        )
         .untuple_one()
 }
 

@@ -4,8 +4,8 @@
 
 pub mod admin;
 pub mod body;
-pub mod fast;
 pub mod endpoints;
+pub mod fast;
 pub mod guard;
 pub mod plugins;
 pub mod rejection;

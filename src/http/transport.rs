@@ -668,3 +668,21 @@ pub async fn delete(
     .await;
     Ok(res.unwrap_or_else(ApiError::into_response))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::view_of;
+
+    #[test]
+    fn the_url_names_a_view() {
+        let v = view_of("").unwrap();
+        assert!(v.globs.is_none() && !v.output_schemas);
+        let v = view_of("tools=user-*,trex:audit-list&outputSchemas=true&other=1").unwrap();
+        assert_eq!(&*v.globs.unwrap(), ["user-*", "trex:audit-list"]);
+        assert!(v.output_schemas);
+        assert!(!view_of("outputSchemas=0").unwrap().output_schemas);
+        assert!(view_of("outputSchemas=yes").is_err());
+        assert!(view_of("tools=").is_err());
+        assert!(view_of("tools=a/b").is_err());
+    }
+}

@@ -386,7 +386,11 @@ pub fn lean_input(v: Value) -> Value {
             && types.len() == 2
             && types.iter().any(|t| t == "null")
         {
-            let t = types.iter().find(|t| *t != "null").cloned().unwrap_or_default();
+            let t = types
+                .iter()
+                .find(|t| *t != "null")
+                .cloned()
+                .unwrap_or_default();
             o.insert("type".into(), t);
         }
         let null = json!({"type": "null"});
@@ -412,7 +416,11 @@ pub fn lean_input(v: Value) -> Value {
                 let required: Vec<String> = o
                     .get("required")
                     .and_then(Value::as_array)
-                    .map(|r| r.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                    .map(|r| {
+                        r.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 if let Some(Value::Object(props)) = o.get_mut("properties") {
                     for (k, p) in props.iter_mut() {
@@ -856,6 +864,66 @@ mod tests {
             "{text}"
         );
         assert_eq!(s["properties"]["a"]["minimum"], 0);
+    }
+
+    #[test]
+    fn lean_input_schemas_drop_null_from_optional_fields_only() {
+        #[derive(serde::Deserialize, JsonSchema)]
+        #[allow(dead_code)]
+        enum Mode {
+            Fast,
+            Slow,
+        }
+        #[derive(serde::Deserialize, JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct In {
+            email: String,
+            /// Page size.
+            #[schemars(range(min = 1))]
+            limit: Option<u32>,
+            /// How.
+            mode: Option<Mode>,
+            /// Required, yet may be null.
+            #[serde(default)]
+            note: Option<String>,
+        }
+        let mut full = schema_of::<In>();
+        // make `note` required-but-nullable, as a field without a default would be
+        full["required"] = json!(["email", "note"]);
+        let lean = lean_input(full.clone());
+        let p = &lean["properties"];
+        assert_eq!(p["limit"]["type"], "integer", "{lean}");
+        assert_eq!(p["limit"]["minimum"], 1, "{lean}");
+        assert_eq!(p["limit"]["description"], "Page size.");
+        assert!(
+            p["mode"].get("anyOf").is_none() && p["mode"]["enum"].is_array(),
+            "{lean}"
+        );
+        assert_eq!(p["mode"]["description"], "How.");
+        assert!(
+            lean.get("$defs").is_none(),
+            "single-use definitions inlined: {lean}"
+        );
+        assert_eq!(
+            p["note"]["type"],
+            json!(["string", "null"]),
+            "required stays nullable"
+        );
+        let v = jsonschema::validator_for(&lean).unwrap();
+        for ok in [
+            json!({"email": "a", "note": null}),
+            json!({"email": "a", "note": "n", "limit": 3, "mode": "Fast"}),
+        ] {
+            assert!(v.is_valid(&ok), "{ok}");
+        }
+        for bad in [
+            json!({"note": null}),
+            json!({"email": "a", "note": null, "limit": 0}),
+            json!({"email": "a", "note": null, "mode": "Medium"}),
+        ] {
+            assert!(!v.is_valid(&bad), "{bad}");
+        }
     }
 
     #[test]

@@ -30,12 +30,20 @@ async fn every_tool_has_schemas_and_truthful_annotations() {
     let mut c = Client::new(&format!("{}?outputSchemas=true", s.url()), Some(&s.key));
     c.initialize().await;
     let tools = c.rpc("tools/list", json!({})).await["result"]["tools"].clone();
-    assert_eq!(tools.as_array().unwrap().len(), default.as_array().unwrap().len());
+    assert_eq!(
+        tools.as_array().unwrap().len(),
+        default.as_array().unwrap().len()
+    );
     // a bad value is refused with 400, not ignored
     let bad = Client::new(&format!("{}?outputSchemas=maybe", s.url()), Some(&s.key));
-    let r = bad.post().json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+    let r = bad
+        .post()
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-            "clientInfo": {"name": "t", "version": "1"}}})).send().await.unwrap();
+            "clientInfo": {"name": "t", "version": "1"}}}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     let names: HashSet<&str> = tools
         .as_array()
