@@ -152,7 +152,8 @@ pub async fn serve(
                 .with_data(json!({"supported": all_versions(), "requested": version})),
         );
     }
-    let meta = params.get("_meta").cloned().unwrap_or(Value::Null);
+    let null = Value::Null;
+    let meta = params.get("_meta").unwrap_or(&null);
     let invalid = |what: String| {
         reject(
             StatusCode::BAD_REQUEST,
@@ -312,7 +313,7 @@ pub async fn serve(
         client_capabilities: Arc::new(caps),
         session: None,
         request_id: id.clone(),
-        progress_token: params.pointer("/_meta/progressToken").cloned(),
+        progress_token: params.get("_meta").and_then(|m| m.get("progressToken")).cloned(),
         cancel: cancel.clone(),
         peer: peer.clone(),
         log_level,
@@ -494,7 +495,7 @@ impl Drop for CancelOnDrop {
 /// Whether the request is answered over SSE: it asked for progress or logs, or the tool talks
 /// while it runs.
 fn wants_stream(server: &McpServer, method: &str, params: &Value, logs: bool) -> bool {
-    params.pointer("/_meta/progressToken").is_some()
+    params.get("_meta").and_then(|m| m.get("progressToken")).is_some()
         || method == "tools/call"
             && params
                 .get("name")

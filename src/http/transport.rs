@@ -229,7 +229,8 @@ async fn post_inner(
         && super::stateless::is_stateless(&h, &parsed)
         && (parsed.get("method").and_then(Value::as_str) != Some("initialize")
             || parsed
-                .pointer("/params/_meta")
+                .get("params")
+                .and_then(|p| p.get("_meta"))
                 .is_some_and(|m| m.get(super::stateless::META_VERSION).is_some()))
     {
         return Ok(super::stateless::serve(app, server, principal, view, h, parsed).await);
@@ -394,7 +395,7 @@ async fn absorb(app: &App, session: &Arc<Session>, msg: Message) {
 
 /// Whether a request should be answered over SSE.
 fn wants_stream(server: &McpServer, method: &str, params: &Value) -> bool {
-    if params.pointer("/_meta/progressToken").is_some() {
+    if params.get("_meta").and_then(|m| m.get("progressToken")).is_some() {
         return true;
     }
     method == "tools/call"
@@ -420,7 +421,7 @@ fn context(
         client_capabilities: session.client_capabilities.clone(),
         session: Some(session.clone()),
         request_id: id.clone(),
-        progress_token: params.pointer("/_meta/progressToken").cloned(),
+        progress_token: params.get("_meta").and_then(|m| m.get("progressToken")).cloned(),
         cancel,
         peer,
         log_level: None,

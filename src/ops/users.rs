@@ -197,10 +197,15 @@ pub async fn list(
 pub async fn get(app: &App, who: &str) -> Result<(User, Vec<Role>)> {
     let who = who.to_string();
     app.store
-        .snapshot(move |c| {
-            let user = find(c, &who)?;
-            let roles = roles::of_user(c, &user.id)?;
-            Ok((user, roles))
+        .read(move |c| {
+            let by_email = who.contains('@');
+            users::get_with_roles(c, &who, by_email)?.ok_or_else(|| {
+                Error::NotFound(if by_email {
+                    format!("User not found: no user has the email {who}")
+                } else {
+                    "User not found".into()
+                })
+            })
         })
         .await
 }

@@ -21,12 +21,18 @@ pub struct Role {
 }
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Role> {
+    from_row_at(r, 0)
+}
+
+/// A role from the five columns of a row that start at `at` (`id, name, description,
+/// created_at, updated_at`).
+pub(super) fn from_row_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Role> {
     Ok(Role {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        description: r.get(2)?,
-        created_at: r.get(3)?,
-        updated_at: r.get(4)?,
+        id: r.get(at)?,
+        name: r.get(at + 1)?,
+        description: r.get(at + 2)?,
+        created_at: r.get(at + 3)?,
+        updated_at: r.get(at + 4)?,
     })
 }
 

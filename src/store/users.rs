@@ -108,6 +108,40 @@ pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<User>> {
         .optional()?)
 }
 
+/// One user with their roles (by name), by id or — `by_email` — by email, in one statement (a
+/// point read with its join: one step of SQLite per role, one set of locks).
+pub fn get_with_roles(
+    conn: &Conn<'_>,
+    key: &str,
+    by_email: bool,
+) -> Result<Option<(User, Vec<super::roles::Role>)>> {
+    const BY_ID: &str = "SELECT u.id, u.name, u.email, u.role, u.banned, u.ban_reason, u.ban_expires, \
+         u.email_verified, u.must_change_password, u.deleted_at, u.created_at, u.updated_at, \
+         r.id, r.name, r.description, r.created_at, r.updated_at \
+         FROM users u LEFT JOIN user_roles ur ON ur.user_id = u.id LEFT JOIN roles r ON r.id = ur.role_id \
+         WHERE u.id = ?1 ORDER BY r.name";
+    const BY_EMAIL: &str = "SELECT u.id, u.name, u.email, u.role, u.banned, u.ban_reason, u.ban_expires, \
+         u.email_verified, u.must_change_password, u.deleted_at, u.created_at, u.updated_at, \
+         r.id, r.name, r.description, r.created_at, r.updated_at \
+         FROM users u LEFT JOIN user_roles ur ON ur.user_id = u.id LEFT JOIN roles r ON r.id = ur.role_id \
+         WHERE u.email = ?1 ORDER BY r.name";
+    let mut st = conn
+        .db()
+        .prepare_cached(if by_email { BY_EMAIL } else { BY_ID })?;
+    let mut rows = st.query([key])?;
+    let mut out: Option<(User, Vec<super::roles::Role>)> = None;
+    while let Some(r) = rows.next()? {
+        let entry = match &mut out {
+            Some(e) => e,
+            None => out.insert((from_row(r)?, Vec::new())),
+        };
+        if r.get::<_, Option<String>>(12)?.is_some() {
+            entry.1.push(super::roles::from_row_at(r, 12)?);
+        }
+    }
+    Ok(out)
+}
+
 /// One user by email (case-insensitive).
 pub fn get_by_email(conn: &Conn<'_>, email: &str) -> Result<Option<User>> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE email = ?1");
