@@ -313,7 +313,10 @@ pub async fn serve(
         client_capabilities: Arc::new(caps),
         session: None,
         request_id: id.clone(),
-        progress_token: params.get("_meta").and_then(|m| m.get("progressToken")).cloned(),
+        progress_token: params
+            .get("_meta")
+            .and_then(|m| m.get("progressToken"))
+            .cloned(),
         cancel: cancel.clone(),
         peer: peer.clone(),
         log_level,
@@ -495,7 +498,10 @@ impl Drop for CancelOnDrop {
 /// Whether the request is answered over SSE: it asked for progress or logs, or the tool talks
 /// while it runs.
 fn wants_stream(server: &McpServer, method: &str, params: &Value, logs: bool) -> bool {
-    params.get("_meta").and_then(|m| m.get("progressToken")).is_some()
+    params
+        .get("_meta")
+        .and_then(|m| m.get("progressToken"))
+        .is_some()
         || method == "tools/call"
             && params
                 .get("name")

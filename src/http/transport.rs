@@ -395,7 +395,11 @@ async fn absorb(app: &App, session: &Arc<Session>, msg: Message) {
 
 /// Whether a request should be answered over SSE.
 fn wants_stream(server: &McpServer, method: &str, params: &Value) -> bool {
-    if params.get("_meta").and_then(|m| m.get("progressToken")).is_some() {
+    if params
+        .get("_meta")
+        .and_then(|m| m.get("progressToken"))
+        .is_some()
+    {
         return true;
     }
     method == "tools/call"
@@ -421,7 +425,10 @@ fn context(
         client_capabilities: session.client_capabilities.clone(),
         session: Some(session.clone()),
         request_id: id.clone(),
-        progress_token: params.get("_meta").and_then(|m| m.get("progressToken")).cloned(),
+        progress_token: params
+            .get("_meta")
+            .and_then(|m| m.get("progressToken"))
+            .cloned(),
         cancel,
         peer,
         log_level: None,

@@ -44,10 +44,10 @@ pub fn tools() -> Vec<Tool> {
 pub struct ListArgs {
     /// Only keys of this user.
     pub user_id: Option<String>,
-    /// Page size, 1–1000 (default 100).
+    /// Page size (default 100).
     #[schemars(range(min = 1, max = 1000))]
     pub limit: Option<u32>,
-    /// Opaque cursor from a previous page's `nextCursor`.
+    /// A previous page's `nextCursor`.
     pub cursor: Option<String>,
 }
 

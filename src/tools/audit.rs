@@ -31,10 +31,10 @@ pub struct ListArgs {
     pub since: Option<String>,
     /// Only entries that came through this front door.
     pub via: Option<Via>,
-    /// Page size, 1–1000 (default 100).
+    /// Page size (default 100).
     #[schemars(range(min = 1, max = 1000))]
     pub limit: Option<u32>,
-    /// Opaque cursor from a previous page's `nextCursor`.
+    /// A previous page's `nextCursor`.
     pub cursor: Option<String>,
 }
 

@@ -93,10 +93,10 @@ pub fn tools() -> Vec<Tool> {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ListArgs {
     pub search: Option<String>,
-    /// Page size, 1–1000 (default 100).
+    /// Page size (default 100).
     #[schemars(range(min = 1, max = 1000))]
     pub limit: Option<u32>,
-    /// Opaque cursor from a previous page's `nextCursor`.
+    /// A previous page's `nextCursor`.
     pub cursor: Option<String>,
 }
 

@@ -59,7 +59,7 @@ pub struct ListArgs {
     pub updated_since: Option<String>,
     /// Only definitions with this status.
     pub status: Option<String>,
-    /// Page size, 1–1000 (default 100).
+    /// Page size (default 100).
     #[schemars(range(min = 1, max = 1000))]
     pub limit: Option<u32>,
     /// Opaque cursor from a previous page's `next_cursor`.

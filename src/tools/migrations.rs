@@ -16,9 +16,9 @@ pub fn tools() -> Vec<Tool> {
             "migration-list",
             "List versioned migrations",
             "Status of the versioned migrations (files V<n>__<name>.sql) of each target: `core` (the control \
-             store's schema steps), `trexdb` (<data-dir>/migrations/trexdb/), every registered database with a \
-             `migrationsDir` and every installed plugin with migrations (`plugin:<name>`). Per file: applied, pending, checksum_mismatch, missing_file (in the ledger, no file) \
-             or failed; files that are not migrations are listed under `ignored` with the reason. Writes nothing.",
+             store's schema steps), `trexdb`, every registered database with a `migrationsDir` and every plugin \
+             with migrations (`plugin:<name>`). Per file: applied, pending, checksum_mismatch, missing_file or \
+             failed; other files are listed under `ignored`.",
             Annotations {
                 open_world: true,
                 ..Annotations::READ

@@ -30,11 +30,9 @@ pub fn tools() -> Vec<Tool> {
             "plugin-install",
             "Install a plugin",
             "Install a plugin from `packageSpec`: a local directory or an `npm pack` .tgz / .tar.gz on the \
-             server's machine (registry names are not fetched). Every archive entry is checked (no `..`, \
-             absolute paths, hard links, links leaving the plugin, nor more than plugins.max_unpacked_mb), \
-             its package.json `trex` key is checked, its migrations are applied, then its UI, functions and \
-             tools go live (clients get notifications/tools/list_changed). A failed install leaves nothing \
-             behind. See the resource trex://plugin-development-guide.",
+             server's machine (registry names are not fetched). Archive entries and package.json's `trex` key are checked, \
+             its migrations applied, then its UI, functions and tools go live (notifications/tools/list_changed). \
+             A failed install leaves nothing behind. See the resource trex://plugin-development-guide.",
             Annotations::CREATE,
             plugin_install,
         ),
@@ -60,8 +58,7 @@ pub fn tools() -> Vec<Tool> {
             "Send a request to a plugin path and return its answer {status, statusText, headers, body} (a 4xx \
              or 5xx answer is not a tool error). `path` must be under /plugins/ once `.` and `..` are \
              resolved: /plugins/<name>/fn/<function> runs a function, other paths read the plugin's UI \
-             files. `headers` is a JSON object as a string; `body` is sent for methods other than GET. \
-             A function may change or delete what its plugin holds.",
+             files. A function may change or delete what its plugin holds.",
             Annotations {
                 destructive: true,
                 ..Annotations::CREATE

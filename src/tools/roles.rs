@@ -48,10 +48,10 @@ pub fn tools() -> Vec<Tool> {
 pub struct ListArgs {
     /// Text to find in name or description; `%` and `_` match literally.
     pub search: Option<String>,
-    /// Page size, 1–1000 (default 100).
+    /// Page size (default 100).
     #[schemars(range(min = 1, max = 1000))]
     pub limit: Option<u32>,
-    /// Opaque cursor from a previous page's `nextCursor`.
+    /// A previous page's `nextCursor`.
     pub cursor: Option<String>,
 }
 

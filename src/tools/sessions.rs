@@ -50,10 +50,10 @@ pub struct ListArgs {
     pub include_expired: bool,
     /// Only `web` or only `mcp` sessions.
     pub kind: Option<Kind>,
-    /// Page size, 1–1000 (default 100).
+    /// Page size (default 100).
     #[schemars(range(min = 1, max = 1000))]
     pub limit: Option<u32>,
-    /// Opaque cursor from a previous page's `nextCursor`.
+    /// A previous page's `nextCursor`.
     pub cursor: Option<String>,
 }
 

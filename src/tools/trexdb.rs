@@ -51,11 +51,10 @@ pub fn tools() -> Vec<Tool> {
         Tool::typed(
             "trexdb-execute-sql",
             "Execute SQL on trexdb",
-            "Run one SQL statement on the engine (never on trex.db). Read-only unless `allowWrite` is true \
-             (enforced by the engine, not by keywords); statements that change schema or settings \
-             (Dangerous: DDL, ATTACH, PRAGMA writes, ...) also need a key with the `dangerousSql` scope. \
-             `parameters` are bound positionally (?1, ?2 …). At most engine.row_limit rows come back \
-             (`truncated` tells), and a query is stopped after engine.query_timeout_secs.",
+            "Run one SQL statement on the engine (never on trex.db). Read-only unless `allowWrite` (enforced by \
+             the engine); Dangerous statements (DDL, ATTACH, PRAGMA writes, ...) also need a key with the \
+             `dangerousSql` scope. At most engine.row_limit rows (`truncated` tells); stopped after \
+             engine.query_timeout_secs.",
             Annotations {
                 read_only: false,
                 destructive: true,
@@ -226,10 +225,10 @@ pub struct TablesArgs {
     pub database: Option<String>,
     /// Same as `database` (SQLite schemas are databases).
     pub schema: Option<String>,
-    /// Page size, 1–1000 (default 100).
+    /// Page size (default 100).
     #[schemars(range(min = 1, max = 1000))]
     pub limit: Option<u32>,
-    /// Opaque cursor from a previous page's `nextCursor`.
+    /// A previous page's `nextCursor`.
     pub cursor: Option<String>,
 }
 
@@ -373,7 +372,7 @@ async fn list_extensions(ctx: ToolCtx, _a: NoArgs) -> Result<Extensions, ToolErr
 pub struct ExecuteArgs {
     /// One SQL statement.
     pub sql: String,
-    /// Values bound positionally (null, boolean, number or string).
+    /// Values bound to ?1, ?2 … (null, boolean, number or string).
     #[serde(default)]
     pub parameters: Vec<Value>,
     /// Allow statements that change data (default false: the engine opens the database read-only).

@@ -444,10 +444,12 @@ async fn roles_and_assignments() {
     let u = c.call_ok("user-get", json!({"userId": who})).await;
     assert_eq!(u["roles"][0]["name"], "analyst");
     // every role, by name, whether the user is named by id or by email
-    let a = c
-        .call_ok("role-create", json!({"name": "accounts"}))
-        .await;
-    let a_id = a["id"].as_str().or(a["role"]["id"].as_str()).unwrap().to_string();
+    let a = c.call_ok("role-create", json!({"name": "accounts"})).await;
+    let a_id = a["id"]
+        .as_str()
+        .or(a["role"]["id"].as_str())
+        .unwrap()
+        .to_string();
     c.call_ok("user-role-assign", json!({"userId": who, "roleId": a_id}))
         .await;
     let email = u["email"].as_str().unwrap().to_uppercase();
