@@ -23,8 +23,7 @@ pub fn tools() -> Vec<Tool> {
         Tool::typed(
             "api-key-create",
             "Create an API key",
-            "Create an API key for an admin user. The key (`trex_` + 48 hex) is in the result once and \
-             cannot be shown again; only its hash is stored. `expiresAt` (RFC 3339, in the future) is optional.",
+            "Create an API key for an admin user. The key (`trex_` + 48 hex) is in the result once and cannot be shown again; only its hash is stored.",
             Annotations::CREATE,
             key_create,
         ),

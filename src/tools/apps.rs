@@ -23,10 +23,7 @@ pub fn tools() -> Vec<Tool> {
         Tool::typed(
             "app-create",
             "Create an OAuth application",
-            "Register an OAuth/OIDC client application. `redirectURLs` is a comma-separated string or an \
-             array of absolute URLs (web apps: https, or http on localhost; native apps may use a custom \
-             scheme). `metadata` must be JSON. The client secret is in the result once and cannot be \
-             shown again.",
+            "Register an OAuth/OIDC client application. Redirect URLs are absolute (web apps: https, or http on localhost; native apps may use a custom scheme). The client secret is in the result once and cannot be shown again.",
             Annotations::CREATE,
             app_create,
         ),

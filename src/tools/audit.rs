@@ -12,9 +12,7 @@ pub fn tools() -> Vec<Tool> {
     vec![Tool::typed(
         "audit-list",
         "List audit entries",
-        "List the audit log, newest first: every mutating tool call and every refused one, with time, \
-         user, key, tool, arguments (secrets redacted) and outcome. Filters: `userId`, `tool`, `since` \
-         (RFC 3339), `via` (`mcp`, `cli` or `web`: the front door the change came through). Paginated.",
+        "List the audit log, newest first: every mutating tool call and every refused one, with time, user, key, tool, arguments (secrets redacted) and outcome. Paginated.",
         Annotations::READ,
         audit_list,
     )]

@@ -28,10 +28,7 @@ pub fn tools() -> Vec<Tool> {
         Tool::typed(
             "migration-run",
             "Run versioned migrations",
-            "Apply the pending migration files of one target or of every target, in version order. Each file and its ledger row commit in one transaction \
-             under a lock on the target, so two runs never apply a file twice. Every applied file's checksum is \
-             verified first: a mismatch stops the run. The first failing file is rolled back, recorded as failed, \
-             and stops the run. A job: it outlives a restart; cancelling stops it before the next file.",
+            "Apply the pending migration files of one target or of every target, in version order. Each file commits with its ledger row under a lock on the target, so no file is applied twice; applied files' checksums are verified first. The first failing file is rolled back, recorded as failed, and stops the run. A job: it outlives a restart; cancelling stops it before the next file.",
             Annotations {
                 read_only: false,
                 destructive: true,

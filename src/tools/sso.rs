@@ -23,9 +23,7 @@ pub fn tools() -> Vec<Tool> {
         Tool::typed(
             "sso-save",
             "Create or update an SSO provider",
-            "Create or update an SSO provider. `id` is lowercase letters, digits and _ (starting with a \
-             letter). An empty or omitted `clientSecret` keeps the stored one; an omitted `enabled` keeps \
-             the current value (new providers start disabled). The secret is sealed at rest.",
+            "Create or update an SSO provider. The client secret is sealed at rest.",
             Annotations::UPDATE,
             sso_save,
         ),

@@ -85,9 +85,7 @@ pub fn tools() -> Vec<Tool> {
         Tool::typed(
             "user-create",
             "Create a user",
-            "Create a user. With `password` (at least 8 characters, stored as argon2id) the user can \
-             sign in with email and password; without one the user is SSO-only. `role` is admin or \
-             user (default user); only admins can hold API keys.",
+            "Create a user. With `password` (stored as argon2id) the user can sign in with email and password; without one the user is SSO-only. `role` is admin or user (default user); only admins can hold API keys.",
             Annotations::CREATE,
             user_create,
         ),
