@@ -83,7 +83,14 @@ impl FastLane {
         if declared.is_some_and(|l| l > self.limit as u64) {
             return super::body::too_large_error(self.limit).into_response();
         }
-        let body = match tokio::time::timeout(self.timeout, collect(body, self.limit)).await {
+        // a small body has usually arrived with the headers: read it without arming a timer,
+        // and start the read timeout only when it has not
+        let mut read = std::pin::pin!(collect(body, self.limit));
+        let read = match futures_util::poll!(read.as_mut()) {
+            std::task::Poll::Ready(r) => Ok(r),
+            std::task::Poll::Pending => tokio::time::timeout(self.timeout, read).await,
+        };
+        let body = match read {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => return e.into_response(),
             Err(_) => return super::body::timeout_error(self.timeout).into_response(),
