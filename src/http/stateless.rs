@@ -524,9 +524,13 @@ fn answer(
         Ok(j) if !j.as_str().contains("\"resultType\"") && !j.as_str().contains("\"_meta\"") => {
             let body = j.as_str().trim_start();
             let rest = body.strip_prefix('{').unwrap_or("}").trim_start();
-            let mut head = format!(
-                "{{\"resultType\":\"complete\",\"_meta\":{{\"{META_SERVER_INFO}\":{info}}}"
-            );
+            let info = serde_json::to_string(info).expect("JSON values serialize");
+            let mut head = String::with_capacity(rest.len() + info.len() + 120);
+            head.push_str(r#"{"resultType":"complete","_meta":{""#);
+            head.push_str(META_SERVER_INFO);
+            head.push_str(r#"":"#);
+            head.push_str(&info);
+            head.push('}');
             if cacheable {
                 head.push_str(&format!(
                     ",\"ttlMs\":{LIST_TTL_MS},\"cacheScope\":\"private\""

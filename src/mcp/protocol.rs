@@ -135,10 +135,13 @@ pub fn error_response(id: &Value, err: &RpcError) -> Json {
 /// A success response around an already serialized result.
 pub fn result_response(id: &Value, result: &Json) -> Json {
     let id = serde_json::to_string(id).expect("ids serialize");
-    Json(format!(
-        r#"{{"jsonrpc":"2.0","id":{id},"result":{}}}"#,
-        result.0
-    ))
+    let mut out = String::with_capacity(result.0.len() + id.len() + 36);
+    out.push_str(r#"{"jsonrpc":"2.0","id":"#);
+    out.push_str(&id);
+    out.push_str(r#","result":"#);
+    out.push_str(&result.0);
+    out.push('}');
+    Json(out)
 }
 
 /// A notification.

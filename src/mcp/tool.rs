@@ -140,9 +140,12 @@ impl ToolOutput {
             }
             ToolOutput::Json(s) => {
                 let text = serde_json::to_string(&s).expect("a string serializes");
-                let body = format!(
-                    r#"{{"content":[{{"type":"text","text":{text}}}],"isError":false,"structuredContent":{s}}}"#
-                );
+                let mut body = String::with_capacity(text.len() + s.len() + 80);
+                body.push_str(r#"{"content":[{"type":"text","text":"#);
+                body.push_str(&text);
+                body.push_str(r#"}],"isError":false,"structuredContent":"#);
+                body.push_str(&s);
+                body.push('}');
                 Json::trusted(body)
             }
             ToolOutput::Err(msg) => Json::of(&json!({
