@@ -64,16 +64,22 @@ where
     let mut s = std::pin::pin!(s);
     let mut out = BytesMut::new();
     while let Some(chunk) = s.next().await {
-        let mut chunk = chunk.map_err(|_| unreadable_error().reject())?;
-        if out.len() + chunk.remaining() > max {
-            return Err(too_large(max));
-        }
-        while chunk.has_remaining() {
-            let c = chunk.chunk();
-            let n = c.len();
-            out.extend_from_slice(c);
-            chunk.advance(n);
-        }
+        let chunk = chunk.map_err(|_| unreadable_error().reject())?;
+        append(&mut out, chunk, max).map_err(ApiError::reject)?;
     }
     Ok(out.freeze())
+}
+
+/// Adds `chunk` to the body read so far, refusing a body past `max` bytes (413).
+pub fn append(out: &mut BytesMut, mut chunk: impl Buf, max: usize) -> Result<(), ApiError> {
+    if out.len() + chunk.remaining() > max {
+        return Err(too_large_error(max));
+    }
+    while chunk.has_remaining() {
+        let c = chunk.chunk();
+        let n = c.len();
+        out.extend_from_slice(c);
+        chunk.advance(n);
+    }
+    Ok(())
 }

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use warp::http::{Method, header};
 
@@ -113,18 +113,9 @@ async fn collect(mut body: hyper::body::Incoming, max: usize) -> Result<Bytes, A
     let mut out = BytesMut::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| super::body::unreadable_error())?;
-        let Ok(mut data) = frame.into_data() else {
-            continue; // trailers
-        };
-        if out.len() + data.remaining() > max {
-            return Err(super::body::too_large_error(max));
-        }
-        while data.has_remaining() {
-            let c = data.chunk();
-            let n = c.len();
-            out.extend_from_slice(c);
-            data.advance(n);
-        }
+        if let Ok(data) = frame.into_data() {
+            super::body::append(&mut out, data, max)?;
+        } // else trailers
     }
     Ok(out.freeze())
 }

@@ -251,19 +251,7 @@ fn run_tool(db: Option<String>) -> Tool {
                 if !a.wait.unwrap_or(true) {
                     return Ok::<_, ToolError>(shown(json!({"runId": run, "state": "pending"})));
                 }
-                let call = ctx.call.clone();
-                let progress = move |p: f64, t: Option<f64>, m: Option<&str>| {
-                    if let Some(tok) = &call.progress_token {
-                        let mut params = json!({"progressToken": tok, "progress": p});
-                        if let Some(t) = t {
-                            params["total"] = json!(t);
-                        }
-                        if let Some(m) = m {
-                            params["message"] = json!(m);
-                        }
-                        call.notify("notifications/progress", params);
-                    }
-                };
+                let progress = super::jobs::progress_of(&ctx);
                 let v = ops::runs::wait(&ctx.app, &run, progress, ctx.call.cancel.clone()).await?;
                 Ok(shown(v))
             }

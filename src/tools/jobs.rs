@@ -62,21 +62,8 @@ pub async fn follow<T>(ctx: &ToolCtx, job: &str) -> Result<Stored<T>, ToolError>
             .follow(json!({"kind": JOB_BACKING, "job": job}))
             .await;
     }
-    let call = ctx.call.clone();
-    let progress = move |p: f64, t: Option<f64>, m: Option<&str>| {
-        if let Some(tok) = &call.progress_token {
-            let mut params = json!({"progressToken": tok, "progress": p});
-            if let Some(t) = t {
-                params["total"] = json!(t);
-            }
-            if let Some(m) = m {
-                params["message"] = json!(m);
-            }
-            call.notify("notifications/progress", params);
-        }
-    };
     let jobs = ctx.app.jobs.clone();
-    let wait = jobs.wait(job, progress);
+    let wait = jobs.wait(job, progress_of(ctx));
     tokio::pin!(wait);
     let j = tokio::select! {
         j = &mut wait => j?,
@@ -88,6 +75,24 @@ pub async fn follow<T>(ctx: &ToolCtx, job: &str) -> Result<Stored<T>, ToolError>
     match outcome(&j) {
         Ok(v) => Ok(Stored(v, PhantomData)),
         Err(m) => Err(ToolError::Failed(m)),
+    }
+}
+
+/// Turns `(progress, total, message)` reports into the call's `notifications/progress` (when
+/// the request asked for progress with a `progressToken`).
+pub fn progress_of(ctx: &ToolCtx) -> impl FnMut(f64, Option<f64>, Option<&str>) + Send + 'static {
+    let call = ctx.call.clone();
+    move |p: f64, t: Option<f64>, m: Option<&str>| {
+        if let Some(tok) = &call.progress_token {
+            let mut params = json!({"progressToken": tok, "progress": p});
+            if let Some(t) = t {
+                params["total"] = json!(t);
+            }
+            if let Some(m) = m {
+                params["message"] = json!(m);
+            }
+            call.notify("notifications/progress", params);
+        }
     }
 }
 
