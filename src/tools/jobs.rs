@@ -78,22 +78,11 @@ pub async fn follow<T>(ctx: &ToolCtx, job: &str) -> Result<Stored<T>, ToolError>
     }
 }
 
-/// Turns `(progress, total, message)` reports into the call's `notifications/progress` (when
-/// the request asked for progress with a `progressToken`).
+/// Turns `(progress, total, message)` reports into the call's `notifications/progress`
+/// ([`crate::mcp::context::CallContext::progress`]).
 pub fn progress_of(ctx: &ToolCtx) -> impl FnMut(f64, Option<f64>, Option<&str>) + Send + 'static {
     let call = ctx.call.clone();
-    move |p: f64, t: Option<f64>, m: Option<&str>| {
-        if let Some(tok) = &call.progress_token {
-            let mut params = json!({"progressToken": tok, "progress": p});
-            if let Some(t) = t {
-                params["total"] = json!(t);
-            }
-            if let Some(m) = m {
-                params["message"] = json!(m);
-            }
-            call.notify("notifications/progress", params);
-        }
-    }
+    move |p, t, m| call.progress(p, t, m)
 }
 
 /// What an ended job answers: its result, or the reason it did not succeed.
