@@ -324,6 +324,25 @@ async fn main() -> Result<()> {
             |_| true,
         )
         .await?;
+        // the baseline build runs right before this one in odd rounds and right after it in
+        // even ones: the second slot of a round measured up to ~5% faster, whatever ran in it
+        let old_round = |old: &Trex| {
+            round(
+                old.addr,
+                "/trex/mcp",
+                args.connections,
+                args.seconds,
+                Arc::new(old.per_session.clone()),
+                old.call.clone(),
+                tool_ok,
+            )
+        };
+        let mut o = None;
+        if r % 2 == 1
+            && let Some(old) = &base
+        {
+            o = Some(old_round(old).await?);
+        }
         let t = round(
             addr,
             "/trex/mcp",
@@ -334,6 +353,11 @@ async fn main() -> Result<()> {
             tool_ok,
         )
         .await?;
+        if r % 2 == 0
+            && let Some(old) = &base
+        {
+            o = Some(old_round(old).await?);
+        }
         peak_rss = peak_rss.max(rss_kib(trex_pid).unwrap_or(0));
         println!(
             "round {}: bare warp {:>8.0}/s p50 {:>5} µs p99 {:>6} µs err {} | trex tools/call {:>8.0}/s p50 {:>5} µs p99 {:>6} µs err {} | ratio {:.2}",
@@ -348,17 +372,7 @@ async fn main() -> Result<()> {
             t.errors,
             t.rate() / b.rate()
         );
-        if let Some(old) = &base {
-            let o = round(
-                old.addr,
-                "/trex/mcp",
-                args.connections,
-                args.seconds,
-                Arc::new(old.per_session.clone()),
-                old.call.clone(),
-                tool_ok,
-            )
-            .await?;
+        if let Some(o) = o {
             println!(
                 "         baseline trex {:>8.0}/s p50 {:>5} µs p99 {:>6} µs err {} | ratio {:.2} | this / baseline {:.2}",
                 o.rate(),
