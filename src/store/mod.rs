@@ -183,28 +183,6 @@ impl Store {
         }
     }
 
-    /// [`read`](Self::read) in one read transaction, for a read of several statements (a user
-    /// and their roles): every statement sees the same state of the store, and the store's
-    /// locks are taken and released once instead of once per statement.
-    pub async fn snapshot<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Conn<'_>) -> Result<T> + Send + 'static,
-    {
-        self.read(move |c| {
-            c.0.prepare_cached("BEGIN DEFERRED")?.execute([])?;
-            let r = f(c);
-            // a read transaction ends the same way either way; COMMIT also ends a failed one
-            let end = c.0.prepare_cached("COMMIT").and_then(|mut s| s.execute([]));
-            match (r, end) {
-                (Ok(v), Ok(_)) => Ok(v),
-                (Err(e), _) => Err(e),
-                (Ok(_), Err(e)) => Err(e.into()),
-            }
-        })
-        .await
-    }
-
     /// [`write`](Self::write) on the current thread (start-up and tests only; never on the
     /// runtime's threads while serving).
     pub fn write_sync<T>(&self, f: impl FnOnce(&Conn<'_>) -> Result<T>) -> Result<T> {
