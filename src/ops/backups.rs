@@ -251,33 +251,21 @@ pub const KIND: &str = "backup";
 
 /// Registers the backup job with the runtime (retried once after a crash).
 pub fn register(app: &std::sync::Arc<App>) {
-    let weak = std::sync::Arc::downgrade(app);
-    app.jobs.register(KIND, true, move |ctx, payload| {
-        let app = weak.upgrade();
-        async move {
-            let Some(app) = app else {
-                return Err("the server is stopping".into());
-            };
-            let actor = Actor::from_json(&payload["actor"]);
-            let with_key = payload["includeMasterKey"].as_bool().unwrap_or(false);
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, usize, String)>();
-            let stop = ctx.clone();
-            let each = move |done: usize, total: usize, path: &str| {
-                let _ = tx.send((done, total, path.to_string()));
-                !stop.is_cancelled()
-            };
-            let work = create(&app, &actor, with_key, None, each);
-            tokio::pin!(work);
-            loop {
-                tokio::select! {
-                    r = &mut work => {
-                        return r
-                            .map(|b| serde_json::to_value(b).expect("a backup is JSON"))
-                            .map_err(|e| crate::jobs::reason(KIND, &e));
-                    }
-                    Some((done, total, path)) = rx.recv() => {
-                        ctx.progress(done as f64, Some(total as f64), Some(&path)).await;
-                    }
+    super::register_as(app, KIND, |app, actor, job, payload| async move {
+        let with_key = payload["includeMasterKey"].as_bool().unwrap_or(false);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, usize, String)>();
+        let stop = job.clone();
+        let each = move |done: usize, total: usize, path: &str| {
+            let _ = tx.send((done, total, path.to_string()));
+            !stop.is_cancelled()
+        };
+        let work = create(&app, &actor, with_key, None, each);
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                r = &mut work => return Ok(serde_json::to_value(r?).expect("a backup is JSON")),
+                Some((done, total, path)) = rx.recv() => {
+                    job.progress(done as f64, Some(total as f64), Some(&path)).await;
                 }
             }
         }
@@ -287,13 +275,8 @@ pub fn register(app: &std::sync::Arc<App>) {
 /// Queues a backup as `actor` (audited as `backup-create` when it ends, with its outcome);
 /// returns the job's id.
 pub async fn start(app: &App, actor: &Actor, include_master_key: bool) -> Result<String> {
-    let payload = json!({"includeMasterKey": include_master_key, "actor": actor.to_json()});
-    let id = app
-        .jobs
-        .enqueue(KIND, &payload, 2, actor.user_id.as_deref())
-        .await?;
-    actor.recorded_by_job();
-    Ok(id)
+    let payload = json!({"includeMasterKey": include_master_key});
+    super::enqueue_as(app, actor, KIND, payload).await
 }
 
 /// Reads the manifest of an archive.

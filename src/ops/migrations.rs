@@ -396,21 +396,10 @@ pub const KIND: &str = "migration-files";
 
 /// Registers the `migration-run` job with the runtime (retried once after a crash).
 pub fn register(app: &std::sync::Arc<App>) {
-    let weak = std::sync::Arc::downgrade(app);
-    app.jobs.register(KIND, true, move |ctx, payload| {
-        let app = weak.upgrade();
-        async move {
-            let Some(app) = app else {
-                return Err("the server is stopping".into());
-            };
-            let actor = Actor::from_json(&payload["actor"]);
-            let only = payload["target"].as_str();
-            let to = payload["toVersion"].as_i64();
-            match run_in(&app, &actor, only, to, false, Some(&ctx)).await {
-                Ok(t) => Ok(json!({"targets": t})),
-                Err(e) => Err(crate::jobs::reason(KIND, &e)),
-            }
-        }
+    super::register_as(app, KIND, |app, actor, job, payload| async move {
+        let (only, to) = (payload["target"].as_str(), payload["toVersion"].as_i64());
+        let targets = run_in(&app, &actor, only, to, false, Some(&job)).await?;
+        Ok(json!({ "targets": targets }))
     });
 }
 
@@ -427,13 +416,8 @@ pub async fn start(
         return Err(super::invalid("toVersion", "must be 1 or more"));
     }
     targets(app, actor, only).await?;
-    let payload = json!({"target": only, "toVersion": to_version, "actor": actor.to_json()});
-    let id = app
-        .jobs
-        .enqueue(KIND, &payload, 2, actor.user_id.as_deref())
-        .await?;
-    actor.recorded_by_job();
-    Ok(id)
+    let payload = json!({"target": only, "toVersion": to_version});
+    super::enqueue_as(app, actor, KIND, payload).await
 }
 
 /// [`run`], as job `job` when given: it reports each file as progress and stops before the

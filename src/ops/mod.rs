@@ -47,6 +47,47 @@ pub const DEFAULT_LIMIT: u32 = 100;
 /// Largest page size of list operations.
 pub const MAX_LIMIT: u32 = 1000;
 
+/// Queues a job of `kind` that acts for `actor` (who goes into the payload as `actor`): the
+/// job does the work — and writes the call's audit row, with its outcome — when it runs, on
+/// this process or, after a crash, the next. Returns the job's id.
+pub async fn enqueue_as(
+    app: &App,
+    actor: &Actor,
+    kind: &str,
+    mut payload: Value,
+) -> Result<String> {
+    payload["actor"] = actor.to_json();
+    let id = app
+        .jobs
+        .enqueue(kind, &payload, 2, actor.user_id.as_deref())
+        .await?;
+    actor.recorded_by_job();
+    Ok(id)
+}
+
+/// Registers job kind `kind` (run again once after a crash) whose jobs act for the caller that
+/// queued them ([`enqueue_as`]): `f(app, actor, job, payload)`; a failure is reported as
+/// [`crate::jobs::reason`] words it.
+pub fn register_as<F, Fut>(app: &std::sync::Arc<App>, kind: &'static str, f: F)
+where
+    F: Fn(std::sync::Arc<App>, Actor, crate::jobs::JobCtx, Value) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value>> + Send + 'static,
+{
+    let weak = std::sync::Arc::downgrade(app);
+    app.jobs.register(kind, true, move |ctx, payload| {
+        let work = weak.upgrade().map(|app| {
+            let actor = Actor::from_json(&payload["actor"]);
+            f(app, actor, ctx, payload)
+        });
+        async move {
+            match work {
+                Some(w) => w.await.map_err(|e| crate::jobs::reason(kind, &e)),
+                None => Err("the server is stopping".into()),
+            }
+        }
+    });
+}
+
 /// Bad input for `field`: "`field` why" (the MCP tools prefix "Invalid arguments: ").
 pub fn invalid(field: &str, why: impl std::fmt::Display) -> Error {
     Error::Invalid(format!("`{field}` {why}"))
