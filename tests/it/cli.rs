@@ -146,6 +146,17 @@ pub(crate) struct Served {
     pub(crate) stdout: String,
 }
 
+impl Served {
+    /// The admin key a first start printed.
+    pub(crate) fn key(&self) -> String {
+        self.stdout
+            .split_whitespace()
+            .find(|w| trex::auth::keys::well_formed(w))
+            .expect("the first start prints a key")
+            .to_string()
+    }
+}
+
 fn serve(dir: &str) -> Served {
     serve_with(dir, &[])
 }
@@ -209,12 +220,7 @@ async fn first_start_prints_a_key_and_client_config_once_and_sigterm_ends_open_s
     let d = dir.path().to_str().unwrap().to_string();
     let mut first = serve(&d);
     assert!(first.stdout.contains("\"mcpServers\""), "{}", first.stdout);
-    let key = first
-        .stdout
-        .split_whitespace()
-        .find(|w| trex::auth::keys::well_formed(w))
-        .expect("no key printed")
-        .to_string();
+    let key = first.key();
     let url = format!("http://{}/trex/mcp", first.addr);
     assert!(first.stdout.contains(&url));
     let mut c = Client::new(&url, Some(&key));
@@ -856,12 +862,7 @@ async fn a_run_killed_mid_migration_reads_rolled_back_interrupted_after_restart(
     ];
     let env = [("TREX_JOBS_LEASE_SECS", "3")];
     let mut first = serve_with(d, &env);
-    let key = first
-        .stdout
-        .split_whitespace()
-        .find(|w| trex::auth::keys::well_formed(w))
-        .expect("first start prints a key")
-        .to_string();
+    let key = first.key();
     let mut admin = Client::new(&format!("http://{}/trex/mcp", first.addr), Some(&key));
     admin.initialize().await;
     for name in ["a", "b"] {
@@ -946,12 +947,7 @@ fn migration_commands_define_test_run_and_show_with_exit_status_1_on_failure() {
         .unwrap();
     // register the database through a short-lived server (the CLI has no database command)
     let mut s = serve(d);
-    let key = s
-        .stdout
-        .split_whitespace()
-        .find(|w| trex::auth::keys::well_formed(w))
-        .unwrap()
-        .to_string();
+    let key = s.key();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let mut c = Client::new(&format!("http://{}/trex/mcp", s.addr), Some(&key));
@@ -1077,12 +1073,7 @@ async fn a_migration_run_task_outlives_kill_9_of_its_server_and_is_polled_from_t
     .unwrap();
     let env = [("TREX_JOBS_LEASE_SECS", "3")];
     let mut first = serve_with(d, &env);
-    let key = first
-        .stdout
-        .split_whitespace()
-        .find(|w| trex::auth::keys::well_formed(w))
-        .expect("first start prints a key")
-        .to_string();
+    let key = first.key();
     let mut admin = Client::new(&format!("http://{}/trex/mcp", first.addr), Some(&key));
     admin.initialize().await;
     admin
