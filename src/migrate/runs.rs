@@ -171,6 +171,24 @@ pub fn open_ro(path: &Path) -> rusqlite::Result<Connection> {
     Ok(c)
 }
 
+/// Runs the read `f` on a read-only connection to `path`. A database whose writer died
+/// mid-transaction has a hot rollback journal, which a read-only connection may not roll back
+/// (`SQLITE_READONLY_ROLLBACK`): it is then opened read-write once, so SQLite rolls the cut-short
+/// transaction back, and `f` runs there.
+pub fn read_only<T>(
+    path: &Path,
+    f: impl Fn(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    match f(&open_ro(path)?) {
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.extended_code == rusqlite::ffi::SQLITE_READONLY_ROLLBACK =>
+        {
+            f(&open_rw(path)?)
+        }
+        r => r,
+    }
+}
+
 /// Opens a target for writing.
 pub fn open_rw(path: &Path) -> rusqlite::Result<Connection> {
     let c = Connection::open(path)?;
@@ -183,7 +201,7 @@ pub fn schema_of(path: &Path) -> rusqlite::Result<Schema> {
     if !path.exists() {
         return Ok(Schema::default());
     }
-    schema::sqlite(&open_ro(path)?)
+    read_only(path, schema::sqlite)
 }
 
 /// Runs `sql` on an in-memory database holding the schema of `path`, in a transaction that is
@@ -191,11 +209,11 @@ pub fn schema_of(path: &Path) -> rusqlite::Result<Schema> {
 pub fn rehearse(path: &Path, sql: &str) -> Result<(), String> {
     let mem = Connection::open_in_memory().map_err(|e| e.to_string())?;
     if path.exists() {
-        let src = open_ro(path).map_err(|e| e.to_string())?;
-        let ddl: Vec<String> = src
-            .prepare("SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END, rowid")
-            .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
-            .map_err(|e| e.to_string())?;
+        let ddl: Vec<String> = read_only(path, |src| {
+            src.prepare("SELECT sql FROM sqlite_schema WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END, rowid")
+                .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+        })
+        .map_err(|e| e.to_string())?;
         for d in ddl {
             mem.execute_batch(&d).map_err(|e| e.to_string())?;
         }

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{File, LedgerRow, Outcome};
 use crate::error::{Error, Result};
@@ -30,31 +30,17 @@ fn create_ledger(ledger: &str) -> String {
     )
 }
 
-/// The ledger table `ledger` ([`super::ledger_table`]) of the database at `path`, read-only;
-/// empty when the file or the table is missing. A database whose writer died mid-transaction
-/// (a hot rollback journal, which a read-only connection may not roll back) is opened
-/// read-write once, so SQLite rolls the cut-short transaction back first.
+/// The ledger table `ledger` ([`super::ledger_table`]) of the database at `path`, read-only
+/// (after a writer's crash, as [`super::runs::read_only`] says); empty when the file or the
+/// table is missing.
 pub fn ledger(path: &Path, ledger: &str) -> Result<Vec<LedgerRow>> {
     if !path.exists() {
         return Ok(vec![]);
     }
-    let ro = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    match read_ledger(&Connection::open_with_flags(path, ro)?, ledger) {
-        Err(rusqlite::Error::SqliteFailure(e, _))
-            if e.extended_code == rusqlite::ffi::SQLITE_READONLY_ROLLBACK =>
-        {
-            let rw = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-            Ok(read_ledger(
-                &Connection::open_with_flags(path, rw)?,
-                ledger,
-            )?)
-        }
-        r => Ok(r?),
-    }
+    Ok(super::runs::read_only(path, |c| read_ledger(c, ledger))?)
 }
 
 fn read_ledger(c: &Connection, ledger: &str) -> rusqlite::Result<Vec<LedgerRow>> {
-    c.busy_timeout(BUSY)?;
     let exists: bool = c.query_row(
         "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
         [ledger],
