@@ -902,6 +902,8 @@ fn migration_run(common: &Common, id: &str, mode: &str, no_wait: bool) -> Result
         ops::runs::register(&con.app);
         con.app.jobs.start(1);
     }
+    // subscribed before the run is queued, so none of its progress is missed
+    let events = con.app.jobs.subscribe();
     let run = con.run(ops::runs::start(&con.app, &Actor::cli(), id, mode, None))?;
     if no_wait {
         println!("{run}");
@@ -931,6 +933,7 @@ fn migration_run(common: &Common, id: &str, mode: &str, no_wait: bool) -> Result
     let v = con.run(ops::runs::wait(
         &con.app,
         &run,
+        events,
         progress,
         tokio_util::sync::CancellationToken::new(),
     ))?;

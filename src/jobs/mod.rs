@@ -242,9 +242,20 @@ impl Jobs {
     pub async fn wait(
         &self,
         id: &str,
+        on_progress: impl FnMut(f64, Option<f64>, Option<&str>),
+    ) -> Result<Job> {
+        self.wait_from(self.subscribe(), id, on_progress).await
+    }
+
+    /// [`wait`](Self::wait) with events subscribed to earlier: a caller that queues a job and
+    /// then waits on it subscribes first, so no progress the job reports before the wait begins
+    /// is lost (a short job may be claimed and run to its end in that gap).
+    pub async fn wait_from(
+        &self,
+        mut rx: broadcast::Receiver<JobEvent>,
+        id: &str,
         mut on_progress: impl FnMut(f64, Option<f64>, Option<&str>),
     ) -> Result<Job> {
-        let mut rx = self.subscribe();
         loop {
             if let Some(j) = self.get(id).await?
                 && !matches!(j.state.as_str(), "queued" | "running")

@@ -280,6 +280,7 @@ pub async fn start(
 pub async fn wait(
     app: &App,
     run_id: &str,
+    events: tokio::sync::broadcast::Receiver<crate::jobs::JobEvent>,
     on_progress: impl FnMut(f64, Option<f64>, Option<&str>),
     cancel: tokio_util::sync::CancellationToken,
 ) -> Result<Value> {
@@ -291,7 +292,7 @@ pub async fn wait(
         .expect("started");
     let job = r.job_id.clone().unwrap_or_default();
     tokio::select! {
-        j = app.jobs.wait(&job, on_progress) => { j?; }
+        j = app.jobs.wait_from(events, &job, on_progress) => { j?; }
         _ = cancel.cancelled() => { app.jobs.cancel(&job).await?; }
     }
     get(app, run_id, None).await

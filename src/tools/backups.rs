@@ -43,8 +43,9 @@ pub struct CreateArgs {
 }
 
 async fn backup_create(ctx: ToolCtx, a: CreateArgs) -> Result<Stored<Backup>, ToolError> {
+    let events = ctx.app.jobs.subscribe();
     let job = ops::backups::start(&ctx.app, &ctx.actor, a.include_master_key).await?;
-    super::jobs::follow(&ctx, &job).await
+    super::jobs::follow(&ctx, events, &job).await
 }
 
 /// Result of `backup-list`.

@@ -240,6 +240,8 @@ fn run_tool(db: Option<String>) -> Tool {
                     Mode::Test => "test",
                     Mode::Migrate => "migrate",
                 };
+                // subscribed before the run is queued, so none of its progress is missed
+                let events = ctx.app.jobs.subscribe();
                 let run = ops::runs::start(&ctx.app, &ctx.actor, &a.migration_id, mode, db.as_deref()).await?;
                 if ctx.call.is_task() {
                     // the task follows the run: polled after a restart, it is answered from it
@@ -252,7 +254,8 @@ fn run_tool(db: Option<String>) -> Tool {
                     return Ok::<_, ToolError>(shown(json!({"runId": run, "state": "pending"})));
                 }
                 let progress = super::jobs::progress_of(&ctx);
-                let v = ops::runs::wait(&ctx.app, &run, progress, ctx.call.cancel.clone()).await?;
+                let v = ops::runs::wait(&ctx.app, &run, events, progress, ctx.call.cancel.clone())
+                    .await?;
                 Ok(shown(v))
             }
         },

@@ -53,17 +53,22 @@ impl<T: JsonSchema> JsonSchema for Stored<T> {
     }
 }
 
-/// Waits for job `job` that this call queued: its progress becomes the call's
+/// Waits for job `job` that this call queued, with `events` subscribed to before it queued
+/// ([`crate::jobs::Jobs::wait_from`]): its progress becomes the call's
 /// `notifications/progress`, a cancelled call cancels the job (at its next safe point), and a
 /// task follows the job. Succeeded: the job's result; failed or cancelled: the job's error.
-pub async fn follow<T>(ctx: &ToolCtx, job: &str) -> Result<Stored<T>, ToolError> {
+pub async fn follow<T>(
+    ctx: &ToolCtx,
+    events: tokio::sync::broadcast::Receiver<crate::jobs::JobEvent>,
+    job: &str,
+) -> Result<Stored<T>, ToolError> {
     if ctx.call.is_task() {
         ctx.call
             .follow(json!({"kind": JOB_BACKING, "job": job}))
             .await;
     }
     let jobs = ctx.app.jobs.clone();
-    let wait = jobs.wait(job, progress_of(ctx));
+    let wait = jobs.wait_from(events, job, progress_of(ctx));
     tokio::pin!(wait);
     let j = tokio::select! {
         j = &mut wait => j?,

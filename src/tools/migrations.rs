@@ -104,6 +104,7 @@ async fn migration_run(ctx: ToolCtx, a: RunArgs) -> Result<Stored<Ran>, ToolErro
                 .await?;
         return Ok(Stored::of(&Ran { targets }));
     }
+    let events = ctx.app.jobs.subscribe();
     let job = ops::migrations::start(&ctx.app, &ctx.actor, target.as_deref(), a.to_version).await?;
-    super::jobs::follow(&ctx, &job).await
+    super::jobs::follow(&ctx, events, &job).await
 }
