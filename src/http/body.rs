@@ -1,5 +1,9 @@
 //! Request bodies with a size limit that counts chunked bodies too (warp's own limit only checks
-//! `Content-Length` and answers 411 to chunked requests).
+//! `Content-Length` and answers 411 to chunked requests), and a read timeout. One rule,
+//! [`read`], for both the warp routes ([`limited`]) and the fast lane ([`super::fast`]).
+
+use std::future::Future;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
@@ -13,23 +17,37 @@ use super::rejection::ApiError;
 /// cannot hold a connection).
 pub fn limited(
     max: usize,
-    timeout: std::time::Duration,
+    timeout: Duration,
 ) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
     warp::header::optional::<u64>("content-length")
         .and(warp::body::stream())
         .and_then(move |len: Option<u64>, s| async move {
-            if len.is_some_and(|l| l > max as u64) {
-                return Err(too_large(max));
-            }
-            match tokio::time::timeout(timeout, collect(s, max)).await {
-                Ok(r) => r,
-                Err(_) => Err(timeout_error(timeout).reject()),
-            }
+            let chunks = collect(s, max);
+            read(len, chunks, max, timeout)
+                .await
+                .map_err(ApiError::reject)
         })
 }
 
-fn too_large(max: usize) -> Rejection {
-    too_large_error(max).reject()
+/// The body `chunks` collects, checked first against its declared length (413 past `max`)
+/// and read within `timeout` (408). A small body has usually arrived with the headers: it is
+/// read without arming a timer, which starts only when the body is not there yet.
+pub async fn read(
+    declared: Option<u64>,
+    chunks: impl Future<Output = Result<Bytes, ApiError>>,
+    max: usize,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
+    if declared.is_some_and(|l| l > max as u64) {
+        return Err(too_large_error(max));
+    }
+    let mut chunks = std::pin::pin!(chunks);
+    if let std::task::Poll::Ready(r) = futures_util::poll!(chunks.as_mut()) {
+        return r;
+    }
+    tokio::time::timeout(timeout, chunks)
+        .await
+        .unwrap_or_else(|_| Err(timeout_error(timeout)))
 }
 
 /// 413: the body is over `max` bytes.
@@ -41,7 +59,7 @@ pub fn too_large_error(max: usize) -> ApiError {
 }
 
 /// 408: the body did not arrive whole within `timeout`.
-pub fn timeout_error(timeout: std::time::Duration) -> ApiError {
+pub fn timeout_error(timeout: Duration) -> ApiError {
     ApiError::new(
         StatusCode::REQUEST_TIMEOUT,
         format!(
@@ -56,7 +74,7 @@ pub fn unreadable_error() -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "Could not read the request body")
 }
 
-async fn collect<S, B>(s: S, max: usize) -> Result<Bytes, Rejection>
+async fn collect<S, B>(s: S, max: usize) -> Result<Bytes, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
@@ -64,8 +82,7 @@ where
     let mut s = std::pin::pin!(s);
     let mut out = BytesMut::new();
     while let Some(chunk) = s.next().await {
-        let chunk = chunk.map_err(|_| unreadable_error().reject())?;
-        append(&mut out, chunk, max).map_err(ApiError::reject)?;
+        append(&mut out, chunk.map_err(|_| unreadable_error())?, max)?;
     }
     Ok(out.freeze())
 }

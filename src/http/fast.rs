@@ -80,20 +80,10 @@ impl FastLane {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|l| l > self.limit as u64) {
-            return super::body::too_large_error(self.limit).into_response();
-        }
-        // a small body has usually arrived with the headers: read it without arming a timer,
-        // and start the read timeout only when it has not
-        let mut read = std::pin::pin!(collect(body, self.limit));
-        let read = match futures_util::poll!(read.as_mut()) {
-            std::task::Poll::Ready(r) => Ok(r),
-            std::task::Poll::Pending => tokio::time::timeout(self.timeout, read).await,
-        };
-        let body = match read {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => return e.into_response(),
-            Err(_) => return super::body::timeout_error(self.timeout).into_response(),
+        let chunks = collect(body, self.limit);
+        let body = match super::body::read(declared, chunks, self.limit, self.timeout).await {
+            Ok(b) => b,
+            Err(e) => return e.into_response(),
         };
         let query = parts.uri.query().unwrap_or("");
         transport::answer_post(
@@ -118,24 +108,4 @@ async fn collect(mut body: hyper::body::Incoming, max: usize) -> Result<Bytes, A
         } // else trailers
     }
     Ok(out.freeze())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn status_codes_of_body_errors() {
-        use super::super::body::*;
-        assert_eq!(
-            too_large_error(10).status,
-            warp::http::StatusCode::PAYLOAD_TOO_LARGE
-        );
-        assert_eq!(
-            timeout_error(std::time::Duration::from_secs(1)).status,
-            warp::http::StatusCode::REQUEST_TIMEOUT
-        );
-        assert_eq!(
-            unreadable_error().status,
-            warp::http::StatusCode::BAD_REQUEST
-        );
-    }
 }

@@ -313,10 +313,7 @@ pub async fn serve(
         client_capabilities: Arc::new(caps),
         session: None,
         request_id: id.clone(),
-        progress_token: params
-            .get("_meta")
-            .and_then(|m| m.get("progressToken"))
-            .cloned(),
+        progress_token: crate::mcp::protocol::progress_token(&params).cloned(),
         cancel: cancel.clone(),
         peer: peer.clone(),
         log_level,
@@ -498,10 +495,7 @@ impl Drop for CancelOnDrop {
 /// Whether the request is answered over SSE: it asked for progress or logs, or the tool talks
 /// while it runs.
 fn wants_stream(server: &McpServer, method: &str, params: &Value, logs: bool) -> bool {
-    params
-        .get("_meta")
-        .and_then(|m| m.get("progressToken"))
-        .is_some()
+    crate::mcp::protocol::progress_token(params).is_some()
         || method == "tools/call"
             && params
                 .get("name")
@@ -725,9 +719,7 @@ fn listen(
             );
         }
     };
-    let caps = params
-        .pointer("/_meta")
-        .and_then(|m| m.get(META_CAPABILITIES));
+    let caps = params.get("_meta").and_then(|m| m.get(META_CAPABILITIES));
     if task_ids.is_some() && !caps.is_some_and(tasks::declared) {
         let (status, body) = answer(id, Err(tasks::missing_extension()), &Value::Null, false);
         return json_text(status, body);

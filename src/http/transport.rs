@@ -395,11 +395,7 @@ async fn absorb(app: &App, session: &Arc<Session>, msg: Message) {
 
 /// Whether a request should be answered over SSE.
 fn wants_stream(server: &McpServer, method: &str, params: &Value) -> bool {
-    if params
-        .get("_meta")
-        .and_then(|m| m.get("progressToken"))
-        .is_some()
-    {
+    if crate::mcp::protocol::progress_token(params).is_some() {
         return true;
     }
     method == "tools/call"
@@ -425,10 +421,7 @@ fn context(
         client_capabilities: session.client_capabilities.clone(),
         session: Some(session.clone()),
         request_id: id.clone(),
-        progress_token: params
-            .get("_meta")
-            .and_then(|m| m.get("progressToken"))
-            .cloned(),
+        progress_token: crate::mcp::protocol::progress_token(params).cloned(),
         cancel,
         peer,
         log_level: None,

@@ -144,6 +144,11 @@ pub fn result_response(id: &Value, result: &Json) -> Json {
     Json(out)
 }
 
+/// The `_meta.progressToken` of a request's params, when the client asked for progress.
+pub fn progress_token(params: &Value) -> Option<&Value> {
+    params.get("_meta")?.get("progressToken")
+}
+
 /// A notification.
 pub fn notification(method: &str, params: Value) -> Value {
     json!({"jsonrpc": "2.0", "method": method, "params": params})
