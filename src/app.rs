@@ -105,7 +105,7 @@ impl App {
         }
         let store = {
             let c = config.clone();
-            tokio::task::spawn_blocking(move || Store::open(&c.store.data_dir, c.store.pool_size))
+            tokio::task::spawn_blocking(move || Store::open(&c.store))
                 .await??
         };
         let master = {

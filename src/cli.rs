@@ -504,7 +504,7 @@ fn init_tracing(level: &str) {
 }
 
 fn open_store(c: &Config) -> Result<Store> {
-    Store::open(&c.store.data_dir, c.store.pool_size)
+    Store::open(&c.store)
         .with_context(|| format!("cannot open the store in {}", c.store.data_dir.display()))
 }
 

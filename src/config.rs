@@ -254,6 +254,11 @@ pub struct StoreConfig {
     pub pool_size: u32,
     /// Seconds between flushes of `lastUsedAt` / session activity to the store.
     pub flush_interval_secs: u64,
+    /// A PostgreSQL control store shared by several nodes (`postgres://user@host:5432/db`,
+    /// `?sslmode=require` for TLS); unset: the SQLite file `trex.db` in the data dir.
+    pub url: Option<String>,
+    /// The PostgreSQL schema that holds the store's tables (with `url`).
+    pub schema: String,
 }
 
 /// `[mcp]`
@@ -312,6 +317,8 @@ impl Default for StoreConfig {
             data_dir: PathBuf::from("./trex-data"),
             pool_size: 8,
             flush_interval_secs: 5,
+            url: None,
+            schema: "trex".into(),
         }
     }
 }
@@ -477,6 +484,20 @@ impl Config {
         }
         if self.store.flush_interval_secs == 0 {
             return bad("store.flush_interval_secs", "must be at least 1");
+        }
+        if let Some(url) = self.store.url.as_deref().filter(|u| !u.is_empty())
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return bad(
+                "store.url",
+                "must be a PostgreSQL URL (`postgres://user@host:5432/database`); leave it unset for the SQLite store",
+            );
+        }
+        if !crate::store::pg::is_identifier(&self.store.schema) {
+            return bad(
+                "store.schema",
+                "must be a lower-case identifier (letters, digits and _, starting with a letter or _)",
+            );
         }
         if self.mcp.max_sessions == 0 {
             return bad("mcp.max_sessions", "must be at least 1");

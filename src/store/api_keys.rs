@@ -1,6 +1,7 @@
 //! API keys: only the SHA-256 hash and a 13-character prefix of a key are stored.
 
-use rusqlite::{OptionalExtension, Row, params};
+use super::sql::Row;
+use crate::params;
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -27,7 +28,7 @@ pub struct ApiKey {
     pub created_at: String,
 }
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<ApiKey> {
+fn from_row(r: &Row<'_>) -> Result<ApiKey> {
     Ok(ApiKey {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -61,7 +62,7 @@ pub fn insert(
     scopes: Option<&str>,
 ) -> Result<String> {
     let id = uuid::Uuid::new_v4().to_string();
-    conn.db().execute(
+    conn.execute(
         "INSERT INTO api_keys (id, name, key_hash, key_prefix, user_id, expires_at, scopes, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![id, name, key_hash, key_prefix, user_id, expires_at, scopes, now_rfc3339()],
@@ -73,10 +74,10 @@ pub fn insert(
 pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<ApiKey>> {
     let sql = format!("{SELECT} WHERE k.id = ?1");
     Ok(conn
-        .db()
+        
         .prepare_cached(&sql)?
-        .query_row([id], from_row)
-        .optional()?)
+        .query_opt([id], from_row)
+        ?)
 }
 
 /// Keys of every user, newest first.
@@ -87,10 +88,9 @@ pub fn list(conn: &Conn<'_>, user_id: Option<&str>, page: &Page) -> Result<Paged
          ORDER BY k.created_at DESC, k.id DESC LIMIT ?4"
     );
     let (ac, ai) = page.after.clone().unzip();
-    let mut stmt = conn.db().prepare_cached(&sql)?;
+    let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt
-        .query_map(params![user_id, ac, ai, (page.limit + 1) as i64], from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .query_map(params![user_id, ac, ai, (page.limit + 1) as i64], from_row)?;
     Ok(Paged::from_overfetch(rows, page.limit, |k| {
         (k.created_at.clone(), k.id.clone())
     }))
@@ -98,18 +98,17 @@ pub fn list(conn: &Conn<'_>, user_id: Option<&str>, page: &Page) -> Result<Paged
 
 /// Ids of the keys not revoked whose display prefix is `prefix` (a prefix is not unique).
 pub fn ids_by_prefix(conn: &Conn<'_>, prefix: &str) -> Result<Vec<String>> {
-    let mut stmt = conn.db().prepare_cached(
+    let mut stmt = conn.prepare_cached(
         "SELECT id FROM api_keys WHERE key_prefix = ?1 AND revoked_at IS NULL ORDER BY created_at",
     )?;
     let rows = stmt
-        .query_map([prefix], |r| r.get(0))?
-        .collect::<rusqlite::Result<Vec<String>>>()?;
+        .query_map([prefix], |r| r.get(0))?;
     Ok(rows)
 }
 
 /// Number of keys that can still be used (not revoked).
 pub fn count_active(conn: &Conn<'_>) -> Result<i64> {
-    Ok(conn.db().query_row(
+    Ok(conn.query_row(
         "SELECT count(*) FROM api_keys WHERE revoked_at IS NULL",
         [],
         |r| r.get(0),
@@ -121,7 +120,7 @@ pub fn revoke(conn: &Conn<'_>, id: &str) -> Result<Option<ApiKey>> {
     let Some(key) = get(conn, id)? else {
         return Ok(None);
     };
-    let n = conn.db().execute(
+    let n = conn.execute(
         "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
         params![id, now_rfc3339()],
     )?;
@@ -147,13 +146,13 @@ pub struct KeyOwner {
 
 /// Looks a key up by hash (one indexed read; no write).
 pub fn lookup(conn: &Conn<'_>, key_hash: &str) -> Result<Option<KeyOwner>> {
-    let mut stmt = conn.db().prepare_cached(
+    let mut stmt = conn.prepare_cached(
         "SELECT k.id, k.name, u.id, u.name, u.email, u.role, u.banned, u.ban_expires, u.deleted_at,
                 k.expires_at, k.revoked_at, k.scopes
          FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = ?1",
     )?;
     Ok(stmt
-        .query_row([key_hash], |r| {
+        .query_opt([key_hash], |r| {
             Ok(KeyOwner {
                 key_id: r.get(0)?,
                 key_name: r.get(1)?,
@@ -169,13 +168,13 @@ pub fn lookup(conn: &Conn<'_>, key_hash: &str) -> Result<Option<KeyOwner>> {
                 scopes: r.get(11)?,
             })
         })
-        .optional()?)
+        ?)
 }
 
 /// Writes batched `last_used_at` values (callers run it in one [`Store::write`](super::Store::write)).
 pub fn touch(conn: &Conn<'_>, used: &[(String, String)]) -> Result<()> {
     {
-        let mut stmt = conn.db().prepare_cached(
+        let mut stmt = conn.prepare_cached(
             "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1
                AND (last_used_at IS NULL OR last_used_at < ?2)",
         )?;

@@ -1,6 +1,7 @@
 //! OAuth/OIDC client applications. The client secret column holds a sealed value.
 
-use rusqlite::{OptionalExtension, Row, params};
+use super::sql::Row;
+use crate::params;
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -32,7 +33,7 @@ pub struct OauthApp {
     pub updated_at: String,
 }
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<OauthApp> {
+fn from_row(r: &Row<'_>) -> Result<OauthApp> {
     let meta: Option<String> = r.get(3)?;
     let urls: String = r.get(5)?;
     Ok(OauthApp {
@@ -55,23 +56,22 @@ const COLUMNS: &str = "id, name, icon, metadata, client_id, redirect_urls, type,
 /// One application.
 pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<OauthApp>> {
     Ok(conn
-        .db()
+        
         .prepare_cached(&format!("SELECT {COLUMNS} FROM oauth_apps WHERE id = ?1"))?
-        .query_row([id], from_row)
-        .optional()?)
+        .query_opt([id], from_row)
+        ?)
 }
 
 /// Applications, newest first.
 pub fn list(conn: &Conn<'_>, page: &Page) -> Result<Paged<OauthApp>> {
     let (ac, ai) = page.after.clone().unzip();
     let rows = conn
-        .db()
+        
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM oauth_apps WHERE (?1 IS NULL OR (created_at, id) < (?1, ?2))
              ORDER BY created_at DESC, id DESC LIMIT ?3"
         ))?
-        .query_map(params![ac, ai, (page.limit + 1) as i64], from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .query_map(params![ac, ai, (page.limit + 1) as i64], from_row)?;
     Ok(Paged::from_overfetch(rows, page.limit, |a| {
         (a.created_at.clone(), a.id.clone())
     }))
@@ -93,7 +93,7 @@ pub struct NewApp<'a> {
 /// Creates an application.
 pub fn insert(conn: &Conn<'_>, a: &NewApp<'_>) -> Result<OauthApp> {
     let now = now_rfc3339();
-    conn.db().execute(
+    conn.execute(
         "INSERT INTO oauth_apps (id, name, icon, metadata, client_id, client_secret, redirect_urls, type,
                                  disabled, user_id, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?10)",
@@ -129,7 +129,7 @@ pub fn update(conn: &Conn<'_>, id: &str, c: &AppChanges<'_>) -> Result<Option<Oa
     let urls = c
         .redirect_urls
         .map(|u| serde_json::to_string(u).expect("json"));
-    conn.db().execute(
+    conn.execute(
         "UPDATE oauth_apps SET name = COALESCE(?2, name), icon = COALESCE(?3, icon),
                 metadata = COALESCE(?4, metadata), redirect_urls = COALESCE(?5, redirect_urls),
                 type = COALESCE(?6, type), disabled = COALESCE(?7, disabled), updated_at = ?8
@@ -154,17 +154,17 @@ pub fn delete(conn: &Conn<'_>, id: &str) -> Result<Option<(OauthApp, i64, i64)>>
     let Some(app) = get(conn, id)? else {
         return Ok(None);
     };
-    let tokens: i64 = conn.db().query_row(
+    let tokens: i64 = conn.query_row(
         "SELECT count(*) FROM oauth_tokens WHERE app_id = ?1",
         [id],
         |r| r.get(0),
     )?;
-    let consents: i64 = conn.db().query_row(
+    let consents: i64 = conn.query_row(
         "SELECT count(*) FROM oauth_consents WHERE app_id = ?1",
         [id],
         |r| r.get(0),
     )?;
-    conn.db()
+    conn
         .execute("DELETE FROM oauth_apps WHERE id = ?1", [id])?;
     Ok(Some((app, tokens, consents)))
 }

@@ -2,7 +2,7 @@
 //! refused, with retention by row count on each write and by age in [`prune`].
 
 use super::Conn;
-use rusqlite::params;
+use crate::params;
 
 use crate::error::Result;
 use crate::util::now_rfc3339;
@@ -27,11 +27,11 @@ pub struct AuditEntry {
 
 /// Appends an entry, then drops the oldest rows past `max_rows` (0 = no cap).
 pub fn insert(conn: &Conn<'_>, e: &AuditEntry, max_rows: u64) -> Result<()> {
-    conn.db().prepare_cached(
+    let last: i64 = conn.prepare_cached(
         "INSERT INTO audit_log (at, user_id, key_id, via, remote, server, tool, arguments, outcome, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
     )?
-    .execute(params![
+    .query_row(params![
         now_rfc3339(),
         e.user_id,
         e.key_id,
@@ -42,10 +42,9 @@ pub fn insert(conn: &Conn<'_>, e: &AuditEntry, max_rows: u64) -> Result<()> {
         e.arguments,
         e.outcome,
         e.detail
-    ])?;
+    ], |r| r.get(0))?;
     if max_rows > 0 {
-        let last = conn.db().last_insert_rowid();
-        conn.db()
+        conn
             .prepare_cached("DELETE FROM audit_log WHERE id <= ?1")?
             .execute([last - max_rows as i64])?;
     }
@@ -55,20 +54,20 @@ pub fn insert(conn: &Conn<'_>, e: &AuditEntry, max_rows: u64) -> Result<()> {
 /// Drops rows older than `before` (RFC 3339); returns how many.
 pub fn prune(conn: &Conn<'_>, before: &str) -> Result<usize> {
     Ok(conn
-        .db()
+        
         .execute("DELETE FROM audit_log WHERE at < ?1", [before])?)
 }
 
 /// Number of rows.
 pub fn count(conn: &Conn<'_>) -> Result<i64> {
     Ok(conn
-        .db()
+        
         .query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))?)
 }
 
 /// Number of entries for a tool (used by tests and status).
 pub fn count_for_tool(conn: &Conn<'_>, tool: &str) -> Result<i64> {
-    Ok(conn.db().query_row(
+    Ok(conn.query_row(
         "SELECT count(*) FROM audit_log WHERE tool = ?1",
         [tool],
         |r| r.get(0),
@@ -111,7 +110,7 @@ pub fn list(
     before: Option<i64>,
     limit: usize,
 ) -> Result<(Vec<AuditRow>, Option<i64>)> {
-    let mut rows = conn.db()
+    let mut rows = conn
         .prepare_cached(
             "SELECT id, at, user_id, key_id, via, remote, server, tool, arguments, outcome, detail FROM audit_log
              WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR tool = ?2) AND (?3 IS NULL OR at >= ?3)
@@ -135,8 +134,7 @@ pub fn list(
                 outcome: r.get(9)?,
                 detail: r.get(10)?,
             })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        })?;
     let next = if rows.len() > limit {
         rows.truncate(limit);
         rows.last().map(|r| r.id)

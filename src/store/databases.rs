@@ -1,7 +1,8 @@
 //! External databases and their credentials. Passwords are stored sealed; this module never sees
 //! clear text, and listings never include a password.
 
-use rusqlite::{OptionalExtension, Row, params};
+use super::sql::Row;
+use crate::params;
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -32,7 +33,7 @@ pub struct Database {
 
 const COLUMNS: &str = "id, host, port, database_name, dialect, description, enabled, created_at, updated_at, migrations_dir";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Database> {
+fn from_row(r: &Row<'_>) -> Result<Database> {
     Ok(Database {
         id: r.get(0)?,
         host: r.get(1)?,
@@ -50,10 +51,10 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Database> {
 /// One database.
 pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<Database>> {
     Ok(conn
-        .db()
+        
         .prepare_cached(&format!("SELECT {COLUMNS} FROM databases WHERE id = ?1"))?
-        .query_row([id], from_row)
-        .optional()?)
+        .query_opt([id], from_row)
+        ?)
 }
 
 /// Databases newest first; `search` matches id, host, name or description literally.
@@ -66,7 +67,7 @@ pub fn list(
     let (ac, ai) = page.after.clone().unzip();
     let only = only.map(|ids| serde_json::to_string(ids).expect("json"));
     let rows = conn
-        .db()
+        
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM databases
              WHERE (?1 IS NULL OR instr(lower(id), ?1) > 0 OR instr(lower(host), ?1) > 0
@@ -84,8 +85,7 @@ pub fn list(
                 only
             ],
             from_row,
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        )?;
     Ok(Paged::from_overfetch(rows, page.limit, |d| {
         (d.created_at.clone(), d.id.clone())
     }))
@@ -94,55 +94,51 @@ pub fn list(
 /// Every registered database, by id.
 pub fn all(conn: &Conn<'_>) -> Result<Vec<Database>> {
     let rows = conn
-        .db()
+        
         .prepare_cached(&format!("SELECT {COLUMNS} FROM databases ORDER BY id"))?
-        .query_map([], from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .query_map([], from_row)?;
     Ok(rows)
 }
 
 /// The database a credential belongs to.
 pub fn credential_database(conn: &Conn<'_>, credential_id: &str) -> Result<Option<String>> {
     Ok(conn
-        .db()
-        .query_row(
+        
+        .query_opt(
             "SELECT database_id FROM database_credentials WHERE id = ?1",
             [credential_id],
             |r| r.get(0),
         )
-        .optional()?)
+        ?)
 }
 
 /// Enabled sqlite databases (for attaching to the trexdb engine).
 pub fn enabled_sqlite(conn: &Conn<'_>) -> Result<Vec<Database>> {
     let rows = conn
-        .db()
+        
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM databases WHERE dialect = 'sqlite' AND enabled = 1 ORDER BY id"
         ))?
-        .query_map([], from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .query_map([], from_row)?;
     Ok(rows)
 }
 
 /// Inserts a database; a taken id is a conflict.
 pub fn insert(conn: &Conn<'_>, d: &Database) -> Result<Database> {
     let now = now_rfc3339();
-    let res = conn.db().execute(
+    let res = conn.execute(
         "INSERT INTO databases (id, host, port, database_name, dialect, description, enabled, created_at, updated_at, migrations_dir)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
         params![d.id, d.host, d.port, d.database_name, d.dialect, d.description, d.enabled, now, d.migrations_dir],
     );
     match res {
-        Err(rusqlite::Error::SqliteFailure(f, _))
-            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
-        {
+        Err(e) if super::sql::is_unique_violation(&e) => {
             Err(Error::Conflict(format!(
                 "Database '{}' already exists",
                 d.id
             )))
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
         Ok(_) => {
             get(conn, &d.id)?.ok_or_else(|| Error::Other("database vanished after insert".into()))
         }
@@ -151,7 +147,7 @@ pub fn insert(conn: &Conn<'_>, d: &Database) -> Result<Database> {
 
 /// Replaces the editable fields of a database.
 pub fn update(conn: &Conn<'_>, d: &Database) -> Result<Option<Database>> {
-    conn.db().execute(
+    conn.execute(
         "UPDATE databases SET host = ?2, port = ?3, database_name = ?4, dialect = ?5, description = ?6,
                 enabled = ?7, updated_at = ?8, migrations_dir = ?9 WHERE id = ?1",
         params![d.id, d.host, d.port, d.database_name, d.dialect, d.description, d.enabled, now_rfc3339(), d.migrations_dir],
@@ -162,7 +158,7 @@ pub fn update(conn: &Conn<'_>, d: &Database) -> Result<Option<Database>> {
 /// Deletes a database (its credentials go with it); true when it existed.
 pub fn delete(conn: &Conn<'_>, id: &str) -> Result<bool> {
     Ok(conn
-        .db()
+        
         .execute("DELETE FROM databases WHERE id = ?1", [id])?
         == 1)
 }
@@ -192,17 +188,17 @@ pub fn save_credential(
 ) -> Result<(Credential, bool)> {
     let now = now_rfc3339();
     let existing: Option<String> = conn
-        .db()
-        .query_row(
+        
+        .query_opt(
             "SELECT id FROM database_credentials WHERE database_id = ?1 AND username = ?2",
             params![database_id, username],
             |r| r.get(0),
         )
-        .optional()?;
+        ?;
     let id = existing
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    conn.db().execute(
+    conn.execute(
         "INSERT INTO database_credentials (id, database_id, username, password, user_scope, service_scope, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
          ON CONFLICT (database_id, username) DO UPDATE SET password = excluded.password,
@@ -219,7 +215,7 @@ pub fn save_credential(
 /// Credentials of a database, oldest first.
 pub fn credentials(conn: &Conn<'_>, database_id: &str) -> Result<Vec<Credential>> {
     let rows = conn
-        .db()
+        
         .prepare_cached(
             "SELECT id, database_id, username, user_scope, service_scope, created_at, updated_at
              FROM database_credentials WHERE database_id = ?1 ORDER BY created_at, id",
@@ -234,8 +230,7 @@ pub fn credentials(conn: &Conn<'_>, database_id: &str) -> Result<Vec<Credential>
                 created_at: r.get(5)?,
                 updated_at: r.get(6)?,
             })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        })?;
     Ok(rows)
 }
 
@@ -245,18 +240,18 @@ pub fn first_secret(
     database_id: &str,
 ) -> Result<Option<(String, String, String)>> {
     Ok(conn
-        .db()
+        
         .prepare_cached(
             "SELECT id, username, password FROM database_credentials WHERE database_id = ?1
              ORDER BY created_at, id LIMIT 1",
         )?
-        .query_row([database_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?)
+        .query_opt([database_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        ?)
 }
 
 /// Deletes every credential of a database; returns how many.
 pub fn delete_credentials(conn: &Conn<'_>, database_id: &str) -> Result<usize> {
-    Ok(conn.db().execute(
+    Ok(conn.execute(
         "DELETE FROM database_credentials WHERE database_id = ?1",
         [database_id],
     )?)
@@ -265,7 +260,7 @@ pub fn delete_credentials(conn: &Conn<'_>, database_id: &str) -> Result<usize> {
 /// Deletes a credential; true when it existed.
 pub fn delete_credential(conn: &Conn<'_>, id: &str) -> Result<bool> {
     Ok(conn
-        .db()
+        
         .execute("DELETE FROM database_credentials WHERE id = ?1", [id])?
         == 1)
 }
@@ -277,12 +272,12 @@ pub fn secret(
     credential_id: &str,
 ) -> Result<Option<(String, String, String)>> {
     Ok(conn
-        .db()
+        
         .prepare_cached(
             "SELECT id, username, password FROM database_credentials WHERE database_id = ?1 AND id = ?2",
         )?
-        .query_row([database_id, credential_id], |r| {
+        .query_opt([database_id, credential_id], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
-        .optional()?)
+        ?)
 }

@@ -3,7 +3,8 @@
 //! the epoch, so comparisons are plain integers.
 
 use super::Conn;
-use rusqlite::{OptionalExtension, Row, params};
+use super::sql::Row;
+use crate::params;
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -42,7 +43,7 @@ fn json(s: Option<String>) -> Option<serde_json::Value> {
     s.map(|t| serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t)))
 }
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
+fn from_row(r: &Row<'_>) -> Result<Job> {
     Ok(Job {
         id: r.get(0)?,
         kind: r.get(1)?,
@@ -74,7 +75,7 @@ pub fn enqueue(
 ) -> Result<String> {
     let id = uuid::Uuid::new_v4().to_string();
     let now = now_rfc3339();
-    conn.db()
+    conn
         .prepare_cached(
             "INSERT INTO jobs (id, kind, payload, max_attempts, created_by, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
@@ -109,7 +110,7 @@ pub fn claim(
     lease_until: i64,
 ) -> Result<Option<Claimed>> {
     let kinds = serde_json::to_string(kinds).expect("json");
-    Ok(conn.db()
+    Ok(conn
         .prepare_cached(
             "UPDATE jobs SET state = 'running', lease_owner = ?1, lease_until = ?2, heartbeat_at = ?3,
                     attempts = attempts + 1, started_at = coalesce(started_at, ?4), updated_at = ?4
@@ -119,7 +120,7 @@ pub fn claim(
                AND state = 'queued'
              RETURNING id, kind, payload, attempts",
         )?
-        .query_row(
+        .query_opt(
             params![owner, lease_until, now_ms, now_rfc3339(), kinds],
             |r| {
                 Ok(Claimed {
@@ -130,7 +131,7 @@ pub fn claim(
                 })
             },
         )
-        .optional()?)
+        ?)
 }
 
 /// Renews the lease of a running job held by `owner`; returns whether cancellation was asked
@@ -143,14 +144,14 @@ pub fn renew(
     lease_until: i64,
 ) -> Result<Option<bool>> {
     Ok(conn
-        .db()
+        
         .prepare_cached(
             "UPDATE jobs SET lease_until = ?3, heartbeat_at = ?4
              WHERE id = ?1 AND lease_owner = ?2 AND state = 'running'
              RETURNING cancel_requested",
         )?
-        .query_row(params![id, owner, lease_until, now_ms], |r| r.get(0))
-        .optional()?)
+        .query_opt(params![id, owner, lease_until, now_ms], |r| r.get(0))
+        ?)
 }
 
 /// Records progress of a running job.
@@ -161,7 +162,7 @@ pub fn set_progress(
     total: Option<f64>,
     message: Option<&str>,
 ) -> Result<()> {
-    conn.db().prepare_cached(
+    conn.prepare_cached(
         "UPDATE jobs SET progress = ?2, progress_total = ?3, progress_message = ?4, updated_at = ?5
          WHERE id = ?1 AND state = 'running'",
     )?
@@ -181,7 +182,7 @@ pub fn finish(
 ) -> Result<bool> {
     let now = now_rfc3339();
     let finished = (state != "queued").then_some(now.as_str());
-    Ok(conn.db()
+    Ok(conn
         .prepare_cached(
             "UPDATE jobs SET state = ?3, result = ?4, error = ?5, lease_owner = NULL, lease_until = NULL,
                     finished_at = ?6, updated_at = ?7
@@ -195,20 +196,20 @@ pub fn finish(
 /// Returns the job's state after the request, or `None` for an unknown job.
 pub fn request_cancel(conn: &Conn<'_>, id: &str) -> Result<Option<String>> {
     let now = now_rfc3339();
-    conn.db().prepare_cached(
+    conn.prepare_cached(
         "UPDATE jobs SET state = 'cancelled', error = 'cancelled before it started', finished_at = ?2,
                 updated_at = ?2
          WHERE id = ?1 AND state = 'queued'",
     )?
     .execute(params![id, now])?;
-    conn.db().prepare_cached(
+    conn.prepare_cached(
         "UPDATE jobs SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1 AND state = 'running'",
     )?
     .execute(params![id, now])?;
     Ok(conn
-        .db()
-        .query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
-        .optional()?)
+        
+        .query_opt("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+        ?)
 }
 
 /// Recovers running jobs whose lease ran out before `now_ms` (their worker's process died):
@@ -217,7 +218,7 @@ pub fn request_cancel(conn: &Conn<'_>, id: &str) -> Result<Option<String>> {
 pub fn recover(conn: &Conn<'_>, now_ms: i64, retryable: &[String]) -> Result<usize> {
     let retryable = serde_json::to_string(retryable).expect("json");
     let now = now_rfc3339();
-    Ok(conn.db()
+    Ok(conn
         .prepare_cached(
             "UPDATE jobs SET
                 state = CASE WHEN attempts < max_attempts
@@ -235,19 +236,18 @@ pub fn recover(conn: &Conn<'_>, now_ms: i64, retryable: &[String]) -> Result<usi
 pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<Job>> {
     let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1");
     Ok(conn
-        .db()
+        
         .prepare_cached(&sql)?
-        .query_row([id], from_row)
-        .optional()?)
+        .query_opt([id], from_row)
+        ?)
 }
 
 /// Jobs per state (for status and metrics).
 pub fn counts(conn: &Conn<'_>) -> Result<Vec<(String, i64)>> {
     let mut stmt = conn
-        .db()
+        
         .prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state")?;
     let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows)
 }

@@ -1,6 +1,7 @@
 //! Migration definitions, their runs and each run's per-target rows (schema version 7).
 
-use rusqlite::{OptionalExtension, Row, params};
+use super::sql::Row;
+use crate::params;
 
 use super::Conn;
 use crate::error::Result;
@@ -24,7 +25,7 @@ pub struct Definition {
 const DEF_COLUMNS: &str =
     "id, version, description, body, digest, status, created_by, created_at, updated_at";
 
-fn def_row(r: &Row<'_>) -> rusqlite::Result<Definition> {
+fn def_row(r: &Row<'_>) -> Result<Definition> {
     Ok(Definition {
         id: r.get(0)?,
         version: r.get(1)?,
@@ -41,23 +42,22 @@ fn def_row(r: &Row<'_>) -> rusqlite::Result<Definition> {
 /// The latest version of definition `id`.
 pub fn latest(conn: &Conn<'_>, id: &str) -> Result<Option<Definition>> {
     Ok(conn
-        .db()
+        
         .prepare_cached(&format!(
             "SELECT {DEF_COLUMNS} FROM migration_definitions WHERE id = ?1 ORDER BY version DESC LIMIT 1"
         ))?
-        .query_row([id], def_row)
-        .optional()?)
+        .query_opt([id], def_row)
+        ?)
 }
 
 /// Every version of definition `id`, oldest first.
 pub fn versions(conn: &Conn<'_>, id: &str) -> Result<Vec<Definition>> {
     let rows = conn
-        .db()
+        
         .prepare_cached(&format!(
             "SELECT {DEF_COLUMNS} FROM migration_definitions WHERE id = ?1 ORDER BY version"
         ))?
-        .query_map([id], def_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .query_map([id], def_row)?;
     Ok(rows)
 }
 
@@ -72,7 +72,7 @@ pub fn insert(
     created_by: Option<&str>,
 ) -> Result<Definition> {
     let now = now_rfc3339();
-    conn.db().execute(
+    conn.execute(
         "INSERT INTO migration_definitions (id, version, description, body, digest, status, created_by, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?7, ?7)",
         params![id, version, description, body, digest, created_by, now],
@@ -82,7 +82,7 @@ pub fn insert(
 
 /// Sets the status of one version.
 pub fn set_status(conn: &Conn<'_>, id: &str, version: i64, status: &str) -> Result<()> {
-    conn.db().execute(
+    conn.execute(
         "UPDATE migration_definitions SET status = ?3, updated_at = ?4 WHERE id = ?1 AND version = ?2",
         params![id, version, status, now_rfc3339()],
     )?;
@@ -101,7 +101,7 @@ pub fn list(
 ) -> Result<Vec<Definition>> {
     let (ac, ai) = after.unzip();
     let rows = conn
-        .db()
+        
         .prepare_cached(&format!(
             "SELECT {DEF_COLUMNS} FROM migration_definitions d
              WHERE version = (SELECT max(version) FROM migration_definitions x WHERE x.id = d.id)
@@ -115,8 +115,7 @@ pub fn list(
         .query_map(
             params![updated_since, status, touching, ac, ai, limit as i64 + 1],
             def_row,
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        )?;
     Ok(rows)
 }
 
@@ -138,7 +137,7 @@ pub struct Run {
 
 const RUN_COLUMNS: &str = "id, migration_id, version, mode, state, job_id, error, created_by, created_at, started_at, finished_at";
 
-fn run_row(r: &Row<'_>) -> rusqlite::Result<Run> {
+fn run_row(r: &Row<'_>) -> Result<Run> {
     Ok(Run {
         id: r.get(0)?,
         migration_id: r.get(1)?,
@@ -170,11 +169,11 @@ pub struct RunTarget {
 /// Creates a run and its target rows (state `pending`).
 pub fn insert_run(conn: &Conn<'_>, run: &Run, targets: &[String]) -> Result<()> {
     let now = now_rfc3339();
-    conn.db().execute(
+    conn.execute(
         &format!("INSERT INTO migration_runs ({RUN_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8, NULL, NULL)"),
         params![run.id, run.migration_id, run.version, run.mode, run.state, run.job_id, run.created_by, now],
     )?;
-    let mut st = conn.db().prepare_cached(
+    let mut st = conn.prepare_cached(
         "INSERT INTO migration_run_targets (run_id, database_id, position, state, updated_at) VALUES (?1, ?2, ?3, 'pending', ?4)",
     )?;
     for (i, t) in targets.iter().enumerate() {
@@ -185,7 +184,7 @@ pub fn insert_run(conn: &Conn<'_>, run: &Run, targets: &[String]) -> Result<()> 
 
 /// Sets the job of a run.
 pub fn set_job(conn: &Conn<'_>, run_id: &str, job_id: &str) -> Result<()> {
-    conn.db().execute(
+    conn.execute(
         "UPDATE migration_runs SET job_id = ?2 WHERE id = ?1",
         params![run_id, job_id],
     )?;
@@ -202,7 +201,7 @@ pub fn set_run_state(
 ) -> Result<()> {
     let now = now_rfc3339();
     let ended = matches!(state, "completed" | "failed" | "rolled_back" | "cancelled");
-    conn.db().execute(
+    conn.execute(
         "UPDATE migration_runs SET state = ?2, error = COALESCE(?3, error),
                 started_at = CASE WHEN ?2 = 'running' AND started_at IS NULL THEN ?4 ELSE started_at END,
                 finished_at = CASE WHEN ?5 THEN ?4 ELSE finished_at END
@@ -222,7 +221,7 @@ pub fn set_target(
     report: Option<&str>,
     error: Option<&str>,
 ) -> Result<()> {
-    conn.db().execute(
+    conn.execute(
         "UPDATE migration_run_targets SET state = ?3, schema_digest = COALESCE(?4, schema_digest),
                 report = COALESCE(?5, report), error = ?6, updated_at = ?7
          WHERE run_id = ?1 AND database_id = ?2",
@@ -242,30 +241,29 @@ pub fn set_target(
 /// One run.
 pub fn run(conn: &Conn<'_>, run_id: &str) -> Result<Option<Run>> {
     Ok(conn
-        .db()
+        
         .prepare_cached(&format!(
             "SELECT {RUN_COLUMNS} FROM migration_runs WHERE id = ?1"
         ))?
-        .query_row([run_id], run_row)
-        .optional()?)
+        .query_opt([run_id], run_row)
+        ?)
 }
 
 /// The runs of a definition, newest first.
 pub fn runs_of(conn: &Conn<'_>, migration_id: &str) -> Result<Vec<Run>> {
     let rows = conn
-        .db()
+        
         .prepare_cached(&format!(
             "SELECT {RUN_COLUMNS} FROM migration_runs WHERE migration_id = ?1 ORDER BY created_at DESC, id DESC"
         ))?
-        .query_map([migration_id], run_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .query_map([migration_id], run_row)?;
     Ok(rows)
 }
 
 /// The target rows of a run, in run order.
 pub fn targets(conn: &Conn<'_>, run_id: &str) -> Result<Vec<RunTarget>> {
     let rows = conn
-        .db()
+        
         .prepare_cached(
             "SELECT database_id, position, state, schema_digest, report, error, updated_at
              FROM migration_run_targets WHERE run_id = ?1 ORDER BY position",
@@ -280,33 +278,32 @@ pub fn targets(conn: &Conn<'_>, run_id: &str) -> Result<Vec<RunTarget>> {
                 error: r.get(5)?,
                 updated_at: r.get(6)?,
             })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        })?;
     Ok(rows)
 }
 
 /// The newest test run of version `version` that completed, if any.
 pub fn passed_test(conn: &Conn<'_>, migration_id: &str, version: i64) -> Result<Option<Run>> {
     Ok(conn
-        .db()
+        
         .prepare_cached(&format!(
             "SELECT {RUN_COLUMNS} FROM migration_runs
              WHERE migration_id = ?1 AND version = ?2 AND mode = 'test' AND state = 'completed'
              ORDER BY finished_at DESC LIMIT 1"
         ))?
-        .query_row(params![migration_id, version], run_row)
-        .optional()?)
+        .query_opt(params![migration_id, version], run_row)
+        ?)
 }
 
 /// True while a run of definition `migration_id` is pending or running.
 pub fn busy(conn: &Conn<'_>, migration_id: &str) -> Result<Option<String>> {
     Ok(conn
-        .db()
+        
         .prepare_cached(
             "SELECT id FROM migration_runs WHERE migration_id = ?1 AND state IN ('pending', 'running', 'rolling_back') LIMIT 1",
         )?
-        .query_row([migration_id], |r| r.get(0))
-        .optional()?)
+        .query_opt([migration_id], |r| r.get(0))
+        ?)
 }
 
 /// An active run (pending, running or rolling back) of any definition that has one of
@@ -314,12 +311,12 @@ pub fn busy(conn: &Conn<'_>, migration_id: &str) -> Result<Option<String>> {
 pub fn busy_targets(conn: &Conn<'_>, databases: &[String]) -> Result<Option<(String, String)>> {
     let ids = serde_json::to_string(databases).expect("json");
     Ok(conn
-        .db()
+        
         .prepare_cached(
             "SELECT r.id, t.database_id FROM migration_runs r JOIN migration_run_targets t ON t.run_id = r.id
              WHERE r.state IN ('pending', 'running', 'rolling_back')
                AND t.database_id IN (SELECT value FROM json_each(?1)) LIMIT 1",
         )?
-        .query_row([ids], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?)
+        .query_opt([ids], |r| Ok((r.get(0)?, r.get(1)?)))
+        ?)
 }

@@ -1,14 +1,17 @@
-//! The control store `trex.db`: an r2d2 pool of SQLite connections with the pragmas every
-//! connection needs, the schema bootstrap, and one file per table group. All control-store SQL
-//! lives under this module, behind typed functions taking a [`Conn`]; nothing else in the crate
-//! writes SQL for `trex.db`, and nothing this module exposes names a `rusqlite` type ([`Conn`],
-//! [`StoreError`] and [`DataVersion`] are opaque), so a PostgreSQL control store can later sit
-//! behind the same functions (DESIGN.md §10). Async callers go through [`Store::run`] (one
-//! statement or a few reads) and [`Store::write`] (several writes in one `BEGIN IMMEDIATE`
-//! transaction), which move the work to the blocking pool so no pooled connection is ever held
-//! across an `.await`.
+//! The control store: by default the SQLite file `trex.db` in the data dir (an r2d2 pool of
+//! connections with the pragmas every connection needs), or, with `store.url`, a schema of a
+//! PostgreSQL database shared by several nodes ([`pg`]). All control-store SQL lives under this
+//! module, in one file per table group, written once against [`sql::Conn`], which runs it on
+//! either engine; nothing else in the crate writes SQL for the store, and nothing this module
+//! exposes names a driver type ([`Conn`], [`StoreError`] and [`DataVersion`] are opaque).
+//! Async callers go through [`Store::run`] (one statement or a few reads) and [`Store::write`]
+//! (several writes in one transaction that holds the store's write lock), which move the work
+//! to the blocking pool so no pooled connection is ever held across an `.await`.
 
 pub mod api_keys;
+pub mod pg;
+pub mod sql;
+mod tls;
 pub mod apps;
 pub mod audit;
 pub mod databases;
@@ -26,6 +29,7 @@ pub mod tasks;
 pub mod users;
 pub mod web_sessions;
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -33,18 +37,11 @@ use r2d2::Pool;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, TransactionBehavior};
 
+use crate::config::StoreConfig;
 use crate::error::{Error, Result};
 
-/// A connection of the control store, as every store function takes it: inside
-/// [`Store::write`] it is the open transaction. Opaque outside this module.
-pub struct Conn<'a>(&'a Connection);
-
-impl<'a> Conn<'a> {
-    /// The SQLite connection underneath (store functions only).
-    pub(in crate::store) fn db(&self) -> &'a Connection {
-        self.0
-    }
-}
+pub use sql::{Backend, Conn};
+use sql::Db;
 
 /// A failure of the control store itself (its file, a statement, the pool), as opposed to the
 /// caller's input. The message is for the log; clients are told only that an internal error
@@ -86,19 +83,30 @@ fn configure(c: &mut Connection) -> rusqlite::Result<()> {
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
         true,
     )?;
+    c.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
 
 /// Handle to the control store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pool: Pool<SqliteConnectionManager>,
+    pools: Pools,
     path: PathBuf,
 }
 
+/// The pool of whichever engine holds the store.
+#[derive(Clone)]
+enum Pools {
+    Lite(Pool<SqliteConnectionManager>),
+    Pg(Pool<pg::Manager>, pg::Manager),
+}
+
 impl Store {
-    /// Opens (creating when missing) `<data_dir>/trex.db` and brings its schema up to date.
-    pub fn open(data_dir: &Path, pool_size: u32) -> Result<Store> {
+    /// Opens the store `c` names: PostgreSQL when `store.url` is set (its schema created or
+    /// upgraded), else `<data_dir>/trex.db` (created when missing). The data dir is created
+    /// either way: trexdb's files, plugins and backups live there on every node.
+    pub fn open(c: &StoreConfig) -> Result<Store> {
+        let data_dir = &c.data_dir;
         if !data_dir.exists() {
             std::fs::create_dir_all(data_dir).map_err(|e| {
                 Error::io(format!("cannot create data dir {}", data_dir.display()), e)
@@ -111,17 +119,37 @@ impl Store {
             }
         }
         let path = data_dir.join(STORE_FILE);
+        if let Some(url) = c.url.as_deref().filter(|u| !u.is_empty()) {
+            let manager = pg::Manager::new(url, &c.schema)?;
+            let pool = Pool::builder()
+                .max_size(c.pool_size)
+                .min_idle(Some(1))
+                .test_on_check_out(false)
+                .connection_timeout(Duration::from_secs(10))
+                .build(manager.clone())?;
+            {
+                let conn = pool.get()?;
+                schema::bootstrap_pg(&conn, manager.schema())?;
+            }
+            return Ok(Store {
+                pools: Pools::Pg(pool, manager),
+                path,
+            });
+        }
         let manager = SqliteConnectionManager::file(&path).with_init(configure);
         let pool = Pool::builder()
-            .max_size(pool_size)
+            .max_size(c.pool_size)
             .min_idle(Some(1))
             // connections to a local file do not go stale; skip the per-checkout probe query
             .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(10))
             .build(manager)?;
-        let store = Store { pool, path };
-        {
-            let mut conn = store.pool.get()?;
+        let store = Store {
+            pools: Pools::Lite(pool),
+            path,
+        };
+        if let Pools::Lite(pool) = &store.pools {
+            let mut conn = pool.get()?;
             schema::bootstrap(&mut conn)?;
         }
         // trex.db readable by its owner only (SQLite gives -wal and -shm the same mode)
@@ -133,9 +161,26 @@ impl Store {
         Ok(store)
     }
 
-    /// Path of `trex.db`.
+    /// Path of `trex.db` (on a PostgreSQL store: where it would be; nothing is there).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The engine this store is on.
+    pub fn backend(&self) -> Backend {
+        match self.pools {
+            Pools::Lite(_) => Backend::Sqlite,
+            Pools::Pg(..) => Backend::Postgres,
+        }
+    }
+
+    /// Where the store is, for people: the file, or the PostgreSQL database and schema (never
+    /// a password).
+    pub fn describe(&self) -> String {
+        match &self.pools {
+            Pools::Lite(_) => self.path.display().to_string(),
+            Pools::Pg(_, m) => m.describe(),
+        }
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool (autocommit: each
@@ -145,49 +190,44 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Conn<'_>) -> Result<T> + Send + 'static,
     {
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = pool.get()?;
-            f(&Conn(&conn))
-        })
-        .await?
+        let pools = self.pools.clone();
+        tokio::task::spawn_blocking(move || pools.with(f)).await?
     }
 
-    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the blocking pool: committed when `f`
-    /// returns `Ok`, rolled back otherwise. Rules checked inside `f` ("an active admin always
-    /// remains") see every other writer's commits, so two racing changes cannot both pass.
+    /// Runs `f` in one write transaction on the blocking pool (SQLite `BEGIN IMMEDIATE`;
+    /// PostgreSQL `BEGIN` plus the store's write lock): committed when `f` returns `Ok`, rolled
+    /// back otherwise. Rules checked inside `f` ("an active admin always remains") see every
+    /// other writer's commits, so two racing changes cannot both pass.
     pub async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Conn<'_>) -> Result<T> + Send + 'static,
     {
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get()?;
-            transaction(&mut conn, f)
-        })
-        .await?
+        let pools = self.pools.clone();
+        tokio::task::spawn_blocking(move || pools.transaction(f)).await?
     }
 
-    /// Runs a short, bounded read (a lookup by key) on the calling thread when a pooled
+    /// Runs a short, bounded read (a lookup by key) on the calling thread when a pooled SQLite
     /// connection is free at once, else on the blocking pool like [`run`](Self::run). For point
     /// reads of a few microseconds the hand-off to another thread costs more than the read.
+    /// PostgreSQL reads always go to the blocking pool (a network round trip).
     pub async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Conn<'_>) -> Result<T> + Send + 'static,
     {
-        match self.pool.try_get() {
-            Some(conn) => f(&Conn(&conn)),
-            None => self.run(f).await,
+        if let Pools::Lite(pool) = &self.pools
+            && let Some(conn) = pool.try_get()
+        {
+            return f(&Conn(Db::Lite(&conn)));
         }
+        self.run(f).await
     }
 
-    /// [`write`](Self::write) on the current thread (start-up and tests only; never on the
-    /// runtime's threads while serving).
+    /// [`write`](Self::write) on the current thread (start-up, the CLI and tests only; never
+    /// on the runtime's threads while serving).
     pub fn write_sync<T>(&self, f: impl FnOnce(&Conn<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = self.pool.get()?;
-        transaction(&mut conn, f)
+        self.pools.transaction(f)
     }
 
     /// The schema version the store is at (`/readyz`).
@@ -195,40 +235,101 @@ impl Store {
         self.run(schema::version).await
     }
 
-    /// A watcher of commits by other connections and processes, on a connection of its own.
+    /// A watcher of commits by other connections, processes and nodes, on a connection of its
+    /// own (use it from a thread of its own: it blocks).
     pub fn data_version(&self) -> Result<DataVersion> {
-        let c = Connection::open(&self.path)?;
-        c.execute_batch(PRAGMAS)?;
-        Ok(DataVersion(c))
+        match &self.pools {
+            Pools::Lite(_) => {
+                let c = Connection::open(&self.path)?;
+                c.execute_batch(PRAGMAS)?;
+                Ok(DataVersion(Watch::Lite(c)))
+            }
+            Pools::Pg(_, m) => {
+                let mut client = m.client()?;
+                client.batch_execute(&format!("LISTEN {}", pg::CHANGES_CHANNEL))?;
+                Ok(DataVersion(Watch::Pg(RefCell::new((client, 0)))))
+            }
+        }
     }
 }
 
-/// Runs `f` inside `BEGIN IMMEDIATE … COMMIT` on `conn`.
-fn transaction<T>(conn: &mut Connection, f: impl FnOnce(&Conn<'_>) -> Result<T>) -> Result<T> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let out = f(&Conn(&tx))?;
-    tx.commit()?;
-    Ok(out)
+impl Pools {
+    fn with<T>(&self, f: impl FnOnce(&Conn<'_>) -> Result<T>) -> Result<T> {
+        match self {
+            Pools::Lite(p) => f(&Conn(Db::Lite(&*p.get()?))),
+            Pools::Pg(p, _) => f(&Conn(Db::Pg(&*p.get()?))),
+        }
+    }
+
+    fn transaction<T>(&self, f: impl FnOnce(&Conn<'_>) -> Result<T>) -> Result<T> {
+        match self {
+            Pools::Lite(p) => {
+                let mut conn = p.get()?;
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let out = f(&Conn(Db::Lite(&tx)))?;
+                tx.commit()?;
+                Ok(out)
+            }
+            Pools::Pg(p, _) => {
+                let conn = p.get()?;
+                conn.borrow_mut().batch(&format!(
+                    "BEGIN; SELECT pg_advisory_xact_lock({})",
+                    pg::WRITE_LOCK
+                ))?;
+                let out = f(&Conn(Db::Pg(&conn)));
+                let end = if out.is_ok() { "COMMIT" } else { "ROLLBACK" };
+                conn.borrow_mut().batch(end)?;
+                out
+            }
+        }
+    }
 }
 
-/// Tells whether anyone else has committed to the store since the last look (SQLite's
-/// `PRAGMA data_version` on a dedicated connection). SQLite-only: a shared PostgreSQL store
-/// will use LISTEN/NOTIFY instead.
-pub struct DataVersion(Connection);
+/// Tells whether anyone else has committed to the store since the last look: SQLite's
+/// `PRAGMA data_version` on a dedicated connection, or on PostgreSQL the notifications the
+/// schema's triggers send on the [`pg::CHANGES_CHANNEL`] when users, keys or roles change.
+pub struct DataVersion(Watch);
+
+enum Watch {
+    Lite(Connection),
+    Pg(RefCell<(postgres::Client, i64)>),
+}
 
 impl DataVersion {
     /// The current version; it changes when another connection commits (-1 when unreadable).
     pub fn current(&self) -> i64 {
-        self.0
-            .query_row("PRAGMA data_version", [], |r| r.get(0))
-            .unwrap_or(-1)
+        match &self.0 {
+            Watch::Lite(c) => c
+                .query_row("PRAGMA data_version", [], |r| r.get(0))
+                .unwrap_or(-1),
+            Watch::Pg(cell) => {
+                let mut guard = cell.borrow_mut();
+                let (client, seen) = &mut *guard;
+                if client.is_closed() {
+                    return -1;
+                }
+                use postgres::fallible_iterator::FallibleIterator;
+                let mut n = client.notifications();
+                let mut it = n.timeout_iter(Duration::ZERO);
+                loop {
+                    match it.next() {
+                        Ok(Some(_)) => *seen += 1,
+                        Ok(None) => break,
+                        Err(_) => return -1,
+                    }
+                }
+                *seen
+            }
+        }
     }
 }
 
-/// Moves everything in the write-ahead log into `trex.db` and empties the log (clean shutdown).
+/// Moves everything in the write-ahead log into `trex.db` and empties the log (clean shutdown;
+/// nothing to do on PostgreSQL).
 pub fn checkpoint(conn: &Conn<'_>) -> Result<()> {
-    conn.db()
-        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    if let Some(c) = conn.lite() {
+        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    }
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! The `nodes` table: every `trex serve` sharing this store, with its heartbeat (schema v8).
 
-use rusqlite::params;
+use crate::params;
 
 use super::Conn;
 use crate::error::Result;
@@ -22,7 +22,7 @@ pub struct Node {
 
 /// Registers (or re-registers) a node.
 pub fn upsert(conn: &Conn<'_>, n: &Node) -> Result<()> {
-    conn.db().execute(
+    conn.execute(
         "INSERT INTO nodes (id, name, listen, version, pid, data_node, started_at, heartbeat_ms, stopped_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL)
          ON CONFLICT (id) DO UPDATE SET name = excluded.name, listen = excluded.listen,
@@ -35,7 +35,7 @@ pub fn upsert(conn: &Conn<'_>, n: &Node) -> Result<()> {
 
 /// Records a heartbeat.
 pub fn heartbeat(conn: &Conn<'_>, id: &str, now_ms: i64) -> Result<()> {
-    conn.db().execute(
+    conn.execute(
         "UPDATE nodes SET heartbeat_ms = ?2 WHERE id = ?1",
         params![id, now_ms],
     )?;
@@ -44,7 +44,7 @@ pub fn heartbeat(conn: &Conn<'_>, id: &str, now_ms: i64) -> Result<()> {
 
 /// Marks a node stopped (a clean shutdown).
 pub fn stopped(conn: &Conn<'_>, id: &str) -> Result<()> {
-    conn.db().execute(
+    conn.execute(
         "UPDATE nodes SET stopped_at = ?2 WHERE id = ?1",
         params![id, now_rfc3339()],
     )?;
@@ -54,7 +54,7 @@ pub fn stopped(conn: &Conn<'_>, id: &str) -> Result<()> {
 /// Every node, newest start first.
 pub fn list(conn: &Conn<'_>) -> Result<Vec<Node>> {
     let rows = conn
-        .db()
+        
         .prepare_cached(
             "SELECT id, name, listen, version, pid, data_node, started_at, heartbeat_ms, stopped_at
              FROM nodes ORDER BY started_at DESC, id",
@@ -71,7 +71,6 @@ pub fn list(conn: &Conn<'_>) -> Result<Vec<Node>> {
                 heartbeat_ms: r.get(7)?,
                 stopped_at: r.get(8)?,
             })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        })?;
     Ok(rows)
 }

@@ -2,9 +2,10 @@
 //! running, and its last known state and error. Checkpoints live with the replica (trexdb),
 //! not here.
 
-use rusqlite::{OptionalExtension, params};
+use crate::params;
 
 use super::Conn;
+use super::sql::Row;
 use crate::error::{Error, Result};
 
 /// One pipeline row.
@@ -38,7 +39,7 @@ const COLUMNS: &str = "id, name, database_id, credential_id, mode, publication, 
      batch_size, batch_timeout_ms, retry_delay_ms, retry_max_attempts, desired, state, error, node, \
      created_at, created_by, updated_at";
 
-fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Pipeline> {
+fn from_row(r: &Row<'_>) -> Result<Pipeline> {
     Ok(Pipeline {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -65,7 +66,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Pipeline> {
 
 /// Records a new pipeline; a name in use is a conflict.
 pub fn insert(conn: &Conn<'_>, p: &Pipeline) -> Result<()> {
-    conn.db()
+    conn
         .execute(
             &format!(
                 "INSERT INTO pipelines ({COLUMNS}) VALUES
@@ -94,13 +95,12 @@ pub fn insert(conn: &Conn<'_>, p: &Pipeline) -> Result<()> {
                 p.updated_at
             ],
         )
-        .map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(f, _)
-                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
+        .map_err(|e| {
+            if super::sql::is_constraint_violation(&e) {
                 Error::Conflict(format!("Pipeline '{}' already exists", p.name))
+            } else {
+                e
             }
-            e => e.into(),
         })?;
     Ok(())
 }
@@ -108,40 +108,38 @@ pub fn insert(conn: &Conn<'_>, p: &Pipeline) -> Result<()> {
 /// The pipeline named `name`.
 pub fn by_name(conn: &Conn<'_>, name: &str) -> Result<Option<Pipeline>> {
     Ok(conn
-        .db()
-        .query_row(
+        
+        .query_opt(
             &format!("SELECT {COLUMNS} FROM pipelines WHERE name = ?1"),
             [name],
             from_row,
         )
-        .optional()?)
+        ?)
 }
 
 /// Every pipeline, by name.
 pub fn list(conn: &Conn<'_>) -> Result<Vec<Pipeline>> {
     let mut st = conn
-        .db()
+        
         .prepare(&format!("SELECT {COLUMNS} FROM pipelines ORDER BY name"))?;
     let rows = st
-        .query_map([], from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .query_map([], from_row)?;
     Ok(rows)
 }
 
 /// The names of the pipelines that read database `database_id`.
 pub fn of_database(conn: &Conn<'_>, database_id: &str) -> Result<Vec<String>> {
     let mut st = conn
-        .db()
+        
         .prepare("SELECT name FROM pipelines WHERE database_id = ?1 ORDER BY name")?;
     let rows = st
-        .query_map([database_id], |r| r.get(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .query_map([database_id], |r| r.get(0))?;
     Ok(rows)
 }
 
 /// Marks a pipeline wanted stopped, and stopped unless it is in `error` (whose reason stays).
 pub fn mark_stopped(conn: &Conn<'_>, id: &str) -> Result<()> {
-    conn.db().execute(
+    conn.execute(
         "UPDATE pipelines SET desired = 'stopped',
                 state = CASE WHEN state = 'error' THEN state ELSE 'stopped' END, updated_at = ?2
          WHERE id = ?1",
@@ -152,7 +150,7 @@ pub fn mark_stopped(conn: &Conn<'_>, id: &str) -> Result<()> {
 
 /// Sets what is wanted of a pipeline and its settings that may change on a restart.
 pub fn set_desired(conn: &Conn<'_>, p: &Pipeline) -> Result<()> {
-    conn.db().execute(
+    conn.execute(
         "UPDATE pipelines SET desired = ?2, state = ?3, error = ?4, node = ?5, batch_size = ?6,
          batch_timeout_ms = ?7, retry_delay_ms = ?8, retry_max_attempts = ?9, credential_id = ?10,
          updated_at = ?11 WHERE id = ?1",
@@ -175,7 +173,7 @@ pub fn set_desired(conn: &Conn<'_>, p: &Pipeline) -> Result<()> {
 
 /// Records how a pipeline's run ended (`desired` becomes `stopped` when it ended by itself).
 pub fn ended(conn: &Conn<'_>, id: &str, state: &str, error: Option<&str>) -> Result<()> {
-    conn.db().execute(
+    conn.execute(
         "UPDATE pipelines SET state = ?2, error = ?3, desired = 'stopped', updated_at = ?4 WHERE id = ?1",
         params![id, state, error, crate::util::now_rfc3339()],
     )?;
@@ -185,7 +183,7 @@ pub fn ended(conn: &Conn<'_>, id: &str, state: &str, error: Option<&str>) -> Res
 /// Deletes a pipeline row.
 pub fn delete(conn: &Conn<'_>, id: &str) -> Result<bool> {
     Ok(conn
-        .db()
+        
         .execute("DELETE FROM pipelines WHERE id = ?1", [id])?
         == 1)
 }

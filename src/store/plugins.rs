@@ -1,8 +1,9 @@
 //! The `plugins` table (schema v9): which plugins are installed, from what, by whom, with their
 //! checked manifest. The files live under `<data_dir>/plugins/<name>/`.
 
-use rusqlite::{OptionalExtension, params};
+use crate::params;
 
+use super::sql::Row;
 use super::{Conn, Page, Paged};
 use crate::error::{Error, Result};
 
@@ -23,7 +24,7 @@ pub struct Plugin {
 const COLUMNS: &str =
     "name, package, version, manifest, source, sha256, installed_at, installed_by";
 
-fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Plugin> {
+fn from_row(r: &Row<'_>) -> Result<Plugin> {
     Ok(Plugin {
         name: r.get(0)?,
         package: r.get(1)?,
@@ -38,7 +39,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Plugin> {
 
 /// Records an installed plugin; a name already installed is a conflict.
 pub fn insert(conn: &Conn<'_>, p: &Plugin) -> Result<()> {
-    conn.db()
+    conn
         .execute(
             &format!("INSERT INTO plugins ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
             params![
@@ -52,13 +53,12 @@ pub fn insert(conn: &Conn<'_>, p: &Plugin) -> Result<()> {
                 p.installed_by
             ],
         )
-        .map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(f, _)
-                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
+        .map_err(|e| {
+            if super::sql::is_constraint_violation(&e) {
                 Error::Conflict(format!("Plugin \"{}\" is already installed", p.name))
+            } else {
+                e
             }
-            e => e.into(),
         })?;
     Ok(())
 }
@@ -66,31 +66,29 @@ pub fn insert(conn: &Conn<'_>, p: &Plugin) -> Result<()> {
 /// One plugin by its short name.
 pub fn get(conn: &Conn<'_>, name: &str) -> Result<Option<Plugin>> {
     Ok(conn
-        .db()
+        
         .prepare_cached(&format!("SELECT {COLUMNS} FROM plugins WHERE name = ?1"))?
-        .query_row([name], from_row)
-        .optional()?)
+        .query_opt([name], from_row)
+        ?)
 }
 
 /// Every plugin, by name.
 pub fn all(conn: &Conn<'_>) -> Result<Vec<Plugin>> {
     Ok(conn
-        .db()
+        
         .prepare_cached(&format!("SELECT {COLUMNS} FROM plugins ORDER BY name"))?
-        .query_map([], from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?)
+        .query_map([], from_row)?)
 }
 
 /// One page of plugins in name order.
 pub fn list(conn: &Conn<'_>, page: &Page) -> Result<Paged<Plugin>> {
     let after = page.after.as_ref().map(|a| a.1.clone());
     let rows = conn
-        .db()
+        
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM plugins WHERE (?1 IS NULL OR name > ?1) ORDER BY name LIMIT ?2"
         ))?
-        .query_map(params![after, (page.limit + 1) as i64], from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .query_map(params![after, (page.limit + 1) as i64], from_row)?;
     Ok(Paged::from_overfetch(rows, page.limit, |p| {
         (p.name.clone(), p.name.clone())
     }))
@@ -99,7 +97,7 @@ pub fn list(conn: &Conn<'_>, page: &Page) -> Result<Paged<Plugin>> {
 /// Forgets a plugin; false when it was not installed.
 pub fn delete(conn: &Conn<'_>, name: &str) -> Result<bool> {
     Ok(conn
-        .db()
+        
         .execute("DELETE FROM plugins WHERE name = ?1", [name])?
         > 0)
 }

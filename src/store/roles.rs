@@ -1,6 +1,7 @@
 //! Application roles and their assignment to users.
 
-use rusqlite::{OptionalExtension, Row, params};
+use super::sql::Row;
+use crate::params;
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -20,13 +21,13 @@ pub struct Role {
     pub updated_at: String,
 }
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<Role> {
+fn from_row(r: &Row<'_>) -> Result<Role> {
     from_row_at(r, 0)
 }
 
 /// A role from the five columns of a row that start at `at` (`id, name, description,
 /// created_at, updated_at`).
-pub(super) fn from_row_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Role> {
+pub(super) fn from_row_at(r: &Row<'_>, at: usize) -> Result<Role> {
     Ok(Role {
         id: r.get(at)?,
         name: r.get(at + 1)?,
@@ -38,24 +39,21 @@ pub(super) fn from_row_at(r: &Row<'_>, at: usize) -> rusqlite::Result<Role> {
 
 const COLUMNS: &str = "id, name, description, created_at, updated_at";
 
-fn conflict(e: rusqlite::Error, name: &str) -> Error {
-    match e {
-        rusqlite::Error::SqliteFailure(f, _)
-            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
-        {
-            Error::Conflict(format!("A role named '{name}' already exists"))
-        }
-        other => other.into(),
+fn conflict(e: Error, name: &str) -> Error {
+    if super::sql::is_unique_violation(&e) {
+        Error::Conflict(format!("A role named '{name}' already exists"))
+    } else {
+        e
     }
 }
 
 /// One role by id.
 pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<Role>> {
     Ok(conn
-        .db()
+        
         .prepare_cached(&format!("SELECT {COLUMNS} FROM roles WHERE id = ?1"))?
-        .query_row([id], from_row)
-        .optional()?)
+        .query_opt([id], from_row)
+        ?)
 }
 
 /// Roles newest first; `search` matches name or description literally.
@@ -68,13 +66,12 @@ pub fn list(conn: &Conn<'_>, search: Option<&str>, page: &Page) -> Result<Paged<
     );
     let (ac, ai) = page.after.clone().unzip();
     let rows = conn
-        .db()
+        
         .prepare_cached(&sql)?
         .query_map(
             params![search.map(search_term), ac, ai, (page.limit + 1) as i64],
             from_row,
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        )?;
     Ok(Paged::from_overfetch(rows, page.limit, |r| {
         (r.created_at.clone(), r.id.clone())
     }))
@@ -84,7 +81,7 @@ pub fn list(conn: &Conn<'_>, search: Option<&str>, page: &Page) -> Result<Paged<
 pub fn insert(conn: &Conn<'_>, name: &str, description: Option<&str>) -> Result<Role> {
     let id = uuid::Uuid::new_v4().to_string();
     let now = now_rfc3339();
-    conn.db().execute(
+    conn.execute(
         "INSERT INTO roles (id, name, description, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
         params![id, name, description, now],
     )
@@ -99,7 +96,7 @@ pub fn update(
     name: Option<&str>,
     description: Option<&str>,
 ) -> Result<Option<Role>> {
-    conn.db().execute(
+    conn.execute(
         "UPDATE roles SET name = COALESCE(?2, name), description = COALESCE(?3, description), updated_at = ?4
          WHERE id = ?1",
         params![id, name, description, now_rfc3339()],
@@ -112,14 +109,14 @@ pub fn update(
 pub fn delete(conn: &Conn<'_>, id: &str) -> Result<Option<Role>> {
     let role = get(conn, id)?;
     if role.is_some() {
-        conn.db().execute("DELETE FROM roles WHERE id = ?1", [id])?;
+        conn.execute("DELETE FROM roles WHERE id = ?1", [id])?;
     }
     Ok(role)
 }
 
 /// Assigns a role; false when the user already had it.
 pub fn assign(conn: &Conn<'_>, user_id: &str, role_id: &str) -> Result<bool> {
-    Ok(conn.db().execute(
+    Ok(conn.execute(
         "INSERT OR IGNORE INTO user_roles (user_id, role_id, created_at) VALUES (?1, ?2, ?3)",
         params![user_id, role_id, now_rfc3339()],
     )? == 1)
@@ -127,7 +124,7 @@ pub fn assign(conn: &Conn<'_>, user_id: &str, role_id: &str) -> Result<bool> {
 
 /// Removes an assignment; false when there was none.
 pub fn unassign(conn: &Conn<'_>, user_id: &str, role_id: &str) -> Result<bool> {
-    Ok(conn.db().execute(
+    Ok(conn.execute(
         "DELETE FROM user_roles WHERE user_id = ?1 AND role_id = ?2",
         params![user_id, role_id],
     )? == 1)
@@ -135,12 +132,11 @@ pub fn unassign(conn: &Conn<'_>, user_id: &str, role_id: &str) -> Result<bool> {
 
 /// The roles of a user, by name.
 pub fn of_user(conn: &Conn<'_>, user_id: &str) -> Result<Vec<Role>> {
-    let rows = conn.db()
+    let rows = conn
         .prepare_cached(
             "SELECT r.id, r.name, r.description, r.created_at, r.updated_at
              FROM roles r JOIN user_roles ur ON ur.role_id = r.id WHERE ur.user_id = ?1 ORDER BY r.name",
         )?
-        .query_map([user_id], from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .query_map([user_id], from_row)?;
     Ok(rows)
 }

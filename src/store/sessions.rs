@@ -2,7 +2,8 @@
 //! another node), touched in batches, and deleted on DELETE, expiry or revocation.
 
 use super::Conn;
-use rusqlite::{OptionalExtension, params};
+use super::sql::Row;
+use crate::params;
 
 use crate::error::Result;
 
@@ -25,7 +26,7 @@ pub struct SessionRow {
 const COLUMNS: &str = "id, server, user_id, key_id, protocol_version, client_info, \
                        client_capabilities, log_level, initialized, created_at, last_seen_at";
 
-fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
+fn from_row(r: &Row<'_>) -> Result<SessionRow> {
     Ok(SessionRow {
         id: r.get(0)?,
         server: r.get(1)?,
@@ -43,7 +44,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
 
 /// Stores a new session.
 pub fn insert(conn: &Conn<'_>, s: &SessionRow) -> Result<()> {
-    conn.db().execute(
+    conn.execute(
         &format!("INSERT INTO mcp_sessions ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
         params![
             s.id,
@@ -66,26 +67,25 @@ pub fn insert(conn: &Conn<'_>, s: &SessionRow) -> Result<()> {
 pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<SessionRow>> {
     let sql = format!("SELECT {COLUMNS} FROM mcp_sessions WHERE id = ?1");
     Ok(conn
-        .db()
+        
         .prepare_cached(&sql)?
-        .query_row([id], from_row)
-        .optional()?)
+        .query_opt([id], from_row)
+        ?)
 }
 
 /// Sessions seen at or after `cutoff` (the live ones).
 pub fn live(conn: &Conn<'_>, cutoff: &str) -> Result<Vec<SessionRow>> {
     let sql = format!("SELECT {COLUMNS} FROM mcp_sessions WHERE last_seen_at >= ?1");
-    let mut stmt = conn.db().prepare(&sql)?;
+    let mut stmt = conn.prepare(&sql)?;
     let rows = stmt
-        .query_map([cutoff], from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .query_map([cutoff], from_row)?;
     Ok(rows)
 }
 
 /// Deletes one session; true when it existed.
 pub fn delete(conn: &Conn<'_>, id: &str) -> Result<bool> {
     Ok(conn
-        .db()
+        
         .execute("DELETE FROM mcp_sessions WHERE id = ?1", [id])?
         == 1)
 }
@@ -93,13 +93,13 @@ pub fn delete(conn: &Conn<'_>, id: &str) -> Result<bool> {
 /// Deletes sessions last seen before `cutoff`; returns how many.
 pub fn delete_idle(conn: &Conn<'_>, cutoff: &str) -> Result<usize> {
     Ok(conn
-        .db()
+        
         .execute("DELETE FROM mcp_sessions WHERE last_seen_at < ?1", [cutoff])?)
 }
 
 /// Records the `initialized` notification.
 pub fn mark_initialized(conn: &Conn<'_>, id: &str) -> Result<()> {
-    conn.db().execute(
+    conn.execute(
         "UPDATE mcp_sessions SET initialized = 1 WHERE id = ?1",
         [id],
     )?;
@@ -108,7 +108,7 @@ pub fn mark_initialized(conn: &Conn<'_>, id: &str) -> Result<()> {
 
 /// Records the level set by `logging/setLevel`.
 pub fn set_log_level(conn: &Conn<'_>, id: &str, level: &str) -> Result<()> {
-    conn.db().execute(
+    conn.execute(
         "UPDATE mcp_sessions SET log_level = ?2 WHERE id = ?1",
         params![id, level],
     )?;
@@ -118,7 +118,7 @@ pub fn set_log_level(conn: &Conn<'_>, id: &str, level: &str) -> Result<()> {
 /// Writes batched activity times (callers run it in one [`Store::write`](super::Store::write)).
 pub fn touch(conn: &Conn<'_>, seen: &[(String, String)]) -> Result<()> {
     {
-        let mut stmt = conn.db().prepare_cached(
+        let mut stmt = conn.prepare_cached(
             "UPDATE mcp_sessions SET last_seen_at = ?2 WHERE id = ?1 AND last_seen_at < ?2",
         )?;
         for (id, at) in seen {

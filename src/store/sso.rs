@@ -1,7 +1,8 @@
 //! SSO providers. The client secret column holds a sealed value (see `auth::secrets`); this
 //! module never sees clear text.
 
-use rusqlite::{OptionalExtension, Row, params};
+use super::sql::Row;
+use crate::params;
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -24,7 +25,7 @@ pub struct SsoProvider {
     pub updated_at: String,
 }
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<SsoProvider> {
+fn from_row(r: &Row<'_>) -> Result<SsoProvider> {
     Ok(SsoProvider {
         id: r.get(0)?,
         display_name: r.get(1)?,
@@ -43,21 +44,20 @@ const COLUMNS: &str =
 /// One provider.
 pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<SsoProvider>> {
     Ok(conn
-        .db()
+        
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM sso_providers WHERE id = ?1"
         ))?
-        .query_row([id], from_row)
-        .optional()?)
+        .query_opt([id], from_row)
+        ?)
 }
 
 /// Every provider.
 pub fn all(conn: &Conn<'_>) -> Result<Vec<SsoProvider>> {
     let rows = conn
-        .db()
+        
         .prepare_cached(&format!("SELECT {COLUMNS} FROM sso_providers ORDER BY id"))?
-        .query_map([], from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .query_map([], from_row)?;
     Ok(rows)
 }
 
@@ -65,13 +65,12 @@ pub fn all(conn: &Conn<'_>) -> Result<Vec<SsoProvider>> {
 pub fn list(conn: &Conn<'_>, page: &Page) -> Result<Paged<SsoProvider>> {
     let (ac, ai) = page.after.clone().unzip();
     let rows = conn
-        .db()
+        
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM sso_providers WHERE (?1 IS NULL OR (created_at, id) < (?1, ?2))
              ORDER BY created_at DESC, id DESC LIMIT ?3"
         ))?
-        .query_map(params![ac, ai, (page.limit + 1) as i64], from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .query_map(params![ac, ai, (page.limit + 1) as i64], from_row)?;
     Ok(Paged::from_overfetch(rows, page.limit, |p| {
         (p.created_at.clone(), p.id.clone())
     }))
@@ -106,7 +105,7 @@ pub fn save(
     } = *p;
     let now = now_rfc3339();
     let existed = get(conn, id)?.is_some();
-    conn.db().execute(
+    conn.execute(
         "INSERT INTO sso_providers (id, display_name, client_id, client_secret, enabled, created_at, updated_at, issuer)
          VALUES (?1, ?2, ?3, COALESCE(?4, ''), COALESCE(?5, 0), ?6, ?6, NULLIF(?7, ''))
          ON CONFLICT (id) DO UPDATE SET
@@ -126,7 +125,7 @@ pub fn save(
 /// Deletes a provider; true when it existed.
 pub fn delete(conn: &Conn<'_>, id: &str) -> Result<bool> {
     Ok(conn
-        .db()
+        
         .execute("DELETE FROM sso_providers WHERE id = ?1", [id])?
         == 1)
 }
@@ -134,15 +133,15 @@ pub fn delete(conn: &Conn<'_>, id: &str) -> Result<bool> {
 /// The sealed secret of a provider (for the SSO flow; never returned by a tool).
 pub fn sealed_secret(conn: &Conn<'_>, id: &str) -> Result<Option<String>> {
     Ok(conn
-        .db()
+        
         .prepare_cached("SELECT client_secret FROM sso_providers WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?)
+        .query_opt([id], |r| r.get(0))
+        ?)
 }
 
 /// Number of sealed values held by the store (SSO and app secrets).
 pub fn count_sealed(conn: &Conn<'_>) -> Result<i64> {
-    Ok(conn.db().query_row(
+    Ok(conn.query_row(
         "SELECT (SELECT count(*) FROM sso_providers WHERE client_secret <> '')
               + (SELECT count(*) FROM oauth_apps WHERE client_secret <> '')
               + (SELECT count(*) FROM database_credentials)",
@@ -155,14 +154,14 @@ pub fn count_sealed(conn: &Conn<'_>) -> Result<i64> {
 /// their client secret and are disabled, OAuth apps lose theirs and are disabled, database
 /// credentials are deleted. Returns how many of each.
 pub fn drop_sealed(conn: &Conn<'_>) -> Result<(usize, usize, usize)> {
-    let sso = conn.db().execute(
+    let sso = conn.execute(
         "UPDATE sso_providers SET client_secret = '', enabled = 0 WHERE client_secret <> ''",
         [],
     )?;
-    let apps = conn.db().execute(
+    let apps = conn.execute(
         "UPDATE oauth_apps SET client_secret = '', disabled = 1 WHERE client_secret <> ''",
         [],
     )?;
-    let creds = conn.db().execute("DELETE FROM database_credentials", [])?;
+    let creds = conn.execute("DELETE FROM database_credentials", [])?;
     Ok((sso, apps, creds))
 }

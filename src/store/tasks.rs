@@ -6,7 +6,8 @@
 //! are never asked or accepted again.
 
 use super::Conn;
-use rusqlite::{OptionalExtension, params};
+use super::sql::Row;
+use crate::params;
 use serde_json::{Map, Value};
 
 use crate::error::Result;
@@ -48,7 +49,7 @@ fn map_of(text: &str) -> Map<String, Value> {
     serde_json::from_str(text).unwrap_or_default()
 }
 
-fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
+fn from_row(r: &Row<'_>) -> Result<TaskRow> {
     let backing: Option<String> = r.get(6)?;
     let requests: String = r.get(11)?;
     Ok(TaskRow {
@@ -73,7 +74,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
 
 /// Stores a new task.
 pub fn insert(conn: &Conn<'_>, t: &TaskRow) -> Result<()> {
-    conn.db().execute(
+    conn.execute(
         "INSERT INTO mcp_tasks (id, key_id, server_id, tool, status, status_message, backing, \
          runner, lease_until, created_at, updated_at, ttl_ms) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -103,10 +104,10 @@ pub fn get(conn: &Conn<'_>, id: &str, key_id: &str, now_ms: i64) -> Result<Optio
          AND (created_at + ttl_ms > ?3 OR {LIVE})"
     );
     Ok(conn
-        .db()
+        
         .prepare_cached(&sql)?
-        .query_row(params![id, key_id, now_ms], from_row)
-        .optional()?)
+        .query_opt(params![id, key_id, now_ms], from_row)
+        ?)
 }
 
 /// Ends a task that has not ended: `status` with its result or error. False when it had ended.
@@ -124,14 +125,14 @@ pub fn finish(
          input_requests = '{{}}', updated_at = ?6 WHERE id = ?1 AND {LIVE}"
     );
     Ok(conn
-        .db()
+        
         .execute(&sql, params![id, status, message, result, error, now_ms])?
         == 1)
 }
 
 /// Records what durable work the task follows.
 pub fn set_backing(conn: &Conn<'_>, id: &str, backing: &Value, now_ms: i64) -> Result<()> {
-    conn.db().execute(
+    conn.execute(
         "UPDATE mcp_tasks SET backing = ?2, updated_at = ?3 WHERE id = ?1",
         params![id, backing.to_string(), now_ms],
     )?;
@@ -143,7 +144,7 @@ pub fn set_message(conn: &Conn<'_>, id: &str, message: &str, now_ms: i64) -> Res
     let sql = format!(
         "UPDATE mcp_tasks SET status_message = ?2, updated_at = ?3 WHERE id = ?1 AND {LIVE}"
     );
-    conn.db().execute(&sql, params![id, message, now_ms])?;
+    conn.execute(&sql, params![id, message, now_ms])?;
     Ok(())
 }
 
@@ -152,8 +153,8 @@ type Maps = (String, Map<String, Value>, Map<String, Value>, Vec<String>);
 
 fn maps(conn: &Conn<'_>, id: &str) -> Result<Option<Maps>> {
     Ok(conn
-        .db()
-        .query_row(
+        
+        .query_opt(
             "SELECT status, input_requests, input_responses, answered FROM mcp_tasks WHERE id = ?1",
             [id],
             |r| {
@@ -167,7 +168,7 @@ fn maps(conn: &Conn<'_>, id: &str) -> Result<Option<Maps>> {
                 ))
             },
         )
-        .optional()?)
+        ?)
 }
 
 fn save_maps(
@@ -187,7 +188,7 @@ fn save_maps(
         "UPDATE mcp_tasks SET status = ?2, input_requests = ?3, input_responses = ?4, answered = ?5, \
          updated_at = ?6 WHERE id = ?1 AND {LIVE}"
     );
-    conn.db().execute(
+    conn.execute(
         &sql,
         params![
             id,
@@ -257,7 +258,7 @@ pub fn take_answer(conn: &Conn<'_>, id: &str, key: &str, now_ms: i64) -> Result<
 
 /// Records a cancellation request; false for an unknown task.
 pub fn request_cancel(conn: &Conn<'_>, id: &str) -> Result<bool> {
-    Ok(conn.db().execute(
+    Ok(conn.execute(
         "UPDATE mcp_tasks SET cancel_requested = 1 WHERE id = ?1",
         [id],
     )? == 1)
@@ -267,21 +268,20 @@ pub fn request_cancel(conn: &Conn<'_>, id: &str) -> Result<bool> {
 pub fn cancel_requested(conn: &Conn<'_>, runner: &str) -> Result<Vec<String>> {
     let sql =
         format!("SELECT id FROM mcp_tasks WHERE runner = ?1 AND cancel_requested = 1 AND {LIVE}");
-    let mut stmt = conn.db().prepare_cached(&sql)?;
+    let mut stmt = conn.prepare_cached(&sql)?;
     let ids = stmt
-        .query_map([runner], |r| r.get(0))?
-        .collect::<rusqlite::Result<Vec<String>>>()?;
+        .query_map([runner], |r| r.get(0))?;
     Ok(ids)
 }
 
 /// Renews the lease of every live task `runner` runs.
 pub fn renew(conn: &Conn<'_>, runner: &str, until_ms: i64) -> Result<usize> {
     let sql = format!("UPDATE mcp_tasks SET lease_until = ?2 WHERE runner = ?1 AND {LIVE}");
-    Ok(conn.db().execute(&sql, params![runner, until_ms])?)
+    Ok(conn.execute(&sql, params![runner, until_ms])?)
 }
 
 /// Deletes ended tasks whose time to live has passed; returns how many.
 pub fn delete_expired(conn: &Conn<'_>, now_ms: i64) -> Result<usize> {
     let sql = format!("DELETE FROM mcp_tasks WHERE created_at + ttl_ms <= ?1 AND NOT {LIVE}");
-    Ok(conn.db().execute(&sql, [now_ms])?)
+    Ok(conn.execute(&sql, [now_ms])?)
 }

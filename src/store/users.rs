@@ -1,6 +1,7 @@
 //! Users: rows of `users`, with keyset paging and the email uniqueness rule.
 
-use rusqlite::{OptionalExtension, Row, params};
+use super::sql::Row;
+use crate::params;
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -46,7 +47,7 @@ pub fn ban_in_force(banned: bool, ban_expires: Option<&str>) -> bool {
 const COLUMNS: &str = "id, name, email, role, banned, ban_reason, ban_expires, email_verified, \
                        must_change_password, deleted_at, created_at, updated_at";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<User> {
+fn from_row(r: &Row<'_>) -> Result<User> {
     Ok(User {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -78,22 +79,20 @@ pub fn insert(conn: &Conn<'_>, new: &NewUser) -> Result<User> {
     let id = uuid::Uuid::new_v4().to_string();
     let now = now_rfc3339();
     let verified = new.password_hash.is_some();
-    let res = conn.db().execute(
+    let res = conn.execute(
         "INSERT INTO users (id, name, email, role, email_verified, password_hash, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
         params![id, new.name, new.email, new.role, verified, new.password_hash, now],
     );
     match res {
         Ok(_) => {}
-        Err(rusqlite::Error::SqliteFailure(e, _))
-            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
-        {
+        Err(e) if super::sql::is_unique_violation(&e) => {
             return Err(Error::Conflict(format!(
                 "A user with email '{}' already exists",
                 new.email
             )));
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     }
     get(conn, &id)?.ok_or_else(|| Error::Other("user vanished after insert".into()))
 }
@@ -102,10 +101,10 @@ pub fn insert(conn: &Conn<'_>, new: &NewUser) -> Result<User> {
 pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<User>> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?1");
     Ok(conn
-        .db()
+        
         .prepare_cached(&sql)?
-        .query_row([id], from_row)
-        .optional()?)
+        .query_opt([id], from_row)
+        ?)
 }
 
 /// One user with their roles (by name), by id or — `by_email` — by email, in one statement (a
@@ -125,12 +124,8 @@ pub fn get_with_roles(
          r.id, r.name, r.description, r.created_at, r.updated_at \
          FROM users u LEFT JOIN user_roles ur ON ur.user_id = u.id LEFT JOIN roles r ON r.id = ur.role_id \
          WHERE u.email = ?1 ORDER BY r.name";
-    let mut st = conn
-        .db()
-        .prepare_cached(if by_email { BY_EMAIL } else { BY_ID })?;
-    let mut rows = st.query([key])?;
     let mut out: Option<(User, Vec<super::roles::Role>)> = None;
-    while let Some(r) = rows.next()? {
+    conn.query_map(if by_email { BY_EMAIL } else { BY_ID }, [key], |r| {
         let entry = match &mut out {
             Some(e) => e,
             None => out.insert((from_row(r)?, Vec::new())),
@@ -138,7 +133,8 @@ pub fn get_with_roles(
         if r.get::<_, Option<String>>(12)?.is_some() {
             entry.1.push(super::roles::from_row_at(r, 12)?);
         }
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 
@@ -146,16 +142,16 @@ pub fn get_with_roles(
 pub fn get_by_email(conn: &Conn<'_>, email: &str) -> Result<Option<User>> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE email = ?1");
     Ok(conn
-        .db()
+        
         .prepare_cached(&sql)?
-        .query_row([email], from_row)
-        .optional()?)
+        .query_opt([email], from_row)
+        ?)
 }
 
 /// Number of users, deleted ones included.
 pub fn count(conn: &Conn<'_>) -> Result<i64> {
     Ok(conn
-        .db()
+        
         .query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
 }
 
@@ -181,13 +177,12 @@ pub fn list(
     );
     let pattern = search.map(search_term);
     let (ac, ai) = page.after.clone().unzip();
-    let mut stmt = conn.db().prepare_cached(&sql)?;
+    let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt
         .query_map(
             params![include_deleted, pattern, ac, ai, (page.limit + 1) as i64],
             from_row,
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        )?;
     Ok(Paged::from_overfetch(rows, page.limit, |u| {
         (u.created_at.clone(), u.id.clone())
     }))
@@ -196,17 +191,17 @@ pub fn list(
 /// The password hash of a user, if any.
 pub fn password_hash(conn: &Conn<'_>, id: &str) -> Result<Option<String>> {
     Ok(conn
-        .db()
-        .query_row("SELECT password_hash FROM users WHERE id = ?1", [id], |r| {
+        
+        .query_opt("SELECT password_hash FROM users WHERE id = ?1", [id], |r| {
             r.get(0)
         })
-        .optional()?
+        ?
         .flatten())
 }
 
 /// Sets a user's role (`admin` or `user`); `None` when the user does not exist.
 pub fn set_role(conn: &Conn<'_>, id: &str, role: &str) -> Result<Option<User>> {
-    conn.db().execute(
+    conn.execute(
         "UPDATE users SET role = ?2, updated_at = ?3 WHERE id = ?1",
         params![id, role, now_rfc3339()],
     )?;
@@ -226,7 +221,7 @@ pub fn set_ban(
     } else {
         (None, None)
     };
-    conn.db().execute(
+    conn.execute(
         "UPDATE users SET banned = ?2, ban_reason = ?3, ban_expires = ?4, updated_at = ?5 WHERE id = ?1",
         params![id, banned, reason, expires, now_rfc3339()],
     )?;
@@ -235,14 +230,13 @@ pub fn set_ban(
 
 /// Admins who can act now (not deleted, not under a ban in force), other than `except`.
 pub fn active_admins_except(conn: &Conn<'_>, except: &str) -> Result<usize> {
-    let mut stmt = conn.db().prepare_cached(
+    let mut stmt = conn.prepare_cached(
         "SELECT banned, ban_expires FROM users WHERE role = 'admin' AND deleted_at IS NULL AND id <> ?1",
     )?;
     let rows = stmt
         .query_map([except], |r| {
             Ok((r.get::<_, bool>(0)?, r.get::<_, Option<String>>(1)?))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        })?;
     Ok(rows
         .iter()
         .filter(|(b, e)| !ban_in_force(*b, e.as_deref()))
@@ -252,7 +246,7 @@ pub fn active_admins_except(conn: &Conn<'_>, except: &str) -> Result<usize> {
 /// Soft-deletes (`deleted = true`) or restores a user.
 pub fn set_deleted(conn: &Conn<'_>, id: &str, deleted: bool) -> Result<Option<User>> {
     let now = now_rfc3339();
-    conn.db().execute(
+    conn.execute(
         "UPDATE users SET deleted_at = CASE WHEN ?2 THEN ?3 ELSE NULL END, updated_at = ?3 WHERE id = ?1",
         params![id, deleted, now],
     )?;
@@ -261,7 +255,7 @@ pub fn set_deleted(conn: &Conn<'_>, id: &str, deleted: bool) -> Result<Option<Us
 
 /// Replaces a user's password hash; false when the user does not exist.
 pub fn set_password_hash(conn: &Conn<'_>, id: &str, hash: &str) -> Result<bool> {
-    Ok(conn.db().execute(
+    Ok(conn.execute(
         "UPDATE users SET password_hash = ?2, must_change_password = 0, updated_at = ?3 WHERE id = ?1",
         params![id, hash, now_rfc3339()],
     )? == 1)

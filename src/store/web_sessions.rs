@@ -1,7 +1,7 @@
 //! Web (cookie) sessions of the admin page, and the combined listing of web and MCP sessions
 //! that the `session-*` tools show. Only the SHA-256 of a cookie token is stored.
 
-use rusqlite::{OptionalExtension, params};
+use crate::params;
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -19,7 +19,7 @@ pub fn insert(
     expires_at: &str,
 ) -> Result<String> {
     let id = uuid::Uuid::new_v4().to_string();
-    conn.db().execute(
+    conn.execute(
         "INSERT INTO web_sessions (id, token_hash, user_id, ip_address, user_agent, expires_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![id, token_hash, user_id, ip, user_agent, expires_at, now_rfc3339()],
@@ -29,23 +29,23 @@ pub fn insert(
 
 /// `(session id, user id, expires_at)` of a live session by token hash.
 pub fn find(conn: &Conn<'_>, token_hash: &str) -> Result<Option<(String, String, String)>> {
-    Ok(conn.db()
+    Ok(conn
         .prepare_cached("SELECT id, user_id, expires_at FROM web_sessions WHERE token_hash = ?1 AND expires_at > ?2")?
-        .query_row(params![token_hash, now_rfc3339()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?)
+        .query_opt(params![token_hash, now_rfc3339()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        ?)
 }
 
 /// Deletes one web session; true when it existed.
 pub fn delete(conn: &Conn<'_>, id: &str) -> Result<bool> {
     Ok(conn
-        .db()
+        
         .execute("DELETE FROM web_sessions WHERE id = ?1", [id])?
         == 1)
 }
 
 /// Deletes expired web sessions; returns how many.
 pub fn delete_expired(conn: &Conn<'_>) -> Result<usize> {
-    Ok(conn.db().execute(
+    Ok(conn.execute(
         "DELETE FROM web_sessions WHERE expires_at <= ?1",
         [now_rfc3339()],
     )?)
@@ -54,7 +54,7 @@ pub fn delete_expired(conn: &Conn<'_>) -> Result<usize> {
 /// Deletes every web session of a user.
 pub fn delete_user(conn: &Conn<'_>, user_id: &str) -> Result<usize> {
     Ok(conn
-        .db()
+        
         .execute("DELETE FROM web_sessions WHERE user_id = ?1", [user_id])?)
 }
 
@@ -108,7 +108,7 @@ pub fn list_all(
         ORDER BY created_at DESC, id DESC LIMIT ?8";
     let (ac, ai) = page.after.clone().unzip();
     let rows = conn
-        .db()
+        
         .prepare_cached(sql)?
         .query_map(
             params![
@@ -136,8 +136,7 @@ pub fn list_all(
                     created_at: r.get(10)?,
                 })
             },
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        )?;
     Ok(Paged::from_overfetch(rows, page.limit, |s| {
         (s.created_at.clone(), s.id.clone())
     }))

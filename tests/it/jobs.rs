@@ -9,11 +9,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
+use crate::common;
 use trex::jobs::Jobs;
 use trex::store::Store;
 
 fn store(dir: &std::path::Path) -> Store {
-    Store::open(dir, 4).unwrap()
+    let mut c = trex::config::StoreConfig {
+        data_dir: dir.to_path_buf(),
+        pool_size: 4,
+        ..Default::default()
+    };
+    common::test_store(&mut c);
+    Store::open(&c).unwrap()
 }
 
 async fn wait_until(what: &str, mut f: impl AsyncFnMut() -> bool) {

@@ -118,6 +118,7 @@ async fn boot(
     };
     let mut config = Config::load(None, std::iter::empty(), &o).unwrap();
     config.log.level = "warn".into();
+    test_store(&mut config.store);
     customize(&mut config);
     let app = App::open(config).await.unwrap();
     let (key, admin) = if again.is_none() {
@@ -135,6 +136,47 @@ async fn boot(
     )));
     let running = server::start(app, catalogue, vec![]).await.unwrap();
     (running, key, admin)
+}
+
+/// The PostgreSQL database the store matrix runs on (`TREX_TEST_STORE=postgres`).
+pub const TEST_STORE_DB: &str = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable";
+
+/// True when the suite runs against a PostgreSQL control store: `TREX_TEST_STORE=postgres`
+/// (unset or `sqlite`: the SQLite file, the default).
+pub fn pg_store() -> bool {
+    match std::env::var("TREX_TEST_STORE").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("TREX_TEST_STORE={other}: use sqlite or postgres"),
+    }
+}
+
+/// The PostgreSQL schema of a data dir's store in the matrix: one per data dir, so tests are
+/// isolated as their temporary dirs are, and a restart on the same dir finds its store again.
+pub fn test_schema(dir: &Path) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(dir.to_string_lossy().as_bytes());
+    format!("t_{}", hex::encode(&h[..8]))
+}
+
+/// Points a store config at PostgreSQL when the matrix asks for it.
+pub fn test_store(c: &mut trex::config::StoreConfig) {
+    if pg_store() {
+        c.url = Some(TEST_STORE_DB.into());
+        c.schema = test_schema(&c.data_dir);
+    }
+}
+
+/// The environment a `trex` child process needs to open the same store as the matrix.
+pub fn store_env(dir: &Path) -> Vec<(&'static str, String)> {
+    if pg_store() {
+        vec![
+            ("TREX_STORE_URL", TEST_STORE_DB.into()),
+            ("TREX_STORE_SCHEMA", test_schema(dir)),
+        ]
+    } else {
+        Vec::new()
+    }
 }
 
 /// The JSON Accept/Content-Type headers every POST carries.

@@ -1,0 +1,311 @@
+//! The PostgreSQL control store's connections: an r2d2 manager that opens `postgres` clients
+//! with the store's schema first on their `search_path`, a per-connection cache of prepared
+//! statements, the rewrite of the store's `?N` placeholders to `$N`, and the conversions between
+//! [`Value`]s and PostgreSQL's types. Every client runs on the blocking pool (the `postgres`
+//! crate drives its own small runtime per call), never on the server's async threads.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::error::Error as StdError;
+
+use bytes::BytesMut;
+use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+
+use super::StoreError;
+use super::sql::{Value, db_err};
+use crate::error::{Error, Result};
+
+impl From<postgres::Error> for Error {
+    fn from(e: postgres::Error) -> Self {
+        Error::Db(StoreError(Box::new(e)))
+    }
+}
+
+/// The advisory lock every write transaction takes first, so writers run one at a time as they
+/// do on SQLite (`BEGIN IMMEDIATE`): a rule checked inside a write ("an active admin always
+/// remains") sees every other writer's commit, on every node.
+pub const WRITE_LOCK: i64 = 0x7472_6578_7772_6974; // "trexwrit"
+
+/// The channel the schema's triggers notify when users, keys, roles or settings change: every
+/// node listens and forgets the keys it had cached ([`super::DataVersion`]).
+pub const CHANGES_CHANNEL: &str = "trex_changes";
+
+/// One PostgreSQL connection of the pool with its prepared statements.
+pub struct PgConn {
+    pub(super) client: postgres::Client,
+    stmts: HashMap<String, postgres::Statement>,
+}
+
+impl PgConn {
+    fn statement(&mut self, sql: &str) -> Result<postgres::Statement> {
+        if let Some(s) = self.stmts.get(sql) {
+            return Ok(s.clone());
+        }
+        let st = self.client.prepare(&dollar_params(sql)).map_err(|e| {
+            db_err(format!("{e} in: {sql}")).with_source_of(e)
+        })?;
+        if self.stmts.len() > 512 {
+            self.stmts.clear();
+        }
+        self.stmts.insert(sql.to_owned(), st.clone());
+        Ok(st)
+    }
+
+    pub(super) fn execute(&mut self, sql: &str, values: &[Value<'_>]) -> Result<usize> {
+        let st = self.statement(sql)?;
+        let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as _).collect();
+        Ok(self.client.execute(&st, &params)? as usize)
+    }
+
+    pub(super) fn query(&mut self, sql: &str, values: &[Value<'_>]) -> Result<Vec<postgres::Row>> {
+        let st = self.statement(sql)?;
+        let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as _).collect();
+        Ok(self.client.query(&st, &params)?)
+    }
+
+    pub(super) fn batch(&mut self, sql: &str) -> Result<()> {
+        Ok(self.client.batch_execute(sql)?)
+    }
+}
+
+trait WithSource {
+    fn with_source_of(self, e: postgres::Error) -> Error;
+}
+impl WithSource for Error {
+    /// Keeps the driver's error (so a duplicate is still recognised) when the statement failed
+    /// to prepare; the text with the SQL goes to the log.
+    fn with_source_of(self, e: postgres::Error) -> Error {
+        tracing::debug!("{self}");
+        Error::from(e)
+    }
+}
+
+/// Rewrites SQLite's `?N` (and bare `?`) placeholders to PostgreSQL's `$N`, leaving quoted
+/// strings and identifiers alone.
+pub fn dollar_params(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut next = 1;
+    let mut quote: Option<char> = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match quote {
+            Some(q) => {
+                out.push(c);
+                if c == q {
+                    quote = None;
+                }
+            }
+            None if c == '\'' || c == '"' => {
+                quote = Some(c);
+                out.push(c);
+            }
+            None if c == '?' => {
+                let mut n = String::new();
+                while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                    n.push(*d);
+                    chars.next();
+                }
+                out.push('$');
+                if n.is_empty() {
+                    out.push_str(&next.to_string());
+                    next += 1;
+                } else {
+                    out.push_str(&n);
+                }
+            }
+            None => out.push(c),
+        }
+    }
+    out
+}
+
+/// Reads column `i` of a PostgreSQL row as a [`Value`].
+pub(super) fn cell<T>(
+    r: &postgres::Row,
+    i: usize,
+    read: impl FnOnce(Value<'_>) -> Result<T>,
+) -> Result<T> {
+    let ty = r
+        .columns()
+        .get(i)
+        .ok_or_else(|| db_err(format!("no column {i}")))?
+        .type_()
+        .clone();
+    let v = match ty {
+        Type::INT8 => r.try_get::<_, Option<i64>>(i)?.map(Value::Int),
+        Type::INT4 => r.try_get::<_, Option<i32>>(i)?.map(|n| Value::Int(n.into())),
+        Type::INT2 => r.try_get::<_, Option<i16>>(i)?.map(|n| Value::Int(n.into())),
+        Type::BOOL => r.try_get::<_, Option<bool>>(i)?.map(|b| Value::Int(b.into())),
+        Type::FLOAT8 => r.try_get::<_, Option<f64>>(i)?.map(Value::Real),
+        Type::FLOAT4 => r.try_get::<_, Option<f32>>(i)?.map(|f| Value::Real(f.into())),
+        Type::BYTEA => r.try_get::<_, Option<&[u8]>>(i)?.map(Value::Blob),
+        _ => r.try_get::<_, Option<&str>>(i)?.map(Value::Text),
+    };
+    read(v.unwrap_or(Value::Null))
+}
+
+type BoxError = Box<dyn StdError + Sync + Send>;
+
+impl ToSql for Value<'_> {
+    /// Binds a value as the type PostgreSQL inferred for its placeholder.
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> std::result::Result<IsNull, BoxError> {
+        match *self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(i) => match *ty {
+                Type::INT8 => i.to_sql(ty, out),
+                Type::INT4 => i32::try_from(i)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(i)?.to_sql(ty, out),
+                Type::BOOL => (i != 0).to_sql(ty, out),
+                Type::FLOAT8 => (i as f64).to_sql(ty, out),
+                Type::FLOAT4 => (i as f32).to_sql(ty, out),
+                _ => text(&i.to_string(), ty, out),
+            },
+            Value::Real(f) => match *ty {
+                Type::FLOAT8 => f.to_sql(ty, out),
+                Type::FLOAT4 => (f as f32).to_sql(ty, out),
+                Type::INT8 if f.fract() == 0.0 => (f as i64).to_sql(ty, out),
+                _ => text(&f.to_string(), ty, out),
+            },
+            Value::Text(s) => text(s, ty, out),
+            Value::Blob(b) => match *ty {
+                Type::BYTEA => b.to_sql(ty, out),
+                _ => text(std::str::from_utf8(b)?, ty, out),
+            },
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+/// Text bound to a placeholder of type `ty`: numbers are parsed, JSON written as it is.
+fn text(s: &str, ty: &Type, out: &mut BytesMut) -> std::result::Result<IsNull, BoxError> {
+    match *ty {
+        Type::INT8 => s.parse::<i64>()?.to_sql(ty, out),
+        Type::INT4 => s.parse::<i32>()?.to_sql(ty, out),
+        Type::FLOAT8 => s.parse::<f64>()?.to_sql(ty, out),
+        Type::BYTEA => s.as_bytes().to_sql(ty, out),
+        Type::JSONB => {
+            out.extend_from_slice(&[1]);
+            out.extend_from_slice(s.as_bytes());
+            Ok(IsNull::No)
+        }
+        _ => {
+            out.extend_from_slice(s.as_bytes());
+            Ok(IsNull::No)
+        }
+    }
+}
+
+/// Opens the pool's connections: parsed URL, the store's schema.
+#[derive(Debug, Clone)]
+pub struct Manager {
+    config: postgres::Config,
+    schema: String,
+}
+
+impl Manager {
+    /// A manager for `url` (`postgres://…`; `sslmode` as libpq spells it) and `schema`, which
+    /// must be a plain identifier.
+    pub fn new(url: &str, schema: &str) -> Result<Manager> {
+        let config: postgres::Config = url
+            .parse()
+            .map_err(|e| Error::Config(format!("store.url: {e}")))?;
+        if !is_identifier(schema) {
+            return Err(Error::Config(format!(
+                "store.schema: {schema:?} is not a plain identifier (letters, digits, _)"
+            )));
+        }
+        Ok(Manager {
+            config,
+            schema: schema.to_owned(),
+        })
+    }
+
+    /// The schema the store's tables are in.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// The database, host and schema, for people (never the password).
+    pub fn describe(&self) -> String {
+        let host = self
+            .config
+            .get_hosts()
+            .first()
+            .map(|h| match h {
+                postgres::config::Host::Tcp(h) => h.clone(),
+                #[cfg(unix)]
+                postgres::config::Host::Unix(p) => p.display().to_string(),
+            })
+            .unwrap_or_default();
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        format!(
+            "postgres://{host}:{port}/{} (schema {})",
+            self.config.get_dbname().unwrap_or("postgres"),
+            self.schema
+        )
+    }
+
+    /// A new client outside the pool (the invalidation listener).
+    pub fn client(&self) -> Result<postgres::Client> {
+        let mut client = super::tls::connect(&self.config)?;
+        client.batch_execute(&format!("SET search_path TO \"{}\"", self.schema))?;
+        Ok(client)
+    }
+}
+
+/// True for a name that can be used unquoted-safe inside double quotes.
+pub fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = RefCell<PgConn>;
+    type Error = Error;
+
+    fn connect(&self) -> Result<Self::Connection> {
+        Ok(RefCell::new(PgConn {
+            client: self.client()?,
+            stmts: HashMap::new(),
+        }))
+    }
+
+    fn is_valid(&self, conn: &mut Self::Connection) -> Result<()> {
+        Ok(conn.get_mut().client.batch_execute("")?)
+    }
+
+    fn has_broken(&self, conn: &mut Self::Connection) -> bool {
+        conn.get_mut().client.is_closed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_rewritten_outside_quotes() {
+        assert_eq!(
+            dollar_params("SELECT a FROM t WHERE a = ?1 AND b = '?2' AND \"c?\" = ?12"),
+            "SELECT a FROM t WHERE a = $1 AND b = '?2' AND \"c?\" = $12"
+        );
+        assert_eq!(dollar_params("VALUES (?, ?)"), "VALUES ($1, $2)");
+    }
+
+    #[test]
+    fn schema_names_are_plain_identifiers() {
+        assert!(is_identifier("trex"));
+        assert!(is_identifier("trex_2"));
+        assert!(!is_identifier("Trex"));
+        assert!(!is_identifier("a\"b"));
+        assert!(!is_identifier(""));
+    }
+}
