@@ -83,8 +83,8 @@ pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<ApiKey>> {
 /// Keys of every user, newest first.
 pub fn list(conn: &Conn<'_>, user_id: Option<&str>, page: &Page) -> Result<Paged<ApiKey>> {
     let sql = format!(
-        "{SELECT} WHERE (?1 IS NULL OR k.user_id = ?1)
-           AND (?2 IS NULL OR (k.created_at, k.id) < (?2, ?3))
+        "{SELECT} WHERE (CAST(?1 AS TEXT) IS NULL OR k.user_id = ?1)
+           AND (CAST(?2 AS TEXT) IS NULL OR (k.created_at, k.id) < (?2, ?3))
          ORDER BY k.created_at DESC, k.id DESC LIMIT ?4"
     );
     let (ac, ai) = page.after.clone().unzip();

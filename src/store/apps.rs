@@ -68,7 +68,7 @@ pub fn list(conn: &Conn<'_>, page: &Page) -> Result<Paged<OauthApp>> {
     let rows = conn
         
         .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM oauth_apps WHERE (?1 IS NULL OR (created_at, id) < (?1, ?2))
+            "SELECT {COLUMNS} FROM oauth_apps WHERE (CAST(?1 AS TEXT) IS NULL OR (created_at, id) < (?1, ?2))
              ORDER BY created_at DESC, id DESC LIMIT ?3"
         ))?
         .query_map(params![ac, ai, (page.limit + 1) as i64], from_row)?;

@@ -113,8 +113,8 @@ pub fn list(
     let mut rows = conn
         .prepare_cached(
             "SELECT id, at, user_id, key_id, via, remote, server, tool, arguments, outcome, detail FROM audit_log
-             WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR tool = ?2) AND (?3 IS NULL OR at >= ?3)
-               AND (?4 IS NULL OR id < ?4) AND (?6 IS NULL OR via = ?6)
+             WHERE (CAST(?1 AS TEXT) IS NULL OR user_id = ?1) AND (CAST(?2 AS TEXT) IS NULL OR tool = ?2) AND (CAST(?3 AS TEXT) IS NULL OR at >= ?3)
+               AND (CAST(?4 AS BIGINT) IS NULL OR id < ?4) AND (CAST(?6 AS TEXT) IS NULL OR via = ?6)
              ORDER BY id DESC LIMIT ?5",
         )?
         .query_map(

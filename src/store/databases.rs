@@ -70,10 +70,10 @@ pub fn list(
         
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM databases
-             WHERE (?1 IS NULL OR instr(lower(id), ?1) > 0 OR instr(lower(host), ?1) > 0
+             WHERE (CAST(?1 AS TEXT) IS NULL OR instr(lower(id), ?1) > 0 OR instr(lower(host), ?1) > 0
                     OR instr(lower(database_name), ?1) > 0 OR instr(lower(description), ?1) > 0)
-               AND (?2 IS NULL OR (created_at, id) < (?2, ?3))
-               AND (?5 IS NULL OR id IN (SELECT value FROM json_each(?5)))
+               AND (CAST(?2 AS TEXT) IS NULL OR (created_at, id) < (?2, ?3))
+               AND (CAST(?5 AS TEXT) IS NULL OR id IN (SELECT value FROM json_each(?5)))
              ORDER BY created_at DESC, id DESC LIMIT ?4"
         ))?
         .query_map(

@@ -105,11 +105,11 @@ pub fn list(
         .prepare_cached(&format!(
             "SELECT {DEF_COLUMNS} FROM migration_definitions d
              WHERE version = (SELECT max(version) FROM migration_definitions x WHERE x.id = d.id)
-               AND (?1 IS NULL OR updated_at >= ?1)
-               AND (?2 IS NULL OR status = ?2)
-               AND (?3 IS NULL OR EXISTS (SELECT 1 FROM json_each(json_extract(d.body, '$.interlays')) i
+               AND (CAST(?1 AS TEXT) IS NULL OR updated_at >= ?1)
+               AND (CAST(?2 AS TEXT) IS NULL OR status = ?2)
+               AND (CAST(?3 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM json_each(json_extract(d.body, '$.interlays')) i
                                           WHERE json_extract(i.value, '$.endpoint') = ?3))
-               AND (?4 IS NULL OR (updated_at, id) < (?4, ?5))
+               AND (CAST(?4 AS TEXT) IS NULL OR (updated_at, id) < (?4, ?5))
              ORDER BY updated_at DESC, id DESC LIMIT ?6"
         ))?
         .query_map(

@@ -106,6 +106,20 @@ impl Store {
     /// upgraded), else `<data_dir>/trex.db` (created when missing). The data dir is created
     /// either way: trexdb's files, plugins and backups live there on every node.
     pub fn open(c: &StoreConfig) -> Result<Store> {
+        if c.url.as_deref().is_some_and(|u| !u.is_empty())
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            // the PostgreSQL client blocks on a runtime of its own: never on the caller's
+            return std::thread::scope(|s| {
+                s.spawn(|| Self::open_here(c))
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Other("opening the store panicked".into())))
+            });
+        }
+        Self::open_here(c)
+    }
+
+    fn open_here(c: &StoreConfig) -> Result<Store> {
         let data_dir = &c.data_dir;
         if !data_dir.exists() {
             std::fs::create_dir_all(data_dir).map_err(|e| {
@@ -236,7 +250,7 @@ impl Store {
     }
 
     /// A watcher of commits by other connections, processes and nodes, on a connection of its
-    /// own (use it from a thread of its own: it blocks).
+    /// own (call [`DataVersion::current`] from a thread of its own: it blocks).
     pub fn data_version(&self) -> Result<DataVersion> {
         match &self.pools {
             Pools::Lite(_) => {
@@ -244,11 +258,8 @@ impl Store {
                 c.execute_batch(PRAGMAS)?;
                 Ok(DataVersion(Watch::Lite(c)))
             }
-            Pools::Pg(_, m) => {
-                let mut client = m.client()?;
-                client.batch_execute(&format!("LISTEN {}", pg::CHANGES_CHANNEL))?;
-                Ok(DataVersion(Watch::Pg(RefCell::new((client, 0)))))
-            }
+            // connected on first use, on the watcher's own thread
+            Pools::Pg(_, m) => Ok(DataVersion(Watch::Pg(m.clone(), RefCell::new(None)))),
         }
     }
 }
@@ -292,7 +303,7 @@ pub struct DataVersion(Watch);
 
 enum Watch {
     Lite(Connection),
-    Pg(RefCell<(postgres::Client, i64)>),
+    Pg(pg::Manager, RefCell<Option<(pg::Listener, i64)>>),
 }
 
 impl DataVersion {
@@ -302,22 +313,22 @@ impl DataVersion {
             Watch::Lite(c) => c
                 .query_row("PRAGMA data_version", [], |r| r.get(0))
                 .unwrap_or(-1),
-            Watch::Pg(cell) => {
+            Watch::Pg(manager, cell) => {
                 let mut guard = cell.borrow_mut();
-                let (client, seen) = &mut *guard;
-                if client.is_closed() {
-                    return -1;
-                }
-                use postgres::fallible_iterator::FallibleIterator;
-                let mut n = client.notifications();
-                let mut it = n.timeout_iter(Duration::ZERO);
-                loop {
-                    match it.next() {
-                        Ok(Some(_)) => *seen += 1,
-                        Ok(None) => break,
-                        Err(_) => return -1,
+                if guard.as_ref().is_none_or(|(l, _)| l.is_closed()) {
+                    // (re)connect; every connect is a change, as commits may have been missed
+                    let seen = guard.as_ref().map_or(0, |(_, s)| s + 1);
+                    match manager.listener() {
+                        Ok(l) => *guard = Some((l, seen)),
+                        Err(e) => {
+                            tracing::warn!("store change listener: {e}");
+                            *guard = None;
+                            return -1;
+                        }
                     }
                 }
+                let (listener, seen) = guard.as_mut().expect("connected above");
+                *seen += listener.drain();
                 *seen
             }
         }

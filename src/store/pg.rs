@@ -32,16 +32,83 @@ pub const CHANGES_CHANNEL: &str = "trex_changes";
 
 /// One PostgreSQL connection of the pool with its prepared statements.
 pub struct PgConn {
-    pub(super) client: postgres::Client,
+    client: Option<postgres::Client>,
     stmts: HashMap<String, postgres::Statement>,
 }
 
+impl Drop for PgConn {
+    /// A `postgres` client closes by blocking on its runtime, which must not happen on an
+    /// async thread (where a pool may be dropped): it is closed on a thread of its own.
+    fn drop(&mut self) {
+        self.stmts.clear();
+        if let Some(client) = self.client.take() {
+            let _ = std::thread::Builder::new()
+                .name("trex-pg-close".into())
+                .spawn(move || drop(client));
+        }
+    }
+}
+
+/// A connection that listens on [`CHANGES_CHANNEL`] and counts the notifications.
+pub struct Listener(Option<postgres::Client>);
+
+impl Listener {
+    /// Whether the connection is gone (then reconnect).
+    pub fn is_closed(&self) -> bool {
+        self.0.as_ref().is_none_or(|c| c.is_closed())
+    }
+
+    /// How many notifications arrived since the last call (without waiting).
+    pub fn drain(&mut self) -> i64 {
+        use postgres::fallible_iterator::FallibleIterator;
+        let Some(client) = self.0.as_mut() else {
+            return 0;
+        };
+        let mut n = 0;
+        let failed = {
+            let mut notes = client.notifications();
+            let mut it = notes.timeout_iter(std::time::Duration::ZERO);
+            loop {
+                match it.next() {
+                    Ok(Some(_)) => n += 1,
+                    Ok(None) => break false,
+                    Err(e) => {
+                        tracing::warn!("store change listener: {e}");
+                        break true;
+                    }
+                }
+            }
+        };
+        if failed {
+            // counted as a change: the next call reconnects, and commits may have been missed
+            self.0 = None;
+            n += 1;
+        }
+        n
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            let _ = std::thread::Builder::new()
+                .name("trex-pg-close".into())
+                .spawn(move || drop(c));
+        }
+    }
+}
+
 impl PgConn {
+    /// The client (present until the connection is dropped).
+    pub(super) fn client(&mut self) -> &mut postgres::Client {
+        self.client.as_mut().expect("an open PostgreSQL connection")
+    }
+
     fn statement(&mut self, sql: &str) -> Result<postgres::Statement> {
         if let Some(s) = self.stmts.get(sql) {
             return Ok(s.clone());
         }
-        let st = self.client.prepare(&dollar_params(sql)).map_err(|e| {
+        let st = self.client().prepare(&dollar_params(sql)).map_err(|e| {
             db_err(format!("{e} in: {sql}")).with_source_of(e)
         })?;
         if self.stmts.len() > 512 {
@@ -54,17 +121,17 @@ impl PgConn {
     pub(super) fn execute(&mut self, sql: &str, values: &[Value<'_>]) -> Result<usize> {
         let st = self.statement(sql)?;
         let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as _).collect();
-        Ok(self.client.execute(&st, &params)? as usize)
+        Ok(self.client().execute(&st, &params)? as usize)
     }
 
     pub(super) fn query(&mut self, sql: &str, values: &[Value<'_>]) -> Result<Vec<postgres::Row>> {
         let st = self.statement(sql)?;
         let params: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as _).collect();
-        Ok(self.client.query(&st, &params)?)
+        Ok(self.client().query(&st, &params)?)
     }
 
     pub(super) fn batch(&mut self, sql: &str) -> Result<()> {
-        Ok(self.client.batch_execute(sql)?)
+        Ok(self.client().batch_execute(sql)?)
     }
 }
 
@@ -250,6 +317,13 @@ impl Manager {
         )
     }
 
+    /// A connection listening for changes of who may do what ([`CHANGES_CHANNEL`]).
+    pub fn listener(&self) -> Result<Listener> {
+        let mut client = self.client()?;
+        client.batch_execute(&format!("LISTEN {CHANGES_CHANNEL}"))?;
+        Ok(Listener(Some(client)))
+    }
+
     /// A new client outside the pool (the invalidation listener).
     pub fn client(&self) -> Result<postgres::Client> {
         let mut client = super::tls::connect(&self.config)?;
@@ -273,17 +347,17 @@ impl r2d2::ManageConnection for Manager {
 
     fn connect(&self) -> Result<Self::Connection> {
         Ok(RefCell::new(PgConn {
-            client: self.client()?,
+            client: Some(self.client()?),
             stmts: HashMap::new(),
         }))
     }
 
     fn is_valid(&self, conn: &mut Self::Connection) -> Result<()> {
-        Ok(conn.get_mut().client.batch_execute("")?)
+        Ok(conn.get_mut().client().batch_execute("")?)
     }
 
     fn has_broken(&self, conn: &mut Self::Connection) -> bool {
-        conn.get_mut().client.is_closed()
+        conn.get_mut().client.as_ref().is_none_or(|c| c.is_closed())
     }
 }
 

@@ -86,7 +86,7 @@ pub fn list(conn: &Conn<'_>, page: &Page) -> Result<Paged<Plugin>> {
     let rows = conn
         
         .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM plugins WHERE (?1 IS NULL OR name > ?1) ORDER BY name LIMIT ?2"
+            "SELECT {COLUMNS} FROM plugins WHERE (CAST(?1 AS TEXT) IS NULL OR name > ?1) ORDER BY name LIMIT ?2"
         ))?
         .query_map(params![after, (page.limit + 1) as i64], from_row)?;
     Ok(Paged::from_overfetch(rows, page.limit, |p| {

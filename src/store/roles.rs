@@ -60,8 +60,8 @@ pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<Role>> {
 pub fn list(conn: &Conn<'_>, search: Option<&str>, page: &Page) -> Result<Paged<Role>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM roles
-         WHERE (?1 IS NULL OR instr(lower(name), ?1) > 0 OR instr(lower(description), ?1) > 0)
-           AND (?2 IS NULL OR (created_at, id) < (?2, ?3))
+         WHERE (CAST(?1 AS TEXT) IS NULL OR instr(lower(name), ?1) > 0 OR instr(lower(description), ?1) > 0)
+           AND (CAST(?2 AS TEXT) IS NULL OR (created_at, id) < (?2, ?3))
          ORDER BY created_at DESC, id DESC LIMIT ?4"
     );
     let (ac, ai) = page.after.clone().unzip();
@@ -117,7 +117,7 @@ pub fn delete(conn: &Conn<'_>, id: &str) -> Result<Option<Role>> {
 /// Assigns a role; false when the user already had it.
 pub fn assign(conn: &Conn<'_>, user_id: &str, role_id: &str) -> Result<bool> {
     Ok(conn.execute(
-        "INSERT OR IGNORE INTO user_roles (user_id, role_id, created_at) VALUES (?1, ?2, ?3)",
+        "INSERT INTO user_roles (user_id, role_id, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
         params![user_id, role_id, now_rfc3339()],
     )? == 1)
 }

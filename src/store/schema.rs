@@ -68,7 +68,7 @@ pub(super) fn bootstrap(conn: &mut rusqlite::Connection) -> Result<()> {
 /// store's write lock so that nodes starting at once apply each version once.
 pub(super) fn bootstrap_pg(conn: &RefCell<PgConn>, schema: &str) -> Result<()> {
     let mut c = conn.borrow_mut();
-    let client = &mut c.client;
+    let client = c.client();
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
     tx.batch_execute(&format!(

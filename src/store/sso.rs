@@ -67,7 +67,7 @@ pub fn list(conn: &Conn<'_>, page: &Page) -> Result<Paged<SsoProvider>> {
     let rows = conn
         
         .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM sso_providers WHERE (?1 IS NULL OR (created_at, id) < (?1, ?2))
+            "SELECT {COLUMNS} FROM sso_providers WHERE (CAST(?1 AS TEXT) IS NULL OR (created_at, id) < (?1, ?2))
              ORDER BY created_at DESC, id DESC LIMIT ?3"
         ))?
         .query_map(params![ac, ai, (page.limit + 1) as i64], from_row)?;
@@ -113,7 +113,7 @@ pub fn save(
             client_id = excluded.client_id,
             client_secret = COALESCE(?4, sso_providers.client_secret),
             enabled = COALESCE(?5, sso_providers.enabled),
-            issuer = CASE WHEN ?7 IS NULL THEN sso_providers.issuer ELSE NULLIF(?7, '') END,
+            issuer = CASE WHEN CAST(?7 AS TEXT) IS NULL THEN sso_providers.issuer ELSE NULLIF(?7, '') END,
             updated_at = excluded.updated_at",
         params![id, display_name, client_id, sealed_secret, enabled, now, issuer],
     )?;

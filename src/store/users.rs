@@ -171,8 +171,8 @@ pub fn list(
     let sql = format!(
         "SELECT {COLUMNS} FROM users
          WHERE (?1 OR deleted_at IS NULL)
-           AND (?2 IS NULL OR instr(lower(name), ?2) > 0 OR instr(lower(email), ?2) > 0)
-           AND (?3 IS NULL OR (created_at, id) < (?3, ?4))
+           AND (CAST(?2 AS TEXT) IS NULL OR instr(lower(name), ?2) > 0 OR instr(lower(email), ?2) > 0)
+           AND (CAST(?3 AS TEXT) IS NULL OR (created_at, id) < (?3, ?4))
          ORDER BY created_at DESC, id DESC LIMIT ?5"
     );
     let pattern = search.map(search_term);

@@ -97,22 +97,22 @@ pub fn list_all(
             SELECT m.id, 'mcp', m.user_id, u.name, u.email, NULL,
                    trim(coalesce(json_extract(m.client_info, '$.name'), '') || ' ' ||
                         coalesce(json_extract(m.client_info, '$.version'), '')),
-                   m.protocol_version,
-                   strftime('%Y-%m-%dT%H:%M:%fZ', m.last_seen_at, '+' || ?1 || ' seconds'),
-                   m.last_seen_at, m.created_at
-            FROM mcp_sessions m JOIN users u ON u.id = m.user_id)
-        WHERE (?2 IS NULL OR user_id = ?2)
-          AND (?3 IS NULL OR kind = ?3)
-          AND (?4 OR expires_at > ?5)
-          AND (?6 IS NULL OR (created_at, id) < (?6, ?7))
+                   m.protocol_version, NULL, m.last_seen_at, m.created_at
+            FROM mcp_sessions m JOIN users u ON u.id = m.user_id) AS s
+        WHERE (CAST(?2 AS TEXT) IS NULL OR user_id = ?2)
+          AND (CAST(?3 AS TEXT) IS NULL OR kind = ?3)
+          AND (?4 OR expires_at > ?5 OR last_seen_at > ?1)
+          AND (CAST(?6 AS TEXT) IS NULL OR (created_at, id) < (?6, ?7))
         ORDER BY created_at DESC, id DESC LIMIT ?8";
+    let idle_ms = i64::try_from(mcp_idle_secs.saturating_mul(1000)).unwrap_or(i64::MAX / 2);
     let (ac, ai) = page.after.clone().unzip();
     let rows = conn
         
         .prepare_cached(sql)?
         .query_map(
             params![
-                mcp_idle_secs as i64,
+                // an MCP session expires `mcp_idle_secs` after it was last seen
+                crate::util::ms_rfc3339(crate::util::now_ms() - idle_ms),
                 user_id,
                 kind,
                 include_expired,
@@ -122,6 +122,13 @@ pub fn list_all(
                 (page.limit + 1) as i64
             ],
             |r| {
+                let last_seen_at: Option<String> = r.get(9)?;
+                let expires_at = match &last_seen_at {
+                    Some(seen) => crate::util::rfc3339_ms(seen)
+                        .map(|ms| crate::util::ms_rfc3339(ms.saturating_add(idle_ms)))
+                        .unwrap_or_else(|| seen.clone()),
+                    None => r.get(8)?,
+                };
                 Ok(SessionInfo {
                     id: r.get(0)?,
                     kind: r.get(1)?,
@@ -131,8 +138,8 @@ pub fn list_all(
                     ip_address: r.get(5)?,
                     user_agent: r.get::<_, Option<String>>(6)?.filter(|s| !s.is_empty()),
                     protocol_version: r.get(7)?,
-                    expires_at: r.get(8)?,
-                    last_seen_at: r.get(9)?,
+                    expires_at,
+                    last_seen_at,
                     created_at: r.get(10)?,
                 })
             },
