@@ -458,7 +458,7 @@ fn master_key_reset(common: &Common, yes: bool) -> Result<()> {
         eprint!(
             "This drops {sealed} sealed secret(s) in {} (SSO and app client secrets are disabled, database \
              credentials deleted) and writes a new {}. Type `reset` to go on: ",
-            store.path().display(),
+            store.describe(),
             path.display()
         );
         let mut line = String::new();
@@ -504,12 +504,18 @@ fn init_tracing(level: &str) {
 }
 
 fn open_store(c: &Config) -> Result<Store> {
-    Store::open(&c.store)
-        .with_context(|| format!("cannot open the store in {}", c.store.data_dir.display()))
+    Store::open(&c.store).with_context(|| match c.store.postgres_url() {
+        Some(_) => format!("cannot open the PostgreSQL store (schema {})", c.store.schema),
+        None => format!("cannot open the store in {}", c.store.data_dir.display()),
+    })
 }
 
 /// The store of an existing data dir: every command but `init` and `serve` refuses to create one.
 fn existing_store(c: &Config) -> Result<Store> {
+    if c.store.postgres_url().is_some() {
+        // a PostgreSQL store: its schema is created on first open, like serve does
+        return open_store(c);
+    }
     let file = c.store.data_dir.join(crate::store::STORE_FILE);
     // a store is a non-empty SQLite file (an empty file would be made into one)
     let is_store = std::fs::File::open(&file)
@@ -658,7 +664,7 @@ fn init(c: &Config, email: &str, pw: Option<&str>, name: &str) -> Result<()> {
     )?;
     eprintln!(
         "Initialized {} with admin {} ({}). The API key below is shown once:",
-        store.path().display(),
+        store.describe(),
         user.email,
         user.id
     );

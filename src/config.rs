@@ -255,8 +255,8 @@ pub struct StoreConfig {
     /// Seconds between flushes of `lastUsedAt` / session activity to the store.
     pub flush_interval_secs: u64,
     /// A PostgreSQL control store shared by several nodes (`postgres://user@host:5432/db`,
-    /// `?sslmode=require` for TLS); unset: the SQLite file `trex.db` in the data dir.
-    pub url: Option<String>,
+    /// `?sslmode=require` for TLS); empty: the SQLite file `trex.db` in the data dir.
+    pub url: String,
     /// The PostgreSQL schema that holds the store's tables (with `url`).
     pub schema: String,
 }
@@ -311,13 +311,20 @@ impl Default for ServerConfig {
     }
 }
 
+impl StoreConfig {
+    /// The PostgreSQL store's URL, or `None` for the SQLite store.
+    pub fn postgres_url(&self) -> Option<&str> {
+        Some(self.url.as_str()).filter(|u| !u.is_empty())
+    }
+}
+
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             data_dir: PathBuf::from("./trex-data"),
             pool_size: 8,
             flush_interval_secs: 5,
-            url: None,
+            url: String::new(),
             schema: "trex".into(),
         }
     }
@@ -485,7 +492,7 @@ impl Config {
         if self.store.flush_interval_secs == 0 {
             return bad("store.flush_interval_secs", "must be at least 1");
         }
-        if let Some(url) = self.store.url.as_deref().filter(|u| !u.is_empty())
+        if let Some(url) = self.store.postgres_url()
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {
             return bad(

@@ -106,7 +106,7 @@ impl Store {
     /// upgraded), else `<data_dir>/trex.db` (created when missing). The data dir is created
     /// either way: trexdb's files, plugins and backups live there on every node.
     pub fn open(c: &StoreConfig) -> Result<Store> {
-        if c.url.as_deref().is_some_and(|u| !u.is_empty())
+        if c.postgres_url().is_some()
             && tokio::runtime::Handle::try_current().is_ok()
         {
             // the PostgreSQL client blocks on a runtime of its own: never on the caller's
@@ -133,7 +133,7 @@ impl Store {
             }
         }
         let path = data_dir.join(STORE_FILE);
-        if let Some(url) = c.url.as_deref().filter(|u| !u.is_empty()) {
+        if let Some(url) = c.postgres_url() {
             let manager = pg::Manager::new(url, &c.schema)?;
             let pool = Pool::builder()
                 .max_size(c.pool_size)

@@ -138,19 +138,15 @@ async fn banned_or_demoted_users_keys_stop_working() {
     let mut c = Client::new(&s.url(), Some(&key));
     c.initialize().await;
     let id = uid.clone();
-    s.sql()
-        .execute("UPDATE users SET banned = 1 WHERE id = ?1", [&id])
-        .unwrap();
+    s.exec("UPDATE users SET banned = 1 WHERE id = ?1", [&id]);
     until_401(&c).await;
 
     // a ban that has ended no longer blocks
     let id = uid.clone();
-    s.sql()
-        .execute(
-            "UPDATE users SET ban_expires = '2000-01-01T00:00:00.000Z' WHERE id = ?1",
-            [&id],
-        )
-        .unwrap();
+    s.exec(
+        "UPDATE users SET ban_expires = '2000-01-01T00:00:00.000Z' WHERE id = ?1",
+        [&id],
+    );
     let mut ok = false;
     for _ in 0..40 {
         if c.post()
@@ -171,9 +167,7 @@ async fn banned_or_demoted_users_keys_stop_working() {
     let (uid2, key2) = s.other_admin("demoted@example.com").await;
     let mut d = Client::new(&s.url(), Some(&key2));
     d.initialize().await;
-    s.sql()
-        .execute("UPDATE users SET role = 'user' WHERE id = ?1", [&uid2])
-        .unwrap();
+    s.exec("UPDATE users SET role = 'user' WHERE id = ?1", [&uid2]);
     until_401(&d).await;
 }
 

@@ -10,8 +10,7 @@ use serde_json::json;
 use crate::common::{Client, SseReader};
 
 fn trex(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trex"))
-        .args(args)
+    crate::common::trex_command(args)
         .env_remove("RUST_LOG")
         .output()
         .unwrap()
@@ -163,8 +162,7 @@ fn serve(dir: &str) -> Served {
 
 /// [`serve`] with extra environment variables (`TREX_*` configuration).
 pub(crate) fn serve_with(dir: &str, env: &[(&str, &str)]) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_trex"))
-        .args(["serve", "--data-dir", dir, "--listen", "127.0.0.1:0"])
+    let mut child = crate::common::trex_command(&["serve", "--data-dir", dir, "--listen", "127.0.0.1:0"])
         .envs(env.iter().copied())
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())

@@ -57,12 +57,10 @@ async fn nodes_heartbeat_turn_suspect_then_dead_and_peers_are_probed() {
 
     // another node on this store that stops heartbeating
     let now = trex::util::now_ms();
-    s.sql()
-        .execute(
+    s.exec(
             "INSERT INTO nodes (id, name, listen, version, started_at, heartbeat_ms) VALUES ('node_gone', 'gone', '10.0.0.9:8001', '0.1.0', '2026-01-01T00:00:00Z', ?1)",
             [now],
-        )
-        .unwrap();
+    );
     let l = c.call_ok("cluster-list-nodes", json!({})).await;
     assert_eq!(node(&l, "node_gone")["state"], "alive");
     tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
@@ -74,12 +72,10 @@ async fn nodes_heartbeat_turn_suspect_then_dead_and_peers_are_probed() {
         "alive",
         "{l}"
     );
-    s.sql()
-        .execute(
+    s.exec(
             "UPDATE nodes SET heartbeat_ms = ?1 WHERE id = 'node_gone'",
             [now - 13_000],
-        )
-        .unwrap();
+    );
     let l = c.call_ok("cluster-list-nodes", json!({})).await;
     assert_eq!(node(&l, "node_gone")["state"], "dead", "{l}");
 

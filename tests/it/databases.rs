@@ -177,8 +177,7 @@ async fn credentials_are_sealed_listed_without_passwords_and_saved_without_scope
         .await,
         "Database not found"
     );
-    s.checkpoint();
-    let bytes = std::fs::read(s.data_dir().join("trex.db")).unwrap();
+    let bytes = s.store_bytes();
     assert!(
         !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
         "password in clear text"

@@ -491,13 +491,7 @@ async fn roles_and_assignments() {
 
 /// Every byte of the store files, to look for clear-text secrets.
 fn store_bytes(s: &TestServer) -> Vec<u8> {
-    let mut all = Vec::new();
-    for f in ["trex.db", "trex.db-wal"] {
-        if let Ok(b) = std::fs::read(s.data_dir().join(f)) {
-            all.extend(b);
-        }
-    }
-    all
+    s.store_bytes()
 }
 
 fn contains(hay: &[u8], needle: &str) -> bool {
@@ -687,24 +681,22 @@ async fn apps_validate_show_the_secret_once_and_delete_their_tokens() {
 
     // tokens and consents issued to the app go with it
     let (aid, uid) = (id.clone(), s.admin_id.clone());
-    let db = s.sql();
-    db.execute("INSERT INTO oauth_tokens (id, app_id, user_id, token_hash, created_at) VALUES ('t1', ?1, ?2, 'h1', 'now')", [&aid, &uid]).unwrap();
-    db.execute(
+    s.exec("INSERT INTO oauth_tokens (id, app_id, user_id, token_hash, created_at) VALUES ('t1', ?1, ?2, 'h1', 'now')", [&aid, &uid]);
+    s.exec(
         "INSERT INTO oauth_consents (id, app_id, user_id, created_at) VALUES ('c1', ?1, ?2, 'now')",
         [&aid, &uid],
-    )
-    .unwrap();
+    );
     let d = c.call_ok("app-delete", json!({"appId": id})).await;
     assert_eq!(d["message"], "Application 'Portal 2' deleted");
     assert_eq!(d["tokensRemoved"], 1);
     assert_eq!(d["consentsRemoved"], 1);
-    let left: i64 = db
-        .query_row(
+    let left: i64 = s.store(|c| {
+        c.query_row(
             "SELECT (SELECT count(*) FROM oauth_tokens) + (SELECT count(*) FROM oauth_consents)",
-            [],
+            (),
             |r| r.get(0),
         )
-        .unwrap();
+    });
     assert_eq!(left, 0);
     s.checkpoint();
     let native_secret = native["clientSecret"].as_str().unwrap();
@@ -881,7 +873,8 @@ async fn a_lost_master_key_stops_start_up_instead_of_replacing_it() {
         data_dir: Some(s.data_dir()),
         listen: Some("127.0.0.1:0".parse().unwrap()),
     };
-    let config = trex::Config::load(None, std::iter::empty(), &o).unwrap();
+    let mut config = trex::Config::load(None, std::iter::empty(), &o).unwrap();
+    crate::common::test_store(&mut config.store);
     let err = trex::App::open(config)
         .await
         .err()
@@ -907,7 +900,8 @@ async fn a_wrong_master_key_stops_start_up() {
         data_dir: Some(s.data_dir()),
         listen: Some("127.0.0.1:0".parse().unwrap()),
     };
-    let config = trex::Config::load(None, std::iter::empty(), &o).unwrap();
+    let mut config = trex::Config::load(None, std::iter::empty(), &o).unwrap();
+    crate::common::test_store(&mut config.store);
     let err = trex::App::open(config)
         .await
         .err()

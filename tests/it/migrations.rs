@@ -406,8 +406,7 @@ fn the_cli_shows_status_and_runs_with_exit_status_1_on_failure() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
     let trex = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_trex"))
-            .args(args)
+        crate::common::trex_command(args)
             .env_remove("RUST_LOG")
             .output()
             .unwrap()

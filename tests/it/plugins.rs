@@ -771,8 +771,7 @@ async fn the_cli_installs_into_a_running_server() {
     let data = s.data_dir().display().to_string();
     let trex = |args: Vec<String>| {
         tokio::task::spawn_blocking(move || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_trex"))
-                .args(args)
+            crate::common::trex_command(&args)
                 .env_remove("RUST_LOG")
                 .output()
                 .unwrap()

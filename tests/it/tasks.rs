@@ -173,31 +173,27 @@ async fn long_tools_run_as_tasks_polled_from_anywhere_and_kept_across_restarts()
     assert_eq!(again["result"], done["result"]);
 
     // a task whose runner died mid-way is answered from the run it follows...
-    let sql = s.sql();
-    sql.execute(
+    s.exec(
         "UPDATE mcp_tasks SET status = 'working', result = NULL, lease_until = 0 WHERE id = ?1",
         [&id],
-    )
-    .unwrap();
+    );
     let resumed = settle(&murl, &s.key, &id).await;
     assert_eq!(resumed["status"], "completed", "{resumed}");
     assert_eq!(resumed["result"]["structuredContent"]["state"], "completed");
     // ...backup-create's from the job it follows...
-    sql.execute(
+    s.exec(
         "UPDATE mcp_tasks SET status = 'working', result = NULL, lease_until = 0 WHERE id = ?1",
         [&backup_task],
-    )
-    .unwrap();
+    );
     let url = s.url();
     let from_job = settle(&url, &s.key, &backup_task).await;
     assert_eq!(from_job["status"], "completed", "{from_job}");
     assert_eq!(from_job["result"], b["result"], "the job's stored result");
     // ...and one that follows nothing durable is failed, saying why
-    sql.execute(
+    s.exec(
         "UPDATE mcp_tasks SET status = 'working', result = NULL, lease_until = 0, backing = NULL WHERE id = ?1",
         [&backup_task],
-    )
-    .unwrap();
+    );
     let lost = settle(&url, &s.key, &backup_task).await;
     assert_eq!(lost["status"], "failed", "{lost}");
     assert_eq!(lost["error"]["code"], -32603, "{lost}");

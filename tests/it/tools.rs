@@ -414,14 +414,13 @@ async fn mutating_calls_are_audited_with_secrets_redacted() {
     )
     .await;
     c.call_ok("user-list", json!({})).await;
-    let rows: Vec<(String, String, String)> = s
-        .sql()
-        .prepare("SELECT tool, arguments, outcome FROM audit_log ORDER BY id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
+    let rows: Vec<(String, String, String)> = s.store(|c| {
+        c.query_map(
+            "SELECT tool, arguments, outcome FROM audit_log ORDER BY id",
+            (),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+    });
     assert_eq!(rows.len(), 2, "read-only calls are not audited: {rows:?}");
     assert_eq!(rows[0].0, "user-create");
     assert_eq!(rows[0].2, "ok");

@@ -98,8 +98,43 @@ impl TestServer {
         c
     }
 
-    /// Moves the write-ahead log into `trex.db`, so the file's bytes show everything stored.
+    /// Everything the store holds, as bytes: `trex.db` and its log, or on PostgreSQL the text
+    /// of every row of every table of the store's schema.
+    pub fn store_bytes(&self) -> Vec<u8> {
+        if pg_store() {
+            return self.store(|c| {
+                let tables: Vec<String> = c.query_map(
+                    "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema()",
+                    (),
+                    |r| r.get(0),
+                )?;
+                let mut all = Vec::new();
+                for t in tables {
+                    let rows: Vec<String> =
+                        c.query_map(&format!("SELECT CAST(t AS TEXT) FROM \"{t}\" t"), (), |r| r.get(0))?;
+                    for r in rows {
+                        all.extend(r.into_bytes());
+                    }
+                }
+                Ok(all)
+            });
+        }
+        self.checkpoint();
+        let mut all = Vec::new();
+        for f in ["trex.db", "trex.db-wal"] {
+            if let Ok(b) = std::fs::read(self.data_dir().join(f)) {
+                all.extend(b);
+            }
+        }
+        all
+    }
+
+    /// Moves the write-ahead log into `trex.db`, so the file's bytes show everything stored
+    /// (nothing to do on a PostgreSQL store).
     pub fn checkpoint(&self) {
+        if pg_store() {
+            return;
+        }
         self.sql()
             .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
             .unwrap();
@@ -162,7 +197,7 @@ pub fn test_schema(dir: &Path) -> String {
 /// Points a store config at PostgreSQL when the matrix asks for it.
 pub fn test_store(c: &mut trex::config::StoreConfig) {
     if pg_store() {
-        c.url = Some(TEST_STORE_DB.into());
+        c.url = TEST_STORE_DB.into();
         c.schema = test_schema(&c.data_dir);
     }
 }
@@ -176,6 +211,39 @@ pub fn store_env(dir: &Path) -> Vec<(&'static str, String)> {
         ]
     } else {
         Vec::new()
+    }
+}
+
+/// The `trex` binary with the store matrix's environment for the data dir its arguments name
+/// (`--data-dir D`), so a child process opens the same store as the in-process server.
+pub fn trex_command<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_trex"));
+    cmd.args(args);
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+    if let Some(i) = args.iter().position(|a| *a == "--data-dir")
+        && let Some(dir) = args.get(i + 1)
+    {
+        cmd.envs(store_env(Path::new(dir)));
+    }
+    cmd
+}
+
+impl TestServer {
+    /// Runs `f` on this server's store through a pooled connection, in one write transaction,
+    /// on a thread of its own (the server sees the commit as another connection's): for tests
+    /// that plant or read rows the tools do not offer.
+    pub fn store<T: Send>(
+        &self,
+        f: impl FnOnce(&trex::store::Conn<'_>) -> trex::Result<T> + Send,
+    ) -> T {
+        let store = self.app().store.clone();
+        std::thread::scope(|s| s.spawn(|| store.write_sync(f)).join().unwrap())
+            .expect("store statement")
+    }
+
+    /// One statement on this server's store (see [`store`](Self::store)).
+    pub fn exec<P: trex::store::sql::Params + Send>(&self, sql: &str, params: P) -> usize {
+        self.store(|c| c.execute(sql, params))
     }
 }
 
