@@ -512,20 +512,14 @@ fn open_store(c: &Config) -> Result<Store> {
 
 /// The store of an existing data dir: every command but `init` and `serve` refuses to create one.
 fn existing_store(c: &Config) -> Result<Store> {
-    if c.store.postgres_url().is_some() {
-        // a PostgreSQL store: its schema is created on first open, like serve does
-        return open_store(c);
-    }
-    let file = c.store.data_dir.join(crate::store::STORE_FILE);
-    // a store is a non-empty SQLite file (an empty file would be made into one)
-    let is_store = std::fs::File::open(&file)
-        .and_then(|mut f| {
-            let mut head = [0u8; 16];
-            std::io::Read::read_exact(&mut f, &mut head)?;
-            Ok(&head == b"SQLite format 3\0")
-        })
-        .unwrap_or(false);
-    if !is_store {
+    if !Store::exists(&c.store)? {
+        if let Some(url) = c.store.postgres_url() {
+            let at = crate::store::pg::Manager::new(url, &c.store.schema)?.describe();
+            bail!(
+                "no trex store in {at}; run `trex serve` or `trex init` with this store.url first"
+            );
+        }
+        let file = c.store.data_dir.join(crate::store::STORE_FILE);
         bail!(
             "no trex store in {} (looked for {}); run `trex serve` or `trex init` there first, or pass --data-dir",
             c.store.data_dir.display(),

@@ -119,6 +119,35 @@ impl Store {
         Self::open_here(c)
     }
 
+    /// Whether the store `c` names exists already (the CLI's commands other than `init` and
+    /// `serve` refuse to create one): a non-empty SQLite file (an empty one would be made into
+    /// a store), or the schema's version table in PostgreSQL.
+    pub fn exists(c: &StoreConfig) -> Result<bool> {
+        let Some(url) = c.postgres_url() else {
+            let file = c.data_dir.join(STORE_FILE);
+            return Ok(std::fs::File::open(&file)
+                .and_then(|mut f| {
+                    let mut head = [0u8; 16];
+                    std::io::Read::read_exact(&mut f, &mut head)?;
+                    Ok(&head == b"SQLite format 3\0")
+                })
+                .unwrap_or(false));
+        };
+        let manager = pg::Manager::new(url, &c.schema)?;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut client = manager.client()?;
+                let row = client.query_one(
+                    "SELECT to_regclass(format('%I.schema_version', $1::text)) IS NOT NULL",
+                    &[&c.schema],
+                )?;
+                Ok(row.get::<_, bool>(0))
+            })
+            .join()
+            .unwrap_or_else(|_| Err(Error::Other("looking for the store panicked".into())))
+        })
+    }
+
     fn open_here(c: &StoreConfig) -> Result<Store> {
         let data_dir = &c.data_dir;
         if !data_dir.exists() {

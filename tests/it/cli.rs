@@ -40,7 +40,7 @@ fn init_and_api_key_commands() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let key = last_line(&o);
     assert!(trex::auth::keys::well_formed(&key), "{key:?}");
-    assert!(dir.path().join("trex.db").exists());
+    assert_eq!(dir.path().join("trex.db").exists(), !crate::common::pg_store());
 
     let again = trex(&["init", "--data-dir", d, "--admin-email", "x@example.com"]);
     assert!(!again.status.success());
@@ -463,8 +463,10 @@ fn init_makes_a_0600_master_key_file() {
             std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        let db = std::fs::metadata(dir.path().join("trex.db")).unwrap();
-        assert_eq!(db.permissions().mode() & 0o777, 0o600);
+        if !crate::common::pg_store() {
+            let db = std::fs::metadata(dir.path().join("trex.db")).unwrap();
+            assert_eq!(db.permissions().mode() & 0o777, 0o600);
+        }
     }
 }
 
@@ -589,14 +591,13 @@ fn cli_changes_are_audited_and_keys_listed_with_scopes_revoked_by_prefix() {
     assert!(o.status.success());
     let o = trex(&["user", "ban", "--data-dir", d, "--email", "x@example.com"]);
     assert!(o.status.success());
-    let c = rusqlite::Connection::open(dir.path().join("trex.db")).unwrap();
-    let rows: Vec<(String, String, String)> = c
-        .prepare("SELECT tool, via, outcome FROM audit_log ORDER BY id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let rows: Vec<(String, String, String)> = crate::common::with_dir_store(dir.path(), |c| {
+        c.query_map(
+            "SELECT tool, via, outcome FROM audit_log ORDER BY id",
+            (),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+    });
     let tools: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
     // the CLI's rows name the operation as the MCP tools do, with `via: cli`
     for t in [
@@ -625,15 +626,14 @@ fn a_lost_master_key_without_sealed_secrets_is_replaced_and_reset_drops_the_rest
         assert!(again.child.wait().unwrap().success());
     }
     // with a sealed secret, a lost key refuses to start and `master-key reset` recovers
-    let c = rusqlite::Connection::open(dir.path().join("trex.db")).unwrap();
-    c.execute_batch(
+    crate::common::with_dir_store(dir.path(), |c| {
+        c.execute_batch(
         "INSERT INTO databases (id, host, port, database_name, dialect, created_at, updated_at)
            VALUES ('pg', '127.0.0.1', 5432, 'test', 'postgresql', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');
          INSERT INTO database_credentials (id, database_id, username, password, created_at, updated_at)
            VALUES ('c1', 'pg', 'u', 'v1:sealed', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');",
-    )
-    .unwrap();
-    drop(c);
+        )
+    });
     std::fs::remove_file(dir.path().join("master.key")).unwrap();
     let o = trex(&["serve", "--data-dir", d, "--listen", "127.0.0.1:0"]);
     assert!(!o.status.success());
@@ -1031,15 +1031,13 @@ fn migration_commands_define_test_run_and_show_with_exit_status_1_on_failure() {
 
 /// `trex.db`'s job rows of `kind`: `(state, attempts, progress message)`.
 fn jobs_of(data: &std::path::Path, kind: &str) -> Vec<(String, i64, Option<String>)> {
-    let c = rusqlite::Connection::open(data.join("trex.db")).unwrap();
-    c.busy_timeout(Duration::from_secs(5)).unwrap();
-    let mut st = c
-        .prepare("SELECT state, attempts, progress_message FROM jobs WHERE kind = ?1")
-        .unwrap();
-    st.query_map([kind], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect()
+    crate::common::with_dir_store(data, |c| {
+        c.query_map(
+            "SELECT state, attempts, progress_message FROM jobs WHERE kind = ?1",
+            [kind],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+    })
 }
 
 #[tokio::test]

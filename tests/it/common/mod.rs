@@ -247,6 +247,28 @@ impl TestServer {
     }
 }
 
+/// Runs `f` in a write transaction on the store of data dir `dir` (the matrix's store for it),
+/// opened for the call on a thread of its own: for tests of the CLI that read or plant rows.
+pub fn with_dir_store<T: Send>(
+    dir: &Path,
+    f: impl FnOnce(&trex::store::Conn<'_>) -> trex::Result<T> + Send,
+) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut c = trex::config::StoreConfig {
+                data_dir: dir.to_path_buf(),
+                pool_size: 1,
+                ..Default::default()
+            };
+            test_store(&mut c);
+            trex::store::Store::open(&c)?.write_sync(f)
+        })
+        .join()
+        .unwrap()
+    })
+    .expect("store statement")
+}
+
 /// The JSON Accept/Content-Type headers every POST carries.
 pub fn post_headers() -> HeaderMap {
     let mut h = HeaderMap::new();
