@@ -105,8 +105,7 @@ impl App {
         }
         let store = {
             let c = config.clone();
-            tokio::task::spawn_blocking(move || Store::open(&c.store))
-                .await??
+            tokio::task::spawn_blocking(move || Store::open(&c.store)).await??
         };
         let master = {
             let (store, dir) = (store.clone(), config.store.data_dir.clone());

@@ -505,7 +505,10 @@ fn init_tracing(level: &str) {
 
 fn open_store(c: &Config) -> Result<Store> {
     Store::open(&c.store).with_context(|| match c.store.postgres_url() {
-        Some(_) => format!("cannot open the PostgreSQL store (schema {})", c.store.schema),
+        Some(_) => format!(
+            "cannot open the PostgreSQL store (schema {})",
+            c.store.schema
+        ),
         None => format!("cannot open the store in {}", c.store.data_dir.display()),
     })
 }

@@ -73,11 +73,7 @@ pub fn insert(
 /// One key by id.
 pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<ApiKey>> {
     let sql = format!("{SELECT} WHERE k.id = ?1");
-    Ok(conn
-        
-        .prepare_cached(&sql)?
-        .query_opt([id], from_row)
-        ?)
+    conn.prepare_cached(&sql)?.query_opt([id], from_row)
 }
 
 /// Keys of every user, newest first.
@@ -89,8 +85,7 @@ pub fn list(conn: &Conn<'_>, user_id: Option<&str>, page: &Page) -> Result<Paged
     );
     let (ac, ai) = page.after.clone().unzip();
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt
-        .query_map(params![user_id, ac, ai, (page.limit + 1) as i64], from_row)?;
+    let rows = stmt.query_map(params![user_id, ac, ai, (page.limit + 1) as i64], from_row)?;
     Ok(Paged::from_overfetch(rows, page.limit, |k| {
         (k.created_at.clone(), k.id.clone())
     }))
@@ -101,18 +96,17 @@ pub fn ids_by_prefix(conn: &Conn<'_>, prefix: &str) -> Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id FROM api_keys WHERE key_prefix = ?1 AND revoked_at IS NULL ORDER BY created_at",
     )?;
-    let rows = stmt
-        .query_map([prefix], |r| r.get(0))?;
+    let rows = stmt.query_map([prefix], |r| r.get(0))?;
     Ok(rows)
 }
 
 /// Number of keys that can still be used (not revoked).
 pub fn count_active(conn: &Conn<'_>) -> Result<i64> {
-    Ok(conn.query_row(
+    conn.query_row(
         "SELECT count(*) FROM api_keys WHERE revoked_at IS NULL",
         [],
         |r| r.get(0),
-    )?)
+    )
 }
 
 /// Marks a key revoked; returns it as it was, or `None` when unknown or already revoked.
@@ -151,24 +145,22 @@ pub fn lookup(conn: &Conn<'_>, key_hash: &str) -> Result<Option<KeyOwner>> {
                 k.expires_at, k.revoked_at, k.scopes
          FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key_hash = ?1",
     )?;
-    Ok(stmt
-        .query_opt([key_hash], |r| {
-            Ok(KeyOwner {
-                key_id: r.get(0)?,
-                key_name: r.get(1)?,
-                user_id: r.get(2)?,
-                user_name: r.get(3)?,
-                user_email: r.get(4)?,
-                role: r.get(5)?,
-                banned: r.get(6)?,
-                ban_expires: r.get(7)?,
-                deleted_at: r.get(8)?,
-                expires_at: r.get(9)?,
-                revoked_at: r.get(10)?,
-                scopes: r.get(11)?,
-            })
+    stmt.query_opt([key_hash], |r| {
+        Ok(KeyOwner {
+            key_id: r.get(0)?,
+            key_name: r.get(1)?,
+            user_id: r.get(2)?,
+            user_name: r.get(3)?,
+            user_email: r.get(4)?,
+            role: r.get(5)?,
+            banned: r.get(6)?,
+            ban_expires: r.get(7)?,
+            deleted_at: r.get(8)?,
+            expires_at: r.get(9)?,
+            revoked_at: r.get(10)?,
+            scopes: r.get(11)?,
         })
-        ?)
+    })
 }
 
 /// Writes batched `last_used_at` values (callers run it in one [`Store::write`](super::Store::write)).

@@ -55,18 +55,14 @@ const COLUMNS: &str = "id, name, icon, metadata, client_id, redirect_urls, type,
 
 /// One application.
 pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<OauthApp>> {
-    Ok(conn
-        
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM oauth_apps WHERE id = ?1"))?
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM oauth_apps WHERE id = ?1"))?
         .query_opt([id], from_row)
-        ?)
 }
 
 /// Applications, newest first.
 pub fn list(conn: &Conn<'_>, page: &Page) -> Result<Paged<OauthApp>> {
     let (ac, ai) = page.after.clone().unzip();
     let rows = conn
-        
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM oauth_apps WHERE (CAST(?1 AS TEXT) IS NULL OR (created_at, id) < (?1, ?2))
              ORDER BY created_at DESC, id DESC LIMIT ?3"
@@ -164,7 +160,6 @@ pub fn delete(conn: &Conn<'_>, id: &str) -> Result<Option<(OauthApp, i64, i64)>>
         [id],
         |r| r.get(0),
     )?;
-    conn
-        .execute("DELETE FROM oauth_apps WHERE id = ?1", [id])?;
+    conn.execute("DELETE FROM oauth_apps WHERE id = ?1", [id])?;
     Ok(Some((app, tokens, consents)))
 }

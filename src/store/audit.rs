@@ -44,8 +44,7 @@ pub fn insert(conn: &Conn<'_>, e: &AuditEntry, max_rows: u64) -> Result<()> {
         e.detail
     ], |r| r.get(0))?;
     if max_rows > 0 {
-        conn
-            .prepare_cached("DELETE FROM audit_log WHERE id <= ?1")?
+        conn.prepare_cached("DELETE FROM audit_log WHERE id <= ?1")?
             .execute([last - max_rows as i64])?;
     }
     Ok(())
@@ -53,25 +52,21 @@ pub fn insert(conn: &Conn<'_>, e: &AuditEntry, max_rows: u64) -> Result<()> {
 
 /// Drops rows older than `before` (RFC 3339); returns how many.
 pub fn prune(conn: &Conn<'_>, before: &str) -> Result<usize> {
-    Ok(conn
-        
-        .execute("DELETE FROM audit_log WHERE at < ?1", [before])?)
+    conn.execute("DELETE FROM audit_log WHERE at < ?1", [before])
 }
 
 /// Number of rows.
 pub fn count(conn: &Conn<'_>) -> Result<i64> {
-    Ok(conn
-        
-        .query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))?)
+    conn.query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))
 }
 
 /// Number of entries for a tool (used by tests and status).
 pub fn count_for_tool(conn: &Conn<'_>, tool: &str) -> Result<i64> {
-    Ok(conn.query_row(
+    conn.query_row(
         "SELECT count(*) FROM audit_log WHERE tool = ?1",
         [tool],
         |r| r.get(0),
-    )?)
+    )
 }
 
 /// An audit row as `audit-list` shows it.

@@ -50,11 +50,8 @@ fn from_row(r: &Row<'_>) -> Result<Database> {
 
 /// One database.
 pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<Database>> {
-    Ok(conn
-        
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM databases WHERE id = ?1"))?
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM databases WHERE id = ?1"))?
         .query_opt([id], from_row)
-        ?)
 }
 
 /// Databases newest first; `search` matches id, host, name or description literally.
@@ -67,7 +64,6 @@ pub fn list(
     let (ac, ai) = page.after.clone().unzip();
     let only = only.map(|ids| serde_json::to_string(ids).expect("json"));
     let rows = conn
-        
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM databases
              WHERE (CAST(?1 AS TEXT) IS NULL OR instr(lower(id), ?1) > 0 OR instr(lower(host), ?1) > 0
@@ -94,7 +90,6 @@ pub fn list(
 /// Every registered database, by id.
 pub fn all(conn: &Conn<'_>) -> Result<Vec<Database>> {
     let rows = conn
-        
         .prepare_cached(&format!("SELECT {COLUMNS} FROM databases ORDER BY id"))?
         .query_map([], from_row)?;
     Ok(rows)
@@ -102,20 +97,16 @@ pub fn all(conn: &Conn<'_>) -> Result<Vec<Database>> {
 
 /// The database a credential belongs to.
 pub fn credential_database(conn: &Conn<'_>, credential_id: &str) -> Result<Option<String>> {
-    Ok(conn
-        
-        .query_opt(
-            "SELECT database_id FROM database_credentials WHERE id = ?1",
-            [credential_id],
-            |r| r.get(0),
-        )
-        ?)
+    conn.query_opt(
+        "SELECT database_id FROM database_credentials WHERE id = ?1",
+        [credential_id],
+        |r| r.get(0),
+    )
 }
 
 /// Enabled sqlite databases (for attaching to the trexdb engine).
 pub fn enabled_sqlite(conn: &Conn<'_>) -> Result<Vec<Database>> {
     let rows = conn
-        
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM databases WHERE dialect = 'sqlite' AND enabled = 1 ORDER BY id"
         ))?
@@ -132,12 +123,10 @@ pub fn insert(conn: &Conn<'_>, d: &Database) -> Result<Database> {
         params![d.id, d.host, d.port, d.database_name, d.dialect, d.description, d.enabled, now, d.migrations_dir],
     );
     match res {
-        Err(e) if super::sql::is_unique_violation(&e) => {
-            Err(Error::Conflict(format!(
-                "Database '{}' already exists",
-                d.id
-            )))
-        }
+        Err(e) if super::sql::is_unique_violation(&e) => Err(Error::Conflict(format!(
+            "Database '{}' already exists",
+            d.id
+        ))),
         Err(e) => Err(e),
         Ok(_) => {
             get(conn, &d.id)?.ok_or_else(|| Error::Other("database vanished after insert".into()))
@@ -157,10 +146,7 @@ pub fn update(conn: &Conn<'_>, d: &Database) -> Result<Option<Database>> {
 
 /// Deletes a database (its credentials go with it); true when it existed.
 pub fn delete(conn: &Conn<'_>, id: &str) -> Result<bool> {
-    Ok(conn
-        
-        .execute("DELETE FROM databases WHERE id = ?1", [id])?
-        == 1)
+    Ok(conn.execute("DELETE FROM databases WHERE id = ?1", [id])? == 1)
 }
 
 /// A credential as listed: never the password.
@@ -187,14 +173,11 @@ pub fn save_credential(
     service_scope: Option<&str>,
 ) -> Result<(Credential, bool)> {
     let now = now_rfc3339();
-    let existing: Option<String> = conn
-        
-        .query_opt(
-            "SELECT id FROM database_credentials WHERE database_id = ?1 AND username = ?2",
-            params![database_id, username],
-            |r| r.get(0),
-        )
-        ?;
+    let existing: Option<String> = conn.query_opt(
+        "SELECT id FROM database_credentials WHERE database_id = ?1 AND username = ?2",
+        params![database_id, username],
+        |r| r.get(0),
+    )?;
     let id = existing
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
@@ -215,7 +198,6 @@ pub fn save_credential(
 /// Credentials of a database, oldest first.
 pub fn credentials(conn: &Conn<'_>, database_id: &str) -> Result<Vec<Credential>> {
     let rows = conn
-        
         .prepare_cached(
             "SELECT id, database_id, username, user_scope, service_scope, created_at, updated_at
              FROM database_credentials WHERE database_id = ?1 ORDER BY created_at, id",
@@ -239,30 +221,24 @@ pub fn first_secret(
     conn: &Conn<'_>,
     database_id: &str,
 ) -> Result<Option<(String, String, String)>> {
-    Ok(conn
-        
-        .prepare_cached(
-            "SELECT id, username, password FROM database_credentials WHERE database_id = ?1
+    conn.prepare_cached(
+        "SELECT id, username, password FROM database_credentials WHERE database_id = ?1
              ORDER BY created_at, id LIMIT 1",
-        )?
-        .query_opt([database_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        ?)
+    )?
+    .query_opt([database_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
 }
 
 /// Deletes every credential of a database; returns how many.
 pub fn delete_credentials(conn: &Conn<'_>, database_id: &str) -> Result<usize> {
-    Ok(conn.execute(
+    conn.execute(
         "DELETE FROM database_credentials WHERE database_id = ?1",
         [database_id],
-    )?)
+    )
 }
 
 /// Deletes a credential; true when it existed.
 pub fn delete_credential(conn: &Conn<'_>, id: &str) -> Result<bool> {
-    Ok(conn
-        
-        .execute("DELETE FROM database_credentials WHERE id = ?1", [id])?
-        == 1)
+    Ok(conn.execute("DELETE FROM database_credentials WHERE id = ?1", [id])? == 1)
 }
 
 /// One credential of a database with its sealed password: `(id, username, sealed)`.
@@ -271,13 +247,11 @@ pub fn secret(
     database_id: &str,
     credential_id: &str,
 ) -> Result<Option<(String, String, String)>> {
-    Ok(conn
-        
+    conn
         .prepare_cached(
             "SELECT id, username, password FROM database_credentials WHERE database_id = ?1 AND id = ?2",
         )?
         .query_opt([database_id, credential_id], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
-        ?)
 }

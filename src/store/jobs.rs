@@ -75,19 +75,18 @@ pub fn enqueue(
 ) -> Result<String> {
     let id = uuid::Uuid::new_v4().to_string();
     let now = now_rfc3339();
-    conn
-        .prepare_cached(
-            "INSERT INTO jobs (id, kind, payload, max_attempts, created_by, created_at, updated_at)
+    conn.prepare_cached(
+        "INSERT INTO jobs (id, kind, payload, max_attempts, created_by, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        )?
-        .execute(params![
-            id,
-            kind,
-            payload,
-            max_attempts.max(1),
-            created_by,
-            now
-        ])?;
+    )?
+    .execute(params![
+        id,
+        kind,
+        payload,
+        max_attempts.max(1),
+        created_by,
+        now
+    ])?;
     Ok(id)
 }
 
@@ -110,28 +109,26 @@ pub fn claim(
     lease_until: i64,
 ) -> Result<Option<Claimed>> {
     let kinds = serde_json::to_string(kinds).expect("json");
-    Ok(conn
-        .prepare_cached(
-            "UPDATE jobs SET state = 'running', lease_owner = ?1, lease_until = ?2, heartbeat_at = ?3,
+    conn.prepare_cached(
+        "UPDATE jobs SET state = 'running', lease_owner = ?1, lease_until = ?2, heartbeat_at = ?3,
                     attempts = attempts + 1, started_at = coalesce(started_at, ?4), updated_at = ?4
              WHERE id = (SELECT id FROM jobs WHERE state = 'queued'
                            AND kind IN (SELECT value FROM json_each(?5))
                          ORDER BY created_at, id LIMIT 1)
                AND state = 'queued'
              RETURNING id, kind, payload, attempts",
-        )?
-        .query_opt(
-            params![owner, lease_until, now_ms, now_rfc3339(), kinds],
-            |r| {
-                Ok(Claimed {
-                    id: r.get(0)?,
-                    kind: r.get(1)?,
-                    payload: r.get(2)?,
-                    attempts: r.get(3)?,
-                })
-            },
-        )
-        ?)
+    )?
+    .query_opt(
+        params![owner, lease_until, now_ms, now_rfc3339(), kinds],
+        |r| {
+            Ok(Claimed {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                payload: r.get(2)?,
+                attempts: r.get(3)?,
+            })
+        },
+    )
 }
 
 /// Renews the lease of a running job held by `owner`; returns whether cancellation was asked
@@ -143,15 +140,12 @@ pub fn renew(
     now_ms: i64,
     lease_until: i64,
 ) -> Result<Option<bool>> {
-    Ok(conn
-        
-        .prepare_cached(
-            "UPDATE jobs SET lease_until = ?3, heartbeat_at = ?4
+    conn.prepare_cached(
+        "UPDATE jobs SET lease_until = ?3, heartbeat_at = ?4
              WHERE id = ?1 AND lease_owner = ?2 AND state = 'running'
              RETURNING cancel_requested",
-        )?
-        .query_opt(params![id, owner, lease_until, now_ms], |r| r.get(0))
-        ?)
+    )?
+    .query_opt(params![id, owner, lease_until, now_ms], |r| r.get(0))
 }
 
 /// Records progress of a running job.
@@ -206,10 +200,7 @@ pub fn request_cancel(conn: &Conn<'_>, id: &str) -> Result<Option<String>> {
         "UPDATE jobs SET cancel_requested = 1, updated_at = ?2 WHERE id = ?1 AND state = 'running'",
     )?
     .execute(params![id, now])?;
-    Ok(conn
-        
-        .query_opt("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
-        ?)
+    conn.query_opt("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
 }
 
 /// Recovers running jobs whose lease ran out before `now_ms` (their worker's process died):
@@ -218,7 +209,7 @@ pub fn request_cancel(conn: &Conn<'_>, id: &str) -> Result<Option<String>> {
 pub fn recover(conn: &Conn<'_>, now_ms: i64, retryable: &[String]) -> Result<usize> {
     let retryable = serde_json::to_string(retryable).expect("json");
     let now = now_rfc3339();
-    Ok(conn
+    conn
         .prepare_cached(
             "UPDATE jobs SET
                 state = CASE WHEN attempts < max_attempts
@@ -229,25 +220,18 @@ pub fn recover(conn: &Conn<'_>, now_ms: i64, retryable: &[String]) -> Result<usi
                 lease_owner = NULL, lease_until = NULL, updated_at = ?3
              WHERE state = 'running' AND lease_until < ?1",
         )?
-        .execute(params![now_ms, retryable, now])?)
+        .execute(params![now_ms, retryable, now])
 }
 
 /// One job by id.
 pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<Job>> {
     let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1");
-    Ok(conn
-        
-        .prepare_cached(&sql)?
-        .query_opt([id], from_row)
-        ?)
+    conn.prepare_cached(&sql)?.query_opt([id], from_row)
 }
 
 /// Jobs per state (for status and metrics).
 pub fn counts(conn: &Conn<'_>) -> Result<Vec<(String, i64)>> {
-    let mut stmt = conn
-        
-        .prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state")?;
-    let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let mut stmt = conn.prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows)
 }

@@ -41,19 +41,16 @@ fn def_row(r: &Row<'_>) -> Result<Definition> {
 
 /// The latest version of definition `id`.
 pub fn latest(conn: &Conn<'_>, id: &str) -> Result<Option<Definition>> {
-    Ok(conn
-        
+    conn
         .prepare_cached(&format!(
             "SELECT {DEF_COLUMNS} FROM migration_definitions WHERE id = ?1 ORDER BY version DESC LIMIT 1"
         ))?
         .query_opt([id], def_row)
-        ?)
 }
 
 /// Every version of definition `id`, oldest first.
 pub fn versions(conn: &Conn<'_>, id: &str) -> Result<Vec<Definition>> {
     let rows = conn
-        
         .prepare_cached(&format!(
             "SELECT {DEF_COLUMNS} FROM migration_definitions WHERE id = ?1 ORDER BY version"
         ))?
@@ -101,7 +98,6 @@ pub fn list(
 ) -> Result<Vec<Definition>> {
     let (ac, ai) = after.unzip();
     let rows = conn
-        
         .prepare_cached(&format!(
             "SELECT {DEF_COLUMNS} FROM migration_definitions d
              WHERE version = (SELECT max(version) FROM migration_definitions x WHERE x.id = d.id)
@@ -240,19 +236,15 @@ pub fn set_target(
 
 /// One run.
 pub fn run(conn: &Conn<'_>, run_id: &str) -> Result<Option<Run>> {
-    Ok(conn
-        
-        .prepare_cached(&format!(
-            "SELECT {RUN_COLUMNS} FROM migration_runs WHERE id = ?1"
-        ))?
-        .query_opt([run_id], run_row)
-        ?)
+    conn.prepare_cached(&format!(
+        "SELECT {RUN_COLUMNS} FROM migration_runs WHERE id = ?1"
+    ))?
+    .query_opt([run_id], run_row)
 }
 
 /// The runs of a definition, newest first.
 pub fn runs_of(conn: &Conn<'_>, migration_id: &str) -> Result<Vec<Run>> {
     let rows = conn
-        
         .prepare_cached(&format!(
             "SELECT {RUN_COLUMNS} FROM migration_runs WHERE migration_id = ?1 ORDER BY created_at DESC, id DESC"
         ))?
@@ -263,7 +255,6 @@ pub fn runs_of(conn: &Conn<'_>, migration_id: &str) -> Result<Vec<Run>> {
 /// The target rows of a run, in run order.
 pub fn targets(conn: &Conn<'_>, run_id: &str) -> Result<Vec<RunTarget>> {
     let rows = conn
-        
         .prepare_cached(
             "SELECT database_id, position, state, schema_digest, report, error, updated_at
              FROM migration_run_targets WHERE run_id = ?1 ORDER BY position",
@@ -284,39 +275,32 @@ pub fn targets(conn: &Conn<'_>, run_id: &str) -> Result<Vec<RunTarget>> {
 
 /// The newest test run of version `version` that completed, if any.
 pub fn passed_test(conn: &Conn<'_>, migration_id: &str, version: i64) -> Result<Option<Run>> {
-    Ok(conn
-        
-        .prepare_cached(&format!(
-            "SELECT {RUN_COLUMNS} FROM migration_runs
+    conn.prepare_cached(&format!(
+        "SELECT {RUN_COLUMNS} FROM migration_runs
              WHERE migration_id = ?1 AND version = ?2 AND mode = 'test' AND state = 'completed'
              ORDER BY finished_at DESC LIMIT 1"
-        ))?
-        .query_opt(params![migration_id, version], run_row)
-        ?)
+    ))?
+    .query_opt(params![migration_id, version], run_row)
 }
 
 /// True while a run of definition `migration_id` is pending or running.
 pub fn busy(conn: &Conn<'_>, migration_id: &str) -> Result<Option<String>> {
-    Ok(conn
-        
+    conn
         .prepare_cached(
             "SELECT id FROM migration_runs WHERE migration_id = ?1 AND state IN ('pending', 'running', 'rolling_back') LIMIT 1",
         )?
         .query_opt([migration_id], |r| r.get(0))
-        ?)
 }
 
 /// An active run (pending, running or rolling back) of any definition that has one of
 /// `databases` as a target: `(run id, database)`.
 pub fn busy_targets(conn: &Conn<'_>, databases: &[String]) -> Result<Option<(String, String)>> {
     let ids = serde_json::to_string(databases).expect("json");
-    Ok(conn
-        
+    conn
         .prepare_cached(
             "SELECT r.id, t.database_id FROM migration_runs r JOIN migration_run_targets t ON t.run_id = r.id
              WHERE r.state IN ('pending', 'running', 'rolling_back')
                AND t.database_id IN (SELECT value FROM json_each(?1)) LIMIT 1",
         )?
         .query_opt([ids], |r| Ok((r.get(0)?, r.get(1)?)))
-        ?)
 }

@@ -9,23 +9,23 @@
 //! to the blocking pool so no pooled connection is ever held across an `.await`.
 
 pub mod api_keys;
-pub mod pg;
-pub mod sql;
-mod tls;
 pub mod apps;
 pub mod audit;
 pub mod databases;
 pub mod jobs;
 pub mod migrations;
 pub mod nodes;
+pub mod pg;
 pub mod pipelines;
 pub mod plugins;
 pub mod roles;
 pub mod schema;
 pub mod sessions;
 pub mod settings;
+pub mod sql;
 pub mod sso;
 pub mod tasks;
+mod tls;
 pub mod users;
 pub mod web_sessions;
 
@@ -40,8 +40,8 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
 
-pub use sql::{Backend, Conn};
 use sql::Db;
+pub use sql::{Backend, Conn};
 
 /// A failure of the control store itself (its file, a statement, the pool), as opposed to the
 /// caller's input. The message is for the log; clients are told only that an internal error
@@ -98,7 +98,7 @@ pub struct Store {
 #[derive(Clone)]
 enum Pools {
     Lite(Pool<SqliteConnectionManager>),
-    Pg(Pool<pg::Manager>, pg::Manager),
+    Pg(Pool<pg::Manager>, Box<pg::Manager>),
 }
 
 impl Store {
@@ -106,9 +106,7 @@ impl Store {
     /// upgraded), else `<data_dir>/trex.db` (created when missing). The data dir is created
     /// either way: trexdb's files, plugins and backups live there on every node.
     pub fn open(c: &StoreConfig) -> Result<Store> {
-        if c.postgres_url().is_some()
-            && tokio::runtime::Handle::try_current().is_ok()
-        {
+        if c.postgres_url().is_some() && tokio::runtime::Handle::try_current().is_ok() {
             // the PostgreSQL client blocks on a runtime of its own: never on the caller's
             return std::thread::scope(|s| {
                 s.spawn(|| Self::open_here(c))
@@ -175,7 +173,7 @@ impl Store {
                 schema::bootstrap_pg(&conn, manager.schema())?;
             }
             return Ok(Store {
-                pools: Pools::Pg(pool, manager),
+                pools: Pools::Pg(pool, Box::new(manager)),
                 path,
             });
         }
@@ -332,7 +330,7 @@ pub struct DataVersion(Watch);
 
 enum Watch {
     Lite(Connection),
-    Pg(pg::Manager, RefCell<Option<(pg::Listener, i64)>>),
+    Pg(Box<pg::Manager>, RefCell<Option<(pg::Listener, i64)>>),
 }
 
 impl DataVersion {

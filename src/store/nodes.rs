@@ -54,7 +54,6 @@ pub fn stopped(conn: &Conn<'_>, id: &str) -> Result<()> {
 /// Every node, newest start first.
 pub fn list(conn: &Conn<'_>) -> Result<Vec<Node>> {
     let rows = conn
-        
         .prepare_cached(
             "SELECT id, name, listen, version, pid, data_node, started_at, heartbeat_ms, stopped_at
              FROM nodes ORDER BY started_at DESC, id",

@@ -108,9 +108,10 @@ impl PgConn {
         if let Some(s) = self.stmts.get(sql) {
             return Ok(s.clone());
         }
-        let st = self.client().prepare(&dollar_params(sql)).map_err(|e| {
-            db_err(format!("{e} in: {sql}")).with_source_of(e)
-        })?;
+        let st = self
+            .client()
+            .prepare(&dollar_params(sql))
+            .map_err(|e| db_err(format!("{e} in: {sql}")).with_source_of(e))?;
         if self.stmts.len() > 512 {
             self.stmts.clear();
         }
@@ -200,11 +201,19 @@ pub(super) fn cell<T>(
         .clone();
     let v = match ty {
         Type::INT8 => r.try_get::<_, Option<i64>>(i)?.map(Value::Int),
-        Type::INT4 => r.try_get::<_, Option<i32>>(i)?.map(|n| Value::Int(n.into())),
-        Type::INT2 => r.try_get::<_, Option<i16>>(i)?.map(|n| Value::Int(n.into())),
-        Type::BOOL => r.try_get::<_, Option<bool>>(i)?.map(|b| Value::Int(b.into())),
+        Type::INT4 => r
+            .try_get::<_, Option<i32>>(i)?
+            .map(|n| Value::Int(n.into())),
+        Type::INT2 => r
+            .try_get::<_, Option<i16>>(i)?
+            .map(|n| Value::Int(n.into())),
+        Type::BOOL => r
+            .try_get::<_, Option<bool>>(i)?
+            .map(|b| Value::Int(b.into())),
         Type::FLOAT8 => r.try_get::<_, Option<f64>>(i)?.map(Value::Real),
-        Type::FLOAT4 => r.try_get::<_, Option<f32>>(i)?.map(|f| Value::Real(f.into())),
+        Type::FLOAT4 => r
+            .try_get::<_, Option<f32>>(i)?
+            .map(|f| Value::Real(f.into())),
         Type::BYTEA => r.try_get::<_, Option<&[u8]>>(i)?.map(Value::Blob),
         _ => r.try_get::<_, Option<&str>>(i)?.map(Value::Text),
     };

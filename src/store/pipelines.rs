@@ -107,33 +107,24 @@ pub fn insert(conn: &Conn<'_>, p: &Pipeline) -> Result<()> {
 
 /// The pipeline named `name`.
 pub fn by_name(conn: &Conn<'_>, name: &str) -> Result<Option<Pipeline>> {
-    Ok(conn
-        
-        .query_opt(
-            &format!("SELECT {COLUMNS} FROM pipelines WHERE name = ?1"),
-            [name],
-            from_row,
-        )
-        ?)
+    conn.query_opt(
+        &format!("SELECT {COLUMNS} FROM pipelines WHERE name = ?1"),
+        [name],
+        from_row,
+    )
 }
 
 /// Every pipeline, by name.
 pub fn list(conn: &Conn<'_>) -> Result<Vec<Pipeline>> {
-    let mut st = conn
-        
-        .prepare(&format!("SELECT {COLUMNS} FROM pipelines ORDER BY name"))?;
-    let rows = st
-        .query_map([], from_row)?;
+    let mut st = conn.prepare(&format!("SELECT {COLUMNS} FROM pipelines ORDER BY name"))?;
+    let rows = st.query_map([], from_row)?;
     Ok(rows)
 }
 
 /// The names of the pipelines that read database `database_id`.
 pub fn of_database(conn: &Conn<'_>, database_id: &str) -> Result<Vec<String>> {
-    let mut st = conn
-        
-        .prepare("SELECT name FROM pipelines WHERE database_id = ?1 ORDER BY name")?;
-    let rows = st
-        .query_map([database_id], |r| r.get(0))?;
+    let mut st = conn.prepare("SELECT name FROM pipelines WHERE database_id = ?1 ORDER BY name")?;
+    let rows = st.query_map([database_id], |r| r.get(0))?;
     Ok(rows)
 }
 
@@ -182,8 +173,5 @@ pub fn ended(conn: &Conn<'_>, id: &str, state: &str, error: Option<&str>) -> Res
 
 /// Deletes a pipeline row.
 pub fn delete(conn: &Conn<'_>, id: &str) -> Result<bool> {
-    Ok(conn
-        
-        .execute("DELETE FROM pipelines WHERE id = ?1", [id])?
-        == 1)
+    Ok(conn.execute("DELETE FROM pipelines WHERE id = ?1", [id])? == 1)
 }

@@ -39,52 +39,45 @@ fn from_row(r: &Row<'_>) -> Result<Plugin> {
 
 /// Records an installed plugin; a name already installed is a conflict.
 pub fn insert(conn: &Conn<'_>, p: &Plugin) -> Result<()> {
-    conn
-        .execute(
-            &format!("INSERT INTO plugins ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
-            params![
-                p.name,
-                p.package,
-                p.version,
-                p.manifest,
-                p.source,
-                p.sha256,
-                p.installed_at,
-                p.installed_by
-            ],
-        )
-        .map_err(|e| {
-            if super::sql::is_constraint_violation(&e) {
-                Error::Conflict(format!("Plugin \"{}\" is already installed", p.name))
-            } else {
-                e
-            }
-        })?;
+    conn.execute(
+        &format!("INSERT INTO plugins ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+        params![
+            p.name,
+            p.package,
+            p.version,
+            p.manifest,
+            p.source,
+            p.sha256,
+            p.installed_at,
+            p.installed_by
+        ],
+    )
+    .map_err(|e| {
+        if super::sql::is_constraint_violation(&e) {
+            Error::Conflict(format!("Plugin \"{}\" is already installed", p.name))
+        } else {
+            e
+        }
+    })?;
     Ok(())
 }
 
 /// One plugin by its short name.
 pub fn get(conn: &Conn<'_>, name: &str) -> Result<Option<Plugin>> {
-    Ok(conn
-        
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM plugins WHERE name = ?1"))?
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM plugins WHERE name = ?1"))?
         .query_opt([name], from_row)
-        ?)
 }
 
 /// Every plugin, by name.
 pub fn all(conn: &Conn<'_>) -> Result<Vec<Plugin>> {
-    Ok(conn
-        
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM plugins ORDER BY name"))?
-        .query_map([], from_row)?)
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM plugins ORDER BY name"))?
+        .query_map([], from_row)
 }
 
 /// One page of plugins in name order.
 pub fn list(conn: &Conn<'_>, page: &Page) -> Result<Paged<Plugin>> {
     let after = page.after.as_ref().map(|a| a.1.clone());
     let rows = conn
-        
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM plugins WHERE (CAST(?1 AS TEXT) IS NULL OR name > ?1) ORDER BY name LIMIT ?2"
         ))?
@@ -96,8 +89,5 @@ pub fn list(conn: &Conn<'_>, page: &Page) -> Result<Paged<Plugin>> {
 
 /// Forgets a plugin; false when it was not installed.
 pub fn delete(conn: &Conn<'_>, name: &str) -> Result<bool> {
-    Ok(conn
-        
-        .execute("DELETE FROM plugins WHERE name = ?1", [name])?
-        > 0)
+    Ok(conn.execute("DELETE FROM plugins WHERE name = ?1", [name])? > 0)
 }

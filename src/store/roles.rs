@@ -49,11 +49,8 @@ fn conflict(e: Error, name: &str) -> Error {
 
 /// One role by id.
 pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<Role>> {
-    Ok(conn
-        
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM roles WHERE id = ?1"))?
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM roles WHERE id = ?1"))?
         .query_opt([id], from_row)
-        ?)
 }
 
 /// Roles newest first; `search` matches name or description literally.
@@ -65,13 +62,10 @@ pub fn list(conn: &Conn<'_>, search: Option<&str>, page: &Page) -> Result<Paged<
          ORDER BY created_at DESC, id DESC LIMIT ?4"
     );
     let (ac, ai) = page.after.clone().unzip();
-    let rows = conn
-        
-        .prepare_cached(&sql)?
-        .query_map(
-            params![search.map(search_term), ac, ai, (page.limit + 1) as i64],
-            from_row,
-        )?;
+    let rows = conn.prepare_cached(&sql)?.query_map(
+        params![search.map(search_term), ac, ai, (page.limit + 1) as i64],
+        from_row,
+    )?;
     Ok(Paged::from_overfetch(rows, page.limit, |r| {
         (r.created_at.clone(), r.id.clone())
     }))

@@ -94,10 +94,7 @@ pub(super) fn bootstrap_pg(conn: &RefCell<PgConn>, schema: &str) -> Result<()> {
     }
     for (v, sql) in steps.into_iter().filter(|(v, _)| *v > have) {
         tx.batch_execute(&sql)?;
-        tx.execute(
-            &format!("DELETE FROM \"{schema}\".schema_version"),
-            &[],
-        )?;
+        tx.execute(&format!("DELETE FROM \"{schema}\".schema_version"), &[])?;
         tx.execute(
             &format!("INSERT INTO \"{schema}\".schema_version (version) VALUES ($1)"),
             &[&v],
@@ -111,8 +108,6 @@ pub(super) fn bootstrap_pg(conn: &RefCell<PgConn>, schema: &str) -> Result<()> {
 pub fn version(conn: &Conn<'_>) -> Result<i64> {
     match conn.lite() {
         Some(c) => Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?),
-        None => conn.query_row("SELECT max(version) FROM schema_version", (), |r| {
-            r.get(0)
-        }),
+        None => conn.query_row("SELECT max(version) FROM schema_version", (), |r| r.get(0)),
     }
 }

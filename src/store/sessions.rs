@@ -66,35 +66,25 @@ pub fn insert(conn: &Conn<'_>, s: &SessionRow) -> Result<()> {
 /// One session by id.
 pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<SessionRow>> {
     let sql = format!("SELECT {COLUMNS} FROM mcp_sessions WHERE id = ?1");
-    Ok(conn
-        
-        .prepare_cached(&sql)?
-        .query_opt([id], from_row)
-        ?)
+    conn.prepare_cached(&sql)?.query_opt([id], from_row)
 }
 
 /// Sessions seen at or after `cutoff` (the live ones).
 pub fn live(conn: &Conn<'_>, cutoff: &str) -> Result<Vec<SessionRow>> {
     let sql = format!("SELECT {COLUMNS} FROM mcp_sessions WHERE last_seen_at >= ?1");
     let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt
-        .query_map([cutoff], from_row)?;
+    let rows = stmt.query_map([cutoff], from_row)?;
     Ok(rows)
 }
 
 /// Deletes one session; true when it existed.
 pub fn delete(conn: &Conn<'_>, id: &str) -> Result<bool> {
-    Ok(conn
-        
-        .execute("DELETE FROM mcp_sessions WHERE id = ?1", [id])?
-        == 1)
+    Ok(conn.execute("DELETE FROM mcp_sessions WHERE id = ?1", [id])? == 1)
 }
 
 /// Deletes sessions last seen before `cutoff`; returns how many.
 pub fn delete_idle(conn: &Conn<'_>, cutoff: &str) -> Result<usize> {
-    Ok(conn
-        
-        .execute("DELETE FROM mcp_sessions WHERE last_seen_at < ?1", [cutoff])?)
+    conn.execute("DELETE FROM mcp_sessions WHERE last_seen_at < ?1", [cutoff])
 }
 
 /// Records the `initialized` notification.

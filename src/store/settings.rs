@@ -11,12 +11,9 @@ pub const MASTER_KEY_CHECK: &str = "master_key_check";
 
 /// A setting's JSON text.
 pub fn get(conn: &Conn<'_>, key: &str) -> Result<Option<String>> {
-    Ok(conn
-        
-        .query_opt("SELECT value FROM settings WHERE key = ?1", [key], |r| {
-            r.get(0)
-        })
-        ?)
+    conn.query_opt("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+        r.get(0)
+    })
 }
 
 /// Sets a setting (JSON text).

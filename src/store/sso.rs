@@ -43,19 +43,15 @@ const COLUMNS: &str =
 
 /// One provider.
 pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<SsoProvider>> {
-    Ok(conn
-        
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM sso_providers WHERE id = ?1"
-        ))?
-        .query_opt([id], from_row)
-        ?)
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM sso_providers WHERE id = ?1"
+    ))?
+    .query_opt([id], from_row)
 }
 
 /// Every provider.
 pub fn all(conn: &Conn<'_>) -> Result<Vec<SsoProvider>> {
     let rows = conn
-        
         .prepare_cached(&format!("SELECT {COLUMNS} FROM sso_providers ORDER BY id"))?
         .query_map([], from_row)?;
     Ok(rows)
@@ -65,7 +61,6 @@ pub fn all(conn: &Conn<'_>) -> Result<Vec<SsoProvider>> {
 pub fn list(conn: &Conn<'_>, page: &Page) -> Result<Paged<SsoProvider>> {
     let (ac, ai) = page.after.clone().unzip();
     let rows = conn
-        
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM sso_providers WHERE (CAST(?1 AS TEXT) IS NULL OR (created_at, id) < (?1, ?2))
              ORDER BY created_at DESC, id DESC LIMIT ?3"
@@ -124,30 +119,24 @@ pub fn save(
 
 /// Deletes a provider; true when it existed.
 pub fn delete(conn: &Conn<'_>, id: &str) -> Result<bool> {
-    Ok(conn
-        
-        .execute("DELETE FROM sso_providers WHERE id = ?1", [id])?
-        == 1)
+    Ok(conn.execute("DELETE FROM sso_providers WHERE id = ?1", [id])? == 1)
 }
 
 /// The sealed secret of a provider (for the SSO flow; never returned by a tool).
 pub fn sealed_secret(conn: &Conn<'_>, id: &str) -> Result<Option<String>> {
-    Ok(conn
-        
-        .prepare_cached("SELECT client_secret FROM sso_providers WHERE id = ?1")?
+    conn.prepare_cached("SELECT client_secret FROM sso_providers WHERE id = ?1")?
         .query_opt([id], |r| r.get(0))
-        ?)
 }
 
 /// Number of sealed values held by the store (SSO and app secrets).
 pub fn count_sealed(conn: &Conn<'_>) -> Result<i64> {
-    Ok(conn.query_row(
+    conn.query_row(
         "SELECT (SELECT count(*) FROM sso_providers WHERE client_secret <> '')
               + (SELECT count(*) FROM oauth_apps WHERE client_secret <> '')
               + (SELECT count(*) FROM database_credentials)",
         [],
         |r| r.get(0),
-    )?)
+    )
 }
 
 /// Gives up every sealed secret (the master key that sealed them is lost): SSO providers lose

@@ -103,11 +103,8 @@ pub fn get(conn: &Conn<'_>, id: &str, key_id: &str, now_ms: i64) -> Result<Optio
         "SELECT {COLUMNS} FROM mcp_tasks WHERE id = ?1 AND key_id = ?2 \
          AND (created_at + ttl_ms > ?3 OR {LIVE})"
     );
-    Ok(conn
-        
-        .prepare_cached(&sql)?
+    conn.prepare_cached(&sql)?
         .query_opt(params![id, key_id, now_ms], from_row)
-        ?)
 }
 
 /// Ends a task that has not ended: `status` with its result or error. False when it had ended.
@@ -124,10 +121,7 @@ pub fn finish(
         "UPDATE mcp_tasks SET status = ?2, status_message = ?3, result = ?4, error = ?5, \
          input_requests = '{{}}', updated_at = ?6 WHERE id = ?1 AND {LIVE}"
     );
-    Ok(conn
-        
-        .execute(&sql, params![id, status, message, result, error, now_ms])?
-        == 1)
+    Ok(conn.execute(&sql, params![id, status, message, result, error, now_ms])? == 1)
 }
 
 /// Records what durable work the task follows.
@@ -152,23 +146,20 @@ pub fn set_message(conn: &Conn<'_>, id: &str, message: &str, now_ms: i64) -> Res
 type Maps = (String, Map<String, Value>, Map<String, Value>, Vec<String>);
 
 fn maps(conn: &Conn<'_>, id: &str) -> Result<Option<Maps>> {
-    Ok(conn
-        
-        .query_opt(
-            "SELECT status, input_requests, input_responses, answered FROM mcp_tasks WHERE id = ?1",
-            [id],
-            |r| {
-                let (s, q, a, d): (String, String, String, String) =
-                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-                Ok((
-                    s,
-                    map_of(&q),
-                    map_of(&a),
-                    serde_json::from_str(&d).unwrap_or_default(),
-                ))
-            },
-        )
-        ?)
+    conn.query_opt(
+        "SELECT status, input_requests, input_responses, answered FROM mcp_tasks WHERE id = ?1",
+        [id],
+        |r| {
+            let (s, q, a, d): (String, String, String, String) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+            Ok((
+                s,
+                map_of(&q),
+                map_of(&a),
+                serde_json::from_str(&d).unwrap_or_default(),
+            ))
+        },
+    )
 }
 
 fn save_maps(
@@ -269,19 +260,18 @@ pub fn cancel_requested(conn: &Conn<'_>, runner: &str) -> Result<Vec<String>> {
     let sql =
         format!("SELECT id FROM mcp_tasks WHERE runner = ?1 AND cancel_requested = 1 AND {LIVE}");
     let mut stmt = conn.prepare_cached(&sql)?;
-    let ids = stmt
-        .query_map([runner], |r| r.get(0))?;
+    let ids = stmt.query_map([runner], |r| r.get(0))?;
     Ok(ids)
 }
 
 /// Renews the lease of every live task `runner` runs.
 pub fn renew(conn: &Conn<'_>, runner: &str, until_ms: i64) -> Result<usize> {
     let sql = format!("UPDATE mcp_tasks SET lease_until = ?2 WHERE runner = ?1 AND {LIVE}");
-    Ok(conn.execute(&sql, params![runner, until_ms])?)
+    conn.execute(&sql, params![runner, until_ms])
 }
 
 /// Deletes ended tasks whose time to live has passed; returns how many.
 pub fn delete_expired(conn: &Conn<'_>, now_ms: i64) -> Result<usize> {
     let sql = format!("DELETE FROM mcp_tasks WHERE created_at + ttl_ms <= ?1 AND NOT {LIVE}");
-    Ok(conn.execute(&sql, [now_ms])?)
+    conn.execute(&sql, [now_ms])
 }

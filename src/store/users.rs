@@ -100,11 +100,7 @@ pub fn insert(conn: &Conn<'_>, new: &NewUser) -> Result<User> {
 /// One user by id.
 pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<User>> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE id = ?1");
-    Ok(conn
-        
-        .prepare_cached(&sql)?
-        .query_opt([id], from_row)
-        ?)
+    conn.prepare_cached(&sql)?.query_opt([id], from_row)
 }
 
 /// One user with their roles (by name), by id or — `by_email` — by email, in one statement (a
@@ -141,18 +137,12 @@ pub fn get_with_roles(
 /// One user by email (case-insensitive).
 pub fn get_by_email(conn: &Conn<'_>, email: &str) -> Result<Option<User>> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE email = ?1");
-    Ok(conn
-        
-        .prepare_cached(&sql)?
-        .query_opt([email], from_row)
-        ?)
+    conn.prepare_cached(&sql)?.query_opt([email], from_row)
 }
 
 /// Number of users, deleted ones included.
 pub fn count(conn: &Conn<'_>) -> Result<i64> {
-    Ok(conn
-        
-        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))?)
+    conn.query_row("SELECT count(*) FROM users", [], |r| r.get(0))
 }
 
 /// A search term as the list queries compare it: `instr(lower(column), term) > 0`, a literal
@@ -178,11 +168,10 @@ pub fn list(
     let pattern = search.map(search_term);
     let (ac, ai) = page.after.clone().unzip();
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt
-        .query_map(
-            params![include_deleted, pattern, ac, ai, (page.limit + 1) as i64],
-            from_row,
-        )?;
+    let rows = stmt.query_map(
+        params![include_deleted, pattern, ac, ai, (page.limit + 1) as i64],
+        from_row,
+    )?;
     Ok(Paged::from_overfetch(rows, page.limit, |u| {
         (u.created_at.clone(), u.id.clone())
     }))
@@ -191,11 +180,9 @@ pub fn list(
 /// The password hash of a user, if any.
 pub fn password_hash(conn: &Conn<'_>, id: &str) -> Result<Option<String>> {
     Ok(conn
-        
         .query_opt("SELECT password_hash FROM users WHERE id = ?1", [id], |r| {
             r.get(0)
-        })
-        ?
+        })?
         .flatten())
 }
 
@@ -233,10 +220,9 @@ pub fn active_admins_except(conn: &Conn<'_>, except: &str) -> Result<usize> {
     let mut stmt = conn.prepare_cached(
         "SELECT banned, ban_expires FROM users WHERE role = 'admin' AND deleted_at IS NULL AND id <> ?1",
     )?;
-    let rows = stmt
-        .query_map([except], |r| {
-            Ok((r.get::<_, bool>(0)?, r.get::<_, Option<String>>(1)?))
-        })?;
+    let rows = stmt.query_map([except], |r| {
+        Ok((r.get::<_, bool>(0)?, r.get::<_, Option<String>>(1)?))
+    })?;
     Ok(rows
         .iter()
         .filter(|(b, e)| !ban_in_force(*b, e.as_deref()))

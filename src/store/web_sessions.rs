@@ -29,33 +29,27 @@ pub fn insert(
 
 /// `(session id, user id, expires_at)` of a live session by token hash.
 pub fn find(conn: &Conn<'_>, token_hash: &str) -> Result<Option<(String, String, String)>> {
-    Ok(conn
+    conn
         .prepare_cached("SELECT id, user_id, expires_at FROM web_sessions WHERE token_hash = ?1 AND expires_at > ?2")?
         .query_opt(params![token_hash, now_rfc3339()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        ?)
 }
 
 /// Deletes one web session; true when it existed.
 pub fn delete(conn: &Conn<'_>, id: &str) -> Result<bool> {
-    Ok(conn
-        
-        .execute("DELETE FROM web_sessions WHERE id = ?1", [id])?
-        == 1)
+    Ok(conn.execute("DELETE FROM web_sessions WHERE id = ?1", [id])? == 1)
 }
 
 /// Deletes expired web sessions; returns how many.
 pub fn delete_expired(conn: &Conn<'_>) -> Result<usize> {
-    Ok(conn.execute(
+    conn.execute(
         "DELETE FROM web_sessions WHERE expires_at <= ?1",
         [now_rfc3339()],
-    )?)
+    )
 }
 
 /// Deletes every web session of a user.
 pub fn delete_user(conn: &Conn<'_>, user_id: &str) -> Result<usize> {
-    Ok(conn
-        
-        .execute("DELETE FROM web_sessions WHERE user_id = ?1", [user_id])?)
+    conn.execute("DELETE FROM web_sessions WHERE user_id = ?1", [user_id])
 }
 
 /// A web or MCP session as the session tools list it (never a token).
@@ -106,44 +100,41 @@ pub fn list_all(
         ORDER BY created_at DESC, id DESC LIMIT ?8";
     let idle_ms = i64::try_from(mcp_idle_secs.saturating_mul(1000)).unwrap_or(i64::MAX / 2);
     let (ac, ai) = page.after.clone().unzip();
-    let rows = conn
-        
-        .prepare_cached(sql)?
-        .query_map(
-            params![
-                // an MCP session expires `mcp_idle_secs` after it was last seen
-                crate::util::ms_rfc3339(crate::util::now_ms() - idle_ms),
-                user_id,
-                kind,
-                include_expired,
-                now_rfc3339(),
-                ac,
-                ai,
-                (page.limit + 1) as i64
-            ],
-            |r| {
-                let last_seen_at: Option<String> = r.get(9)?;
-                let expires_at = match &last_seen_at {
-                    Some(seen) => crate::util::rfc3339_ms(seen)
-                        .map(|ms| crate::util::ms_rfc3339(ms.saturating_add(idle_ms)))
-                        .unwrap_or_else(|| seen.clone()),
-                    None => r.get(8)?,
-                };
-                Ok(SessionInfo {
-                    id: r.get(0)?,
-                    kind: r.get(1)?,
-                    user_id: r.get(2)?,
-                    user_name: r.get(3)?,
-                    user_email: r.get(4)?,
-                    ip_address: r.get(5)?,
-                    user_agent: r.get::<_, Option<String>>(6)?.filter(|s| !s.is_empty()),
-                    protocol_version: r.get(7)?,
-                    expires_at,
-                    last_seen_at,
-                    created_at: r.get(10)?,
-                })
-            },
-        )?;
+    let rows = conn.prepare_cached(sql)?.query_map(
+        params![
+            // an MCP session expires `mcp_idle_secs` after it was last seen
+            crate::util::ms_rfc3339(crate::util::now_ms() - idle_ms),
+            user_id,
+            kind,
+            include_expired,
+            now_rfc3339(),
+            ac,
+            ai,
+            (page.limit + 1) as i64
+        ],
+        |r| {
+            let last_seen_at: Option<String> = r.get(9)?;
+            let expires_at = match &last_seen_at {
+                Some(seen) => crate::util::rfc3339_ms(seen)
+                    .map(|ms| crate::util::ms_rfc3339(ms.saturating_add(idle_ms)))
+                    .unwrap_or_else(|| seen.clone()),
+                None => r.get(8)?,
+            };
+            Ok(SessionInfo {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                user_id: r.get(2)?,
+                user_name: r.get(3)?,
+                user_email: r.get(4)?,
+                ip_address: r.get(5)?,
+                user_agent: r.get::<_, Option<String>>(6)?.filter(|s| !s.is_empty()),
+                protocol_version: r.get(7)?,
+                expires_at,
+                last_seen_at,
+                created_at: r.get(10)?,
+            })
+        },
+    )?;
     Ok(Paged::from_overfetch(rows, page.limit, |s| {
         (s.created_at.clone(), s.id.clone())
     }))

@@ -40,7 +40,10 @@ fn init_and_api_key_commands() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let key = last_line(&o);
     assert!(trex::auth::keys::well_formed(&key), "{key:?}");
-    assert_eq!(dir.path().join("trex.db").exists(), !crate::common::pg_store());
+    assert_eq!(
+        dir.path().join("trex.db").exists(),
+        !crate::common::pg_store()
+    );
 
     let again = trex(&["init", "--data-dir", d, "--admin-email", "x@example.com"]);
     assert!(!again.status.success());
@@ -162,13 +165,14 @@ fn serve(dir: &str) -> Served {
 
 /// [`serve`] with extra environment variables (`TREX_*` configuration).
 pub(crate) fn serve_with(dir: &str, env: &[(&str, &str)]) -> Served {
-    let mut child = crate::common::trex_command(&["serve", "--data-dir", dir, "--listen", "127.0.0.1:0"])
-        .envs(env.iter().copied())
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        crate::common::trex_command(&["serve", "--data-dir", dir, "--listen", "127.0.0.1:0"])
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut addr = None;
     let mut line = String::new();

@@ -73,8 +73,8 @@ async fn nodes_heartbeat_turn_suspect_then_dead_and_peers_are_probed() {
         "{l}"
     );
     s.exec(
-            "UPDATE nodes SET heartbeat_ms = ?1 WHERE id = 'node_gone'",
-            [now - 13_000],
+        "UPDATE nodes SET heartbeat_ms = ?1 WHERE id = 'node_gone'",
+        [now - 13_000],
     );
     let l = c.call_ok("cluster-list-nodes", json!({})).await;
     assert_eq!(node(&l, "node_gone")["state"], "dead", "{l}");

@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::json;
 use crate::common;
+use serde_json::json;
 use trex::jobs::Jobs;
 use trex::store::Store;
 
