@@ -358,3 +358,22 @@ CREATE TRIGGER web_sessions_changed AFTER DELETE ON web_sessions
     FOR EACH STATEMENT EXECUTE FUNCTION notify_change();
 CREATE TRIGGER settings_changed AFTER INSERT OR UPDATE OR DELETE ON settings
     FOR EACH STATEMENT EXECUTE FUNCTION notify_change();
+
+-- version: 13
+
+CREATE TABLE login_attempts (
+    key             TEXT PRIMARY KEY,
+    window_start_ms BIGINT NOT NULL,
+    failures        BIGINT NOT NULL
+);
+
+-- a session ended on one node (DELETE, revocation, expiry) is dropped by the others
+CREATE FUNCTION notify_if_gone() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM gone) THEN
+        PERFORM pg_notify('trex_changes', TG_TABLE_NAME);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER mcp_sessions_ended AFTER DELETE ON mcp_sessions
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION notify_if_gone();

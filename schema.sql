@@ -380,3 +380,13 @@ CREATE TABLE mcp_tasks (
 );
 CREATE INDEX mcp_tasks_runner ON mcp_tasks (runner, status);
 CREATE INDEX mcp_tasks_expiry ON mcp_tasks (created_at);
+
+-- version: 13
+
+-- Failed sign-ins in fixed windows, per key: `pair <address> <account>` or `address <address>`
+-- (src/auth/limiter.rs). Rows, so the rate limit holds for every node of a shared store.
+CREATE TABLE login_attempts (
+    key             TEXT PRIMARY KEY,
+    window_start_ms INTEGER NOT NULL,
+    failures        INTEGER NOT NULL
+);

@@ -111,6 +111,26 @@ impl App {
             let (store, dir) = (store.clone(), config.store.data_dir.clone());
             let sealed = store.run(crate::store::sso::count_sealed).await?;
             let env = std::env::var(crate::auth::secrets::KEY_ENV).ok();
+            // a node joining a shared store must be given the store's key, never make its own
+            if store.backend() == crate::store::Backend::Postgres && env.is_none() {
+                let has_check = store
+                    .run(|c| {
+                        crate::store::settings::get(c, crate::store::settings::MASTER_KEY_CHECK)
+                    })
+                    .await?
+                    .is_some();
+                let file = crate::auth::secrets::key_path(&dir);
+                if has_check && !file.exists() {
+                    return Err(crate::Error::Config(format!(
+                        "this node has no master key, but the shared store {} was set up with one: \
+                         copy {} from a node of this store to {}, or set {}",
+                        store.describe(),
+                        crate::auth::secrets::KEY_FILE,
+                        file.display(),
+                        crate::auth::secrets::KEY_ENV
+                    )));
+                }
+            }
             tokio::task::spawn_blocking(move || MasterKey::load(&dir, env, sealed == 0)).await??
         };
         verify_master_key(&store, &master).await?;
@@ -137,6 +157,7 @@ impl App {
             crate::jobs::Jobs::new(store.clone(), Duration::from_secs(config.jobs.lease_secs));
         let functions = crate::plugins::functions::Runners::new(&config.plugins);
         let mcp_tasks = crate::mcp::tasks::Tasks::new(store.clone(), jobs.owner.clone());
+        let login_limiter = crate::auth::limiter::LoginLimiter::new(store.clone());
         let app = Arc::new(App {
             functions,
             jobs,
@@ -148,7 +169,7 @@ impl App {
             auth,
             sessions,
             master,
-            login_limiter: Default::default(),
+            login_limiter,
             databases_changed: Default::default(),
             shutdown: CancellationToken::new(),
             node: std::sync::OnceLock::new(),
@@ -166,8 +187,19 @@ impl App {
 
     /// Starts the background tasks: activity flusher, session reaper, key-cache watcher.
     pub fn spawn_background(self: &Arc<Self>) -> Result<()> {
+        // a change in the store (another process, another node) empties the key cache and
+        // drops the sessions held here whose rows are gone
+        let (app, rt) = (Arc::downgrade(self), tokio::runtime::Handle::current());
         self.auth
-            .spawn_watcher(WATCH_EVERY, self.shutdown.clone())?;
+            .spawn_watcher(WATCH_EVERY, self.shutdown.clone(), move || {
+                if let Some(app) = app.upgrade() {
+                    rt.spawn(async move {
+                        if let Err(e) = app.sessions.revalidate().await {
+                            tracing::warn!("revalidating sessions: {e}");
+                        }
+                    });
+                }
+            })?;
         self.jobs.start(self.config.jobs.workers);
         self.tasks
             .spawn(self.mcp_tasks.clone().maintain(self.shutdown.clone()));

@@ -6,10 +6,11 @@
 //! account from every address: anyone could then keep an account locked out; many addresses
 //! guessing one account are slowed by each address's own limits and by argon2id.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::store::{Store, logins};
 
 /// Failures allowed per (address, account) per window.
 pub const PAIR_FAILURES: u32 = 5;
@@ -18,16 +19,9 @@ pub const ADDRESS_FAILURES: u32 = 30;
 /// The window.
 pub const WINDOW: Duration = Duration::from_secs(60);
 
-#[derive(Hash, PartialEq, Eq, Clone)]
-enum Key {
-    Pair(IpAddr, String),
-    Address(IpAddr),
-}
-
-/// Counts failed sign-ins.
-#[derive(Default)]
+/// Counts failed sign-ins in the store (so the limit holds for every node of a shared store).
 pub struct LoginLimiter {
-    seen: Mutex<HashMap<Key, (Instant, u32)>>,
+    store: Store,
 }
 
 /// Why an attempt must wait, and for how long.
@@ -38,55 +32,55 @@ pub struct Limited {
     pub by: &'static str,
 }
 
-fn keys(ip: IpAddr, account: &str) -> [(Key, u32, &'static str); 2] {
+/// The two counters an attempt is counted in: `(key, limit, what it limits)`.
+fn keys(ip: IpAddr, account: &str) -> [(String, u32, &'static str); 2] {
     let account = account.trim().to_lowercase();
     [
-        (Key::Pair(ip, account), PAIR_FAILURES, "address and account"),
-        (Key::Address(ip), ADDRESS_FAILURES, "address"),
+        (
+            format!("pair {ip} {account}"),
+            PAIR_FAILURES,
+            "address and account",
+        ),
+        (format!("address {ip}"), ADDRESS_FAILURES, "address"),
     ]
 }
 
 impl LoginLimiter {
+    /// A limiter counting in `store`.
+    pub fn new(store: Store) -> LoginLimiter {
+        LoginLimiter { store }
+    }
+
     /// Takes an attempt: `Err` when this address, or this address for this account, failed too
     /// often in the current window; otherwise the attempt is counted as a failure at once (in
-    /// the same lock), so a burst of parallel guesses cannot all pass the check before any of
+    /// the same write), so a burst of parallel guesses cannot all pass the check before any of
     /// them is counted. [`succeeded`](Self::succeeded) gives it back.
-    pub fn begin(&self, ip: IpAddr, account: &str) -> Result<(), Limited> {
-        let now = Instant::now();
-        let mut m = self.seen.lock().unwrap();
-        if m.len() > 50_000 {
-            m.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
-        }
+    pub async fn begin(
+        &self,
+        ip: IpAddr,
+        account: &str,
+    ) -> Result<std::result::Result<(), Limited>> {
         let ks = keys(ip, account);
-        for (k, max, by) in &ks {
-            if let Some((start, n)) = m.get(k)
-                && now.duration_since(*start) < WINDOW
-                && *n >= *max
-            {
-                return Err(Limited {
-                    wait_secs: (WINDOW - now.duration_since(*start)).as_secs().max(1),
-                    by,
-                });
-            }
-        }
-        for (k, _, _) in ks {
-            let e = m.entry(k).or_insert((now, 0));
-            if now.duration_since(e.0) >= WINDOW {
-                *e = (now, 0);
-            }
-            e.1 += 1;
-        }
-        Ok(())
+        let names: Vec<(String, u32)> = ks.iter().map(|(k, m, _)| (k.clone(), *m)).collect();
+        let taken = self
+            .store
+            .write(move |c| {
+                let keys: Vec<(&str, u32)> = names.iter().map(|(k, m)| (k.as_str(), *m)).collect();
+                logins::take(c, &keys, crate::util::now_ms(), WINDOW.as_millis() as i64)
+            })
+            .await?;
+        Ok(taken.map_err(|(i, wait_ms)| Limited {
+            wait_secs: (wait_ms.max(0) as u64).div_ceil(1000).max(1),
+            by: ks[i].2,
+        }))
     }
 
     /// A successful sign-in: its pair is cleared and its address given its attempt back.
-    pub fn succeeded(&self, ip: IpAddr, account: &str) {
+    pub async fn succeeded(&self, ip: IpAddr, account: &str) -> Result<()> {
         let [(pair, _, _), (address, _, _)] = keys(ip, account);
-        let mut m = self.seen.lock().unwrap();
-        m.remove(&pair);
-        if let Some(e) = m.get_mut(&address) {
-            e.1 = e.1.saturating_sub(1);
-        }
+        self.store
+            .write(move |c| logins::succeeded(c, &pair, &address))
+            .await
     }
 }
 
@@ -94,53 +88,64 @@ impl LoginLimiter {
 mod tests {
     use super::*;
 
-    #[test]
-    fn one_users_typos_do_not_lock_out_a_colleague_but_an_attacker_is_limited() {
-        let l = LoginLimiter::default();
+    fn limiter(dir: &std::path::Path) -> LoginLimiter {
+        let c = crate::config::StoreConfig {
+            data_dir: dir.to_path_buf(),
+            pool_size: 4,
+            ..Default::default()
+        };
+        LoginLimiter::new(Store::open(&c).unwrap())
+    }
+
+    async fn ok(l: &LoginLimiter, ip: IpAddr, account: &str) -> bool {
+        l.begin(ip, account).await.unwrap().is_ok()
+    }
+
+    #[tokio::test]
+    async fn one_users_typos_do_not_lock_out_a_colleague_but_an_attacker_is_limited() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = limiter(dir.path());
         let office: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..PAIR_FAILURES {
-            assert!(l.begin(office, "ann@example.com").is_ok());
+            assert!(ok(&l, office, "ann@example.com").await);
         }
-        assert!(l.begin(office, "ann@example.com").is_err());
-        assert!(l.begin(office, "bob@example.com").is_ok());
-        l.succeeded(office, "bob@example.com");
+        assert!(!ok(&l, office, "ann@example.com").await);
+        assert!(ok(&l, office, "bob@example.com").await);
+        l.succeeded(office, "bob@example.com").await.unwrap();
         // one address guessing many accounts
         let bad: IpAddr = "10.0.0.66".parse().unwrap();
         for i in 0..ADDRESS_FAILURES {
-            assert!(l.begin(bad, &format!("u{i}@example.com")).is_ok());
+            assert!(ok(&l, bad, &format!("u{i}@example.com")).await);
         }
-        assert_eq!(l.begin(bad, "new@example.com").unwrap_err().by, "address");
-        assert!(l.begin(office, "bob@example.com").is_ok());
+        let refused = l.begin(bad, "new@example.com").await.unwrap().unwrap_err();
+        assert_eq!(refused.by, "address");
+        assert!(refused.wait_secs >= 1 && refused.wait_secs <= 60);
+        assert!(ok(&l, office, "bob@example.com").await);
         // many addresses failing for one account do not lock its owner out
         for i in 0..50u8 {
             let a: IpAddr = format!("10.1.0.{i}").parse().unwrap();
             for _ in 0..PAIR_FAILURES - 1 {
-                let _ = l.begin(a, "admin@example.com");
+                let _ = l.begin(a, "admin@example.com").await;
             }
         }
-        assert!(
-            l.begin("10.2.0.1".parse().unwrap(), "admin@example.com")
-                .is_ok()
-        );
+        assert!(ok(&l, "10.2.0.1".parse().unwrap(), "admin@example.com").await);
     }
 
-    #[test]
-    fn a_parallel_burst_cannot_pass_the_check_before_being_counted() {
-        let l = std::sync::Arc::new(LoginLimiter::default());
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_parallel_burst_cannot_pass_the_check_before_being_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = std::sync::Arc::new(limiter(dir.path()));
         let ip: IpAddr = "10.9.9.9".parse().unwrap();
-        let passed = std::sync::atomic::AtomicU32::new(0);
-        std::thread::scope(|s| {
-            for _ in 0..100 {
-                s.spawn(|| {
-                    if l.begin(ip, "admin@example.com").is_ok() {
-                        passed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                });
-            }
-        });
-        assert_eq!(
-            passed.load(std::sync::atomic::Ordering::Relaxed),
-            PAIR_FAILURES
-        );
+        let tries: Vec<_> = (0..100)
+            .map(|_| {
+                let l = l.clone();
+                tokio::spawn(async move { ok(&l, ip, "admin@example.com").await })
+            })
+            .collect();
+        let mut passed = 0;
+        for t in tries {
+            passed += u32::from(t.await.unwrap());
+        }
+        assert_eq!(passed, PAIR_FAILURES);
     }
 }

@@ -247,9 +247,16 @@ impl Authenticator {
         self.store.run(move |c| api_keys::touch(c, &batch)).await
     }
 
-    /// Polls `PRAGMA data_version` every `every` on a dedicated thread and empties the cache when
-    /// another connection or process has committed. Stops when `stop` is cancelled.
-    pub fn spawn_watcher(self: &Arc<Self>, every: Duration, stop: CancellationToken) -> Result<()> {
+    /// Polls the store's [`DataVersion`](crate::store::DataVersion) every `every` on a dedicated
+    /// thread (SQLite: another connection or process committed; PostgreSQL: a node changed who
+    /// may do what) and then empties the cache and calls `on_change`. Stops when `stop` is
+    /// cancelled.
+    pub fn spawn_watcher(
+        self: &Arc<Self>,
+        every: Duration,
+        stop: CancellationToken,
+        on_change: impl Fn() + Send + 'static,
+    ) -> Result<()> {
         let watch = self.store.data_version()?;
         let me = Arc::downgrade(self);
         std::thread::Builder::new()
@@ -262,7 +269,10 @@ impl Authenticator {
                     if v != seen {
                         seen = v;
                         match me.upgrade() {
-                            Some(a) => a.invalidate(),
+                            Some(a) => {
+                                a.invalidate();
+                                on_change();
+                            }
                             None => return,
                         }
                     }

@@ -34,6 +34,9 @@ pub struct Session {
     initialized: AtomicBool,
     last_seen: AtomicI64,
     persisted_seen: AtomicI64,
+    /// True once the row is in the store (then a missing row means the session was ended
+    /// elsewhere: another node, the CLI).
+    stored: AtomicBool,
     /// SSE streams for replay.
     pub streams: StreamHub,
     inflight: Mutex<HashMap<String, CancellationToken>>,
@@ -61,6 +64,7 @@ impl Session {
             initialized: AtomicBool::new(r.initialized),
             last_seen: AtomicI64::new(seen),
             persisted_seen: AtomicI64::new(seen),
+            stored: AtomicBool::new(true),
             streams: StreamHub::new(replay.0, replay.1),
             inflight: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
@@ -265,39 +269,30 @@ impl Sessions {
             last_seen_at: now,
         };
         let session = Arc::new(Session::from_row(row.clone(), self.replay));
+        session.stored.store(false, Ordering::Release);
         session.touch();
+        // the caps are counted in the store, in the write that adds the row: they hold for all
+        // nodes of a shared store together (activity reaches the rows within a flush interval)
+        let (cutoff, max, per_user) = (
+            ms_rfc3339(now_ms() - self.idle_ms),
+            self.max,
+            self.max_per_user,
+        );
+        match self
+            .store
+            .write(move |c| rows::insert_capped(c, &row, &cutoff, max, per_user))
+            .await
         {
-            let mut m = self.map.write().unwrap();
-            if m.len() >= self.max {
-                let t = now_ms();
-                let dead: Vec<String> = m
-                    .iter()
-                    .filter(|(_, s)| self.expired(s, t))
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                for k in dead {
-                    if let Some(s) = m.remove(&k) {
-                        s.close();
-                    }
-                }
-                if m.len() >= self.max {
-                    return Err(CreateError::Full);
-                }
-            }
-            let t = now_ms();
-            let mine = m
-                .values()
-                .filter(|s| s.user_id == principal.user_id && !self.expired(s, t))
-                .count();
-            if mine >= self.max_per_user {
-                return Err(CreateError::UserFull);
-            }
-            m.insert(row.id.clone(), session.clone());
+            Ok(rows::Capped::Inserted) => {}
+            Ok(rows::Capped::Full) => return Err(CreateError::Full),
+            Ok(rows::Capped::UserFull) => return Err(CreateError::UserFull),
+            Err(e) => return Err(CreateError::Store(e)),
         }
-        if let Err(e) = self.store.run(move |c| rows::insert(c, &row)).await {
-            self.map.write().unwrap().remove(&session.id);
-            return Err(CreateError::Store(e));
-        }
+        session.stored.store(true, Ordering::Release);
+        self.map
+            .write()
+            .unwrap()
+            .insert(session.id.clone(), session.clone());
         Ok(session)
     }
 
@@ -338,6 +333,40 @@ impl Sessions {
         let key = id.to_string();
         let deleted = self.store.run(move |c| rows::delete(c, &key)).await?;
         Ok(s.is_some() || deleted)
+    }
+
+    /// Forgets the sessions held here whose rows are gone (ended on another node or by the
+    /// CLI); called when the store reports a change. Returns how many.
+    pub async fn revalidate(&self) -> Result<usize> {
+        let held: Vec<String> = self
+            .map
+            .read()
+            .unwrap()
+            .values()
+            .filter(|s| s.stored.load(Ordering::Acquire))
+            .map(|s| s.id.clone())
+            .collect();
+        if held.is_empty() {
+            return Ok(0);
+        }
+        let ask = held.clone();
+        let kept: std::collections::HashSet<String> = self
+            .store
+            .run(move |c| rows::existing(c, &ask))
+            .await?
+            .into_iter()
+            .collect();
+        let gone: Vec<Arc<Session>> = {
+            let mut m = self.map.write().unwrap();
+            held.iter()
+                .filter(|id| !kept.contains(*id))
+                .filter_map(|id| m.remove(id))
+                .collect()
+        };
+        for s in &gone {
+            s.close();
+        }
+        Ok(gone.len())
     }
 
     /// Ends every session of a user (ban, delete, revocation).

@@ -73,7 +73,7 @@ pub async fn sign_in(
     ip: IpAddr,
     user_agent: Option<String>,
 ) -> Result<std::result::Result<SignedIn, Refused>> {
-    if let Err(l) = app.login_limiter.begin(ip, email) {
+    if let Err(l) = app.login_limiter.begin(ip, email).await? {
         tracing::warn!(remote = %ip, "sign-in refused: too many failures for this {}", l.by);
         record(
             app,
@@ -124,7 +124,7 @@ pub async fn sign_in(
         record(app, uid, ip, "login", email, "refused", Some("banned")).await;
         return Ok(Err(Refused::Banned));
     }
-    app.login_limiter.succeeded(ip, email);
+    app.login_limiter.succeeded(ip, email).await?;
     let done = open_session(app, user, ip, user_agent).await?;
     record(app, uid, ip, "login", &done.user.email, "ok", None).await;
     Ok(Ok(done))

@@ -13,6 +13,7 @@ pub mod apps;
 pub mod audit;
 pub mod databases;
 pub mod jobs;
+pub mod logins;
 pub mod migrations;
 pub mod nodes;
 pub mod pg;

@@ -63,6 +63,52 @@ pub fn insert(conn: &Conn<'_>, s: &SessionRow) -> Result<()> {
     Ok(())
 }
 
+/// What [`insert_capped`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capped {
+    Inserted,
+    /// `max` sessions are live already (on every node together).
+    Full,
+    /// The user has `max_per_user` live sessions already.
+    UserFull,
+}
+
+/// Stores a new session unless the live sessions (seen at or after `cutoff`) are at `max`, or
+/// the user's at `max_per_user`. Run it inside a write transaction: the caps then hold for
+/// every node of a shared store, not per process.
+pub fn insert_capped(
+    conn: &Conn<'_>,
+    s: &SessionRow,
+    cutoff: &str,
+    max: usize,
+    max_per_user: usize,
+) -> Result<Capped> {
+    let (all, mine): (i64, i64) = conn.query_row(
+        "SELECT count(*), coalesce(sum(CASE WHEN user_id = ?2 THEN 1 ELSE 0 END), 0)
+         FROM mcp_sessions WHERE last_seen_at >= ?1",
+        params![cutoff, s.user_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if all as usize >= max {
+        return Ok(Capped::Full);
+    }
+    if mine as usize >= max_per_user {
+        return Ok(Capped::UserFull);
+    }
+    insert(conn, s)?;
+    Ok(Capped::Inserted)
+}
+
+/// Which of `ids` are stored sessions still.
+pub fn existing(conn: &Conn<'_>, ids: &[String]) -> Result<Vec<String>> {
+    let ids = serde_json::to_string(ids).expect("json");
+    conn.query_map(
+        "SELECT id FROM mcp_sessions WHERE id IN (SELECT value FROM json_each(?1))",
+        [ids],
+        |r| r.get(0),
+    )
+}
+
 /// One session by id.
 pub fn get(conn: &Conn<'_>, id: &str) -> Result<Option<SessionRow>> {
     let sql = format!("SELECT {COLUMNS} FROM mcp_sessions WHERE id = ?1");

@@ -34,11 +34,11 @@ async fn wait_until(what: &str, mut f: impl AsyncFnMut() -> bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_runtimes_on_one_store_never_run_a_job_twice() {
+async fn three_runtimes_on_one_store_run_each_of_300_jobs_once() {
     let dir = tempfile::tempdir().unwrap();
     let runs: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let mut runtimes = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         let jobs = Jobs::new(store(dir.path()), Duration::from_secs(10));
         let runs = runs.clone();
         jobs.register("count", false, move |ctx, _payload| {
@@ -52,9 +52,9 @@ async fn two_runtimes_on_one_store_never_run_a_job_twice() {
         runtimes.push(jobs);
     }
     let mut ids = Vec::new();
-    for i in 0..200 {
+    for i in 0..300 {
         ids.push(
-            runtimes[i % 2]
+            runtimes[i % 3]
                 .enqueue("count", &json!({"n": i}), 1, None)
                 .await
                 .unwrap(),
@@ -64,18 +64,18 @@ async fn two_runtimes_on_one_store_never_run_a_job_twice() {
         r.start(2);
     }
     let check = store(dir.path());
-    wait_until("200 jobs succeeded", async || {
+    wait_until("300 jobs succeeded", async || {
         check
             .run(trex::store::jobs::counts)
             .await
             .unwrap()
             .iter()
-            .any(|(s, n)| s == "succeeded" && *n == 200)
+            .any(|(s, n)| s == "succeeded" && *n == 300)
     })
     .await;
     {
         let runs = runs.lock().unwrap();
-        assert_eq!(runs.len(), 200);
+        assert_eq!(runs.len(), 300);
         assert!(runs.values().all(|n| *n == 1), "a job ran twice");
         for id in &ids {
             assert_eq!(runs.get(id), Some(&1));

@@ -15,6 +15,7 @@ mod hardening;
 mod identity;
 mod jobs;
 mod migrations;
+mod nodes;
 mod pipelines;
 mod plugins;
 mod python_sdk;

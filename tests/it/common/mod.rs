@@ -48,6 +48,27 @@ impl TestServer {
         }
     }
 
+    /// Another node on this server's store (which must be a shared PostgreSQL one): its own
+    /// data dir with a copy of this node's master key, the same configuration, a new port.
+    pub async fn join(&self) -> TestServer {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        std::fs::copy(
+            self.data_dir().join("master.key"),
+            dir.path().join("master.key"),
+        )
+        .unwrap();
+        let (running, _, _) = boot(dir.path(), &*self.customize, &*self.extend, Some(())).await;
+        TestServer {
+            addr: running.addr,
+            running: Some(running),
+            dir,
+            key: self.key.clone(),
+            admin_id: self.admin_id.clone(),
+            customize: self.customize.clone(),
+            extend: self.extend.clone(),
+        }
+    }
+
     /// Stops and starts again on the same data dir (a new port).
     pub async fn restart(&mut self) {
         self.running.take().unwrap().stop().await;

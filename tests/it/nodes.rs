@@ -1,0 +1,295 @@
+//! Several trex nodes on one PostgreSQL control store (whichever store the matrix runs the rest
+//! of the suite on): a session opened on one node goes on through the others, a key revoked or
+//! a session ended on one is refused by every node within a second, the session caps count all
+//! nodes together, and the official Python SDK runs a session through a round-robin proxy in
+//! front of three nodes without a failed call.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::{Client, TEST_STORE_DB, TestServer, postgres_or_skip, require_mcpkit};
+
+/// max_sessions of the first test's nodes.
+const CAP: usize = 6;
+
+/// The first node of a new shared store (a schema of its own), with `max_sessions` sessions.
+async fn first_node(max_sessions: usize) -> (TestServer, String) {
+    let schema = format!("n_{}", trex::util::random_hex(6));
+    let s = schema.clone();
+    let node = TestServer::start_with(
+        move |c| {
+            c.store.url = TEST_STORE_DB.into();
+            c.store.schema = s.clone();
+            c.mcp.max_sessions = max_sessions;
+            c.mcp.max_sessions_per_user = max_sessions;
+        },
+        |s| s,
+    )
+    .await;
+    (node, schema)
+}
+
+/// Drops a test's schema (best effort).
+async fn drop_schema(schema: &str) {
+    let (client, conn) = tokio_postgres::connect(TEST_STORE_DB, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let _ = client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+        .await;
+}
+
+/// The same MCP session, talking to another node.
+fn via(c: &Client, node: &TestServer) -> Client {
+    let mut other = c.clone();
+    other.url = node.url();
+    other
+}
+
+/// Waits until `status` of a ping through `c` is `want`; returns how long that took.
+async fn until_status(c: &Client, want: u16) -> Duration {
+    let t = Instant::now();
+    loop {
+        let got = c
+            .post()
+            .json(&json!({"jsonrpc":"2.0","id":1,"method":"ping"}))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if got == want {
+            return t.elapsed();
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "still {got}, want {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_node_serves_any_session_and_refusals_reach_every_node_within_a_second() {
+    if !postgres_or_skip("nodes").await {
+        return;
+    }
+    let (n1, schema) = first_node(CAP).await;
+    let (n2, n3) = (n1.join().await, n1.join().await);
+
+    // a session opened on node 1 goes on through nodes 2 and 3
+    let mut c1 = n1.client();
+    c1.initialize().await;
+    let me = c1.call_ok("user-get", json!({"userId": n1.admin_id})).await;
+    for node in [&n2, &n3] {
+        let c = via(&c1, node);
+        let got = c.call_ok("user-get", json!({"userId": n1.admin_id})).await;
+        assert_eq!(got["user"]["email"], me["user"]["email"]);
+    }
+    // a user made on node 2 is seen by node 3 at once
+    via(&c1, &n2)
+        .call_ok(
+            "user-create",
+            json!({"name": "Ann", "email": "ann@example.com", "role": "admin"}),
+        )
+        .await;
+    let found = via(&c1, &n3)
+        .call_ok("user-list", json!({"search": "ann@"}))
+        .await;
+    assert_eq!(found["users"].as_array().unwrap().len(), 1, "{found}");
+
+    // a key revoked on node 3 is refused by nodes 1 and 2 within a second
+    let k = c1
+        .call_ok(
+            "api-key-create",
+            json!({"userId": n1.admin_id, "name": "shared"}),
+        )
+        .await;
+    let key = k["key"].as_str().unwrap().to_string();
+    let (mut a, mut b) = (
+        Client::new(&n1.url(), Some(&key)),
+        Client::new(&n2.url(), Some(&key)),
+    );
+    a.initialize().await;
+    b.initialize().await;
+    via(&c1, &n3)
+        .call_ok("api-key-revoke", json!({"keyId": k["id"]}))
+        .await;
+    let (ta, tb) = (until_status(&a, 401).await, until_status(&b, 401).await);
+    eprintln!("revocation reached node 1 in {ta:?}, node 2 in {tb:?}");
+    assert!(ta < Duration::from_secs(1), "node 1 took {ta:?}");
+    assert!(tb < Duration::from_secs(1), "node 2 took {tb:?}");
+
+    // the caps are global: the live sessions of all nodes together fill max_sessions
+    let live = c1.call_ok("session-list", json!({"kind": "mcp"})).await["sessions"]
+        .as_array()
+        .unwrap()
+        .len();
+    let nodes = [&n1, &n2, &n3];
+    let mut opened = Vec::new();
+    for i in live..CAP {
+        let mut c = nodes[i % 3].client();
+        c.initialize().await;
+        opened.push(c);
+    }
+    let over = Client::new(&n1.url(), Some(&n1.key))
+        .post()
+        .json(&json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+            "protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        over.status(),
+        503,
+        "the cap counts the sessions of every node"
+    );
+    assert!(over.headers().contains_key("retry-after"));
+
+    // ... and a session ended on one node is unknown to the others within a second
+    let c2 = opened.pop().expect("a session opened above");
+    let elsewhere: Vec<&TestServer> = nodes.into_iter().filter(|n| n.url() != c2.url).collect();
+    let other = via(&c2, elsewhere[0]);
+    until_status(&other, 200).await;
+    let del = c2
+        .http
+        .delete(&c2.url)
+        .bearer_auth(&n1.key)
+        .header("mcp-session-id", c2.session.clone().unwrap())
+        .header("mcp-protocol-version", &c2.version)
+        .send()
+        .await
+        .unwrap();
+    assert!(del.status().is_success(), "{}", del.status());
+    let gone = until_status(&other, 404).await;
+    eprintln!("the ended session reached the other node in {gone:?}");
+    assert!(
+        gone < Duration::from_secs(1),
+        "the other node took {gone:?}"
+    );
+
+    // every node shows every node
+    let nodes = c1.call_ok("cluster-list-nodes", json!({})).await;
+    let alive = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["state"] == "alive")
+        .count();
+    assert_eq!(alive, 3, "{nodes}");
+    drop((n2, n3, n1));
+    drop_schema(&schema).await;
+}
+
+/// A tiny HTTP/1.1 round-robin proxy: each request goes to the next node (`Connection: close`
+/// on both sides). Returns its address and the requests each node got.
+async fn round_robin(
+    nodes: Vec<std::net::SocketAddr>,
+) -> (std::net::SocketAddr, Arc<Vec<AtomicUsize>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let counts: Arc<Vec<AtomicUsize>> =
+        Arc::new(nodes.iter().map(|_| AtomicUsize::new(0)).collect());
+    let next = Arc::new(AtomicUsize::new(0));
+    let (c2, n2) = (counts.clone(), next.clone());
+    tokio::spawn(async move {
+        while let Ok((mut down, _)) = listener.accept().await {
+            let i = n2.fetch_add(1, Ordering::Relaxed) % nodes.len();
+            let (to, counts) = (nodes[i], c2.clone());
+            tokio::spawn(async move {
+                // the request head, then its body by Content-Length
+                let mut buf = Vec::new();
+                let head_end = loop {
+                    let mut chunk = [0u8; 8192];
+                    let n = match down.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break p + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                while buf.len() < head_end + len {
+                    let mut chunk = [0u8; 8192];
+                    match down.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let mut lines: Vec<&str> = head
+                    .trim_end()
+                    .lines()
+                    .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                    .collect();
+                lines.push("Connection: close");
+                let mut out = lines.join("\r\n").into_bytes();
+                out.extend_from_slice(b"\r\n\r\n");
+                out.extend_from_slice(&buf[head_end..head_end + len]);
+                let Ok(mut up) = tokio::net::TcpStream::connect(to).await else {
+                    return;
+                };
+                counts[i].fetch_add(1, Ordering::Relaxed);
+                if up.write_all(&out).await.is_err() {
+                    return;
+                }
+                let _ = tokio::io::copy(&mut up, &mut down).await;
+            });
+        }
+    });
+    (addr, counts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the MCP kit: bash ../shared/mcpkit/setup.sh .mcpkit, then cargo test -- --include-ignored"]
+async fn the_python_sdk_runs_a_session_through_a_round_robin_proxy_over_three_nodes() {
+    if !postgres_or_skip("nodes").await {
+        return;
+    }
+    let (n1, schema) = first_node(100).await;
+    let (n2, n3) = (n1.join().await, n1.join().await);
+    let (proxy, counts) = round_robin(vec![n1.addr, n2.addr, n3.addr]).await;
+    let python = require_mcpkit().join("venv-mcp1/bin/python");
+    let script = format!(
+        "{}/tests/python/sdk_many_calls.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let url = format!("http://{proxy}/trex/mcp");
+    let key = n1.key.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .args([&script, &url, &key, "60"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("OK 60 calls"),
+        "python client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let per_node: Vec<usize> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    eprintln!("requests per node through the proxy: {per_node:?}");
+    assert!(
+        per_node.iter().all(|n| *n >= 15),
+        "every node served the session: {per_node:?}"
+    );
+    drop((n2, n3, n1));
+    drop_schema(&schema).await;
+}
