@@ -123,7 +123,9 @@ impl App {
                 if has_check && !file.exists() {
                     return Err(crate::Error::Config(format!(
                         "this node has no master key, but the shared store {} was set up with one: \
-                         copy {} from a node of this store to {}, or set {}",
+                         copy {} from a node of this store to {}, or set {}; to give up the \
+                         store's sealed secrets on every node instead, run `trex master-key reset` \
+                         and give the new key to the other nodes",
                         store.describe(),
                         crate::auth::secrets::KEY_FILE,
                         file.display(),

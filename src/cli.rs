@@ -83,6 +83,9 @@ pub enum Command {
         #[arg(long)]
         include_master_key: bool,
     },
+    /// The control store itself.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Restore a backup archive into a data dir (refused while a server holds it; every
     /// checksum and database checked before anything is moved in).
     Restore {
@@ -204,6 +207,24 @@ pub enum MigrateCommand {
         /// List what would run; change nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+/// `trex store …`
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy this data dir's SQLite store (trex.db) into a new PostgreSQL store, table by table,
+    /// checked by counts and SHA-256 checksums; sealed secrets stay sealed (give every node the
+    /// same master.key). Stop the server first. Then set store.url (TREX_STORE_URL) to use it.
+    Migrate {
+        #[command(flatten)]
+        common: Common,
+        /// The PostgreSQL database: postgres://user:password@host:5432/database[?sslmode=require].
+        #[arg(long)]
+        to: String,
+        /// The schema to create the store in (must not hold a store with users yet).
+        #[arg(long, default_value = "trex")]
+        schema: String,
     },
 }
 
@@ -388,6 +409,9 @@ pub fn main() -> Result<()> {
             master_key_reset(&common, yes)
         }
         Command::Migrate(cmd) => migrate(cmd),
+        Command::Store(StoreCommand::Migrate { common, to, schema }) => {
+            store_migrate(&common, &to, &schema)
+        }
         Command::Migration(cmd) => migration(cmd),
         Command::Plugin(cmd) => plugin(cmd),
         Command::Backup {
@@ -511,6 +535,32 @@ fn open_store(c: &Config) -> Result<Store> {
         ),
         None => format!("cannot open the store in {}", c.store.data_dir.display()),
     })
+}
+
+/// `trex store migrate`: copies the SQLite store into PostgreSQL with the data dir locked.
+fn store_migrate(common: &Common, to: &str, schema: &str) -> Result<()> {
+    let config = common.load(None)?;
+    if config.store.postgres_url().is_none() {
+        existing_store(&config)?;
+    }
+    let _lock = lock_data_dir(&config.store.data_dir)?;
+    let copied = ops::store_migrate::to_postgres(&config.store, to, schema)?;
+    let rows: usize = copied.iter().map(|c| c.rows).sum();
+    for c in &copied {
+        println!(
+            "{:<24} {:>8} rows  sha256 {}",
+            c.table,
+            c.rows,
+            &c.sha256[..16]
+        );
+    }
+    eprintln!(
+        "Copied {} tables ({rows} rows) into schema {schema}; every count and checksum matches. \
+         To use it, set store.url (TREX_STORE_URL) and store.schema (TREX_STORE_SCHEMA) on every \
+         node, and give every node this data dir's master.key.",
+        copied.len()
+    );
+    Ok(())
 }
 
 /// The store of an existing data dir: every command but `init` and `serve` refuses to create one.

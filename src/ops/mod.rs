@@ -28,6 +28,7 @@ pub mod services;
 pub mod sessions;
 pub mod sso;
 pub mod sso_login;
+pub mod store_migrate;
 pub mod users;
 pub mod web;
 

@@ -11,6 +11,7 @@
 pub mod api_keys;
 pub mod apps;
 pub mod audit;
+pub mod copy;
 pub mod databases;
 pub mod jobs;
 pub mod logins;

@@ -72,7 +72,8 @@ pub(super) fn bootstrap_pg(conn: &RefCell<PgConn>, schema: &str) -> Result<()> {
     let mut tx = client.transaction()?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
     tx.batch_execute(&format!(
-        "CREATE SCHEMA IF NOT EXISTS \"{schema}\";
+        "SET LOCAL client_min_messages = warning;
+         CREATE SCHEMA IF NOT EXISTS \"{schema}\";
          CREATE TABLE IF NOT EXISTS \"{schema}\".schema_version (version BIGINT NOT NULL);"
     ))?;
     let have: i64 = tx

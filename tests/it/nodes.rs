@@ -293,3 +293,86 @@ async fn the_python_sdk_runs_a_session_through_a_round_robin_proxy_over_three_no
     drop((n2, n3, n1));
     drop_schema(&schema).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_store_moves_to_postgres_with_its_keys_and_sealed_secrets() {
+    if !postgres_or_skip("nodes").await {
+        return;
+    }
+    // a node on the SQLite store, whatever store the matrix runs
+    let mut s = TestServer::start_with(|c| c.store.url = String::new(), |s| s).await;
+    let mut c = s.client();
+    c.initialize().await;
+    c.call_ok(
+        "sso-save",
+        json!({"id": "gh", "displayName": "GitHub", "clientId": "cid", "clientSecret": "s3cr3t-value"}),
+    )
+    .await;
+    c.call_ok(
+        "user-create",
+        json!({"name": "Bo", "email": "bo@example.com"}),
+    )
+    .await;
+    s.running.take().unwrap().stop().await;
+
+    let schema = format!("n_{}", trex::util::random_hex(6));
+    let migrate = |schema: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_trex"))
+            .args([
+                "store",
+                "migrate",
+                "--data-dir",
+                s.data_dir().to_str().unwrap(),
+            ])
+            .args(["--to", TEST_STORE_DB, "--schema", schema])
+            .env_remove("TREX_STORE_URL")
+            .env_remove("TREX_STORE_SCHEMA")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+    let o = migrate(&schema);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    );
+    assert!(o.status.success(), "{out}{err}");
+    assert!(err.contains("every count and checksum matches"), "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("users") && l.contains(" 2 rows")),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("sso_providers") && l.contains(" 1 rows")),
+        "{out}"
+    );
+    // a second copy into the same schema is refused, naming why
+    let again = migrate(&schema);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+
+    // the same data dir (and master key) on the PostgreSQL store: the old key works, the
+    // secret is still sealed and still opens, the copy is in the audit log
+    let sc = schema.clone();
+    s.restart_with(move |c| {
+        c.store.url = TEST_STORE_DB.into();
+        c.store.schema = sc.clone();
+    })
+    .await;
+    assert_eq!(s.app().store.backend(), trex::store::Backend::Postgres);
+    let mut c = s.client();
+    c.initialize().await;
+    let users = c.call_ok("user-list", json!({})).await;
+    assert_eq!(users["users"].as_array().unwrap().len(), 2, "{users}");
+    let sso = c.call_ok("sso-list", json!({})).await;
+    assert_eq!(sso["providers"][0]["hasClientSecret"], true, "{sso}");
+    assert!(!s.store_bytes().windows(12).any(|w| w == b"s3cr3t-value"));
+    let a = c
+        .call_ok("audit-list", json!({"tool": "store-migrate"}))
+        .await;
+    assert_eq!(a["entries"][0]["via"], "cli", "{a}");
+    drop(s);
+    drop_schema(&schema).await;
+}

@@ -69,9 +69,18 @@ impl TestServer {
         }
     }
 
+    /// Stops and starts again on the same data dir with another configuration tweak (which
+    /// replaces the first).
+    pub async fn restart_with(&mut self, customize: impl Fn(&mut Config) + Send + Sync + 'static) {
+        self.customize = Arc::new(customize);
+        self.restart().await;
+    }
+
     /// Stops and starts again on the same data dir (a new port).
     pub async fn restart(&mut self) {
-        self.running.take().unwrap().stop().await;
+        if let Some(r) = self.running.take() {
+            r.stop().await;
+        }
         let (running, _, _) =
             boot(self.dir.path(), &*self.customize, &*self.extend, Some(())).await;
         self.addr = running.addr;
