@@ -178,7 +178,10 @@ async fn targets(app: &App, actor: &Actor, only: Option<&str>) -> Result<Vec<Tar
         Target {
             name: "core".into(),
             kind: "core",
-            dialect: "sqlite",
+            dialect: match app.store.backend() {
+                crate::store::Backend::Sqlite => "sqlite",
+                crate::store::Backend::Postgres => "postgresql",
+            },
             dir: None,
             place: Place::Core,
             ledger: migrate::ledger_table(None),
@@ -263,11 +266,12 @@ async fn core_status(app: &App) -> Result<(Scan, Vec<LedgerRow>)> {
     let have = app.store.schema_version().await?;
     let mut scan = Scan::default();
     let mut ledger = Vec::new();
-    for (v, sql) in crate::store::schema::versions() {
+    let (source, steps) = crate::store::schema::steps(app.store.backend());
+    for (v, sql) in steps {
         let file = migrate::File {
             version: v,
             name: format!("schema_v{v}"),
-            file: format!("schema.sql version {v}"),
+            file: format!("{source} version {v}"),
             checksum: migrate::checksum(sql.as_bytes()),
             sql,
         };

@@ -19,6 +19,14 @@ pub fn versions() -> Vec<(i64, String)> {
     parse(SCHEMA_SQL)
 }
 
+/// The schema file a store of `backend` is built by, and its `(version, sql)` steps.
+pub fn steps(backend: super::Backend) -> (&'static str, Vec<(i64, String)>) {
+    match backend {
+        super::Backend::Sqlite => ("schema.sql", parse(SCHEMA_SQL)),
+        super::Backend::Postgres => ("schema.pg.sql", parse(SCHEMA_PG_SQL)),
+    }
+}
+
 /// `(version, sql)` pairs of a schema file.
 fn parse(text: &str) -> Vec<(i64, String)> {
     let mut out: Vec<(i64, String)> = Vec::new();

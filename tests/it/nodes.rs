@@ -173,6 +173,21 @@ async fn any_node_serves_any_session_and_refusals_reach_every_node_within_a_seco
         "the other node took {gone:?}"
     );
 
+    // the shared store was built by the PostgreSQL schema steps, which migration-list shows
+    let core = c1.call_ok("migration-list", json!({"target": "core"})).await;
+    let t = &core["targets"][0];
+    assert_eq!(t["dialect"], "postgresql", "{core}");
+    let applied: Vec<i64> = t["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["status"] == "applied")
+        .map(|m| m["version"].as_i64().unwrap())
+        .collect();
+    // schema.pg.sql starts at version 12 (SQLite's 1 to 12 in one step) and keeps pace after
+    let want: Vec<i64> = (12..=trex::store::schema::current_version()).collect();
+    assert_eq!(applied, want, "{core}");
+
     // every node shows every node
     let nodes = c1.call_ok("cluster-list-nodes", json!({})).await;
     let alive = nodes["nodes"]
