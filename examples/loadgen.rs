@@ -57,12 +57,26 @@ struct Args {
     /// `_meta` and the `Mcp-Method` / `Mcp-Name` headers) instead of over sessions.
     #[arg(long)]
     stateless: bool,
+    /// Run trex on a PostgreSQL control store (`postgres://…`; a new schema per run, dropped
+    /// at the end) instead of its SQLite file.
+    #[arg(long)]
+    store_url: Option<String>,
+    /// Measure a second trex (this binary unless --baseline-bin) on this store in the same
+    /// interleaved rounds: `sqlite`, or a `postgres://…` URL. E.g. `--store-url postgres://… \
+    /// --baseline-store sqlite` puts the two stores side by side.
+    #[arg(long)]
+    baseline_store: Option<String>,
     /// Internal: run the bare warp server and print its address.
     #[arg(long, hide = true)]
     bare_server: bool,
 }
 
-fn spawn(args: &Args, program: &std::path::Path, extra: &[&str]) -> Result<Child> {
+fn spawn(
+    args: &Args,
+    program: &std::path::Path,
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> Result<Child> {
     let mut cmd = match (args.pin, which("taskset")) {
         (Some(cpu), true) => {
             let mut c = Command::new("taskset");
@@ -72,6 +86,7 @@ fn spawn(args: &Args, program: &std::path::Path, extra: &[&str]) -> Result<Child
         _ => Command::new(program),
     };
     cmd.args(extra)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         // the benchmark opens up to 100 sessions as one user
         .env("TREX_MCP_MAX_SESSIONS_PER_USER", "100")
         .stdout(Stdio::piped())
@@ -267,20 +282,25 @@ async fn main() -> Result<()> {
         );
     }
 
-    let t = start_trex(&args, &trex_bin).await?;
-    let base = match &args.baseline_bin {
-        Some(bin) => Some(start_trex(&args, bin).await?),
-        None => None,
+    let t = start_trex(&args, &trex_bin, args.store_url.as_deref()).await?;
+    let base = match (&args.baseline_bin, &args.baseline_store) {
+        (None, None) => None,
+        (bin, store) => {
+            let store = store.as_deref().filter(|s| *s != "sqlite");
+            Some(start_trex(&args, bin.as_ref().unwrap_or(&trex_bin), store).await?)
+        }
     };
     let (addr, trex_pid, per_session, call) =
         (t.addr, t.pid, t.per_session.clone(), t.call.clone());
+    let mut schemas: Vec<(String, String)> = t.pg.iter().cloned().collect();
+    schemas.extend(base.as_ref().and_then(|b| b.pg.clone()));
     let (idle_rss, sessions_rss, hundred_rss, ready_ms) =
         (t.idle_rss, t.sessions_rss, t.hundred_rss, t.ready_ms);
     let mut trex = t.child;
     let _dir = t._dir;
 
     // bare warp
-    let mut bare = spawn(&args, &me, &["--bare-server"])?;
+    let mut bare = spawn(&args, &me, &["--bare-server"], &[])?;
     let bare_addr: SocketAddr = scan(bare.stdout.take().unwrap(), |l| {
         l.strip_prefix("BARE=").map(|a| a.trim().to_string())
     })
@@ -341,8 +361,10 @@ async fn main() -> Result<()> {
         if r % 2 == 1
             && let Some(old) = &base
         {
-            o = Some(old_round(old).await?);
+            let s0 = statements(old.addr).await;
+            o = Some((old_round(old).await?, s0, statements(old.addr).await));
         }
+        let s0 = statements(addr).await;
         let t = round(
             addr,
             "/trex/mcp",
@@ -353,10 +375,12 @@ async fn main() -> Result<()> {
             tool_ok,
         )
         .await?;
+        let s1 = statements(addr).await;
         if r % 2 == 0
             && let Some(old) = &base
         {
-            o = Some(old_round(old).await?);
+            let s0 = statements(old.addr).await;
+            o = Some((old_round(old).await?, s0, statements(old.addr).await));
         }
         peak_rss = peak_rss.max(rss_kib(trex_pid).unwrap_or(0));
         println!(
@@ -372,15 +396,20 @@ async fn main() -> Result<()> {
             t.errors,
             t.rate() / b.rate()
         );
-        if let Some(o) = o {
+        println!(
+            "         trex store statements per call {}",
+            per_call(s0, s1, t.calls)
+        );
+        if let Some((o, o0, o1)) = o {
             println!(
-                "         baseline trex {:>8.0}/s p50 {:>5} µs p99 {:>6} µs err {} | ratio {:.2} | this / baseline {:.2}",
+                "         baseline trex {:>8.0}/s p50 {:>5} µs p99 {:>6} µs err {} | ratio {:.2} | this / baseline {:.2} | store statements per call {}",
                 o.rate(),
                 o.p50_us,
                 o.p99_us,
                 o.errors,
                 o.rate() / b.rate(),
-                t.rate() / o.rate()
+                t.rate() / o.rate(),
+                per_call(o0, o1, o.calls)
             );
             o_ratios.push(o.rate() / b.rate());
         }
@@ -429,7 +458,45 @@ async fn main() -> Result<()> {
             .status();
         let _ = c.wait();
     }
+    for (url, schema) in schemas {
+        if let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+            tokio::spawn(conn);
+            let _ = client
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                .await;
+        }
+    }
     Ok(())
+}
+
+/// `trex_store_statements_total` of the trex at `addr` (its `/metrics`).
+async fn statements(addr: SocketAddr) -> Option<u64> {
+    let mut tx = connect(addr).await.ok()?;
+    let req = hyper::Request::get("/metrics")
+        .header("host", addr.to_string())
+        .body(Full::new(Bytes::new()))
+        .ok()?;
+    tx.ready().await.ok()?;
+    let body = tx
+        .send_request(req)
+        .await
+        .ok()?
+        .into_body()
+        .collect()
+        .await
+        .ok()?;
+    let text = String::from_utf8_lossy(&body.to_bytes()).to_string();
+    text.lines()
+        .find_map(|l| l.strip_prefix("trex_store_statements_total "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Store statements per call over a round, as text.
+fn per_call(before: Option<u64>, after: Option<u64>, calls: u64) -> String {
+    match (before, after) {
+        (Some(a), Some(b)) if calls > 0 => format!("{:.3}", (b - a) as f64 / calls as f64),
+        _ => "n/a".into(),
+    }
 }
 
 /// True for a tools/call answer that is not an error.
@@ -451,14 +518,40 @@ struct Trex {
     sessions_rss: Option<u64>,
     hundred_rss: Option<u64>,
     ready_ms: f64,
+    /// The PostgreSQL store `(url, schema)`, dropped at the end.
+    pg: Option<(String, String)>,
 }
 
 /// Starts `trex_bin` on a scratch store, times start → ready, opens the sessions.
-async fn start_trex(args: &Args, trex_bin: &std::path::Path) -> Result<Trex> {
+async fn start_trex(
+    args: &Args,
+    trex_bin: &std::path::Path,
+    store_url: Option<&str>,
+) -> Result<Trex> {
     // trex: init a scratch store, then time start → ready
     let dir = tempfile::tempdir()?;
     let d = dir.path().to_str().unwrap();
+    let env: Vec<(&str, String)> = match store_url {
+        Some(url) => {
+            let schema = format!("bench_{}", std::process::id());
+            let schema = format!(
+                "{schema}_{}",
+                dir.path()
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .to_lowercase()
+                    .replace(|c: char| !c.is_ascii_alphanumeric(), "")
+            );
+            vec![
+                ("TREX_STORE_URL", url.to_string()),
+                ("TREX_STORE_SCHEMA", schema),
+            ]
+        }
+        None => Vec::new(),
+    };
     let init = Command::new(trex_bin)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .args([
             "init",
             "--data-dir",
@@ -477,6 +570,7 @@ async fn start_trex(args: &Args, trex_bin: &std::path::Path) -> Result<Trex> {
         args,
         trex_bin,
         &["serve", "--data-dir", d, "--listen", "127.0.0.1:0"],
+        &env,
     )?;
     let trex_pid = trex.id();
     let mut trex = trex;
@@ -577,5 +671,6 @@ async fn start_trex(args: &Args, trex_bin: &std::path::Path) -> Result<Trex> {
         sessions_rss,
         hundred_rss,
         ready_ms,
+        pg: store_url.map(|u| (u.to_string(), env[1].1.clone())),
     })
 }

@@ -54,6 +54,11 @@ impl Metrics {
 
     /// The counters in Prometheus text.
     pub fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP trex_store_statements_total Statements the control store ran (on PostgreSQL each is a round trip).\n# TYPE trex_store_statements_total counter\ntrex_store_statements_total {}",
+            crate::store::sql::STATEMENTS.load(Ordering::Relaxed)
+        );
         out.push_str("# HELP trex_tool_calls_total Tool calls by server, tool and outcome.\n# TYPE trex_tool_calls_total counter\n");
         let mut calls: Vec<((String, String, &str), u64)> = Vec::new();
         for (server, tools) in self.calls.lock().unwrap().iter() {

@@ -312,6 +312,7 @@ impl Pools {
             }
             Pools::Pg(p, _) => {
                 let conn = p.get()?;
+                sql::STATEMENTS.fetch_add(2, std::sync::atomic::Ordering::Relaxed); // BEGIN, COMMIT
                 conn.borrow_mut().batch(&format!(
                     "BEGIN; SELECT pg_advisory_xact_lock({})",
                     pg::WRITE_LOCK

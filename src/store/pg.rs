@@ -131,6 +131,7 @@ impl PgConn {
         Ok(self.client().query(&st, &params)?)
     }
 
+    /// Runs a batch (one round trip); transactions' BEGIN and COMMIT count as statements.
     pub(super) fn batch(&mut self, sql: &str) -> Result<()> {
         Ok(self.client().batch_execute(sql)?)
     }

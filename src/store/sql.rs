@@ -16,6 +16,14 @@ use crate::error::{Error, Result};
 use super::StoreError;
 use super::pg::PgConn;
 
+/// Statements (and batches) the control store has run in this process, on either engine: on
+/// PostgreSQL each is a network round trip (`trex_store_statements_total` in `/metrics`).
+pub static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn counted() {
+    STATEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// A connection of the control store, as every store function takes it: inside
 /// [`Store::write`](super::Store::write) it is the open transaction.
 pub struct Conn<'a>(pub(super) Db<'a>);
@@ -339,6 +347,7 @@ impl<'a> Conn<'a> {
 
     /// Runs one statement; returns the rows it changed.
     pub fn execute<P: Params>(&self, sql: &str, params: P) -> Result<usize> {
+        counted();
         let values = params.values();
         match &self.0 {
             Db::Lite(c) => Ok(c
@@ -350,6 +359,7 @@ impl<'a> Conn<'a> {
 
     /// Runs statements without parameters, separated by `;`.
     pub fn execute_batch(&self, sql: &str) -> Result<()> {
+        counted();
         match &self.0 {
             Db::Lite(c) => Ok(c.execute_batch(sql)?),
             Db::Pg(c) => c.borrow_mut().batch(sql),
@@ -363,6 +373,7 @@ impl<'a> Conn<'a> {
         params: P,
         mut f: impl FnMut(&Row<'_>) -> Result<T>,
     ) -> Result<Vec<T>> {
+        counted();
         let values = params.values();
         match &self.0 {
             Db::Lite(c) => {
@@ -388,6 +399,7 @@ impl<'a> Conn<'a> {
         params: P,
         mut f: impl FnMut(&Row<'_>) -> Result<T>,
     ) -> Result<Option<T>> {
+        counted();
         let values = params.values();
         match &self.0 {
             Db::Lite(c) => {

@@ -174,7 +174,9 @@ async fn any_node_serves_any_session_and_refusals_reach_every_node_within_a_seco
     );
 
     // the shared store was built by the PostgreSQL schema steps, which migration-list shows
-    let core = c1.call_ok("migration-list", json!({"target": "core"})).await;
+    let core = c1
+        .call_ok("migration-list", json!({"target": "core"}))
+        .await;
     let t = &core["targets"][0];
     assert_eq!(t["dialect"], "postgresql", "{core}");
     let applied: Vec<i64> = t["migrations"]
