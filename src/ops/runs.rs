@@ -345,9 +345,36 @@ pub async fn cancel(
     .await
 }
 
-/// The scratch directory of a run.
+/// The scratch directory of a run (test copies: this node's business only).
 fn scratch(app: &App, run_id: &str) -> PathBuf {
     app.config.store.data_dir.join("scratch").join(run_id)
+}
+
+/// Where the pre-run copy of the SQLite target at `path` is kept while run `run_id` lasts:
+/// beside the database, not in this node's data dir, so that whoever can reach the database —
+/// another node of a shared store, after this one died mid-run — can also put it back.
+fn pre_copy(path: &std::path::Path, run_id: &str, db: &str) -> PathBuf {
+    path.parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join(".trex-pre-run")
+        .join(run_id)
+        .join(format!("{db}.pre.db"))
+}
+
+/// Removes what a run kept on disk: its scratch directory and its targets' pre-run copies.
+async fn clean_up(app: &App, run: &Run, body: &Body) {
+    let _ = std::fs::remove_dir_all(scratch(app, &run.id));
+    for i in &body.interlays {
+        if let Ok(Place::Sqlite(path)) = place(app, &i.endpoint).await
+            && let Some(dir) = pre_copy(&path, &run.id, &i.endpoint).parent()
+        {
+            let _ = std::fs::remove_dir_all(dir);
+            if let Some(top) = dir.parent() {
+                // the shared `.trex-pre-run` goes when no other run keeps a copy there
+                let _ = std::fs::remove_dir(top);
+            }
+        }
+    }
 }
 
 /// Records a target's state and report.
@@ -845,8 +872,7 @@ async fn migrate_target(
     match place(app, db).await? {
         Place::Sqlite(path) => {
             let change = change_of(app, body).await?;
-            let dir = scratch(app, &run.id);
-            let pre = dir.join(format!("{db}.pre.db"));
+            let pre = pre_copy(&path, &run.id, db);
             let apis = body.apis.clone();
             let progress = statement_progress(ctx, db);
             let report = tokio::task::spawn_blocking(move || -> std::result::Result<Value, String> {
@@ -901,7 +927,7 @@ async fn migrate_target(
 async fn put_back(app: &App, run: &Run, body: &Body, db: &str) -> Result<()> {
     match place(app, db).await? {
         Place::Sqlite(path) => {
-            let pre = scratch(app, &run.id).join(format!("{db}.pre.db"));
+            let pre = pre_copy(&path, &run.id, db);
             if !pre.exists() {
                 return Err(Error::Conflict(format!(
                     "no pre-run copy of '{db}' to put back"
@@ -1017,7 +1043,7 @@ async fn finish_broken(
     } else {
         set_state(app, run, "failed", Some(why), migrate.then_some("failed")).await?;
     }
-    let _ = std::fs::remove_dir_all(scratch(app, &run.id));
+    clean_up(app, run, body).await;
     Ok(())
 }
 
@@ -1249,6 +1275,6 @@ async fn execute(app: &App, ctx: &JobCtx, run_id: &str) -> std::result::Result<V
         set_state(app, &run, state, Some(why), Some("failed")).await?;
         json!({"state": state})
     };
-    let _ = std::fs::remove_dir_all(scratch(app, &run.id));
+    clean_up(app, &run, &body).await;
     Ok(result)
 }

@@ -90,6 +90,27 @@ pub fn enqueue(
     Ok(id)
 }
 
+/// The claim: the oldest queued job of the kinds, in one statement.
+const CLAIM: &str = "UPDATE jobs SET state = 'running', lease_owner = ?1, lease_until = ?2,
+        heartbeat_at = ?3, attempts = attempts + 1, started_at = coalesce(started_at, ?4),
+        updated_at = ?4
+     WHERE id = (SELECT id FROM jobs WHERE state = 'queued'
+                   AND kind IN (SELECT value FROM json_each(?5))
+                 ORDER BY created_at, id LIMIT 1)
+       AND state = 'queued'
+     RETURNING id, kind, payload, attempts";
+
+/// [`CLAIM`] on PostgreSQL: a candidate another node holds locked is skipped.
+const CLAIM_SKIP_LOCKED: &str =
+    "UPDATE jobs SET state = 'running', lease_owner = ?1, lease_until = ?2,
+        heartbeat_at = ?3, attempts = attempts + 1, started_at = coalesce(started_at, ?4),
+        updated_at = ?4
+     WHERE id = (SELECT id FROM jobs WHERE state = 'queued'
+                   AND kind IN (SELECT value FROM json_each(?5))
+                 ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+       AND state = 'queued'
+     RETURNING id, kind, payload, attempts";
+
 /// A job a worker has claimed.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -109,16 +130,13 @@ pub fn claim(
     lease_until: i64,
 ) -> Result<Option<Claimed>> {
     let kinds = serde_json::to_string(kinds).expect("json");
-    conn.prepare_cached(
-        "UPDATE jobs SET state = 'running', lease_owner = ?1, lease_until = ?2, heartbeat_at = ?3,
-                    attempts = attempts + 1, started_at = coalesce(started_at, ?4), updated_at = ?4
-             WHERE id = (SELECT id FROM jobs WHERE state = 'queued'
-                           AND kind IN (SELECT value FROM json_each(?5))
-                         ORDER BY created_at, id LIMIT 1)
-               AND state = 'queued'
-             RETURNING id, kind, payload, attempts",
-    )?
-    .query_opt(
+    // on a shared PostgreSQL store, nodes claiming at once skip each other's candidate row
+    // instead of waiting on its lock (SQLite has one writer at a time anyway)
+    let sql = match conn.backend() {
+        super::Backend::Sqlite => CLAIM,
+        super::Backend::Postgres => CLAIM_SKIP_LOCKED,
+    };
+    conn.prepare_cached(sql)?.query_opt(
         params![owner, lease_until, now_ms, now_rfc3339(), kinds],
         |r| {
             Ok(Claimed {

@@ -852,8 +852,16 @@ fn sqlite_dump(p: &std::path::Path) -> String {
     format!("{}\nusers: {n}", schema.join("\n"))
 }
 
-#[tokio::test]
-async fn a_run_killed_mid_migration_reads_rolled_back_interrupted_after_restart() {
+/// Who finishes a migration run whose node was killed with `kill -9`.
+enum Takeover {
+    /// The same node, restarted on its data dir.
+    Restart,
+    /// Another node of the same PostgreSQL store, already running, with a data dir of its own
+    /// (its `databases/` the same directory, its master key a copy).
+    OtherNode,
+}
+
+async fn a_run_killed_mid_migration_is_rolled_back_by(takeover: Takeover) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
     let dbs = dir.path().join("databases");
@@ -871,7 +879,14 @@ async fn a_run_killed_mid_migration_reads_rolled_back_interrupted_after_restart(
         sqlite_dump(&dbs.join("a.db")),
         sqlite_dump(&dbs.join("b.db")),
     ];
-    let env = [("TREX_JOBS_LEASE_SECS", "3")];
+    let schema = format!("n_{}", trex::util::random_hex(6));
+    let mut env = vec![("TREX_JOBS_LEASE_SECS", "3")];
+    if let Takeover::OtherNode = takeover {
+        env.extend([
+            ("TREX_STORE_URL", crate::common::TEST_STORE_DB),
+            ("TREX_STORE_SCHEMA", schema.as_str()),
+        ]);
+    }
     let mut first = serve_with(d, &env);
     let key = first.key();
     let mut admin = Client::new(&format!("http://{}/trex/mcp", first.addr), Some(&key));
@@ -908,6 +923,20 @@ async fn a_run_killed_mid_migration_reads_rolled_back_interrupted_after_restart(
         )
         .await;
     let run = r["runId"].as_str().unwrap().to_string();
+    // the other node is up before the kill, sharing the store and the databases
+    let other_dir = tempfile::tempdir().unwrap();
+    let mut other = match takeover {
+        Takeover::Restart => None,
+        Takeover::OtherNode => {
+            std::fs::copy(
+                dir.path().join("master.key"),
+                other_dir.path().join("master.key"),
+            )
+            .unwrap();
+            std::os::unix::fs::symlink(&dbs, other_dir.path().join("databases")).unwrap();
+            Some(serve_with(other_dir.path().to_str().unwrap(), &env))
+        }
+    };
     // kill -9 while b is being migrated (a is done)
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -926,7 +955,10 @@ async fn a_run_killed_mid_migration_reads_rolled_back_interrupted_after_restart(
         "a was migrated before the kill"
     );
 
-    let mut second = serve_with(d, &env);
+    let mut second = match other.take() {
+        Some(node) => node,
+        None => serve_with(d, &env),
+    };
     let mut m = Client::new(&mig_url(&second.addr), Some(&key));
     m.initialize().await;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -944,6 +976,19 @@ async fn a_run_killed_mid_migration_reads_rolled_back_interrupted_after_restart(
     assert_eq!(sqlite_dump(&dbs.join("b.db")), before[1]);
     sigterm(&second.child);
     second.child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn a_run_killed_mid_migration_reads_rolled_back_interrupted_after_restart() {
+    a_run_killed_mid_migration_is_rolled_back_by(Takeover::Restart).await;
+}
+
+#[tokio::test]
+async fn a_run_whose_node_is_killed_is_rolled_back_by_another_node_of_the_store() {
+    if !crate::common::postgres_or_skip("a run taken over by another node").await {
+        return;
+    }
+    a_run_killed_mid_migration_is_rolled_back_by(Takeover::OtherNode).await;
 }
 
 #[test]
