@@ -66,6 +66,10 @@ struct Args {
     /// --baseline-store sqlite` puts the two stores side by side.
     #[arg(long)]
     baseline_store: Option<String>,
+    /// With --store-url: run this many trex nodes on the one PostgreSQL store (each its own
+    /// process and data dir, all pinned like the first), the connections spread over them.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
     /// Internal: run the bare warp server and print its address.
     #[arg(long, hide = true)]
     bare_server: bool,
@@ -188,11 +192,25 @@ async fn round(
     body: Bytes,
     ok: fn(&[u8]) -> bool,
 ) -> Result<Round> {
+    round_on(&[addr], path, conns, secs, per_conn, body, ok).await
+}
+
+/// [`round`] over several servers: connection `i` talks to `addrs[i % addrs.len()]`.
+async fn round_on(
+    addrs: &[SocketAddr],
+    path: &'static str,
+    conns: usize,
+    secs: u64,
+    per_conn: Arc<Vec<Vec<(&'static str, String)>>>,
+    body: Bytes,
+    ok: fn(&[u8]) -> bool,
+) -> Result<Round> {
     let stop = Instant::now() + Duration::from_secs(secs);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..conns {
         let (per_conn, body) = (per_conn.clone(), body.clone());
+        let addr = addrs[i % addrs.len()];
         tasks.push(tokio::spawn(async move {
             let mut tx = connect(addr).await?;
             let headers = &per_conn[i % per_conn.len()];
@@ -293,6 +311,36 @@ async fn main() -> Result<()> {
     let (addr, trex_pid, per_session, call) =
         (t.addr, t.pid, t.per_session.clone(), t.call.clone());
     let mut schemas: Vec<(String, String)> = t.pg.iter().cloned().collect();
+    // more nodes on the same store: a data dir each with the first node's master key
+    let mut extra_nodes: Vec<(Child, tempfile::TempDir)> = Vec::new();
+    let mut addrs = vec![addr];
+    if args.nodes > 1 {
+        let (url, schema) = t.pg.clone().context("--nodes needs --store-url")?;
+        let env = vec![("TREX_STORE_URL", url), ("TREX_STORE_SCHEMA", schema)];
+        for _ in 1..args.nodes {
+            let dir = tempfile::tempdir()?;
+            std::fs::copy(
+                t._dir.path().join("master.key"),
+                dir.path().join("master.key"),
+            )?;
+            let d = dir.path().to_str().unwrap().to_string();
+            let mut c = spawn(
+                &args,
+                &trex_bin,
+                &["serve", "--data-dir", &d, "--listen", "127.0.0.1:0"],
+                &env,
+            )?;
+            let a: SocketAddr = scan(c.stderr.take().unwrap(), |l| {
+                l.split("listening on ")
+                    .nth(1)
+                    .map(|r| r.split_whitespace().next().unwrap().to_string())
+            })
+            .context("a joining node did not start")?
+            .parse()?;
+            addrs.push(a);
+            extra_nodes.push((c, dir));
+        }
+    }
     schemas.extend(base.as_ref().and_then(|b| b.pg.clone()));
     let (idle_rss, sessions_rss, hundred_rss, ready_ms) =
         (t.idle_rss, t.sessions_rss, t.hundred_rss, t.ready_ms);
@@ -312,8 +360,9 @@ async fn main() -> Result<()> {
     );
 
     println!(
-        "trex {} | {} connections over {} | tool {} | {} s × {} rounds | servers pinned: {}",
+        "trex {} ×{} node(s) | {} connections over {} | tool {} | {} s × {} rounds | servers pinned: {}",
         env!("CARGO_PKG_VERSION"),
+        addrs.len(),
         args.connections,
         if args.stateless {
             "no sessions (2026-07-28)".to_string()
@@ -364,9 +413,9 @@ async fn main() -> Result<()> {
             let s0 = statements(old.addr).await;
             o = Some((old_round(old).await?, s0, statements(old.addr).await));
         }
-        let s0 = statements(addr).await;
-        let t = round(
-            addr,
+        let s0 = statements_all(&addrs).await;
+        let t = round_on(
+            &addrs,
             "/trex/mcp",
             args.connections,
             args.seconds,
@@ -375,7 +424,7 @@ async fn main() -> Result<()> {
             tool_ok,
         )
         .await?;
-        let s1 = statements(addr).await;
+        let s1 = statements_all(&addrs).await;
         if r % 2 == 0
             && let Some(old) = &base
         {
@@ -449,6 +498,7 @@ async fn main() -> Result<()> {
     );
     // SIGTERM, so trex shuts down as in production (and profilers get to write their output)
     let mut others: Vec<Child> = base.into_iter().map(|b| b.child).collect();
+    others.extend(extra_nodes.into_iter().map(|(c, _)| c));
     for c in std::iter::once(&mut trex)
         .chain(std::iter::once(&mut bare))
         .chain(others.iter_mut())
@@ -489,6 +539,15 @@ async fn statements(addr: SocketAddr) -> Option<u64> {
     text.lines()
         .find_map(|l| l.strip_prefix("trex_store_statements_total "))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// [`statements`] summed over several nodes.
+async fn statements_all(addrs: &[SocketAddr]) -> Option<u64> {
+    let mut sum = 0;
+    for a in addrs {
+        sum += statements(*a).await?;
+    }
+    Some(sum)
 }
 
 /// Store statements per call over a round, as text.
