@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{Client, TEST_STORE_DB, TestServer, postgres_or_skip, require_mcpkit};
+use crate::common::{
+    Client, SseReader, TEST_STORE_DB, TestServer, postgres_or_skip, require_mcpkit,
+};
 
 /// max_sessions of the first test's nodes.
 const CAP: usize = 6;
@@ -391,5 +393,96 @@ async fn a_sqlite_store_moves_to_postgres_with_its_keys_and_sealed_secrets() {
         .await;
     assert_eq!(a["entries"][0]["via"], "cli", "{a}");
     drop(s);
+    drop_schema(&schema).await;
+}
+
+/// Signs in on the web page's route of `node`.
+async fn login(node: &TestServer, email: &str, pw: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/trex/api/auth/login", node.base()))
+        .json(&json!({"email": email, "password": pw}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_sign_in_and_its_rate_limit_span_the_nodes_and_sse_replay_stays_on_its_node() {
+    if !postgres_or_skip("nodes").await {
+        return;
+    }
+    let (n1, schema) = first_node(CAP).await;
+    let (n2, n3) = (n1.join().await, n1.join().await);
+    let nodes = [&n1, &n2, &n3];
+    let mut c = n1.client();
+    c.initialize().await;
+    for email in ["rl@example.com", "ok@example.com"] {
+        c.call_ok(
+            "user-create",
+            json!({"name": email, "email": email, "password": "pass-word-1", "role": "admin"}),
+        )
+        .await;
+    }
+    // five wrong passwords spread over the three nodes fill the limit of the pair on all
+    for i in 0..5 {
+        let r = login(nodes[i % 3], "rl@example.com", "wrong").await;
+        assert_eq!(r.status(), 401, "attempt {i}");
+    }
+    for node in nodes {
+        let r = login(node, "rl@example.com", "pass-word-1").await;
+        assert_eq!(
+            r.status(),
+            429,
+            "the limit is counted for all nodes together"
+        );
+        assert!(r.headers().contains_key("retry-after"));
+    }
+    // a web session opened on node 2 is good on node 3
+    let r = login(&n2, "ok@example.com", "pass-word-1").await;
+    assert_eq!(r.status(), 200);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let me = reqwest::Client::new()
+        .get(format!("{}/trex/api/auth/session", n3.base()))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+
+    // SSE replay stays with the node that sent the events: resuming a stream through another
+    // node is answered 400 with a JSON-RPC error saying so, and a plain GET there opens a new one
+    let mut stream = SseReader::new(c.get().send().await.unwrap());
+    let first = stream
+        .next(Duration::from_secs(5))
+        .await
+        .expect("the priming event");
+    let last = first.id.expect("the priming event has an id");
+    let elsewhere = via(&c, &n2);
+    let r = elsewhere
+        .get()
+        .header("last-event-id", &last)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("names no stream of this session"),
+        "{body}"
+    );
+    let fresh = elsewhere.get().send().await.unwrap();
+    assert_eq!(fresh.status(), 200);
+    assert_eq!(fresh.headers()["content-type"], "text/event-stream");
+    drop((stream, fresh));
+    drop((n2, n3, n1));
     drop_schema(&schema).await;
 }
