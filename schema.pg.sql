@@ -377,3 +377,7 @@ BEGIN
 END $$;
 CREATE TRIGGER mcp_sessions_ended AFTER DELETE ON mcp_sessions
     REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION notify_if_gone();
+
+-- version: 14
+
+ALTER TABLE nodes ADD COLUMN services TEXT;

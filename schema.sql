@@ -390,3 +390,9 @@ CREATE TABLE login_attempts (
     window_start_ms INTEGER NOT NULL,
     failures        INTEGER NOT NULL
 );
+
+-- version: 14
+
+-- The background services of each node as of its last heartbeat (JSON: the list
+-- cluster-list-services shows), so any node can show which node runs which service.
+ALTER TABLE nodes ADD COLUMN services TEXT;

@@ -59,6 +59,7 @@ pub async fn register(app: &Arc<App>, listen: &str) -> Result<String> {
         started_at: crate::util::now_rfc3339(),
         heartbeat_ms: now_ms(),
         stopped_at: None,
+        services: None,
     };
     app.store.write(move |c| nodes::upsert(c, &n)).await?;
     let (app2, id2) = (app.clone(), id.clone());
@@ -74,7 +75,14 @@ pub async fn register(app: &Arc<App>, listen: &str) -> Result<String> {
             tokio::select! {
                 _ = tick.tick() => {
                     let id = id2.clone();
-                    if let Err(e) = app2.store.run(move |c| nodes::heartbeat(c, &id, now_ms())).await {
+                    // this node's services, for cluster-list-services on every node
+                    let services = serde_json::to_string(&crate::ops::services::list(&app2))
+                        .unwrap_or_else(|_| "[]".into());
+                    if let Err(e) = app2
+                        .store
+                        .run(move |c| nodes::heartbeat(c, &id, now_ms(), &services))
+                        .await
+                    {
                         tracing::warn!("node heartbeat: {e}");
                     }
                     // plugins installed or removed by another process (the CLI) go live here
@@ -89,6 +97,32 @@ pub async fn register(app: &Arc<App>, listen: &str) -> Result<String> {
         }
     });
     Ok(id)
+}
+
+/// The services of every node that is alive or suspect: this node's as they are now, the
+/// others' as of their last heartbeat (their `controllable` false: cluster-start-service and
+/// cluster-stop-service act on the node they are called on).
+pub async fn all_services(app: &App) -> Result<Vec<crate::ops::services::ServiceView>> {
+    let mut out = crate::ops::services::list(app);
+    let this = app.node.get().cloned();
+    let rows = app.store.run(nodes::list).await?;
+    let (hb, now) = (app.config.cluster.heartbeat_secs, now_ms());
+    for n in rows {
+        if Some(&n.id) == this.as_ref() || state_of(&n, hb, now) == "dead" {
+            continue;
+        }
+        let theirs: Vec<crate::ops::services::ServiceView> = n
+            .services
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        out.extend(theirs.into_iter().map(|mut s| {
+            s.node = Some(n.id.clone());
+            s.controllable = false;
+            s
+        }));
+    }
+    Ok(out)
 }
 
 fn state_of(n: &Node, hb: u64, now: i64) -> &'static str {

@@ -5,7 +5,7 @@
 //! the server does.
 
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Actor, audited, invalid};
@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::error::{Error, Result};
 
 /// One service as the tools show it.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceView {
     /// The node it runs on.
@@ -27,7 +27,7 @@ pub struct ServiceView {
     pub config: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
-    /// True when cluster-start-service and cluster-stop-service act on it.
+    /// True when cluster-start-service and cluster-stop-service, called on this node, act on it.
     pub controllable: bool,
 }
 

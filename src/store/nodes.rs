@@ -18,6 +18,8 @@ pub struct Node {
     pub started_at: String,
     pub heartbeat_ms: i64,
     pub stopped_at: Option<String>,
+    /// Its services as of its last heartbeat (JSON), when it published them.
+    pub services: Option<String>,
 }
 
 /// Registers (or re-registers) a node.
@@ -33,11 +35,11 @@ pub fn upsert(conn: &Conn<'_>, n: &Node) -> Result<()> {
     Ok(())
 }
 
-/// Records a heartbeat.
-pub fn heartbeat(conn: &Conn<'_>, id: &str, now_ms: i64) -> Result<()> {
+/// Records a heartbeat with the node's services (JSON).
+pub fn heartbeat(conn: &Conn<'_>, id: &str, now_ms: i64, services: &str) -> Result<()> {
     conn.execute(
-        "UPDATE nodes SET heartbeat_ms = ?2 WHERE id = ?1",
-        params![id, now_ms],
+        "UPDATE nodes SET heartbeat_ms = ?2, services = ?3 WHERE id = ?1",
+        params![id, now_ms, services],
     )?;
     Ok(())
 }
@@ -55,7 +57,8 @@ pub fn stopped(conn: &Conn<'_>, id: &str) -> Result<()> {
 pub fn list(conn: &Conn<'_>) -> Result<Vec<Node>> {
     let rows = conn
         .prepare_cached(
-            "SELECT id, name, listen, version, pid, data_node, started_at, heartbeat_ms, stopped_at
+            "SELECT id, name, listen, version, pid, data_node, started_at, heartbeat_ms, stopped_at,
+                    services
              FROM nodes ORDER BY started_at DESC, id",
         )?
         .query_map([], |r| {
@@ -69,6 +72,7 @@ pub fn list(conn: &Conn<'_>) -> Result<Vec<Node>> {
                 started_at: r.get(6)?,
                 heartbeat_ms: r.get(7)?,
                 stopped_at: r.get(8)?,
+                services: r.get(9)?,
             })
         })?;
     Ok(rows)

@@ -33,9 +33,10 @@ pub fn tools() -> Vec<Tool> {
         Tool::typed(
             "cluster-list-services",
             "List node services",
-            "The background services of this node (job workers, session reaper, activity flusher, node \
-             heartbeat, backup scheduler) with status (running, paused, stopped), uptime, configuration, last \
-             error, and whether cluster-start-service / cluster-stop-service act on them.",
+            "The background services (job workers, session reaper, activity flusher, node heartbeat, backup \
+             scheduler) of every live node sharing the store — this node's now, the others' as of their last \
+             heartbeat — with node, status (running, paused, stopped), uptime, configuration, last error, and \
+             whether cluster-start-service / cluster-stop-service (which act on this node) act on them.",
             Annotations::READ,
             list_services,
         ),
@@ -66,7 +67,7 @@ pub struct Services {
 
 async fn list_services(ctx: ToolCtx, _a: NoArgs) -> Result<Services, ToolError> {
     Ok(Services {
-        services: ops::services::list(&ctx.app),
+        services: ops::cluster::all_services(&ctx.app).await?,
     })
 }
 

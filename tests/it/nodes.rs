@@ -28,6 +28,7 @@ async fn first_node(max_sessions: usize) -> (TestServer, String) {
             c.store.schema = s.clone();
             c.mcp.max_sessions = max_sessions;
             c.mcp.max_sessions_per_user = max_sessions;
+            c.cluster.heartbeat_secs = 1;
         },
         |s| s,
     )
@@ -201,6 +202,34 @@ async fn any_node_serves_any_session_and_refusals_reach_every_node_within_a_seco
         .filter(|n| n["state"] == "alive")
         .count();
     assert_eq!(alive, 3, "{nodes}");
+    // ... and which node runs which service (the others' as of their last heartbeat)
+    let t = Instant::now();
+    loop {
+        let l = c1.call_ok("cluster-list-services", json!({})).await;
+        let services = l["services"].as_array().unwrap();
+        let mut on: Vec<&str> = services
+            .iter()
+            .filter(|s| s["extension"] == "job-workers")
+            .map(|s| s["node"].as_str().unwrap())
+            .collect();
+        on.sort();
+        on.dedup();
+        if on.len() == 3 {
+            // only this node's services are controllable from here
+            let mine = services.iter().filter(|s| s["controllable"] == true);
+            assert!(mine.clone().count() >= 1);
+            assert!(
+                mine.map(|s| &s["node"]).all(|n| n == &services[0]["node"]),
+                "{l}"
+            );
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "not every node's services: {l}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     drop((n2, n3, n1));
     drop_schema(&schema).await;
 }
