@@ -73,8 +73,9 @@ fn is_sqlite(p: &Path) -> bool {
         && &head == b"SQLite format 3\0"
 }
 
-/// The files of a data dir a backup holds (relative paths), leaving out backups, scratch
-/// copies, the lock, write-ahead logs and (unless asked) the master key.
+/// The files of a data dir a backup holds (relative paths), leaving out backups, scratch and
+/// pre-run copies, the lock, write-ahead logs and (unless asked) the master key. `node.id` goes
+/// in: a restored data dir is the same node again (its pipelines' replicas come with it).
 fn files_of(data: &Path, backups: &Path, with_key: bool) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![data.to_path_buf()];
@@ -83,7 +84,10 @@ fn files_of(data: &Path, backups: &Path, with_key: bool) -> Result<Vec<PathBuf>>
         p == backups
             || p.file_name().is_some_and(|n| {
                 let n = n.to_string_lossy();
-                n == "scratch" || n.starts_with(".staging-") || n.starts_with(".trash-")
+                n == "scratch"
+                    || n == ".trex-pre-run"
+                    || n.starts_with(".staging-")
+                    || n.starts_with(".trash-")
             })
     };
     while let Some(d) = stack.pop() {

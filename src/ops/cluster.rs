@@ -45,10 +45,31 @@ fn host_name() -> String {
         .unwrap_or_else(|| "trex".into())
 }
 
+/// This node's id: kept in `<data_dir>/node.id` (made on first start), so a node is the same
+/// node across restarts — what it owns on its disk (a pipeline's replica) stays its own.
+fn node_id(data_dir: &std::path::Path) -> Result<String> {
+    let path = data_dir.join("node.id");
+    match std::fs::read_to_string(&path) {
+        Ok(s)
+            if s.trim().starts_with("node_")
+                && s.trim().len() <= 64
+                && s.trim()[5..].bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            Ok(s.trim().to_string())
+        }
+        _ => {
+            let id = format!("node_{}", random_hex(6));
+            std::fs::write(&path, format!("{id}\n"))
+                .map_err(|e| crate::Error::io(format!("cannot write {}", path.display()), e))?;
+            Ok(id)
+        }
+    }
+}
+
 /// Registers this node (listening on `listen`) and starts its heartbeat, a tracked task that
 /// marks the node stopped at shutdown. Returns the node id.
 pub async fn register(app: &Arc<App>, listen: &str) -> Result<String> {
-    let id = format!("node_{}", random_hex(6));
+    let id = node_id(&app.config.store.data_dir)?;
     let n = Node {
         id: id.clone(),
         name: app.config.cluster.name.clone().unwrap_or_else(host_name),

@@ -722,8 +722,16 @@ pub async fn resume_all(app: &Arc<App>) {
             return;
         }
     };
-    // one node runs every pipeline of its store (ownership across nodes comes with a shared store)
-    for p in rows.into_iter().filter(|p| p.desired == "running") {
+    // a pipeline's replica and checkpoint are in the trexdb of the node that ran it: on a store
+    // shared by several nodes each resumes its own (and those no node has taken yet); the one
+    // node of a SQLite store resumes them all
+    let me = app.node.get().cloned();
+    let shared = app.store.backend() == crate::store::Backend::Postgres;
+    let mine = |p: &Pipeline| !shared || p.node.is_none() || p.node == me;
+    for p in rows
+        .into_iter()
+        .filter(|p| p.desired == "running" && mine(p))
+    {
         match run_of(app, &p).await {
             Ok(run) => {
                 tracing::info!(pipeline = %p.name, "resuming pipeline");

@@ -515,3 +515,53 @@ async fn web_sign_in_and_its_rate_limit_span_the_nodes_and_sse_replay_stays_on_i
     drop((n2, n3, n1));
     drop_schema(&schema).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_resumes_only_the_pipelines_whose_replica_it_holds() {
+    if !postgres_or_skip("nodes").await {
+        return;
+    }
+    let (n1, schema) = first_node(CAP).await;
+    let mut n2 = n1.join().await;
+    // a node keeps its id across restarts (node.id in its data dir)
+    let id2 = std::fs::read_to_string(n2.data_dir().join("node.id")).unwrap();
+    let id2 = id2.trim().to_string();
+    let plant = |name: &str, node: &str| {
+        n1.exec(
+            "INSERT INTO pipelines (id, name, database_id, mode, slot, batch_size, batch_timeout_ms,
+               retry_delay_ms, retry_max_attempts, desired, state, node, created_at, updated_at)
+             VALUES (?1, ?1, 'gone', 'copy_only', ?1, 100, 100, 100, 1, 'running', 'running', ?2,
+               '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')",
+            [name, node],
+        );
+    };
+    plant("p_other", "node_0123456789ab");
+    plant("p_mine", &id2);
+    n2.restart().await;
+    assert_eq!(
+        std::fs::read_to_string(n2.data_dir().join("node.id"))
+            .unwrap()
+            .trim(),
+        id2
+    );
+    let state = |name: &'static str| {
+        n1.store(move |c| {
+            c.query_row("SELECT state FROM pipelines WHERE name = ?1", [name], |r| {
+                r.get::<usize, String>(0)
+            })
+        })
+    };
+    // its own was resumed (and, its database gone, ended in error saying why) ...
+    let t = Instant::now();
+    while state("p_mine") != "error" {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "p_mine was not resumed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ... another node's was left alone
+    assert_eq!(state("p_other"), "running");
+    drop((n2, n1));
+    drop_schema(&schema).await;
+}
