@@ -23,7 +23,9 @@ pub fn tools() -> Vec<Tool> {
         Tool::typed(
             "app-create",
             "Create an OAuth application",
-            "Register an OAuth/OIDC client application. Redirect URLs are absolute (web apps: https, or http on localhost; native apps may use a custom scheme). The client secret is in the result once and cannot be shown again.",
+            "Register an OAuth/OIDC client application. Redirect URLs are absolute (web: https, or \
+             http on localhost; native: a custom scheme too). The client secret is shown once, in \
+             the result.",
             Annotations::CREATE,
             app_create,
         ),

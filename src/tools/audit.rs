@@ -12,7 +12,8 @@ pub fn tools() -> Vec<Tool> {
     vec![Tool::typed(
         "audit-list",
         "List audit entries",
-        "List the audit log, newest first: every mutating tool call and every refused one, with time, user, key, tool, arguments (secrets redacted) and outcome. Paginated.",
+        "The audit log, newest first: every mutating tool call, allowed or refused, with time, \
+         user, key, tool, arguments (secrets redacted) and outcome. Paginated.",
         Annotations::READ,
         audit_list,
     )]
@@ -29,10 +30,10 @@ pub struct ListArgs {
     pub since: Option<String>,
     /// Only entries that came through this front door.
     pub via: Option<Via>,
-    /// Page size (default 100).
-    #[schemars(range(min = 1, max = 1000))]
+    // the page size: the schema's default, minimum and maximum say it all
+    #[schemars(range(min = 1, max = 1000), extend("default" = 100))]
     pub limit: Option<u32>,
-    /// A previous page's `nextCursor`.
+    /// From `nextCursor`.
     pub cursor: Option<String>,
 }
 

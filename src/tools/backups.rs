@@ -14,10 +14,10 @@ pub fn tools() -> Vec<Tool> {
         Tool::typed(
             "backup-create",
             "Back up the data dir",
-            "Take a consistent online backup of trex.db, trexdb's data files and the registered SQLite \
-             databases under the data dir (SQLite's online backup; the server keeps serving) into one .tar.gz \
-             with a manifest of checksums, in backup.dir. A job: it outlives a restart; cancelling stops it between files. master.key is left out unless `includeMasterKey` \
-             (an archive with the key opens every sealed secret). Progress per file.",
+            "Online backup (the server keeps serving) of trex.db, trexdb's data files and the \
+             registered SQLite databases into one .tar.gz with a checksum manifest, in backup.dir. \
+             A job: it outlives a restart; cancelling stops it between files. master.key only with \
+             `includeMasterKey` (it opens every sealed secret).",
             Annotations::CREATE,
             backup_create,
         )
@@ -37,7 +37,7 @@ pub fn tools() -> Vec<Tool> {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateArgs {
-    /// Put master.key into the archive too (default false).
+    /// Put master.key into the archive too.
     #[serde(default)]
     pub include_master_key: bool,
 }

@@ -16,9 +16,9 @@ pub fn tools() -> Vec<Tool> {
         Tool::typed(
             "cluster-list-nodes",
             "List cluster nodes",
-            "Every trex server sharing this control store (registered at start, heartbeating every \
-             cluster.heartbeat_secs) and every cluster.peers entry (probed at /healthz): state alive, suspect \
-             (3 heartbeats missed) or dead (12 missed, or stopped), last seen, dataNode, and which one is this.",
+            "Every trex server sharing this control store and every cluster.peers entry (probed at \
+             /healthz): state alive, suspect (3 heartbeats missed) or dead (12 missed, or \
+             stopped), last seen, and which one is this.",
             Annotations::READ,
             list_nodes,
         ),
@@ -33,10 +33,9 @@ pub fn tools() -> Vec<Tool> {
         Tool::typed(
             "cluster-list-services",
             "List node services",
-            "The background services (job workers, session reaper, activity flusher, node heartbeat, backup \
-             scheduler) of every live node sharing the store — this node's now, the others' as of their last \
-             heartbeat — with node, status (running, paused, stopped), uptime, configuration, last error, and \
-             whether cluster-start-service / cluster-stop-service (which act on this node) act on them.",
+            "The background services of every live node (this node's now, the others' as of their \
+             last heartbeat): node, status, uptime, configuration, last error, and whether \
+             cluster-start-service / cluster-stop-service, which act on this node, control them.",
             Annotations::READ,
             list_services,
         ),

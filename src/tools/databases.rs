@@ -28,19 +28,18 @@ pub fn tools() -> Vec<Tool> {
         Tool::typed(
             "database-create",
             "Register a database",
-            "Register an external database. `dialect` is `postgresql` (default; needs `host`, `port` default \
-             5432, `databaseName`) or `sqlite` (`databaseName` is the file path: relative paths live under \
-             <data-dir>/databases/, absolute ones must be inside a directory listed in engine.sqlite_dirs). \
-             `id` is letters, digits and _.",
+            "Register an external database: `postgresql` (`host`, `port`, `databaseName`) or \
+             `sqlite` (`databaseName` is the file: relative under <data-dir>/databases/, absolute \
+             only inside engine.sqlite_dirs).",
             Annotations::CREATE,
             db_create,
         ),
         Tool::typed(
             "database-update",
             "Update a database",
-            "Change fields of a registered database. Changing where it points (host, port, databaseName \
-             or dialect) removes its stored credentials, so a password is never sent to a new target: \
-             save them again with database-credential-save.",
+            "Change fields of a registered database. Pointing it elsewhere (host, port, \
+             databaseName or dialect) removes its stored credentials, so no password reaches a new \
+             target: save them again.",
             Annotations::UPDATE,
             db_update,
         ),
@@ -93,10 +92,10 @@ pub fn tools() -> Vec<Tool> {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ListArgs {
     pub search: Option<String>,
-    /// Page size (default 100).
-    #[schemars(range(min = 1, max = 1000))]
+    // the page size: the schema's default, minimum and maximum say it all
+    #[schemars(range(min = 1, max = 1000), extend("default" = 100))]
     pub limit: Option<u32>,
-    /// A previous page's `nextCursor`.
+    /// From `nextCursor`.
     pub cursor: Option<String>,
 }
 
@@ -131,9 +130,8 @@ pub struct CreateArgs {
     pub description: Option<String>,
     /// Default true.
     pub enabled: Option<bool>,
-    /// Directory of the database's versioned migration files (`V<n>__<name>.sql`, see
-    /// migration-list): relative to <data-dir>/migrations/, or absolute inside a directory of
-    /// engine.sqlite_dirs.
+    /// Directory of its `V<n>__<name>.sql` files: relative to <data-dir>/migrations/, or absolute
+    /// inside engine.sqlite_dirs.
     pub migrations_dir: Option<String>,
 }
 

@@ -59,8 +59,8 @@ pub struct ListArgs {
     pub updated_since: Option<String>,
     /// Only definitions with this status.
     pub status: Option<String>,
-    /// Page size (default 100).
-    #[schemars(range(min = 1, max = 1000))]
+    // the page size: the schema's default, minimum and maximum say it all
+    #[schemars(range(min = 1, max = 1000), extend("default" = 100))]
     pub limit: Option<u32>,
     /// Opaque cursor from a previous page's `next_cursor`.
     pub cursor: Option<String>,

@@ -16,9 +16,8 @@ pub fn tools() -> Vec<Tool> {
         Tool::typed(
             "etl-list-pipelines",
             "List ETL pipelines",
-            "Every pipeline with its state (starting, snapshotting, streaming, stopping, stopped, error), mode, \
-             source connection (never a password), publication, replication slot, rowsReplicated, lastActivity, \
-             lagBytes and lagMs (with p50/p99 over recent commits), replica tables and error.",
+            "Every pipeline with its state, mode, source (never a password), publication, slot, \
+             replication progress and lag (p50/p99 over recent commits), replica tables and error.",
             Annotations::READ,
             list,
         ),
@@ -47,9 +46,9 @@ pub fn tools() -> Vec<Tool> {
         Tool::typed(
             "etl-delete-pipeline",
             "Delete an ETL pipeline",
-            "Stop and delete a pipeline: its replication slot (PostgreSQL) or change-capture triggers and change \
-             table (SQLite), its checkpoint, and with `dropTables` its replica tables. A source that cannot be \
-             reached keeps the pipeline unless `force`.",
+            "Stop and delete a pipeline: its replication slot (PostgreSQL) or capture triggers and \
+             change table (SQLite), its checkpoint, and with `dropTables` its replica tables. An \
+             unreachable source keeps it unless `force`.",
             Annotations {
                 open_world: true,
                 ..Annotations::DESTROY
@@ -85,8 +84,7 @@ pub struct StartToolArgs {
     pub publication: Option<String>,
     /// The schema a PostgreSQL copy_only reads (default public).
     pub schema: Option<String>,
-    /// Only these tables (`table` or `schema.table`); default: every table of the publication,
-    /// schema or SQLite file.
+    /// Only these tables (`table` or `schema.table`); default: all.
     pub tables: Option<Vec<String>>,
     /// Which stored credential of the database to use (required when it has more than one).
     pub credential_id: Option<String>,
@@ -184,10 +182,10 @@ async fn stop(ctx: ToolCtx, a: NameArgs) -> Result<Said, ToolError> {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DeleteArgs {
     pub name: String,
-    /// Also drop the replica tables in trexdb (default false).
+    /// Also drop the replica tables in trexdb.
     #[serde(default)]
     pub drop_tables: bool,
-    /// Delete even if the source's slot or triggers cannot be removed (default false).
+    /// Delete even if the source's slot or triggers cannot be removed.
     #[serde(default)]
     pub force: bool,
 }

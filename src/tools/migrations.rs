@@ -15,10 +15,9 @@ pub fn tools() -> Vec<Tool> {
         Tool::typed(
             "migration-list",
             "List versioned migrations",
-            "Status of the versioned migrations (files V<n>__<name>.sql) of each target: `core` (the control \
-             store's schema steps), `trexdb`, every registered database with a `migrationsDir` and every plugin \
-             with migrations (`plugin:<name>`). Per file: applied, pending, checksum_mismatch, missing_file or \
-             failed; other files are listed under `ignored`.",
+            "Status of the versioned migration files (V<n>__<name>.sql) of each target: `core` \
+             (the control store's schema steps), `trexdb`, every registered database with a \
+             `migrationsDir` and every plugin with migrations (`plugin:<name>`).",
             Annotations {
                 open_world: true,
                 ..Annotations::READ
@@ -28,7 +27,10 @@ pub fn tools() -> Vec<Tool> {
         Tool::typed(
             "migration-run",
             "Run versioned migrations",
-            "Apply the pending migration files of one target or of every target, in version order. Each file commits with its ledger row under a lock on the target, so no file is applied twice; applied files' checksums are verified first. The first failing file is rolled back, recorded as failed, and stops the run. A job: it outlives a restart; cancelling stops it before the next file.",
+            "Apply the pending migration files of one target or of all, in version order. Each \
+             file commits with its ledger row under a lock on the target, after applied files' \
+             checksums are checked; the first failing file is rolled back and stops the run. A \
+             job: it outlives a restart; cancelling stops it before the next file.",
             Annotations {
                 read_only: false,
                 destructive: true,

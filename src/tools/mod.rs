@@ -28,10 +28,10 @@ use crate::store::Page;
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PageArgs {
-    /// Page size (default 100).
-    #[schemars(range(min = 1, max = 1000))]
+    // the page size: the schema's default, minimum and maximum say it all
+    #[schemars(range(min = 1, max = 1000), extend("default" = 100))]
     pub limit: Option<u32>,
-    /// A previous page's `nextCursor`.
+    /// From `nextCursor`.
     pub cursor: Option<String>,
 }
 

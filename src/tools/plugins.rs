@@ -20,19 +20,19 @@ pub fn tools() -> Vec<Tool> {
         Tool::typed(
             "plugin-list",
             "List plugins",
-            "Installed plugins: name, version, whether its files are on this node, what it registers \
-             (migrations, ui, functions, tools), its tools and UI path. Plugins are live once installed \
-             (pendingRestart is always false).",
+            "Installed plugins: name, version, whether its files are on this node, what it \
+             registers (migrations, ui, functions, tools), its tools and UI path. Plugins are live \
+             once installed.",
             Annotations::READ,
             plugin_list,
         ),
         Tool::typed(
             "plugin-install",
             "Install a plugin",
-            "Install a plugin from `packageSpec`: a local directory or an `npm pack` .tgz / .tar.gz on the \
-             server's machine (registry names are not fetched). Archive entries and package.json's `trex` key are checked, \
-             its migrations applied, then its UI, functions and tools go live (notifications/tools/list_changed). \
-             A failed install leaves nothing behind. See the resource trex://plugin-development-guide.",
+            "Install a plugin from `packageSpec`, a directory or `npm pack` archive on the \
+             server's machine (no registry). Its files and package.json `trex` key are checked and \
+             its migrations applied; then its UI, functions and tools go live. A failed install \
+             leaves nothing. Guide: trex://plugin-development-guide.",
             Annotations::CREATE,
             plugin_install,
         ),
@@ -55,10 +55,10 @@ pub fn tools() -> Vec<Tool> {
         Tool::typed(
             "plugin-function-invoke",
             "Call a plugin path",
-            "Send a request to a plugin path and return its answer {status, statusText, headers, body} (a 4xx \
-             or 5xx answer is not a tool error). `path` must be under /plugins/ once `.` and `..` are \
-             resolved: /plugins/<name>/fn/<function> runs a function, other paths read the plugin's UI \
-             files. A function may change or delete what its plugin holds.",
+            "Send a request to a path under /plugins/ and return the answer {status, statusText, \
+             headers, body} (a 4xx or 5xx is not a tool error): /plugins/<name>/fn/<function> runs \
+             a function, other paths read the plugin's UI files. A function may change what its \
+             plugin holds.",
             Annotations {
                 destructive: true,
                 ..Annotations::CREATE

@@ -48,10 +48,10 @@ pub fn tools() -> Vec<Tool> {
 pub struct ListArgs {
     /// Text to find in name or description; `%` and `_` match literally.
     pub search: Option<String>,
-    /// Page size (default 100).
-    #[schemars(range(min = 1, max = 1000))]
+    // the page size: the schema's default, minimum and maximum say it all
+    #[schemars(range(min = 1, max = 1000), extend("default" = 100))]
     pub limit: Option<u32>,
-    /// A previous page's `nextCursor`.
+    /// From `nextCursor`.
     pub cursor: Option<String>,
 }
 

@@ -14,9 +14,8 @@ pub fn tools() -> Vec<Tool> {
         Tool::typed(
             "session-list",
             "List sessions",
-            "List web sessions (admin page sign-ins) and MCP sessions, newest first, with `kind` \
-             `web` or `mcp`. Expired sessions are left out unless `includeExpired`. Never shows a token. \
-             Paginated.",
+            "Web sessions (admin page sign-ins) and MCP sessions, newest first, `kind` `web` or \
+             `mcp`; expired ones only with `includeExpired`. Never shows a token. Paginated.",
             Annotations::READ,
             session_list,
         ),
@@ -45,15 +44,15 @@ pub enum Kind {
 pub struct ListArgs {
     /// Only sessions of this user.
     pub user_id: Option<String>,
-    /// Include expired sessions (default false).
+    /// Include expired sessions.
     #[serde(default)]
     pub include_expired: bool,
     /// Only `web` or only `mcp` sessions.
     pub kind: Option<Kind>,
-    /// Page size (default 100).
-    #[schemars(range(min = 1, max = 1000))]
+    // the page size: the schema's default, minimum and maximum say it all
+    #[schemars(range(min = 1, max = 1000), extend("default" = 100))]
     pub limit: Option<u32>,
-    /// A previous page's `nextCursor`.
+    /// From `nextCursor`.
     pub cursor: Option<String>,
 }
 

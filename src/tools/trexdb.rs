@@ -51,9 +51,9 @@ pub fn tools() -> Vec<Tool> {
         Tool::typed(
             "trexdb-execute-sql",
             "Execute SQL on trexdb",
-            "Run one SQL statement on the engine (never on trex.db). Read-only unless `allowWrite` (enforced by \
-             the engine); Dangerous statements (DDL, ATTACH, PRAGMA writes, ...) also need a key with the \
-             `dangerousSql` scope. At most engine.row_limit rows (`truncated` tells); stopped after \
+            "Run one SQL statement on the engine (never on trex.db): read-only unless \
+             `allowWrite`; Dangerous statements (DDL, ATTACH, PRAGMA writes, ...) also need a key \
+             with the `dangerousSql` scope. At most engine.row_limit rows (`truncated` tells), \
              engine.query_timeout_secs.",
             Annotations {
                 read_only: false,
@@ -225,10 +225,10 @@ pub struct TablesArgs {
     pub database: Option<String>,
     /// Same as `database` (SQLite schemas are databases).
     pub schema: Option<String>,
-    /// Page size (default 100).
-    #[schemars(range(min = 1, max = 1000))]
+    // the page size: the schema's default, minimum and maximum say it all
+    #[schemars(range(min = 1, max = 1000), extend("default" = 100))]
     pub limit: Option<u32>,
-    /// A previous page's `nextCursor`.
+    /// From `nextCursor`.
     pub cursor: Option<String>,
 }
 

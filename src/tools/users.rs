@@ -39,9 +39,9 @@ pub fn tools() -> Vec<Tool> {
         Tool::typed(
             "user-ban",
             "Ban or unban a user",
-            "Ban (`banned: true`, optional `reason` and `expiresAt`) or unban a user. A ban ends the \
-             user's web and MCP sessions and stops their API keys until it is lifted or `expiresAt` \
-             passes. Unbanning clears reason and expiry. You cannot ban yourself.",
+            "Ban or unban a user. A ban ends the user's web and MCP sessions and stops their API \
+             keys until it is lifted or `expiresAt` passes; unbanning clears reason and expiry. \
+             You cannot ban yourself.",
             Annotations::UPDATE,
             user_ban,
         ),
@@ -96,15 +96,15 @@ pub fn tools() -> Vec<Tool> {
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ListArgs {
-    /// Include soft-deleted users (default false).
+    /// Include soft-deleted users.
     #[serde(default)]
     pub include_deleted: bool,
     /// Text to find in name or email; `%` and `_` match literally.
     pub search: Option<String>,
-    /// Page size (default 100).
-    #[schemars(range(min = 1, max = 1000))]
+    // the page size: the schema's default, minimum and maximum say it all
+    #[schemars(range(min = 1, max = 1000), extend("default" = 100))]
     pub limit: Option<u32>,
-    /// A previous page's `nextCursor`.
+    /// From `nextCursor`.
     pub cursor: Option<String>,
 }
 

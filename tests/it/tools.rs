@@ -530,3 +530,23 @@ async fn read_tools_return_what_their_output_schemas_say() {
     }
     assert!(called >= 15, "only {called} read tools called");
 }
+
+/// The admin server's tool list is lean: at most 40% of the 1,445 bytes per tool it took before
+/// output schemas left the default list, descriptions stopped repeating the schemas and defaults
+/// moved into them (issue 17). A tool added with a long description, or a schema that repeats
+/// itself, shows here first.
+#[tokio::test]
+async fn the_default_tool_list_stays_within_40_percent_of_its_old_size() {
+    let s = TestServer::start().await;
+    let mut c = s.client();
+    c.initialize().await;
+    let r = c.rpc("tools/list", json!({})).await;
+    let n = r["result"]["tools"].as_array().unwrap().len();
+    assert!(r["result"]["nextCursor"].is_null(), "one page");
+    let bytes = r["result"].to_string().len();
+    let per_tool = bytes as f64 / n as f64;
+    assert!(
+        per_tool <= 0.40 * 1445.0,
+        "tools/list is {bytes} B for {n} tools = {per_tool:.0} B/tool, over 578 (40% of 1,445)"
+    );
+}
