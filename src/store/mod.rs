@@ -164,6 +164,15 @@ impl Store {
         let path = data_dir.join(STORE_FILE);
         if let Some(url) = c.postgres_url() {
             let manager = pg::Manager::new(url, &c.schema)?;
+            // one connection first, outside the pool: a refused password or an untrusted
+            // certificate is reported as it is, at once (the pool only says it timed out)
+            drop(manager.client().map_err(|e| {
+                Error::Config(format!(
+                    "cannot reach the PostgreSQL store {}: {}",
+                    manager.describe(),
+                    with_causes(&e)
+                ))
+            })?);
             let pool = Pool::builder()
                 .max_size(c.pool_size)
                 .min_idle(Some(1))
@@ -291,6 +300,22 @@ impl Store {
             Pools::Pg(_, m) => Ok(DataVersion(Watch::Pg(m.clone(), RefCell::new(None)))),
         }
     }
+}
+
+/// An error with every cause under it (`error performing TLS handshake: invalid peer
+/// certificate: UnknownIssuer`), for messages people act on.
+fn with_causes(e: &Error) -> String {
+    let mut out = e.to_string();
+    let mut next = match e {
+        Error::Db(StoreError(inner)) => inner.source(),
+        other => std::error::Error::source(other),
+    };
+    while let Some(cause) = next {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    out
 }
 
 impl Pools {

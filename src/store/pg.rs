@@ -282,13 +282,16 @@ fn text(s: &str, ty: &Type, out: &mut BytesMut) -> std::result::Result<IsNull, B
 pub struct Manager {
     config: postgres::Config,
     schema: String,
+    /// `sslrootcert` of the URL: the certificates the server's must chain to.
+    root_cert: Option<std::path::PathBuf>,
 }
 
 impl Manager {
     /// A manager for `url` (`postgres://…`; `sslmode` as libpq spells it) and `schema`, which
     /// must be a plain identifier.
     pub fn new(url: &str, schema: &str) -> Result<Manager> {
-        let config: postgres::Config = url
+        let (url, root_cert) = super::tls::split_root_cert(url)?;
+        let mut config: postgres::Config = url
             .parse()
             .map_err(|e| Error::Config(format!("store.url: {e}")))?;
         if !is_identifier(schema) {
@@ -296,9 +299,14 @@ impl Manager {
                 "store.schema: {schema:?} is not a plain identifier (letters, digits, _)"
             )));
         }
+        if config.get_application_name().is_none() {
+            // pg_stat_activity tells the store's connections apart (and which schema)
+            config.application_name(&format!("trex {schema}"));
+        }
         Ok(Manager {
             config,
             schema: schema.to_owned(),
+            root_cert,
         })
     }
 
@@ -336,7 +344,7 @@ impl Manager {
 
     /// A new client outside the pool (the invalidation listener).
     pub fn client(&self) -> Result<postgres::Client> {
-        let mut client = super::tls::connect(&self.config)?;
+        let mut client = super::tls::connect(&self.config, self.root_cert.as_deref())?;
         client.batch_execute(&format!("SET search_path TO \"{}\"", self.schema))?;
         Ok(client)
     }

@@ -565,3 +565,64 @@ async fn a_node_resumes_only_the_pipelines_whose_replica_it_holds() {
     drop((n2, n1));
     drop_schema(&schema).await;
 }
+
+/// The test CA of `.ci/run`'s PostgreSQL TLS set-up (`ssl_cert_file` is signed by it).
+const TEST_CA: &str = "/var/lib/postgresql/trex-test-tls/ca.crt";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_reaches_postgresql_over_tls_and_checks_its_certificate() {
+    if !postgres_or_skip("store over TLS").await {
+        return;
+    }
+    assert!(
+        std::path::Path::new(TEST_CA).exists(),
+        "{TEST_CA} missing: run the PostgreSQL TLS step of .ci/run (a test CA and a certificate for 127.0.0.1)"
+    );
+    let schema = format!("n_{}", trex::util::random_hex(6));
+    let url =
+        format!("postgres://postgres@127.0.0.1:5432/test?sslmode=require&sslrootcert={TEST_CA}");
+    let (u, sc) = (url.clone(), schema.clone());
+    let s = TestServer::start_with(
+        move |c| {
+            c.store.url = u.clone();
+            c.store.schema = sc.clone();
+        },
+        |s| s,
+    )
+    .await;
+    let mut c = s.client();
+    c.initialize().await;
+    c.call_ok("user-list", json!({})).await;
+    // every connection of this store is encrypted (PostgreSQL's own view)
+    let (client, conn) = tokio_postgres::connect(TEST_STORE_DB, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let row = client
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a
+             JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = $1",
+            &[&format!("trex {schema}")],
+        )
+        .await
+        .unwrap();
+    let (all, tls): (i64, i64) = (row.get(0), row.get(1));
+    assert!(all >= 1, "no connection of the store seen");
+    assert_eq!(all, tls, "a store connection without TLS");
+    drop(s);
+    // the certificate is checked: the Mozilla roots do not vouch for the test CA
+    let mut config = trex::Config::load(None, std::iter::empty(), &Default::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    config.store.data_dir = dir.path().to_path_buf();
+    config.store.url = "postgres://postgres@127.0.0.1:5432/test?sslmode=require".into();
+    config.store.schema = schema.clone();
+    let err = trex::App::open(config)
+        .await
+        .err()
+        .expect("an unknown issuer is refused");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    drop_schema(&schema).await;
+}
