@@ -330,13 +330,7 @@ async fn main() -> Result<()> {
                 &["serve", "--data-dir", &d, "--listen", "127.0.0.1:0"],
                 &env,
             )?;
-            let a: SocketAddr = scan(c.stderr.take().unwrap(), |l| {
-                l.split("listening on ")
-                    .nth(1)
-                    .map(|r| r.split_whitespace().next().unwrap().to_string())
-            })
-            .context("a joining node did not start")?
-            .parse()?;
+            let a = listening(&mut c).context("a joining node did not start")?;
             addrs.push(a);
             extra_nodes.push((c, dir));
         }
@@ -558,6 +552,18 @@ fn per_call(before: Option<u64>, after: Option<u64>, calls: u64) -> String {
     }
 }
 
+/// The address a `trex serve` child logs that it listens on.
+fn listening(child: &mut Child) -> Result<SocketAddr> {
+    let addr = scan(child.stderr.take().context("no stderr")?, |l| {
+        l.split("listening on ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .map(str::to_string)
+    })
+    .context("no `listening on` line")?;
+    Ok(addr.parse()?)
+}
+
 /// True for a tools/call answer that is not an error.
 fn tool_ok(b: &[u8]) -> bool {
     const OK: &[u8] = b"\"isError\":false";
@@ -633,13 +639,7 @@ async fn start_trex(
     )?;
     let trex_pid = trex.id();
     let mut trex = trex;
-    let addr: SocketAddr = scan(trex.stderr.take().unwrap(), |l| {
-        l.split("listening on ")
-            .nth(1)
-            .map(|r| r.split_whitespace().next().unwrap().to_string())
-    })
-    .context("trex did not start")?
-    .parse()?;
+    let addr = listening(&mut trex).context("trex did not start")?;
     let mut probe = connect(addr).await?;
     let ready_ms = loop {
         let req = hyper::Request::get("/readyz")

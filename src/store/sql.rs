@@ -371,6 +371,27 @@ impl<'a> Conn<'a> {
         &self,
         sql: &str,
         params: P,
+        f: impl FnMut(&Row<'_>) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        self.rows(sql, params, usize::MAX, f)
+    }
+
+    /// The first row of a query, or `None`.
+    pub fn query_opt<T, P: Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnMut(&Row<'_>) -> Result<T>,
+    ) -> Result<Option<T>> {
+        Ok(self.rows(sql, params, 1, f)?.into_iter().next())
+    }
+
+    /// At most `limit` rows of a query, each turned into a `T` by `f`.
+    fn rows<T, P: Params>(
+        &self,
+        sql: &str,
+        params: P,
+        limit: usize,
         mut f: impl FnMut(&Row<'_>) -> Result<T>,
     ) -> Result<Vec<T>> {
         counted();
@@ -380,39 +401,16 @@ impl<'a> Conn<'a> {
                 let mut st = c.prepare_cached(sql)?;
                 let mut rows = st.query(rusqlite::params_from_iter(lite_params(&values)))?;
                 let mut out = Vec::new();
-                while let Some(r) = rows.next()? {
+                while out.len() < limit
+                    && let Some(r) = rows.next()?
+                {
                     out.push(f(&Row::Lite(r))?);
                 }
                 Ok(out)
             }
             Db::Pg(c) => {
                 let rows = c.borrow_mut().query(sql, &values)?;
-                rows.iter().map(|r| f(&Row::Pg(r))).collect()
-            }
-        }
-    }
-
-    /// The first row of a query, or `None`.
-    pub fn query_opt<T, P: Params>(
-        &self,
-        sql: &str,
-        params: P,
-        mut f: impl FnMut(&Row<'_>) -> Result<T>,
-    ) -> Result<Option<T>> {
-        counted();
-        let values = params.values();
-        match &self.0 {
-            Db::Lite(c) => {
-                let mut st = c.prepare_cached(sql)?;
-                let mut rows = st.query(rusqlite::params_from_iter(lite_params(&values)))?;
-                match rows.next()? {
-                    Some(r) => Ok(Some(f(&Row::Lite(r))?)),
-                    None => Ok(None),
-                }
-            }
-            Db::Pg(c) => {
-                let rows = c.borrow_mut().query(sql, &values)?;
-                rows.first().map(|r| f(&Row::Pg(r))).transpose()
+                rows.iter().take(limit).map(|r| f(&Row::Pg(r))).collect()
             }
         }
     }

@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{
-    Client, SseReader, TEST_STORE_DB, TestServer, postgres_or_skip, require_mcpkit,
-};
+use crate::common::{Client, SseReader, TEST_STORE_DB, TestServer, postgres_or_skip};
 
 /// max_sessions of the first test's nodes.
 const CAP: usize = 6;
@@ -311,27 +309,10 @@ async fn the_python_sdk_runs_a_session_through_a_round_robin_proxy_over_three_no
     let (n1, schema) = first_node(100).await;
     let (n2, n3) = (n1.join().await, n1.join().await);
     let (proxy, counts) = round_robin(vec![n1.addr, n2.addr, n3.addr]).await;
-    let python = require_mcpkit().join("venv-mcp1/bin/python");
-    let script = format!(
-        "{}/tests/python/sdk_many_calls.py",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    // one session of the SDK 1.x, 60 tool calls, every one through the proxy
     let url = format!("http://{proxy}/trex/mcp");
-    let key = n1.key.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(python)
-            .args([&script, &url, &key, "60"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("OK 60 calls"),
-        "python client failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::python_sdk::run_script_with("venv-mcp1", "sdk_many_calls.py", &n1, url, &["60".into()])
+        .await;
     let per_node: Vec<usize> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
     eprintln!("requests per node through the proxy: {per_node:?}");
     assert!(

@@ -19,7 +19,13 @@ async fn run_script(venv: &str, script: &str, s: &TestServer, url: String) {
 }
 
 /// [`run_script`] with more arguments after the key.
-async fn run_script_with(venv: &str, script: &str, s: &TestServer, url: String, extra: &[String]) {
+pub(crate) async fn run_script_with(
+    venv: &str,
+    script: &str,
+    s: &TestServer,
+    url: String,
+    extra: &[String],
+) {
     let python = require_mcpkit().join(venv).join("bin/python");
     assert!(
         python.exists(),
