@@ -110,30 +110,34 @@ impl<T: Param> Param for Option<T> {
     }
 }
 
+/// The values of one statement's parameters (on the stack for up to eight: no allocation on
+/// the hot path's point reads).
+pub type Values<'a> = smallvec::SmallVec<[Value<'a>; 8]>;
+
 /// The parameters of one statement.
 pub trait Params {
-    fn values(&self) -> Vec<Value<'_>>;
+    fn values(&self) -> Values<'_>;
 }
 
 impl Params for &[&dyn Param] {
-    fn values(&self) -> Vec<Value<'_>> {
+    fn values(&self) -> Values<'_> {
         self.iter().map(|p| p.value()).collect()
     }
 }
 impl Params for [&dyn Param; 0] {
-    fn values(&self) -> Vec<Value<'_>> {
-        Vec::new()
+    fn values(&self) -> Values<'_> {
+        Values::new()
     }
 }
 impl Params for () {
-    fn values(&self) -> Vec<Value<'_>> {
-        Vec::new()
+    fn values(&self) -> Values<'_> {
+        Values::new()
     }
 }
 macro_rules! array_params {
     ($($n:literal),*) => {$(
         impl<T: Param> Params for [T; $n] {
-            fn values(&self) -> Vec<Value<'_>> {
+            fn values(&self) -> Values<'_> {
                 self.iter().map(|p| p.value()).collect()
             }
         }
