@@ -108,10 +108,11 @@ impl PgConn {
         if let Some(s) = self.stmts.get(sql) {
             return Ok(s.clone());
         }
-        let st = self
-            .client()
-            .prepare(&dollar_params(sql))
-            .map_err(|e| db_err(format!("{e} in: {sql}")).with_source_of(e))?;
+        let st = self.client().prepare(&dollar_params(sql)).map_err(|e| {
+            // the driver's error is kept (a duplicate is still recognised); the SQL is logged
+            tracing::debug!("{e} in: {sql}");
+            Error::from(e)
+        })?;
         if self.stmts.len() > 512 {
             self.stmts.clear();
         }
@@ -134,18 +135,6 @@ impl PgConn {
     /// Runs a batch (one round trip); transactions' BEGIN and COMMIT count as statements.
     pub(super) fn batch(&mut self, sql: &str) -> Result<()> {
         Ok(self.client().batch_execute(sql)?)
-    }
-}
-
-trait WithSource {
-    fn with_source_of(self, e: postgres::Error) -> Error;
-}
-impl WithSource for Error {
-    /// Keeps the driver's error (so a duplicate is still recognised) when the statement failed
-    /// to prepare; the text with the SQL goes to the log.
-    fn with_source_of(self, e: postgres::Error) -> Error {
-        tracing::debug!("{self}");
-        Error::from(e)
     }
 }
 

@@ -116,7 +116,8 @@ pub fn by_name(conn: &Conn<'_>, name: &str) -> Result<Option<Pipeline>> {
 
 /// Every pipeline, by name.
 pub fn list(conn: &Conn<'_>) -> Result<Vec<Pipeline>> {
-    let mut st = conn.prepare(&format!("SELECT {COLUMNS} FROM pipelines ORDER BY name"))?;
+    let sql = format!("SELECT {COLUMNS} FROM pipelines ORDER BY name");
+    let mut st = conn.prepare(&sql)?;
     let rows = st.query_map([], from_row)?;
     Ok(rows)
 }

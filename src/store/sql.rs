@@ -269,33 +269,33 @@ pub(super) fn db_err(msg: impl Into<String>) -> Error {
 /// connection's).
 pub struct Stmt<'c, 'a> {
     conn: &'c Conn<'a>,
-    sql: String,
+    sql: &'c str,
 }
 
 impl Stmt<'_, '_> {
     pub fn execute<P: Params>(&mut self, params: P) -> Result<usize> {
-        self.conn.execute(&self.sql, params)
+        self.conn.execute(self.sql, params)
     }
     pub fn query_row<T, P: Params>(
         &mut self,
         params: P,
         f: impl FnMut(&Row<'_>) -> Result<T>,
     ) -> Result<T> {
-        self.conn.query_row(&self.sql, params, f)
+        self.conn.query_row(self.sql, params, f)
     }
     pub fn query_opt<T, P: Params>(
         &mut self,
         params: P,
         f: impl FnMut(&Row<'_>) -> Result<T>,
     ) -> Result<Option<T>> {
-        self.conn.query_opt(&self.sql, params, f)
+        self.conn.query_opt(self.sql, params, f)
     }
     pub fn query_map<T, P: Params>(
         &mut self,
         params: P,
         f: impl FnMut(&Row<'_>) -> Result<T>,
     ) -> Result<Vec<T>> {
-        self.conn.query_map(&self.sql, params, f)
+        self.conn.query_map(self.sql, params, f)
     }
 }
 
@@ -337,15 +337,12 @@ impl<'a> Conn<'a> {
     }
 
     /// A statement, for callers that run it more than once.
-    pub fn prepare_cached(&self, sql: &str) -> Result<Stmt<'_, 'a>> {
-        Ok(Stmt {
-            conn: self,
-            sql: sql.to_owned(),
-        })
+    pub fn prepare_cached<'c>(&'c self, sql: &'c str) -> Result<Stmt<'c, 'a>> {
+        Ok(Stmt { conn: self, sql })
     }
 
     /// Same as [`prepare_cached`](Self::prepare_cached).
-    pub fn prepare(&self, sql: &str) -> Result<Stmt<'_, 'a>> {
+    pub fn prepare<'c>(&'c self, sql: &'c str) -> Result<Stmt<'c, 'a>> {
         self.prepare_cached(sql)
     }
 
