@@ -108,6 +108,10 @@ pub async fn register(app: &Arc<App>, listen: &str) -> Result<String> {
                     }
                     // plugins installed or removed by another process (the CLI) go live here
                     crate::ops::plugins::publish(&app2).await;
+                    // pipelines stopped, deleted or orphaned by a dead node, on a shared store
+                    if app2.store.backend() == crate::store::Backend::Postgres {
+                        crate::ops::pipelines::reconcile(&app2).await;
+                    }
                 }
                 _ = app2.shutdown.cancelled() => {
                     let id = id2.clone();
@@ -144,6 +148,12 @@ pub async fn all_services(app: &App) -> Result<Vec<crate::ops::services::Service
         }));
     }
     Ok(out)
+}
+
+/// Whether node `n` has sent no heartbeat for 12 beats of `hb` seconds (stopped or not: a node
+/// restarted within that time keeps its work).
+pub fn silent(n: &Node, hb: u64, now: i64) -> bool {
+    now - n.heartbeat_ms > 12 * (hb * 1000) as i64
 }
 
 fn state_of(n: &Node, hb: u64, now: i64) -> &'static str {

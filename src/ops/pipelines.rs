@@ -6,8 +6,9 @@
 //! caller's error and not a pipeline left in `error`. A pipeline is a row in `trex.db` (its id,
 //! settings, whether it is wanted running) and, while it runs, a service `etl:<name>` of this
 //! node; a stopped one keeps its row and checkpoint and resumes from it; the server resumes
-//! every pipeline that was running when it stopped, `kill -9` included. The mechanics are
-//! [`crate::pipelines`].
+//! every pipeline that was running when it stopped, `kill -9` included. On a store shared by
+//! several nodes a pipeline runs on one node; when that node dies, another takes it over
+//! ([`reconcile`]). The mechanics are [`crate::pipelines`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -160,17 +161,23 @@ async fn run_of(app: &Arc<App>, p: &Pipeline) -> Result<Run> {
         target: crate::engine::paths::main_file(&app.config),
         live: Arc::new(Live::default()),
         cancel: tokio_util::sync::CancellationToken::new(),
+        adopted: false,
     })
 }
 
-/// Launches a run; its end is written to the row.
+/// This node's id, or "" when it has none (`ended` then writes any row).
+fn node_of(app: &App) -> String {
+    app.node.get().cloned().unwrap_or_default()
+}
+
+/// Launches a run; its end is written to the row (unless another node has taken it over).
 fn launch(app: &Arc<App>, run: Run) {
     let store = app.store.clone();
-    let id = run.id.clone();
+    let (id, me) = (run.id.clone(), node_of(app));
     pipelines::launch(app, run, move |state, error| {
         Box::pin(async move {
             let _ = store
-                .write(move |c| store::ended(c, &id, state, error.as_deref()))
+                .write(move |c| store::ended(c, &id, state, error.as_deref(), &me))
                 .await;
         })
     });
@@ -738,11 +745,11 @@ pub async fn resume_all(app: &Arc<App>) {
                 launch(app, run);
             }
             Err(e) => {
-                let (id, msg) = (p.id.clone(), format!("not resumed: {e}"));
+                let (id, msg, me) = (p.id.clone(), format!("not resumed: {e}"), node_of(app));
                 tracing::warn!(pipeline = %p.name, "{msg}");
                 let _ = app
                     .store
-                    .write(move |c| store::ended(c, &id, "error", Some(&msg)))
+                    .write(move |c| store::ended(c, &id, "error", Some(&msg), &me))
                     .await;
             }
         }
@@ -753,4 +760,100 @@ pub async fn resume_all(app: &Arc<App>) {
 pub async fn of_database(app: &App, id: &str) -> Result<Vec<String>> {
     let id = id.to_string();
     app.store.run(move |c| store::of_database(c, &id)).await
+}
+
+/// What one node does with the pipelines of a shared store at each heartbeat (a PostgreSQL
+/// store; the one node of a SQLite store owns them all):
+///
+/// - one that runs here but whose row was deleted, stopped or taken over by another node
+///   (`etl-delete-pipeline`, `etl-stop-pipeline` called on another node, or this node was
+///   thought dead) is stopped here at a safe point; its row is not written;
+/// - one wanted running whose node is dead (no heartbeat for 12 beats, stopped or not: a
+///   node restarted sooner keeps its pipelines) is taken over: claimed by one conditional write (of several nodes trying, one wins), its
+///   stale replica here forgotten, and started. trexdb is node-local, so the replica the dead
+///   node held stays there: a copy mode copies the source again into this node's trexdb and
+///   streams from there; `cdc_only` continues from the position its slot holds (the last one
+///   the dead node confirmed), so the changes made while no node ran it are not lost.
+///   Audited as `etl-takeover-pipeline` by `system:pipeline-takeover`.
+pub async fn reconcile(app: &Arc<App>) {
+    let Some(me) = app.node.get().cloned() else {
+        return;
+    };
+    let running = app.pipelines.ids();
+    let found = app
+        .store
+        .run(|c| Ok((store::list(c)?, crate::store::nodes::list(c)?)))
+        .await;
+    let (rows, nodes) = match found {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!("pipelines not reconciled: {e}");
+            return;
+        }
+    };
+    for id in running {
+        let keep = rows
+            .iter()
+            .any(|p| p.id == id && p.desired == "running" && p.node.as_deref() == Some(&me));
+        if !keep {
+            tracing::info!(pipeline = %id, "stopping here: deleted, stopped or taken over on another node");
+            app.pipelines.stop(&id, STOP_GRACE).await;
+        }
+    }
+    let (hb, now) = (app.config.cluster.heartbeat_secs, crate::util::now_ms());
+    // a node this store never saw is left alone, and one without a node is resumed by the
+    // next node to start (resume_all)
+    let dead = |node: &Option<String>| match node {
+        Some(n) if n != &me => nodes
+            .iter()
+            .find(|x| &x.id == n)
+            .is_some_and(|x| crate::ops::cluster::silent(x, hb, now)),
+        _ => false,
+    };
+    for p in rows
+        .into_iter()
+        .filter(|p| p.desired == "running" && !app.pipelines.is_running(&p.id) && dead(&p.node))
+    {
+        if let Err(e) = take_over(app, &p, &me).await {
+            tracing::warn!(pipeline = %p.name, "not taken over: {e}");
+        }
+    }
+}
+
+/// Claims pipeline `p` of a dead node for node `me` and starts it (see [`reconcile`]).
+async fn take_over(app: &Arc<App>, p: &Pipeline, me: &str) -> Result<()> {
+    let actor = Actor::system("pipeline-takeover");
+    let args = json!({"name": p.name, "from": p.node, "to": me});
+    let (id, from, to) = (p.id.clone(), p.node.clone(), me.to_string());
+    let claimed = app
+        .store
+        .write(move |c| store::claim(c, &id, from.as_deref(), &to))
+        .await?;
+    if !claimed {
+        return Ok(());
+    }
+    audited(app, &actor, "etl-takeover-pipeline", args, async {
+        tracing::warn!(pipeline = %p.name, from = ?p.node, "taking over the pipeline of a dead node");
+        let (path, id) = (crate::engine::paths::main_file(&app.config), p.id.clone());
+        tokio::task::spawn_blocking(move || target::forget(&path, &id, true))
+            .await
+            .map_err(|e| Error::Other(format!("internal: {e}")))?
+            .map_err(|e| Error::Other(format!("forgetting the stale replica: {e}")))?;
+        let mut run = match run_of(app, p).await {
+            Ok(r) => r,
+            Err(e) => {
+                let (id, msg, me) = (p.id.clone(), format!("not taken over: {e}"), me.to_string());
+                let _ = app
+                    .store
+                    .write(move |c| store::ended(c, &id, "error", Some(&msg), &me))
+                    .await;
+                return Err(e);
+            }
+        };
+        run.adopted = true;
+        launch(app, run);
+        Ok(format!("Pipeline '{}' taken over", p.name))
+    })
+    .await
+    .map(|_| ())
 }

@@ -163,6 +163,11 @@ pub struct Run {
     pub target: PathBuf,
     pub live: Arc<Live>,
     pub cancel: CancellationToken,
+    /// Taken over from a node that died (a shared store): a `cdc_only` PostgreSQL pipeline
+    /// with no checkpoint here continues from the position its slot holds (the last one the
+    /// dead node confirmed) instead of making a new slot, so no change made while no node ran
+    /// it is lost.
+    pub adopted: bool,
 }
 
 /// How a run ended without an error.
@@ -223,6 +228,11 @@ impl Running {
     }
 
     /// How many pipelines run here.
+    /// The ids of the pipelines running here.
+    pub fn ids(&self) -> Vec<String> {
+        self.all.lock().unwrap().keys().cloned().collect()
+    }
+
     pub fn count(&self) -> usize {
         self.all.lock().unwrap().len()
     }

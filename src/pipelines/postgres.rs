@@ -401,7 +401,38 @@ pub async fn drop_slot(client: &Client, slot: &str) -> Result<(), String> {
     Err(format!("replication slot {slot} stays in use"))
 }
 
-/// Runs the pipeline: a fresh start (copy and/or slot), or a resume from the checkpoint.
+/// The position slot `slot` was last confirmed at, once no session holds it (a session of
+/// the node that ran it before is ended), or `None` if there is no such slot.
+async fn release_slot(client: &Client, slot: &str) -> Result<Option<u64>, Fail> {
+    for attempt in 0..20 {
+        let row = client
+            .query_opt(
+                "SELECT active, active_pid, confirmed_flush_lsn::text FROM pg_replication_slots
+                 WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .map_err(|e| pg_fail("reading the replication slots", e))?;
+        let Some(row) = row else { return Ok(None) };
+        let (active, pid, lsn): (bool, Option<i32>, Option<String>) =
+            (row.get(0), row.get(1), row.get(2));
+        if !active {
+            return Ok(lsn.and_then(|l| Lsn::parse(&l).ok()).map(|l| l.0));
+        }
+        if attempt >= 5 {
+            let _ = client
+                .execute("SELECT pg_terminate_backend($1)", &[&pid])
+                .await;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err(Fail::Transient(format!(
+        "replication slot {slot} stays in use"
+    )))
+}
+
+/// Runs the pipeline: a fresh start (copy and/or slot), a resume from the checkpoint, or (taken
+/// over from a dead node) a `cdc_only` stream from where its slot was confirmed.
 pub async fn run(run: &Run, t: &Target) -> Result<Outcome, Fail> {
     let client = connect(t).await?;
     let wanted = catalog(&client, run).await?;
@@ -411,6 +442,7 @@ pub async fn run(run: &Run, t: &Target) -> Result<Outcome, Fail> {
         Ok((target::checkpoint(&c, &id)?, target::owned(&c, &id)?))
     })
     .await?;
+    let had_checkpoint = cp.is_some();
     if let Some(cp) = cp.filter(|c| c.phase == "streaming" && run.mode.streams()) {
         for spec in &owned {
             let now: Option<&TableSpec> = wanted
@@ -462,6 +494,26 @@ pub async fn run(run: &Run, t: &Target) -> Result<Outcome, Fail> {
             .map_err(|e| wire_fail("replication", e))?;
         let applier = new_applier(run, owned, &cp).await?;
         return stream(run, repl, applier, cp.position).await;
+    }
+
+    // taken over from a dead node: a cdc_only pipeline continues from its slot's position
+    if run.adopted
+        && !had_checkpoint
+        && run.mode == crate::pipelines::Mode::CdcOnly
+        && let Some(at) = release_slot(&client, &run.slot).await?
+    {
+        prepare(run, &wanted, "streaming", at).await?;
+        drop(client);
+        let cp = Checkpoint {
+            phase: "streaming".into(),
+            position: at,
+            rows: 0,
+        };
+        let repl = ReplicationClient::connect(repl_config(run, t, at))
+            .await
+            .map_err(|e| wire_fail("replication", e))?;
+        let applier = new_applier(run, wanted, &cp).await?;
+        return stream(run, repl, applier, at).await;
     }
 
     // a fresh start: no checkpoint, an interrupted copy, or a finished copy_only run again

@@ -1,6 +1,7 @@
 //! The `pipelines` table (schema v10): each ETL/CDC pipeline's settings, whether it is wanted
-//! running, and its last known state and error. Checkpoints live with the replica (trexdb),
-//! not here.
+//! running, which node runs it (`node`; on a shared store another node [`claim`]s it when
+//! that node dies), and its last known state and error. Checkpoints live with the replica
+//! (trexdb, node-local), not here.
 
 use crate::params;
 
@@ -163,13 +164,27 @@ pub fn set_desired(conn: &Conn<'_>, p: &Pipeline) -> Result<()> {
     Ok(())
 }
 
-/// Records how a pipeline's run ended (`desired` becomes `stopped` when it ended by itself).
-pub fn ended(conn: &Conn<'_>, id: &str, state: &str, error: Option<&str>) -> Result<()> {
+/// Records how a pipeline's run on node `me` ended (`desired` becomes `stopped` when it ended
+/// by itself). A row another node has taken over since is left alone (`me` empty: any row).
+pub fn ended(conn: &Conn<'_>, id: &str, state: &str, error: Option<&str>, me: &str) -> Result<()> {
     conn.execute(
-        "UPDATE pipelines SET state = ?2, error = ?3, desired = 'stopped', updated_at = ?4 WHERE id = ?1",
-        params![id, state, error, crate::util::now_rfc3339()],
+        "UPDATE pipelines SET state = ?2, error = ?3, desired = 'stopped', updated_at = ?4
+         WHERE id = ?1 AND (?5 = '' OR COALESCE(node, '') IN ('', ?5))",
+        params![id, state, error, crate::util::now_rfc3339(), me],
     )?;
     Ok(())
+}
+
+/// Takes pipeline `id` over for node `me` from node `from` (`None`: no node), if it is still
+/// wanted running and still `from`'s: one conditional write, so of several nodes trying at
+/// once exactly one gets it. True if this call took it.
+pub fn claim(conn: &Conn<'_>, id: &str, from: Option<&str>, me: &str) -> Result<bool> {
+    let n = conn.execute(
+        "UPDATE pipelines SET node = ?3, state = 'starting', error = NULL, updated_at = ?4
+         WHERE id = ?1 AND desired = 'running' AND COALESCE(node, '') = ?2",
+        params![id, from.unwrap_or(""), me, crate::util::now_rfc3339()],
+    )?;
+    Ok(n == 1)
 }
 
 /// Deletes a pipeline row.

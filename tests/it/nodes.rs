@@ -1,8 +1,9 @@
 //! Several trex nodes on one PostgreSQL control store (whichever store the matrix runs the rest
 //! of the suite on): a session opened on one node goes on through the others, a key revoked or
 //! a session ended on one is refused by every node within a second, the session caps count all
-//! nodes together, and the official Python SDK runs a session through a round-robin proxy in
-//! front of three nodes without a failed call.
+//! nodes together, the official Python SDK runs a session through a round-robin proxy in
+//! front of three nodes without a failed call, and the pipelines of a node killed with
+//! `kill -9` are taken over by exactly one other node.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -605,5 +606,258 @@ async fn the_store_reaches_postgresql_over_tls_and_checks_its_certificate() {
         err.to_string().to_lowercase().contains("certificate"),
         "{err}"
     );
+    drop_schema(&schema).await;
+}
+
+/// The ids in replica table `t` of trexdb file `main`, in order.
+fn replica_ids(main: &std::path::Path, t: &str) -> Vec<i64> {
+    let c = rusqlite::Connection::open(main).unwrap();
+    let mut st = c
+        .prepare(&format!(
+            "SELECT CAST(id AS INTEGER) FROM \"{t}\" ORDER BY 1"
+        ))
+        .unwrap();
+    st.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pipeline_whose_node_is_killed_is_taken_over_by_exactly_one_other_node() {
+    if !postgres_or_skip("pipeline takeover").await {
+        return;
+    }
+    let pg = crate::databases::pg_admin().await;
+    let s = format!("etl_{}", trex::util::random_hex(4));
+    pg.batch_execute(&format!(
+        "CREATE SCHEMA {s};
+         CREATE TABLE {s}.orders (id bigserial PRIMARY KEY, qty int NOT NULL);
+         CREATE TABLE {s}.events (id bigserial PRIMARY KEY, what text NOT NULL);
+         INSERT INTO {s}.orders (qty) SELECT g FROM generate_series(1, 100) g;
+         CREATE PUBLICATION {s}_copy FOR TABLE {s}.orders;
+         CREATE PUBLICATION {s}_feed FOR TABLE {s}.events;"
+    ))
+    .await
+    .unwrap();
+    let insert = |table: &'static str, n: usize| {
+        let (pg, s) = (&pg, s.clone());
+        async move {
+            let col = if table == "orders" { "qty" } else { "what" };
+            let val = if table == "orders" { "1" } else { "'e'" };
+            for _ in 0..n {
+                pg.execute(
+                    &format!("INSERT INTO {s}.{table} ({col}) VALUES ({val})"),
+                    &[],
+                )
+                .await
+                .unwrap();
+            }
+        }
+    };
+    let schema = format!("n_{}", trex::util::random_hex(6));
+    let env = [
+        ("TREX_STORE_URL", TEST_STORE_DB),
+        ("TREX_STORE_SCHEMA", schema.as_str()),
+        ("TREX_CLUSTER_HEARTBEAT_SECS", "1"),
+    ];
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let path = |i: usize| dirs[i].path().to_str().unwrap().to_string();
+    let mut first = crate::cli::serve_with(&path(0), &env);
+    let key = first.key();
+    for d in &dirs[1..] {
+        std::fs::copy(
+            dirs[0].path().join("master.key"),
+            d.path().join("master.key"),
+        )
+        .unwrap();
+    }
+    let others: Vec<crate::cli::Served> = (1..3)
+        .map(|i| crate::cli::serve_with(&path(i), &env))
+        .collect();
+    let client = |addr: &str| Client::new(&format!("http://{addr}/trex/mcp"), Some(&key));
+    let mut c1 = client(&first.addr);
+    c1.initialize().await;
+    c1.call_ok(
+        "database-create",
+        json!({"id": "src", "host": "127.0.0.1", "port": 5432, "databaseName": "test"}),
+    )
+    .await;
+    c1.call_ok(
+        "database-credential-save",
+        json!({"databaseId": "src", "username": "postgres", "password": "trust"}),
+    )
+    .await;
+    for (name, mode, publication) in [
+        ("shop", "copy_and_cdc", format!("{s}_copy")),
+        ("feed", "cdc_only", format!("{s}_feed")),
+    ] {
+        c1.call_ok(
+            "etl-start-pipeline",
+            json!({"name": name, "databaseId": "src", "mode": mode, "publication": publication,
+                   "batchTimeoutMs": 100, "retryDelayMs": 300}),
+        )
+        .await;
+    }
+    let id1 = std::fs::read_to_string(dirs[0].path().join("node.id")).unwrap();
+    let id1 = id1.trim();
+    let mut c2 = client(&others[0].addr);
+    c2.initialize().await;
+    let listed = |c: &Client| {
+        let c = c.clone();
+        async move {
+            let l = c.call_ok("etl-list-pipelines", json!({})).await;
+            l["pipelines"].as_array().unwrap().clone()
+        }
+    };
+    // both stream on node 1, which holds their replica
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !listed(&c1)
+        .await
+        .iter()
+        .all(|p| p["state"] == "streaming" && p["node"] == id1)
+    {
+        assert!(Instant::now() < deadline, "{:?}", listed(&c1).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    insert("orders", 20).await;
+    insert("events", 20).await;
+    let main1 = dirs[0].path().join("data").join("main.db");
+    let (orders, events) = (format!("{s}__orders"), format!("{s}__events"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while crate::pipelines::replica_count(&main1, &orders) != 120
+        || crate::pipelines::replica_count(&main1, &events) != 20
+    {
+        assert!(Instant::now() < deadline, "node 1 never caught up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // kill -9 node 1; the source goes on changing while no node runs the pipelines
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let killed = Instant::now();
+    insert("orders", 30).await;
+    insert("events", 10).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let moved = loop {
+        let l = listed(&c2).await;
+        if l.iter()
+            .all(|p| p["state"] == "streaming" && p["node"] != id1)
+        {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "never taken over: {l:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!("taken over {:?} after the kill", killed.elapsed());
+    insert("orders", 10).await;
+    insert("events", 5).await;
+    // each pipeline went to exactly one node, whose replica has every row once
+    let owner = |name: &str| {
+        let node = moved.iter().find(|p| p["name"] == name).unwrap()["node"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let i = (1..3)
+            .find(|&i| {
+                std::fs::read_to_string(dirs[i].path().join("node.id"))
+                    .unwrap()
+                    .trim()
+                    == node
+            })
+            .expect("owned by a live node");
+        dirs[i].path().join("data").join("main.db")
+    };
+    let (shop_main, feed_main) = (owner("shop"), owner("feed"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = replica_ids(&shop_main, &orders);
+        let e = replica_ids(&feed_main, &events);
+        // copy_and_cdc copied the source again into its new node's trexdb: all 160 rows, once
+        // cdc_only went on from its slot: the 15 changes since the kill are there, none twice
+        if o == (1..=160).collect::<Vec<i64>>() && e.ends_with(&(21..=35).collect::<Vec<i64>>()) {
+            assert!(e.windows(2).all(|w| w[1] == w[0] + 1), "{e:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas never converged: orders {o:?} events {e:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (i, d) in dirs.iter().enumerate().skip(1) {
+        let main = d.path().join("data").join("main.db");
+        if main != shop_main {
+            assert_eq!(
+                crate::pipelines::replica_count(&main, &orders),
+                0,
+                "node {i} has no copy"
+            );
+        }
+    }
+    // each takeover audited once, by the one node that won it
+    let taken: i64 = pg
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM \"{schema}\".audit_log WHERE tool = 'etl-takeover-pipeline' AND outcome = 'ok'"
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(taken, 2);
+
+    // a stop called on a node that does not run the pipeline stops it where it runs
+    let shop_node = moved.iter().find(|p| p["name"] == "shop").unwrap()["node"].clone();
+    let other = (1..3)
+        .find(|&i| {
+            std::fs::read_to_string(dirs[i].path().join("node.id"))
+                .unwrap()
+                .trim()
+                != shop_node
+        })
+        .unwrap();
+    let mut c3 = client(&others[other - 1].addr);
+    c3.initialize().await;
+    c3.call_ok("etl-stop-pipeline", json!({"name": "shop"}))
+        .await;
+    let slot = moved.iter().find(|p| p["name"] == "shop").unwrap()["slot"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let active: bool = pg
+            .query_one(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if !active {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the owner never stopped it");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for name in ["shop", "feed"] {
+        c2.call_ok(
+            "etl-delete-pipeline",
+            json!({"name": name, "dropTables": true}),
+        )
+        .await;
+    }
+    for mut o in others {
+        o.child.kill().unwrap();
+        o.child.wait().unwrap();
+    }
+    let _ = pg
+        .batch_execute(&format!(
+            "DROP PUBLICATION IF EXISTS {s}_copy; DROP PUBLICATION IF EXISTS {s}_feed;
+             DROP SCHEMA IF EXISTS {s} CASCADE;"
+        ))
+        .await;
     drop_schema(&schema).await;
 }

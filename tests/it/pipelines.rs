@@ -754,7 +754,7 @@ async fn postgres_pipeline_errors_are_clear_and_a_quoted_password_works() {
 }
 
 /// Rows of the replica table `t` (0 while it does not exist yet).
-fn replica_count(main: &std::path::Path, t: &str) -> i64 {
+pub(crate) fn replica_count(main: &std::path::Path, t: &str) -> i64 {
     rusqlite::Connection::open(main)
         .and_then(|c| c.query_row(&format!("SELECT count(*) FROM \"{t}\""), [], |r| r.get(0)))
         .unwrap_or(0)
