@@ -1,4 +1,8 @@
-//! The `trex` binary: parse the command line and hand over to the library.
+//! The `trex` binary: parse the command line and hand over to the library. Its allocator is
+//! mimalloc: with glibc's, `malloc` and `free` were a tenth of a `tools/call` under load.
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     match trex::cli::main() {

@@ -15,9 +15,12 @@ pub fn generate() -> String {
     format!("{KEY_PREFIX}{}", random_hex(24))
 }
 
-/// SHA-256 hex of the whole key.
+/// SHA-256 hex of the whole key (every request's key is hashed: encoded into a buffer on the
+/// stack, not through `hex::encode`'s per-character iterator).
 pub fn hash(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
+    let mut out = [0u8; 64];
+    hex::encode_to_slice(Sha256::digest(key.as_bytes()), &mut out).expect("64 = 2 × 32");
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The display prefix (`trex_` + 8 hex).
@@ -56,6 +59,11 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(prefix(&a).len(), 13);
         assert_eq!(hash(&a).len(), 64);
+        // the stored form: lower-case hex of SHA-256 (keys stored before stay valid)
+        assert_eq!(
+            hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]
