@@ -162,7 +162,30 @@ async fn run_of(app: &Arc<App>, p: &Pipeline) -> Result<Run> {
         live: Arc::new(Live::default()),
         cancel: tokio_util::sync::CancellationToken::new(),
         adopted: false,
+        owner: owner_check(app, &p.id),
     })
+}
+
+/// On a shared store, the check a run makes before each start and retry (see
+/// [`pipelines::Run::owner`]); none on SQLite, whose one node owns every pipeline.
+fn owner_check(app: &Arc<App>, id: &str) -> Option<pipelines::OwnerCheck> {
+    if app.store.backend() != crate::store::Backend::Postgres {
+        return None;
+    }
+    let (db, id, me) = (app.store.clone(), id.to_string(), node_of(app));
+    Some(Arc::new(move || {
+        let (db, id, me) = (db.clone(), id.clone(), me.clone());
+        Box::pin(async move {
+            let key = id.clone();
+            match db.run(move |c| store::runs_on(c, &key, &me)).await {
+                Ok(mine) => mine,
+                Err(e) => {
+                    tracing::warn!(pipeline = %id, "not started: the store does not answer ({e})");
+                    false
+                }
+            }
+        })
+    }))
 }
 
 /// This node's id, or "" when it has none (`ended` then writes any row).
@@ -739,6 +762,18 @@ pub async fn resume_all(app: &Arc<App>) {
         .into_iter()
         .filter(|p| p.desired == "running" && mine(p))
     {
+        // one that no node has taken yet becomes this node's first (a run checks that it is)
+        if shared && p.node.is_none() {
+            let (id, me) = (p.id.clone(), node_of(app));
+            match app
+                .store
+                .write(move |c| store::claim(c, &id, None, &me))
+                .await
+            {
+                Ok(true) => {}
+                _ => continue,
+            }
+        }
         match run_of(app, &p).await {
             Ok(run) => {
                 tracing::info!(pipeline = %p.name, "resuming pipeline");
@@ -765,6 +800,8 @@ pub async fn of_database(app: &App, id: &str) -> Result<Vec<String>> {
 /// What one node does with the pipelines of a shared store at each heartbeat (a PostgreSQL
 /// store; the one node of a SQLite store owns them all):
 ///
+/// - one of this node's wanted running that does not run here (its run ended `moved` while
+///   the store did not answer) is started again;
 /// - one that runs here but whose row was deleted, stopped or taken over by another node
 ///   (`etl-delete-pipeline`, `etl-stop-pipeline` called on another node, or this node was
 ///   thought dead) is stopped here at a safe point; its row is not written;
@@ -812,9 +849,21 @@ pub async fn reconcile(app: &Arc<App>) {
     };
     for p in rows
         .into_iter()
-        .filter(|p| p.desired == "running" && !app.pipelines.is_running(&p.id) && dead(&p.node))
+        .filter(|p| p.desired == "running" && !app.pipelines.is_running(&p.id))
     {
-        if let Err(e) = take_over(app, &p, &me).await {
+        if p.node.as_deref() == Some(&me) {
+            // this node's, wanted running, not running here: a run that ended `moved` while
+            // the store did not answer goes on
+            match run_of(app, &p).await {
+                Ok(run) => {
+                    tracing::info!(pipeline = %p.name, "resuming pipeline");
+                    launch(app, run);
+                }
+                Err(e) => tracing::warn!(pipeline = %p.name, "not resumed: {e}"),
+            }
+        } else if dead(&p.node)
+            && let Err(e) = take_over(app, &p, &me).await
+        {
             tracing::warn!(pipeline = %p.name, "not taken over: {e}");
         }
     }

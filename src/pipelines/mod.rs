@@ -168,7 +168,14 @@ pub struct Run {
     /// dead node confirmed) instead of making a new slot, so no change made while no node ran
     /// it is lost.
     pub adopted: bool,
+    /// On a store shared by several nodes: asked before each start and retry whether this node
+    /// still runs the pipeline (false, or a store that does not answer, ends the run here as
+    /// `moved`, without writing its row).
+    pub owner: Option<OwnerCheck>,
 }
+
+/// See [`Run::owner`].
+pub type OwnerCheck = Arc<dyn Fn() -> crate::ops::BoxFuture<bool> + Send + Sync>;
 
 /// How a run ended without an error.
 #[derive(Debug, PartialEq)]
@@ -303,14 +310,17 @@ pub fn launch(
         app2.services.set_status(&service, "stopped");
         app2.services.error(&service, error.clone());
         // an ending caused by the server's own shutdown keeps the pipeline wanted: it resumes
-        // at the next start
-        if !app2.shutdown.is_cancelled() {
+        // at the next start; one that is no longer this node's is not written
+        if !app2.shutdown.is_cancelled() && state != MOVED {
             on_end(state, error).await;
         }
         app2.pipelines.all.lock().unwrap().remove(&run.id);
         let _ = done_tx.send(true);
     });
 }
+
+/// How a run ends that found its pipeline no longer this node's ([`Run::owner`]).
+const MOVED: &str = "moved";
 
 /// Runs a pipeline until it is stopped, done or failed for good; returns the final state and
 /// error.
@@ -319,6 +329,11 @@ async fn supervise(run: &Run) -> (&'static str, Option<String>) {
     loop {
         if run.cancel.is_cancelled() {
             return ("stopped", None);
+        }
+        if let Some(check) = &run.owner
+            && !check().await
+        {
+            return (MOVED, None);
         }
         if attempts == 0 {
             run.live.set("starting", None);

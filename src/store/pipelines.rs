@@ -175,6 +175,19 @@ pub fn ended(conn: &Conn<'_>, id: &str, state: &str, error: Option<&str>, me: &s
     Ok(())
 }
 
+/// Whether pipeline `id` is still wanted running on node `me` (a shared store's check before
+/// each start or retry of a run: a node cut off from the store, or whose pipeline another node
+/// took over, does not go on).
+pub fn runs_on(conn: &Conn<'_>, id: &str, me: &str) -> Result<bool> {
+    Ok(conn
+        .query_opt(
+            "SELECT 1 FROM pipelines WHERE id = ?1 AND desired = 'running' AND node = ?2",
+            params![id, me],
+            |r| r.get::<_, i64>(0),
+        )?
+        .is_some())
+}
+
 /// Takes pipeline `id` over for node `me` from node `from` (`None`: no node), if it is still
 /// wanted running and still `from`'s: one conditional write, so of several nodes trying at
 /// once exactly one gets it. True if this call took it.

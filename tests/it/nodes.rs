@@ -750,6 +750,16 @@ async fn a_pipeline_whose_node_is_killed_is_taken_over_by_exactly_one_other_node
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     println!("taken over {:?} after the kill", killed.elapsed());
+    // node 1 comes back (same data dir, same node id) with its stale replica: it does not take
+    // its pipelines back, and their new nodes go on
+    let first = crate::cli::serve_with(&path(0), &env);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let now = listed(&c2).await;
+    for p in &moved {
+        let n = now.iter().find(|q| q["name"] == p["name"]).unwrap();
+        assert_eq!(n["node"], p["node"], "{now:?}");
+        assert_eq!(n["state"], "streaming", "{now:?}");
+    }
     insert("orders", 10).await;
     insert("events", 5).await;
     // each pipeline went to exactly one node, whose replica has every row once
@@ -849,7 +859,7 @@ async fn a_pipeline_whose_node_is_killed_is_taken_over_by_exactly_one_other_node
         )
         .await;
     }
-    for mut o in others {
+    for mut o in others.into_iter().chain([first]) {
         o.child.kill().unwrap();
         o.child.wait().unwrap();
     }
