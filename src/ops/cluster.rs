@@ -92,6 +92,7 @@ pub async fn register(app: &Arc<App>, listen: &str) -> Result<String> {
     );
     app.tasks.spawn(async move {
         let mut tick = tokio::time::interval(every);
+        let mut liveness = Liveness::default();
         loop {
             tokio::select! {
                 _ = tick.tick() => {
@@ -99,18 +100,19 @@ pub async fn register(app: &Arc<App>, listen: &str) -> Result<String> {
                     // this node's services, for cluster-list-services on every node
                     let services = serde_json::to_string(&crate::ops::services::list(&app2))
                         .unwrap_or_else(|_| "[]".into());
-                    if let Err(e) = app2
+                    let beat = app2
                         .store
                         .run(move |c| nodes::heartbeat(c, &id, now_ms(), &services))
-                        .await
-                    {
+                        .await;
+                    if let Err(e) = &beat {
                         tracing::warn!("node heartbeat: {e}");
+                        liveness.reset();
                     }
                     // plugins installed or removed by another process (the CLI) go live here
                     crate::ops::plugins::publish(&app2).await;
                     // pipelines stopped, deleted or orphaned by a dead node, on a shared store
-                    if app2.store.backend() == crate::store::Backend::Postgres {
-                        crate::ops::pipelines::reconcile(&app2).await;
+                    if beat.is_ok() && app2.store.backend() == crate::store::Backend::Postgres {
+                        crate::ops::pipelines::reconcile(&app2, &mut liveness).await;
                     }
                 }
                 _ = app2.shutdown.cancelled() => {
@@ -148,6 +150,42 @@ pub async fn all_services(app: &App) -> Result<Vec<crate::ops::services::Service
         }));
     }
     Ok(out)
+}
+
+/// Which other nodes have gone silent, judged on this node's own clock (so clocks that differ
+/// between machines do not matter): a node whose heartbeat has not changed for 12 beats while
+/// this node's own heartbeats succeeded. A heartbeat of this node that fails forgets what was
+/// seen, so after a store outage every node gets 12 beats again before its work is taken.
+#[derive(Default)]
+pub struct Liveness {
+    seen: std::collections::HashMap<String, (i64, std::time::Instant)>,
+}
+
+impl Liveness {
+    /// Forgets what was seen (this node's heartbeat failed).
+    pub fn reset(&mut self) {
+        self.seen.clear();
+    }
+
+    /// Notes the heartbeats of `nodes` as read now.
+    pub fn observe(&mut self, nodes: &[Node]) {
+        let now = std::time::Instant::now();
+        for n in nodes {
+            match self.seen.get(&n.id) {
+                Some((hb, _)) if *hb == n.heartbeat_ms => {}
+                _ => {
+                    self.seen.insert(n.id.clone(), (n.heartbeat_ms, now));
+                }
+            }
+        }
+    }
+
+    /// True when node `id` has been seen with the same heartbeat for 12 beats of `hb` seconds.
+    pub fn silent(&self, id: &str, hb: u64) -> bool {
+        self.seen
+            .get(id)
+            .is_some_and(|(_, at)| at.elapsed() > Duration::from_secs(12 * hb))
+    }
 }
 
 /// Whether node `n` has sent no heartbeat for 12 beats of `hb` seconds (stopped or not: a node

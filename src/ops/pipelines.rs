@@ -161,7 +161,6 @@ async fn run_of(app: &Arc<App>, p: &Pipeline) -> Result<Run> {
         target: crate::engine::paths::main_file(&app.config),
         live: Arc::new(Live::default()),
         cancel: tokio_util::sync::CancellationToken::new(),
-        adopted: false,
         owner: owner_check(app, &p.id),
     })
 }
@@ -186,6 +185,33 @@ fn owner_check(app: &Arc<App>, id: &str) -> Option<pipelines::OwnerCheck> {
             }
         })
     }))
+}
+
+/// On a shared store, the other node that holds pipeline `p` (its replica and checkpoint) while
+/// it is alive (a heartbeat within 12 beats): a start there, or a delete that cleans up its
+/// replica, must be called on that node.
+async fn held_elsewhere(app: &App, p: &Pipeline) -> Result<Option<crate::store::nodes::Node>> {
+    if app.store.backend() != crate::store::Backend::Postgres {
+        return Ok(None);
+    }
+    let me = node_of(app);
+    let Some(owner) = p.node.clone().filter(|n| *n != me) else {
+        return Ok(None);
+    };
+    let nodes = app.store.run(crate::store::nodes::list).await?;
+    let (hb, now) = (app.config.cluster.heartbeat_secs, crate::util::now_ms());
+    Ok(nodes
+        .into_iter()
+        .find(|n| n.id == owner && !crate::ops::cluster::silent(n, hb, now)))
+}
+
+/// The refusal of an operation that must run on node `n`, which holds pipeline `name`.
+fn elsewhere(name: &str, what: &str, n: &crate::store::nodes::Node) -> Error {
+    Error::Conflict(format!(
+        "Pipeline '{name}' runs on node {} ({}, listening on {}), which holds its replica: {what} \
+         on that node",
+        n.id, n.name, n.listen
+    ))
 }
 
 /// This node's id, or "" when it has none (`ended` then writes any row).
@@ -475,10 +501,22 @@ async fn resume(app: &Arc<App>, p: &mut Pipeline, a: StartArgs) -> Result<String
         0,
         1000,
     )?;
+    if let Some(n) = held_elsewhere(app, p).await? {
+        return Err(elsewhere(&p.name, "start it", &n));
+    }
     let run = run_of(app, p).await?;
     preflight(&run)
         .await
         .map_err(|m| Error::Conflict(format!("Pipeline '{}' not started: {m}", p.name)))?;
+    // moving here from a node that is gone: a replica this node kept from an earlier time is
+    // stale (the source went on without it), so it starts afresh
+    let me = node_of(app);
+    if p.node.as_deref().is_some_and(|n| n != me) {
+        let (path, id) = (run.target.clone(), p.id.clone());
+        tokio::task::spawn_blocking(move || target::forget(&path, &id, true))
+            .await?
+            .map_err(Error::Other)?;
+    }
     p.desired = "running".into();
     p.state = "starting".into();
     p.error = None;
@@ -543,6 +581,9 @@ pub async fn delete(
     audited(app, actor, "etl-delete-pipeline", args, async {
         let p = find(app, name).await?;
         super::databases::in_scope(actor, &p.database_id)?;
+        if let Some(n) = held_elsewhere(app, &p).await? {
+            return Err(elsewhere(name, "delete it", &n));
+        }
         if !app.pipelines.stop(&p.id, STOP_GRACE).await {
             return Err(Error::Other(format!(
                 "Pipeline '{name}' did not stop within {} s; try again",
@@ -758,6 +799,26 @@ pub async fn resume_all(app: &Arc<App>) {
     let me = app.node.get().cloned();
     let shared = app.store.backend() == crate::store::Backend::Postgres;
     let mine = |p: &Pipeline| !shared || p.node.is_none() || p.node == me;
+    if shared {
+        // what this node's trexdb still holds of pipelines that moved to another node (a copy
+        // there is the live one) or were deleted on another node (their tables are kept, no
+        // longer owned)
+        let path = crate::engine::paths::main_file(&app.config);
+        let stale: Vec<(String, bool)> = target::all_checkpoints(&path)
+            .into_iter()
+            .filter_map(|(id, _)| match rows.iter().find(|p| p.id == id) {
+                None => Some((id, false)),
+                Some(p) if !mine(p) => Some((id, true)),
+                Some(_) => None,
+            })
+            .collect();
+        for (id, drop_tables) in stale {
+            tracing::info!(pipeline = %id, "forgetting a replica of a pipeline this node no longer runs");
+            let path = path.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || target::forget(&path, &id, drop_tables)).await;
+        }
+    }
     for p in rows
         .into_iter()
         .filter(|p| p.desired == "running" && mine(p))
@@ -812,7 +873,7 @@ pub async fn of_database(app: &App, id: &str) -> Result<Vec<String>> {
 ///   streams from there; `cdc_only` continues from the position its slot holds (the last one
 ///   the dead node confirmed), so the changes made while no node ran it are not lost.
 ///   Audited as `etl-takeover-pipeline` by `system:pipeline-takeover`.
-pub async fn reconcile(app: &Arc<App>) {
+pub async fn reconcile(app: &Arc<App>, liveness: &mut crate::ops::cluster::Liveness) {
     let Some(me) = app.node.get().cloned() else {
         return;
     };
@@ -834,17 +895,17 @@ pub async fn reconcile(app: &Arc<App>) {
             .any(|p| p.id == id && p.desired == "running" && p.node.as_deref() == Some(&me));
         if !keep {
             tracing::info!(pipeline = %id, "stopping here: deleted, stopped or taken over on another node");
-            app.pipelines.stop(&id, STOP_GRACE).await;
+            // not waited for: the heartbeat goes on meanwhile
+            let app = app.clone();
+            tokio::spawn(async move { app.pipelines.stop(&id, STOP_GRACE).await });
         }
     }
-    let (hb, now) = (app.config.cluster.heartbeat_secs, crate::util::now_ms());
+    liveness.observe(&nodes);
+    let hb = app.config.cluster.heartbeat_secs;
     // a node this store never saw is left alone, and one without a node is resumed by the
     // next node to start (resume_all)
     let dead = |node: &Option<String>| match node {
-        Some(n) if n != &me => nodes
-            .iter()
-            .find(|x| &x.id == n)
-            .is_some_and(|x| crate::ops::cluster::silent(x, hb, now)),
+        Some(n) if n != &me => liveness.silent(n, hb),
         _ => false,
     };
     for p in rows
@@ -888,7 +949,7 @@ async fn take_over(app: &Arc<App>, p: &Pipeline, me: &str) -> Result<()> {
             .await
             .map_err(|e| Error::Other(format!("internal: {e}")))?
             .map_err(|e| Error::Other(format!("forgetting the stale replica: {e}")))?;
-        let mut run = match run_of(app, p).await {
+        let run = match run_of(app, p).await {
             Ok(r) => r,
             Err(e) => {
                 let (id, msg, me) = (p.id.clone(), format!("not taken over: {e}"), me.to_string());
@@ -899,7 +960,6 @@ async fn take_over(app: &Arc<App>, p: &Pipeline, me: &str) -> Result<()> {
                 return Err(e);
             }
         };
-        run.adopted = true;
         launch(app, run);
         Ok(format!("Pipeline '{}' taken over", p.name))
     })

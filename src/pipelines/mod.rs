@@ -163,11 +163,6 @@ pub struct Run {
     pub target: PathBuf,
     pub live: Arc<Live>,
     pub cancel: CancellationToken,
-    /// Taken over from a node that died (a shared store): a `cdc_only` PostgreSQL pipeline
-    /// with no checkpoint here continues from the position its slot holds (the last one the
-    /// dead node confirmed) instead of making a new slot, so no change made while no node ran
-    /// it is lost.
-    pub adopted: bool,
     /// On a store shared by several nodes: asked before each start and retry whether this node
     /// still runs the pipeline (false, or a store that does not answer, ends the run here as
     /// `moved`, without writing its row).
@@ -234,12 +229,12 @@ impl Running {
         self.all.lock().unwrap().get(id).map(|h| h.live.clone())
     }
 
-    /// How many pipelines run here.
     /// The ids of the pipelines running here.
     pub fn ids(&self) -> Vec<String> {
         self.all.lock().unwrap().keys().cloned().collect()
     }
 
+    /// How many pipelines run here.
     pub fn count(&self) -> usize {
         self.all.lock().unwrap().len()
     }

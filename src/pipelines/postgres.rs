@@ -431,8 +431,9 @@ async fn release_slot(client: &Client, slot: &str) -> Result<Option<u64>, Fail> 
     )))
 }
 
-/// Runs the pipeline: a fresh start (copy and/or slot), a resume from the checkpoint, or (taken
-/// over from a dead node) a `cdc_only` stream from where its slot was confirmed.
+/// Runs the pipeline: a fresh start (copy and/or slot), a resume from the checkpoint, or (a
+/// `cdc_only` pipeline with a slot but no checkpoint here: taken over from a dead node) a stream
+/// from where its slot was confirmed.
 pub async fn run(run: &Run, t: &Target) -> Result<Outcome, Fail> {
     let client = connect(t).await?;
     let wanted = catalog(&client, run).await?;
@@ -496,9 +497,10 @@ pub async fn run(run: &Run, t: &Target) -> Result<Outcome, Fail> {
         return stream(run, repl, applier, cp.position).await;
     }
 
-    // taken over from a dead node: a cdc_only pipeline continues from its slot's position
-    if run.adopted
-        && !had_checkpoint
+    // a cdc_only pipeline without a checkpoint here whose slot exists (taken over from a dead
+    // node, or a start cut short after the slot was made) continues from the slot's position:
+    // the changes since are not lost to a new slot
+    if !had_checkpoint
         && run.mode == crate::pipelines::Mode::CdcOnly
         && let Some(at) = release_slot(&client, &run.slot).await?
     {

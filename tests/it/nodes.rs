@@ -754,6 +754,9 @@ async fn a_pipeline_whose_node_is_killed_is_taken_over_by_exactly_one_other_node
     // its pipelines back, and their new nodes go on
     let first = crate::cli::serve_with(&path(0), &env);
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // ... and lets go of the replica it kept: the live copy is on the new node
+    assert_eq!(crate::pipelines::replica_count(&main1, &orders), 0);
+    assert_eq!(crate::pipelines::replica_count(&main1, &events), 0);
     let now = listed(&c2).await;
     for p in &moved {
         let n = now.iter().find(|q| q["name"] == p["name"]).unwrap();
@@ -852,13 +855,39 @@ async fn a_pipeline_whose_node_is_killed_is_taken_over_by_exactly_one_other_node
         assert!(Instant::now() < deadline, "the owner never stopped it");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // a delete is the business of the node holding the replica: refused elsewhere, saying where
+    let mut back = client(&first.addr);
+    back.initialize().await;
     for name in ["shop", "feed"] {
-        c2.call_ok(
-            "etl-delete-pipeline",
-            json!({"name": name, "dropTables": true}),
-        )
-        .await;
+        let node = moved.iter().find(|p| p["name"] == name).unwrap()["node"].clone();
+        let i = (1..3)
+            .find(|&i| {
+                std::fs::read_to_string(dirs[i].path().join("node.id"))
+                    .unwrap()
+                    .trim()
+                    == node
+            })
+            .unwrap();
+        let e = back
+            .call_err(
+                "etl-delete-pipeline",
+                json!({"name": name, "dropTables": true}),
+            )
+            .await;
+        assert!(
+            e.contains("which holds its replica: delete it on that node"),
+            "{e}"
+        );
+        let mut owner = client(&others[i - 1].addr);
+        owner.initialize().await;
+        owner
+            .call_ok(
+                "etl-delete-pipeline",
+                json!({"name": name, "dropTables": true}),
+            )
+            .await;
     }
+    assert_eq!(crate::pipelines::replica_count(&shop_main, &orders), 0);
     for mut o in others.into_iter().chain([first]) {
         o.child.kill().unwrap();
         o.child.wait().unwrap();
