@@ -2,8 +2,9 @@
 //! of the suite on): a session opened on one node goes on through the others, a key revoked or
 //! a session ended on one is refused by every node within a second, the session caps count all
 //! nodes together, the official Python SDK runs a session through a round-robin proxy in
-//! front of three nodes without a failed call, and the pipelines of a node killed with
-//! `kill -9` are taken over by exactly one other node.
+//! front of three nodes without a failed call, 300 jobs through the three nodes' runtimes run
+//! once each, and the pipelines of a node killed with `kill -9` are taken over by exactly one
+//! other node.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -898,5 +899,67 @@ async fn a_pipeline_whose_node_is_killed_is_taken_over_by_exactly_one_other_node
              DROP SCHEMA IF EXISTS {s} CASCADE;"
         ))
         .await;
+    drop_schema(&schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_run_each_of_300_jobs_exactly_once() {
+    if !postgres_or_skip("300 jobs through three nodes").await {
+        return;
+    }
+    let (n1, schema) = first_node(CAP).await;
+    let n2 = n1.join().await;
+    let n3 = n1.join().await;
+    let nodes = [&n1, &n2, &n3];
+    // each node's own job runtime (the one that runs its migration runs and backups) counts
+    // which node ran which job
+    let runs: Arc<std::sync::Mutex<std::collections::HashMap<String, Vec<usize>>>> = Arc::default();
+    for (i, n) in nodes.iter().enumerate() {
+        let runs = runs.clone();
+        n.app().jobs.register("count", false, move |ctx, _payload| {
+            let runs = runs.clone();
+            async move {
+                runs.lock()
+                    .unwrap()
+                    .entry(ctx.id.clone())
+                    .or_default()
+                    .push(i);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                Ok(json!({"ok": true}))
+            }
+        });
+    }
+    let mut ids = Vec::new();
+    for i in 0..300 {
+        ids.push(
+            nodes[i % 3]
+                .app()
+                .jobs
+                .enqueue("count", &json!({"n": i}), 1, None)
+                .await
+                .unwrap(),
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while runs.lock().unwrap().len() < 300 {
+        assert!(Instant::now() < deadline, "not all 300 jobs ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // settle: a job run twice would show now
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let runs = runs.lock().unwrap().clone();
+    for id in &ids {
+        assert_eq!(runs[id].len(), 1, "job {id} ran {:?}", runs[id]);
+    }
+    let mut per_node = [0usize; 3];
+    for r in runs.values() {
+        per_node[r[0]] += 1;
+    }
+    println!("jobs per node: {per_node:?}");
+    assert!(
+        per_node.iter().filter(|&&n| n > 0).count() >= 2,
+        "the jobs did not spread over the nodes: {per_node:?}"
+    );
+    drop((n3, n2, n1));
     drop_schema(&schema).await;
 }
