@@ -866,9 +866,10 @@ pub async fn of_database(app: &App, id: &str) -> Result<Vec<String>> {
 /// - one that runs here but whose row was deleted, stopped or taken over by another node
 ///   (`etl-delete-pipeline`, `etl-stop-pipeline` called on another node, or this node was
 ///   thought dead) is stopped here at a safe point; its row is not written;
-/// - one wanted running whose node is dead (no heartbeat for 12 beats, stopped or not: a
-///   node restarted sooner keeps its pipelines) is taken over: claimed by one conditional write (of several nodes trying, one wins), its
-///   stale replica here forgotten, and started. trexdb is node-local, so the replica the dead
+/// - one wanted running whose node is dead (its heartbeat unchanged for 12 beats, on this
+///   node's clock: [`Liveness`](crate::ops::cluster::Liveness); a node restarted sooner keeps
+///   its pipelines) is taken over: claimed by one conditional write (of several nodes trying,
+///   one wins), its stale replica here forgotten, and started. trexdb is node-local, so the replica the dead
 ///   node held stays there: a copy mode copies the source again into this node's trexdb and
 ///   streams from there; `cdc_only` continues from the position its slot holds (the last one
 ///   the dead node confirmed), so the changes made while no node ran it are not lost.
