@@ -767,21 +767,19 @@ async fn a_pipeline_whose_node_is_killed_is_taken_over_by_exactly_one_other_node
     insert("orders", 10).await;
     insert("events", 5).await;
     // each pipeline went to exactly one node, whose replica has every row once
-    let owner = |name: &str| {
-        let node = moved.iter().find(|p| p["name"] == name).unwrap()["node"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let i = (1..3)
+    // which of nodes 2 and 3 (index into dirs) runs pipeline `name` now
+    let owner_of = |name: &str| {
+        let node = moved.iter().find(|p| p["name"] == name).unwrap()["node"].clone();
+        (1..3)
             .find(|&i| {
                 std::fs::read_to_string(dirs[i].path().join("node.id"))
                     .unwrap()
                     .trim()
                     == node
             })
-            .expect("owned by a live node");
-        dirs[i].path().join("data").join("main.db")
+            .expect("owned by a live node")
     };
+    let owner = |name: &str| dirs[owner_of(name)].path().join("data").join("main.db");
     let (shop_main, feed_main) = (owner("shop"), owner("feed"));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -823,15 +821,7 @@ async fn a_pipeline_whose_node_is_killed_is_taken_over_by_exactly_one_other_node
     assert_eq!(taken, 2);
 
     // a stop called on a node that does not run the pipeline stops it where it runs
-    let shop_node = moved.iter().find(|p| p["name"] == "shop").unwrap()["node"].clone();
-    let other = (1..3)
-        .find(|&i| {
-            std::fs::read_to_string(dirs[i].path().join("node.id"))
-                .unwrap()
-                .trim()
-                != shop_node
-        })
-        .unwrap();
+    let other = 3 - owner_of("shop");
     let mut c3 = client(&others[other - 1].addr);
     c3.initialize().await;
     c3.call_ok("etl-stop-pipeline", json!({"name": "shop"}))
@@ -860,15 +850,7 @@ async fn a_pipeline_whose_node_is_killed_is_taken_over_by_exactly_one_other_node
     let mut back = client(&first.addr);
     back.initialize().await;
     for name in ["shop", "feed"] {
-        let node = moved.iter().find(|p| p["name"] == name).unwrap()["node"].clone();
-        let i = (1..3)
-            .find(|&i| {
-                std::fs::read_to_string(dirs[i].path().join("node.id"))
-                    .unwrap()
-                    .trim()
-                    == node
-            })
-            .unwrap();
+        let i = owner_of(name);
         let e = back
             .call_err(
                 "etl-delete-pipeline",
