@@ -18,6 +18,7 @@ pub mod logins;
 pub mod migrations;
 pub mod nodes;
 pub mod pg;
+mod pin;
 pub mod pipelines;
 pub mod plugins;
 pub mod roles;
@@ -99,7 +100,7 @@ pub struct Store {
 /// The pool of whichever engine holds the store.
 #[derive(Clone)]
 enum Pools {
-    Lite(Pool<SqliteConnectionManager>),
+    Lite(Pool<SqliteConnectionManager>, std::sync::Arc<pin::ReadPin>),
     Pg(Pool<pg::Manager>, Box<pg::Manager>),
 }
 
@@ -196,14 +197,16 @@ impl Store {
             .test_on_check_out(false)
             .connection_timeout(Duration::from_secs(10))
             .build(manager)?;
-        let store = Store {
-            pools: Pools::Lite(pool),
-            path,
-        };
-        if let Pools::Lite(pool) = &store.pools {
+        {
             let mut conn = pool.get()?;
             schema::bootstrap(&mut conn)?;
         }
+        let mut pinned = Connection::open(&path)?;
+        configure(&mut pinned)?;
+        let store = Store {
+            pools: Pools::Lite(pool, std::sync::Arc::new(pin::ReadPin::new(pinned))),
+            path,
+        };
         // trex.db readable by its owner only (SQLite gives -wal and -shm the same mode)
         #[cfg(unix)]
         {
@@ -221,7 +224,7 @@ impl Store {
     /// The engine this store is on.
     pub fn backend(&self) -> Backend {
         match self.pools {
-            Pools::Lite(_) => Backend::Sqlite,
+            Pools::Lite(..) => Backend::Sqlite,
             Pools::Pg(..) => Backend::Postgres,
         }
     }
@@ -230,7 +233,7 @@ impl Store {
     /// a password).
     pub fn describe(&self) -> String {
         match &self.pools {
-            Pools::Lite(_) => self.path.display().to_string(),
+            Pools::Lite(..) => self.path.display().to_string(),
             Pools::Pg(_, m) => m.describe(),
         }
     }
@@ -262,15 +265,17 @@ impl Store {
     /// Runs a short, bounded read (a lookup by key) on the calling thread when a pooled SQLite
     /// connection is free at once, else on the blocking pool like [`run`](Self::run). For point
     /// reads of a few microseconds the hand-off to another thread costs more than the read.
+    /// On SQLite the read pin ([`pin`]) is taken first, so the read locks in memory.
     /// PostgreSQL reads always go to the blocking pool (a network round trip).
     pub async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Conn<'_>) -> Result<T> + Send + 'static,
     {
-        if let Pools::Lite(pool) = &self.pools
+        if let Pools::Lite(pool, pin) = &self.pools
             && let Some(conn) = pool.try_get()
         {
+            pin.hold();
             return f(&Conn(Db::Lite(&conn)));
         }
         self.run(f).await
@@ -282,6 +287,19 @@ impl Store {
         self.pools.transaction(f)
     }
 
+    /// Lets the SQLite read pin go when it has been held a second (the server's upkeep calls
+    /// this every second, so other processes' writes are checkpointed; see [`pin`]).
+    pub fn refresh_pin(&self) {
+        if let Pools::Lite(_, pin) = &self.pools {
+            pin.refresh();
+        }
+    }
+
+    /// Whether the SQLite read pin is held now (tests; always false on PostgreSQL).
+    pub fn pin_held(&self) -> bool {
+        matches!(&self.pools, Pools::Lite(_, pin) if pin.is_held())
+    }
+
     /// The schema version the store is at (`/readyz`).
     pub async fn schema_version(&self) -> Result<i64> {
         self.run(schema::version).await
@@ -291,7 +309,7 @@ impl Store {
     /// own (call [`DataVersion::current`] from a thread of its own: it blocks).
     pub fn data_version(&self) -> Result<DataVersion> {
         match &self.pools {
-            Pools::Lite(_) => {
+            Pools::Lite(..) => {
                 let c = Connection::open(&self.path)?;
                 c.execute_batch(PRAGMAS)?;
                 Ok(DataVersion(Watch::Lite(c)))
@@ -321,14 +339,19 @@ fn with_causes(e: &Error) -> String {
 impl Pools {
     fn with<T>(&self, f: impl FnOnce(&Conn<'_>) -> Result<T>) -> Result<T> {
         match self {
-            Pools::Lite(p) => f(&Conn(Db::Lite(&*p.get()?))),
+            // autocommit statements may write: the pin goes first
+            Pools::Lite(p, pin) => {
+                let _w = pin.writing();
+                f(&Conn(Db::Lite(&*p.get()?)))
+            }
             Pools::Pg(p, _) => f(&Conn(Db::Pg(&*p.get()?))),
         }
     }
 
     fn transaction<T>(&self, f: impl FnOnce(&Conn<'_>) -> Result<T>) -> Result<T> {
         match self {
-            Pools::Lite(p) => {
+            Pools::Lite(p, pin) => {
+                let _w = pin.writing();
                 let mut conn = p.get()?;
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let out = f(&Conn(Db::Lite(&tx)))?;
