@@ -209,6 +209,11 @@ impl Conns {
     }
 }
 
+/// What the connection's service answers a request with.
+type ServiceFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<http::Response, std::convert::Infallible>> + Send>,
+>;
+
 /// Accepts connections until shutdown and serves each in its own task.
 async fn accept_loop(
     app: &Arc<App>,
@@ -255,19 +260,19 @@ async fn accept_loop(
                 let fut = match lane.route(&req) {
                     Some(server) => {
                         let (lane, mark) = (lane.clone(), http::ConnMark(mark.clone()));
-                        futures_util::future::Either::Left(async move {
+                        // boxed: hyper moves the service's future into place, and the
+                        // request's whole state machine is many kilobytes
+                        Box::pin(async move {
                             Ok::<_, std::convert::Infallible>(
                                 lane.serve(server, req, peer, &mark).await,
                             )
-                        })
+                        }) as ServiceFuture
                     }
                     None => {
                         req.extensions_mut().insert(http::ClientAddr(peer));
                         req.extensions_mut().insert(http::ConnMark(mark.clone()));
                         let mut svc = svc.clone();
-                        futures_util::future::Either::Right(tower_service::Service::call(
-                            &mut svc, req,
-                        ))
+                        Box::pin(tower_service::Service::call(&mut svc, req)) as ServiceFuture
                     }
                 };
                 async move {

@@ -20,7 +20,7 @@ use base64::Engine;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_stream::wrappers::UnboundedReceiverStream;
-use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
+use warp::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 
 use super::rejection::json_text;
 use crate::app::App;
@@ -44,6 +44,10 @@ const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
 const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 
+/// The headers that mirror the body's method and the name of what it calls.
+const MCP_METHOD: HeaderName = HeaderName::from_static("mcp-method");
+const MCP_NAME: HeaderName = HeaderName::from_static("mcp-name");
+
 /// JSON-RPC codes this era defines.
 pub const HEADER_MISMATCH: i64 = -32020;
 pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
@@ -63,7 +67,9 @@ pub fn all_versions() -> Vec<&'static str> {
 /// not a session-era revision (a stateless one, or one we do not know, which this era answers
 /// with -32022), or its body carries the era's `_meta` version.
 pub fn is_stateless(h: &HeaderMap, body: &Value) -> bool {
-    let header = h.get("mcp-protocol-version").and_then(|v| v.to_str().ok());
+    let header = h
+        .get(&super::transport::VERSION_HEADER)
+        .and_then(|v| v.to_str().ok());
     let meta = body
         .get("params")
         .and_then(|p| p.get("_meta"))
@@ -140,8 +146,8 @@ pub async fn serve(
         }
         Ok(Message::Request { id, method, params }) => (id, method, params),
     };
-    let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
-    let Some(version) = header("mcp-protocol-version") else {
+    let header = |n: &HeaderName| h.get(n).and_then(|v| v.to_str().ok());
+    let Some(version) = header(&super::transport::VERSION_HEADER) else {
         return mismatch(&id, "the MCP-Protocol-Version header is required".into());
     };
     if !MODERN_VERSIONS.contains(&version) {
@@ -179,7 +185,7 @@ pub async fn serve(
             "`_meta[\"{META_CAPABILITIES}\"]` is required (an object)"
         ));
     }
-    match header("mcp-method") {
+    match header(&MCP_METHOD) {
         Some(m) if m == method => {}
         Some(m) => {
             return mismatch(
@@ -198,7 +204,7 @@ pub async fn serve(
         _ => None,
     };
     if let Some(name) = named {
-        match header("mcp-name").map(decoded) {
+        match header(&MCP_NAME).map(decoded) {
             Some(Some(n)) if n == name => {}
             Some(Some(n)) => {
                 return mismatch(
@@ -267,12 +273,12 @@ pub async fn serve(
     let tasks_declared = tasks::declared(&caps);
     if let Some(r) = task_method(&app, &server, &principal, &method, &params, tasks_declared).await
     {
-        let (status, body) = answer(&id, r, &server.info(version), false);
+        let (status, body) = answer(&id, r, &server.info_text(version), false);
         return json_text(status, body);
     }
     let support = tool.as_ref().map(|t| t.task.clone()).unwrap_or_default();
     if matches!(support, TaskSupport::Required | TaskSupport::Deferred) && !tasks_declared {
-        let (status, body) = answer(&id, Err(tasks::missing_extension()), &Value::Null, false);
+        let (status, body) = answer(&id, Err(tasks::missing_extension()), "null", false);
         return json_text(status, body);
     }
     let log_level = meta
@@ -296,7 +302,7 @@ pub async fn serve(
     });
     // a call that may become a task is answered in JSON: a task reports no progress or logs
     let streams = slot.is_none() && wants_stream(&server, &method, &params, log_level.is_some());
-    let info = Arc::new(server.info(version));
+    let info = server.info_text(version);
     let cacheable = matches!(
         method.as_str(),
         "tools/list"
@@ -511,19 +517,21 @@ fn wants_stream(server: &McpServer, method: &str, params: &Value, logs: bool) ->
 fn answer(
     id: &Value,
     r: Result<Json, RpcError>,
-    info: &Value,
+    info: &str,
     cacheable: bool,
 ) -> (StatusCode, Json) {
     match r {
-        Ok(j) if !j.as_str().contains("\"resultType\"") && !j.as_str().contains("\"_meta\"") => {
+        Ok(j)
+            if j.is_plain_object()
+                || !j.as_str().contains("\"resultType\"") && !j.as_str().contains("\"_meta\"") =>
+        {
             let body = j.as_str().trim_start();
             let rest = body.strip_prefix('{').unwrap_or("}").trim_start();
-            let info = serde_json::to_string(info).expect("JSON values serialize");
             let mut head = String::with_capacity(rest.len() + info.len() + 120);
             head.push_str(r#"{"resultType":"complete","_meta":{""#);
             head.push_str(META_SERVER_INFO);
             head.push_str(r#"":"#);
-            head.push_str(&info);
+            head.push_str(info);
             head.push('}');
             if cacheable {
                 head.push_str(&format!(
@@ -542,7 +550,8 @@ fn answer(
                 o.entry("resultType").or_insert_with(|| json!("complete"));
                 let meta = o.entry("_meta").or_insert_with(|| json!({}));
                 if let Some(m) = meta.as_object_mut() {
-                    m.insert(META_SERVER_INFO.into(), info.clone());
+                    let info = serde_json::from_str(info).unwrap_or(Value::Null);
+                    m.insert(META_SERVER_INFO.into(), info);
                 }
                 if cacheable {
                     o.insert("ttlMs".into(), json!(LIST_TTL_MS));
@@ -721,7 +730,7 @@ fn listen(
     };
     let caps = params.get("_meta").and_then(|m| m.get(META_CAPABILITIES));
     if task_ids.is_some() && !caps.is_some_and(tasks::declared) {
-        let (status, body) = answer(id, Err(tasks::missing_extension()), &Value::Null, false);
+        let (status, body) = answer(id, Err(tasks::missing_extension()), "null", false);
         return json_text(status, body);
     }
     let on = |k: &str| wanted.get(k).and_then(Value::as_bool).unwrap_or(false);
@@ -825,7 +834,12 @@ mod tests {
                 false,
             ),
         ] {
-            let (st, j) = answer(&json!(1), Ok(Json::trusted(text.into())), &info, cacheable);
+            let (st, j) = answer(
+                &json!(1),
+                Ok(Json::trusted(text.into())),
+                &info.to_string(),
+                cacheable,
+            );
             assert_eq!(st, StatusCode::OK);
             let v = body(&j);
             let r = &v["result"];
@@ -842,7 +856,7 @@ mod tests {
         let (_, j) = answer(
             &json!(1),
             Ok(Json::trusted(r#"{"_meta":{"x":1}}"#.into())),
-            &info,
+            &info.to_string(),
             false,
         );
         assert_eq!(
@@ -853,7 +867,7 @@ mod tests {
         let (st, j) = answer(
             &json!(1),
             Err(RpcError::new(code::RESOURCE_NOT_FOUND, "nope")),
-            &info,
+            &info.to_string(),
             false,
         );
         assert_eq!(

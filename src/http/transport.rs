@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 use serde_json::{Value, json};
 use tokio_stream::wrappers::UnboundedReceiverStream;
-use warp::http::{HeaderMap, HeaderValue, StatusCode, header};
+use warp::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use warp::sse::Event;
 
 use super::rejection::{ApiError, json_text};
@@ -35,19 +35,23 @@ const MAX_CLIENT_METADATA: usize = 16 * 1024;
 const MAX_BATCH: usize = 100;
 
 /// Header carrying the session id.
-pub const SESSION_HEADER: &str = "mcp-session-id";
+pub const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
 /// Header carrying the negotiated revision.
-pub const VERSION_HEADER: &str = "mcp-protocol-version";
+pub const VERSION_HEADER: HeaderName = HeaderName::from_static("mcp-protocol-version");
+
+const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 
 type Reply = Result<warp::reply::Response, warp::Rejection>;
 
-fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+/// A header's value as text (header names as constants: a name given as a string is parsed
+/// again on every lookup).
+fn header_str<'a>(h: &'a HeaderMap, name: impl header::AsHeaderName) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// True when `Accept` lists `want` (or a wildcard covering it).
 fn accepts(h: &HeaderMap, want: &str) -> bool {
-    let Some(accept) = header_str(h, "accept") else {
+    let Some(accept) = header_str(h, header::ACCEPT) else {
         return false;
     };
     let major = want.split('/').next().unwrap_or("");
@@ -63,7 +67,7 @@ fn accepts(h: &HeaderMap, want: &str) -> bool {
 
 /// 400 for an unsupported `MCP-Protocol-Version`.
 fn check_version_header(h: &HeaderMap) -> Result<(), ApiError> {
-    match header_str(h, VERSION_HEADER) {
+    match header_str(h, &VERSION_HEADER) {
         Some(v) if !protocol::is_supported(v) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             format!(
@@ -201,7 +205,7 @@ async fn post_inner(
     body: Bytes,
 ) -> Result<warp::reply::Response, ApiError> {
     let view = view_of(query)?;
-    let ct_ok = header_str(&h, "content-type").is_some_and(|ct| {
+    let ct_ok = header_str(&h, header::CONTENT_TYPE).is_some_and(|ct| {
         ct.split(';')
             .next()
             .unwrap_or("")
@@ -225,7 +229,7 @@ async fn post_inner(
     })?;
     // a request of the stateless era (no session, its revision in the header and `_meta`)
     // (`initialize` is the session era's, unless it comes as a stateless request: 404 there)
-    if header_str(&h, SESSION_HEADER).is_none()
+    if header_str(&h, &SESSION_HEADER).is_none()
         && super::stateless::is_stateless(&h, &parsed)
         && (parsed.get("method").and_then(Value::as_str) != Some("initialize")
             || parsed
@@ -236,7 +240,7 @@ async fn post_inner(
         return Ok(super::stateless::serve(app, server, principal, view, h, parsed).await);
     }
     check_version_header(&h)?;
-    let session = match header_str(&h, SESSION_HEADER) {
+    let session = match header_str(&h, &SESSION_HEADER) {
         Some(id) => Some(find_session(&app, &server, &principal, id).await?),
         None => None,
     };
@@ -617,9 +621,9 @@ async fn get_inner(
         ));
     }
     check_version_header(&h)?;
-    let id = header_str(&h, SESSION_HEADER).ok_or_else(missing_session)?;
+    let id = header_str(&h, &SESSION_HEADER).ok_or_else(missing_session)?;
     let session = find_session(&app, &server, &principal, id).await?;
-    if let Some(last) = header_str(&h, "last-event-id") {
+    if let Some(last) = header_str(&h, LAST_EVENT_ID) {
         let (sid, seq) = parse_event_id(last).ok_or_else(|| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -655,7 +659,7 @@ pub async fn delete(
 ) -> Reply {
     let res = async {
         check_version_header(&h)?;
-        let id = header_str(&h, SESSION_HEADER).ok_or_else(missing_session)?;
+        let id = header_str(&h, &SESSION_HEADER).ok_or_else(missing_session)?;
         let session = find_session(&app, &server, &principal, id).await?;
         app.sessions.remove(&session.id).await.map_err(|e| {
             tracing::error!("cannot delete session: {e}");

@@ -90,17 +90,39 @@ impl RpcError {
 /// JSON text this server serialized itself: built once, then written as is (no re-parse, no
 /// re-serialization on the way out).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Json(String);
+pub struct Json(String, Plain);
+
+/// Whether a [`Json`] object is known to have neither `resultType` nor `_meta` among its own
+/// members (a tool's result: the stateless era puts its own in front without looking).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Plain {
+    Unknown,
+    Known,
+}
 
 impl Json {
     /// Serializes `v`.
     pub fn of<T: Serialize + ?Sized>(v: &T) -> Json {
-        Json(serde_json::to_string(v).expect("JSON values serialize"))
+        Json(
+            serde_json::to_string(v).expect("JSON values serialize"),
+            Plain::Unknown,
+        )
     }
 
     /// Wraps text the caller built from valid JSON parts.
     pub(crate) fn trusted(s: String) -> Json {
-        Json(s)
+        Json(s, Plain::Unknown)
+    }
+
+    /// Wraps an object the caller built whose own members are neither `resultType` nor
+    /// `_meta` (whatever its members hold).
+    pub(crate) fn plain_object(s: String) -> Json {
+        Json(s, Plain::Known)
+    }
+
+    /// True for an object made by [`plain_object`](Self::plain_object).
+    pub fn is_plain_object(&self) -> bool {
+        self.1 == Plain::Known
     }
 
     /// The text.
@@ -123,7 +145,7 @@ impl Json {
             s.push_str(&j.0);
         }
         s.push(']');
-        Json(s)
+        Json(s, Plain::Unknown)
     }
 }
 
@@ -141,7 +163,7 @@ pub fn result_response(id: &Value, result: &Json) -> Json {
     out.push_str(r#","result":"#);
     out.push_str(&result.0);
     out.push('}');
-    Json(out)
+    Json(out, Plain::Unknown)
 }
 
 /// The `_meta.progressToken` of a request's params, when the client asked for progress.

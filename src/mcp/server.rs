@@ -110,6 +110,7 @@ impl Clone for McpServer {
             prompts: self.prompts.clone(),
             completer: self.completer.clone(),
             subscriptions: self.subscriptions,
+            info_text: std::sync::OnceLock::new(),
         }
     }
 }
@@ -174,6 +175,8 @@ pub struct McpServer {
     pub completer: Option<Completer>,
     /// Accept `resources/subscribe`.
     pub subscriptions: bool,
+    /// `serverInfo` as JSON text for revisions from 2025-06-18, once asked for.
+    info_text: std::sync::OnceLock<Arc<str>>,
 }
 
 impl McpServer {
@@ -192,6 +195,7 @@ impl McpServer {
             prompts: Vec::new(),
             completer: None,
             subscriptions: false,
+            info_text: std::sync::OnceLock::new(),
         }
     }
 
@@ -286,6 +290,17 @@ impl McpServer {
             v["title"] = json!(self.title);
         }
         v
+    }
+
+    /// [`info`](Self::info) as JSON text, kept after the first call for revisions from
+    /// 2025-06-18 (every result of the stateless era carries it).
+    pub fn info_text(&self, version: &str) -> Arc<str> {
+        if version < "2025-06-18" {
+            return Arc::from(self.info(version).to_string());
+        }
+        self.info_text
+            .get_or_init(|| Arc::from(self.info(version).to_string()))
+            .clone()
     }
 
     /// `resources/list` entries.

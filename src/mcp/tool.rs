@@ -136,7 +136,7 @@ impl ToolOutput {
                 if let Some(s) = structured {
                     r["structuredContent"] = s;
                 }
-                Json::of(&r)
+                Json::plain_object(r.to_string())
             }
             ToolOutput::Json(s) => {
                 let text = serde_json::to_string(&s).expect("a string serializes");
@@ -146,12 +146,15 @@ impl ToolOutput {
                 body.push_str(r#"}],"isError":false,"structuredContent":"#);
                 body.push_str(&s);
                 body.push('}');
-                Json::trusted(body)
+                Json::plain_object(body)
             }
-            ToolOutput::Err(msg) => Json::of(&json!({
-                "content": [{"type": "text", "text": msg}],
-                "isError": true,
-            })),
+            ToolOutput::Err(msg) => Json::plain_object(
+                json!({
+                    "content": [{"type": "text", "text": msg}],
+                    "isError": true,
+                })
+                .to_string(),
+            ),
         }
     }
 
