@@ -45,7 +45,7 @@ type Reply = Result<warp::reply::Response, warp::Rejection>;
 
 /// A header's value as text (header names as constants: a name given as a string is parsed
 /// again on every lookup).
-fn header_str<'a>(h: &'a HeaderMap, name: impl header::AsHeaderName) -> Option<&'a str> {
+fn header_str(h: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
