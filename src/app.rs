@@ -237,18 +237,8 @@ impl App {
                 }
             }
         });
-        // the SQLite read pin is let go once a second, so other processes' writes are
-        // checkpointed (see `store::pin`)
-        let app = self.clone();
-        self.tasks.spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => app.store.refresh_pin(),
-                    _ = app.shutdown.cancelled() => break,
-                }
-            }
-        });
+        // point reads lock in memory while nothing writes (SQLite; see `store::pin`)
+        self.store.pin_reads()?;
         let app = self.clone();
         self.tasks.spawn(async move {
             let idle = app.config.mcp.session_idle_timeout_secs;

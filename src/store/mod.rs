@@ -97,10 +97,13 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// The SQLite store's read pin, once the server turns it on ([`Store::pin_reads`]).
+type PinCell = std::sync::Arc<std::sync::OnceLock<std::sync::Arc<pin::ReadPin>>>;
+
 /// The pool of whichever engine holds the store.
 #[derive(Clone)]
 enum Pools {
-    Lite(Pool<SqliteConnectionManager>, std::sync::Arc<pin::ReadPin>),
+    Lite(Pool<SqliteConnectionManager>, PinCell),
     Pg(Pool<pg::Manager>, Box<pg::Manager>),
 }
 
@@ -201,10 +204,8 @@ impl Store {
             let mut conn = pool.get()?;
             schema::bootstrap(&mut conn)?;
         }
-        let mut pinned = Connection::open(&path)?;
-        configure(&mut pinned)?;
         let store = Store {
-            pools: Pools::Lite(pool, std::sync::Arc::new(pin::ReadPin::new(pinned))),
+            pools: Pools::Lite(pool, PinCell::default()),
             path,
         };
         // trex.db readable by its owner only (SQLite gives -wal and -shm the same mode)
@@ -275,7 +276,9 @@ impl Store {
         if let Pools::Lite(pool, pin) = &self.pools
             && let Some(conn) = pool.try_get()
         {
-            pin.hold();
+            if let Some(pin) = pin.get() {
+                pin.hold();
+            }
             return f(&Conn(Db::Lite(&conn)));
         }
         self.run(f).await
@@ -287,17 +290,27 @@ impl Store {
         self.pools.transaction(f)
     }
 
-    /// Lets the SQLite read pin go when it has been held a second (the server's upkeep calls
-    /// this every second, so other processes' writes are checkpointed; see [`pin`]).
-    pub fn refresh_pin(&self) {
-        if let Pools::Lite(_, pin) = &self.pools {
-            pin.refresh();
+    /// Turns on the SQLite read pin ([`pin`]) and its watcher thread (the server, once; nothing
+    /// on PostgreSQL). The CLI never does: a console command that stops half way (a pipe that
+    /// is not read) would hold the pin with no watcher to let it go.
+    pub fn pin_reads(&self) -> Result<()> {
+        let Pools::Lite(_, cell) = &self.pools else {
+            return Ok(());
+        };
+        if cell.get().is_some() {
+            return Ok(());
         }
+        let mut conn = Connection::open(&self.path)?;
+        configure(&mut conn)?;
+        let p = std::sync::Arc::new(pin::ReadPin::new(conn));
+        pin::watch(&p, &self.path)?;
+        let _ = cell.set(p);
+        Ok(())
     }
 
     /// Whether the SQLite read pin is held now (tests; always false on PostgreSQL).
     pub fn pin_held(&self) -> bool {
-        matches!(&self.pools, Pools::Lite(_, pin) if pin.is_held())
+        matches!(&self.pools, Pools::Lite(_, cell) if cell.get().is_some_and(|p| p.is_held()))
     }
 
     /// The schema version the store is at (`/readyz`).
@@ -341,7 +354,7 @@ impl Pools {
         match self {
             // autocommit statements may write: the pin goes first
             Pools::Lite(p, pin) => {
-                let _w = pin.writing();
+                let _w = pin.get().map(|p| p.writing());
                 f(&Conn(Db::Lite(&*p.get()?)))
             }
             Pools::Pg(p, _) => f(&Conn(Db::Pg(&*p.get()?))),
@@ -351,7 +364,7 @@ impl Pools {
     fn transaction<T>(&self, f: impl FnOnce(&Conn<'_>) -> Result<T>) -> Result<T> {
         match self {
             Pools::Lite(p, pin) => {
-                let _w = pin.writing();
+                let _w = pin.get().map(|p| p.writing());
                 let mut conn = p.get()?;
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let out = f(&Conn(Db::Lite(&tx)))?;
@@ -417,7 +430,12 @@ impl DataVersion {
 /// nothing to do on PostgreSQL).
 pub fn checkpoint(conn: &Conn<'_>) -> Result<()> {
     if let Some(c) = conn.lite() {
-        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        let busy: i64 = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy != 0 {
+            return Err(Error::Other(
+                "another process is reading trex.db: the write-ahead log stays beside it (nothing is lost; the next start or checkpoint moves it in)".into(),
+            ));
+        }
     }
     Ok(())
 }
