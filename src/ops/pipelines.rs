@@ -890,15 +890,40 @@ pub async fn reconcile(app: &Arc<App>, liveness: &mut crate::ops::cluster::Liven
             return;
         }
     };
+    let mut progressed = Vec::new();
     for id in running {
-        let keep = rows
+        let row = rows
             .iter()
-            .any(|p| p.id == id && p.desired == "running" && p.node.as_deref() == Some(&me));
-        if !keep {
+            .find(|p| p.id == id && p.desired == "running" && p.node.as_deref() == Some(&me));
+        // the row shows the other nodes what the run here is doing
+        if let Some(p) = row
+            && let Some(live) = app.pipelines.live(&id)
+        {
+            let (state, error) = live.state();
+            if p.state != state || p.error != error {
+                progressed.push((id.clone(), state, error));
+            }
+        }
+        if row.is_none() {
             tracing::info!(pipeline = %id, "stopping here: deleted, stopped or taken over on another node");
             // not waited for: the heartbeat goes on meanwhile
             let app = app.clone();
             tokio::spawn(async move { app.pipelines.stop(&id, STOP_GRACE).await });
+        }
+    }
+    if !progressed.is_empty() {
+        let me2 = me.clone();
+        let written = app
+            .store
+            .run(move |c| {
+                for (id, state, error) in &progressed {
+                    store::progressed(c, id, state, error.as_deref(), &me2)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = written {
+            tracing::warn!("pipeline states not recorded: {e}");
         }
     }
     liveness.observe(&nodes);

@@ -175,6 +175,24 @@ pub fn ended(conn: &Conn<'_>, id: &str, state: &str, error: Option<&str>, me: &s
     Ok(())
 }
 
+/// Records the state pipeline `id`'s run on node `me` is in (`snapshotting`, `streaming`, a
+/// retry's error), so the other nodes of a shared store list it as it is. Only a row `me` runs
+/// and that is still wanted running is written.
+pub fn progressed(
+    conn: &Conn<'_>,
+    id: &str,
+    state: &str,
+    error: Option<&str>,
+    me: &str,
+) -> Result<()> {
+    conn.execute(
+        "UPDATE pipelines SET state = ?2, error = ?3, updated_at = ?4
+         WHERE id = ?1 AND node = ?5 AND desired = 'running'",
+        params![id, state, error, crate::util::now_rfc3339(), me],
+    )?;
+    Ok(())
+}
+
 /// Whether pipeline `id` is still wanted running on node `me` (a shared store's check before
 /// each start or retry of a run: a node cut off from the store, or whose pipeline another node
 /// took over, does not go on).
